@@ -1,0 +1,8 @@
+/* One GST_ELEMENT_REGISTER_DECLARE per element of the plugin. */
+#pragma once
+
+#include <gst/gst.h>
+
+G_BEGIN_DECLS
+
+G_END_DECLS

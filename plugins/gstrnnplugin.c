@@ -1,0 +1,12 @@
+/* The "rnn" plugin: recurrent neural networks as stateful sequence filters. */
+#include "gstrnnelements.h"
+
+static gboolean
+plugin_init (GstPlugin *plugin)
+{
+  return TRUE;
+}
+
+GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, rnn,
+    "Recurrent neural networks (RNN, LSTM, GRU) as stateful sequence filters",
+    plugin_init, VERSION, "LGPL", GST_PACKAGE_NAME, GST_PACKAGE_ORIGIN)

@@ -1,0 +1,400 @@
+/* The forward pass: streaming (state carried across calls) and whole-window
+ * (bidirectional).  The fast path projects the input of all T·B steps in one
+ * call per layer and direction, then runs the fused recurrent kernel and
+ * the gate nonlinearities per step; the naive path is the plain-loop
+ * reference. */
+#include "rnn-private.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+struct _RnnForward {
+  float *buf;           /* one allocation, carved below */
+  gsize capacity;       /* floats */
+  float *xn;            /* [T*B][n_in] normalised input */
+  float *xp;            /* [T*B][G*H] input projection of one layer/direction */
+  float *seq[2];        /* [T*B][D*H] layer outputs, ping-pong */
+  float *hp;            /* [B][G*H] recurrent projection of one step */
+  float *zero;          /* [2][B][H] zero state (h, c) for windows */
+};
+
+RnnForward *
+rnn_forward_new (void)
+{
+  return g_new0 (RnnForward, 1);
+}
+
+void
+rnn_forward_free (RnnForward *fw)
+{
+  if (!fw)
+    return;
+  g_free (fw->buf);
+  g_free (fw);
+}
+
+/* Carve the scratch buffers for @T steps of @B streams; reallocates only when
+ * a larger size than ever before is asked for. */
+static void
+forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
+{
+  const RnnConfig *c = &m->cfg;
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size;
+  const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
+  /* round every part up to 16 floats to keep them 64-byte aligned */
+#define R16(n) (((n) + 15) & ~(gsize) 15)
+  const gsize n_xn = c->has_input_norm ? R16 (TB * c->input_size) : 0;
+  const gsize n_xp = R16 (TB * G * H);
+  const gsize n_seq = R16 (TB * D * H);
+  const gsize n_hp = R16 ((gsize) B * G * H);
+  const gsize n_zero = R16 (2 * (gsize) B * H);
+#undef R16
+  const gsize need = n_xn + n_xp + 2 * n_seq + n_hp + n_zero;
+
+  if (need > fw->capacity) {
+    g_free (fw->buf);
+    fw->buf = g_malloc_n (need, sizeof (float));
+    fw->capacity = need;
+  }
+  float *p = fw->buf;
+  fw->xn = p;
+  p += n_xn;
+  fw->xp = p;
+  p += n_xp;
+  fw->seq[0] = p;
+  p += n_seq;
+  fw->seq[1] = p;
+  p += n_seq;
+  fw->hp = p;
+  p += n_hp;
+  fw->zero = p;
+}
+
+static inline float
+sigmoidf (float x)
+{
+  return 1.0f / (1.0f + expf (-x));
+}
+
+/* C[M][N] = bias + A[M][K] · Wt[K][N].
+ *
+ * We deliberately do not call sgemm/sgemv for inference.  OpenBLAS's sgemm
+ * sums a row differently depending on where the row falls in its register
+ * tiles (measured on this machine: for K >= 8, rows in the tail of its
+ * 12-row tiles differ in the last bit), so a stream cut into different
+ * chunks, or run beside other streams, would not give the same bits.  Here
+ * every element is summed in one fixed order — bias, then k ascending — for
+ * any M; the axpy form (transposed weights) vectorises without reassociation,
+ * and four rows share each weight load.  At streaming sizes (one to a few
+ * hundred rows) it also avoids the per-call cost of the library. */
+void
+rnn_project_rows (float *restrict C, const float *restrict A,
+    const float *restrict Wt, const float *restrict bias, gsize M, gsize N,
+    gsize K)
+{
+  gsize m = 0;
+  for (; m + 4 <= M; m += 4) {
+    float *restrict c0 = C + m * N, *restrict c1 = c0 + N;
+    float *restrict c2 = c1 + N, *restrict c3 = c2 + N;
+    const float *a = A + m * K;
+    memcpy (c0, bias, N * sizeof (float));
+    memcpy (c1, bias, N * sizeof (float));
+    memcpy (c2, bias, N * sizeof (float));
+    memcpy (c3, bias, N * sizeof (float));
+    for (gsize k = 0; k < K; k++) {
+      const float a0 = a[k], a1 = a[K + k], a2 = a[2 * K + k], a3 = a[3 * K + k];
+      const float *restrict w = Wt + k * N;
+      for (gsize n = 0; n < N; n++) {
+        c0[n] += w[n] * a0;
+        c1[n] += w[n] * a1;
+        c2[n] += w[n] * a2;
+        c3[n] += w[n] * a3;
+      }
+    }
+  }
+  for (; m < M; m++) {
+    float *restrict c0 = C + m * N;
+    const float *a = A + m * K;
+    memcpy (c0, bias, N * sizeof (float));
+    for (gsize k = 0; k < K; k++) {
+      const float a0 = a[k];
+      const float *restrict w = Wt + k * N;
+      for (gsize n = 0; n < N; n++)
+        c0[n] += w[n] * a0;
+    }
+  }
+}
+
+/* One step of B streams: gate pre-activations from the input projection
+ * @xp [B][G*H] (b_ih included) and the recurrent projection @hp [B][G*H]
+ * (b_hh included); updates h, c [B][H] in place and writes h to @out
+ * (stride @out_stride between streams). */
+static void
+cell_step (RnnCell cell, const float *restrict xp, const float *restrict hp,
+    float *restrict h, float *restrict c, float *restrict out,
+    gsize out_stride, gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *x = xp + b * rnn_cell_gates (cell) * H;
+    const float *r = hp + b * rnn_cell_gates (cell) * H;
+    float *hb = h + b * H, *ob = out + b * out_stride;
+
+    switch (cell) {
+      case RNN_CELL_RNN_TANH:
+        for (gsize j = 0; j < H; j++)
+          ob[j] = hb[j] = tanhf (x[j] + r[j]);
+        break;
+      case RNN_CELL_RNN_RELU:
+        for (gsize j = 0; j < H; j++) {
+          const float v = x[j] + r[j];
+          ob[j] = hb[j] = v > 0.0f ? v : 0.0f;
+        }
+        break;
+      case RNN_CELL_LSTM:{
+        /* gate rows i, f, g, o */
+        const float *xi = x, *xf = x + H, *xg = x + 2 * H, *xo = x + 3 * H;
+        const float *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
+        float *cb = c + b * H;
+        for (gsize j = 0; j < H; j++) {
+          const float i = sigmoidf (xi[j] + ri[j]);
+          const float f = sigmoidf (xf[j] + rf[j]);
+          const float g = tanhf (xg[j] + rg[j]);
+          const float o = sigmoidf (xo[j] + ro[j]);
+          cb[j] = f * cb[j] + i * g;
+          ob[j] = hb[j] = o * tanhf (cb[j]);
+        }
+        break;
+      }
+      case RNN_CELL_GRU:{
+        /* gate rows r, z, n; b_hn stays inside r * (W_hn h + b_hn) */
+        const float *xr = x, *xz = x + H, *xn = x + 2 * H;
+        const float *rr = r, *rz = r + H, *rn = r + 2 * H;
+        for (gsize j = 0; j < H; j++) {
+          const float rg = sigmoidf (xr[j] + rr[j]);
+          const float z = sigmoidf (xz[j] + rz[j]);
+          const float n = tanhf (xn[j] + rg * rn[j]);
+          ob[j] = hb[j] = (1.0f - z) * n + z * hb[j];
+        }
+        break;
+      }
+    }
+  }
+}
+
+void
+rnn_head_activate (RnnHeadActivation act, float *y, gsize rows, gsize O)
+{
+  for (gsize t = 0; t < rows; t++) {
+    float *v = y + t * O;
+    switch (act) {
+      case RNN_HEAD_ACT_NONE:
+        break;
+      case RNN_HEAD_ACT_SIGMOID:
+        for (gsize o = 0; o < O; o++)
+          v[o] = sigmoidf (v[o]);
+        break;
+      case RNN_HEAD_ACT_TANH:
+        for (gsize o = 0; o < O; o++)
+          v[o] = tanhf (v[o]);
+        break;
+      case RNN_HEAD_ACT_SOFTMAX:{
+        float mx = v[0], sum = 0.0f;
+        for (gsize o = 1; o < O; o++)
+          mx = v[o] > mx ? v[o] : mx;
+        for (gsize o = 0; o < O; o++)
+          sum += (v[o] = expf (v[o] - mx));
+        for (gsize o = 0; o < O; o++)
+          v[o] /= sum;
+        break;
+      }
+    }
+  }
+}
+
+/* C[M][N] = A[M][K] · W[N][K]ᵀ + bias[N] (bias broadcast over rows): one
+ * sgemm, for the training path where chunk invariance is not at stake. */
+void
+rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
+    gsize M, gsize N, gsize K)
+{
+  for (gsize m = 0; m < M; m++)
+    memcpy (C + m * N, bias, N * sizeof (float));
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) N,
+      (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
+}
+
+static const float *
+normalise_input (const RnnModel *m, const float *x, gsize rows, float *xn)
+{
+  if (!m->cfg.has_input_norm)
+    return x;
+  const gsize n_in = m->cfg.input_size;
+  for (gsize t = 0; t < rows; t++)
+    for (gsize i = 0; i < n_in; i++)
+      xn[t * n_in + i] = (x[t * n_in + i] - m->in_mean[i]) / m->in_std[i];
+  return xn;
+}
+
+void
+rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
+    const float *x, guint T, guint B, float *y)
+{
+  g_return_if_fail (fw != NULL && m != NULL && x != NULL && y != NULL);
+  g_return_if_fail (m->packed != NULL);
+  const RnnConfig *c = &m->cfg;
+  if (c->bidirectional)
+    g_return_if_fail (state == NULL);
+  else
+    g_return_if_fail (state != NULL && state->batch == B
+        && rnn_state_fits (state, m));
+  if (T == 0 || B == 0)
+    return;
+
+  forward_reserve (fw, m, T, B);
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
+  const gboolean lstm = c->cell == RNN_CELL_LSTM;
+
+  const float *in = normalise_input (m, x, TB, fw->xn);
+  for (guint k = 0; k < c->num_layers; k++) {
+    /* the last layer without a head writes straight into y */
+    float *out = (k + 1 == c->num_layers && !c->has_head) ? y : fw->seq[k & 1];
+    for (guint d = 0; d < D; d++) {
+      const RnnLayerParams *lp = &m->layers[k * D + d];
+      float *h, *cs = NULL;
+      if (state) {
+        h = rnn_state_h (state, k, d);
+        cs = rnn_state_c (state, k, d);
+      } else {
+        h = fw->zero;
+        cs = lstm ? fw->zero + B * H : NULL;
+        memset (fw->zero, 0, 2 * B * H * sizeof (float));
+      }
+      const RnnPackedLayer *pk = &m->packed[k * D + d];
+      rnn_project_rows (fw->xp, in, pk->w_ih_t, lp->b_ih, TB, GH, lp->in_size);
+      for (gsize s = 0; s < T; s++) {
+        const gsize t = d ? T - 1 - s : s;
+        rnn_project_rows (fw->hp, h, pk->w_hh_t, lp->b_hh, B, GH, H);
+        cell_step (c->cell, fw->xp + t * B * GH, fw->hp, h, cs,
+            out + t * B * D * H + d * H, D * H, B, H);
+      }
+    }
+    in = out;
+  }
+  if (c->has_head) {
+    const gsize O = c->output_size;
+    rnn_project_rows (y, in, m->head_w_t, m->head_b, TB, O, D * H);
+    rnn_head_activate (c->head_activation, y, TB, O);
+  }
+}
+
+/* ---- reference path ---------------------------------------------------- */
+
+void
+rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
+    guint T, guint B, float *y)
+{
+  g_return_if_fail (m != NULL && x != NULL && y != NULL);
+  const RnnConfig *c = &m->cfg;
+  if (c->bidirectional)
+    g_return_if_fail (state == NULL);
+  else
+    g_return_if_fail (state != NULL && state->batch == B
+        && rnn_state_fits (state, m));
+
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
+  const gsize n_in = c->input_size;
+  float *in = g_new (float, TB * MAX (n_in, D * H));
+  float *out = g_new (float, TB * D * H);
+  float *pre_x = g_new (float, GH), *pre_h = g_new (float, GH);
+  float *h0 = g_new0 (float, B * H), *c0 = g_new0 (float, B * H);
+
+  for (gsize r = 0; r < TB; r++)
+    for (gsize i = 0; i < n_in; i++)
+      in[r * n_in + i] = c->has_input_norm
+          ? (x[r * n_in + i] - m->in_mean[i]) / m->in_std[i] : x[r * n_in + i];
+
+  gsize in_size = n_in;
+  for (guint k = 0; k < c->num_layers; k++) {
+    for (guint d = 0; d < D; d++) {
+      const RnnLayerParams *lp = &m->layers[k * D + d];
+      float *hs = state ? rnn_state_h (state, k, d) : h0;
+      float *cst = state ? rnn_state_c (state, k, d) : c0;
+      if (!state) {
+        memset (h0, 0, B * H * sizeof (float));
+        memset (c0, 0, B * H * sizeof (float));
+      }
+      for (gsize b = 0; b < B; b++) {
+        float *h = hs + b * H, *cc = cst ? cst + b * H : NULL;
+        for (gsize s = 0; s < T; s++) {
+          const gsize t = d ? T - 1 - s : s;
+          const float *xt = in + (t * B + b) * in_size;
+          for (gsize r = 0; r < GH; r++) {
+            float a = lp->b_ih[r], e = lp->b_hh[r];
+            for (gsize i = 0; i < in_size; i++)
+              a += lp->w_ih[r * in_size + i] * xt[i];
+            for (gsize j = 0; j < H; j++)
+              e += lp->w_hh[r * H + j] * h[j];
+            pre_x[r] = a;
+            pre_h[r] = e;
+          }
+          float *o = out + (t * B + b) * D * H + d * H;
+          for (gsize j = 0; j < H; j++) {
+            switch (c->cell) {
+              case RNN_CELL_RNN_TANH:
+                h[j] = tanhf (pre_x[j] + pre_h[j]);
+                break;
+              case RNN_CELL_RNN_RELU:
+                h[j] = fmaxf (pre_x[j] + pre_h[j], 0.0f);
+                break;
+              case RNN_CELL_LSTM:{
+                const float ig = 1.0f / (1.0f + expf (-(pre_x[j] + pre_h[j])));
+                const float fg = 1.0f / (1.0f + expf (-(pre_x[H + j] + pre_h[H + j])));
+                const float gg = tanhf (pre_x[2 * H + j] + pre_h[2 * H + j]);
+                const float og = 1.0f / (1.0f + expf (-(pre_x[3 * H + j] + pre_h[3 * H + j])));
+                cc[j] = fg * cc[j] + ig * gg;
+                h[j] = og * tanhf (cc[j]);
+                break;
+              }
+              case RNN_CELL_GRU:{
+                const float rg = 1.0f / (1.0f + expf (-(pre_x[j] + pre_h[j])));
+                const float zg = 1.0f / (1.0f + expf (-(pre_x[H + j] + pre_h[H + j])));
+                const float ng = tanhf (pre_x[2 * H + j] + rg * pre_h[2 * H + j]);
+                h[j] = (1.0f - zg) * ng + zg * h[j];
+                break;
+              }
+            }
+          }
+          memcpy (o, h, H * sizeof (float));
+        }
+      }
+    }
+    memcpy (in, out, TB * D * H * sizeof (float));
+    in_size = D * H;
+  }
+
+  const gsize O = rnn_model_get_output_size (m);
+  for (gsize r = 0; r < TB; r++) {
+    if (!c->has_head) {
+      memcpy (y + r * O, in + r * in_size, O * sizeof (float));
+      continue;
+    }
+    for (gsize o = 0; o < O; o++) {
+      float a = m->head_b[o];
+      for (gsize i = 0; i < in_size; i++)
+        a += m->head_w[o * in_size + i] * in[r * in_size + i];
+      y[r * O + o] = a;
+    }
+  }
+  if (c->has_head)
+    rnn_head_activate (c->head_activation, y, TB, O);
+
+  g_free (in);
+  g_free (out);
+  g_free (pre_x);
+  g_free (pre_h);
+  g_free (h0);
+  g_free (c0);
+}

@@ -1,0 +1,539 @@
+/* RnnModel: a configuration plus one slab of parameters with a pointer table,
+ * and RnnState: the carried h (and c) of every layer and direction. */
+#include "rnn-private.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (rnn-error-quark, rnn_error)
+
+static const char *const cell_names[] = { "rnn_tanh", "rnn_relu", "lstm", "gru" };
+static const char *const act_names[] = { "none", "softmax", "sigmoid", "tanh" };
+
+const char *
+rnn_cell_to_string (RnnCell cell)
+{
+  g_return_val_if_fail ((guint) cell < G_N_ELEMENTS (cell_names), NULL);
+  return cell_names[cell];
+}
+
+gboolean
+rnn_cell_from_string (const char *s, RnnCell *cell)
+{
+  for (guint i = 0; s && i < G_N_ELEMENTS (cell_names); i++)
+    if (strcmp (s, cell_names[i]) == 0) {
+      *cell = (RnnCell) i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+const char *
+rnn_head_activation_to_string (RnnHeadActivation act)
+{
+  g_return_val_if_fail ((guint) act < G_N_ELEMENTS (act_names), NULL);
+  return act_names[act];
+}
+
+gboolean
+rnn_head_activation_from_string (const char *s, RnnHeadActivation *act)
+{
+  for (guint i = 0; s && i < G_N_ELEMENTS (act_names); i++)
+    if (strcmp (s, act_names[i]) == 0) {
+      *act = (RnnHeadActivation) i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+guint
+rnn_cell_gates (RnnCell cell)
+{
+  switch (cell) {
+    case RNN_CELL_LSTM:
+      return 4;
+    case RNN_CELL_GRU:
+      return 3;
+    default:
+      return 1;
+  }
+}
+
+void
+rnn_config_init (RnnConfig *cfg)
+{
+  g_return_if_fail (cfg != NULL);
+  memset (cfg, 0, sizeof *cfg);
+  cfg->cell = RNN_CELL_LSTM;
+  cfg->input_size = cfg->hidden_size = cfg->num_layers = 1;
+  cfg->head_activation = RNN_HEAD_ACT_NONE;
+  cfg->frame_size = cfg->output_frame_size = 1;
+}
+
+#define CHECK_RANGE(field, lo, hi) \
+  if ((gint64) cfg->field < (gint64) (lo) || cfg->field > (hi)) { \
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID, \
+        "%s = %u is out of range [%u, %u]", #field, cfg->field, \
+        (guint) (lo), (guint) (hi)); \
+    return FALSE; \
+  }
+
+gboolean
+rnn_config_validate (const RnnConfig *cfg, GError **error)
+{
+  g_return_val_if_fail (cfg != NULL, FALSE);
+
+  if ((guint) cfg->cell > RNN_CELL_GRU) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID, "unknown cell %d",
+        (int) cfg->cell);
+    return FALSE;
+  }
+  if ((guint) cfg->head_activation > RNN_HEAD_ACT_TANH) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "unknown head activation %d", (int) cfg->head_activation);
+    return FALSE;
+  }
+  CHECK_RANGE (input_size, 1, RNN_MAX_INPUT_SIZE);
+  CHECK_RANGE (hidden_size, 1, RNN_MAX_HIDDEN_SIZE);
+  CHECK_RANGE (num_layers, 1, RNN_MAX_LAYERS);
+  CHECK_RANGE (frame_size, 1, RNN_MAX_FRAME_SIZE);
+  CHECK_RANGE (output_frame_size, 1, RNN_MAX_FRAME_SIZE);
+  CHECK_RANGE (window, 0, RNN_MAX_WINDOW);
+  CHECK_RANGE (sample_rate, 0, RNN_MAX_SAMPLE_RATE);
+  if (cfg->has_head) {
+    CHECK_RANGE (output_size, 1, RNN_MAX_OUTPUT_SIZE);
+  } else if (cfg->head_activation != RNN_HEAD_ACT_NONE) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "head_activation %s needs a head (head.weight, head.bias)",
+        act_names[cfg->head_activation]);
+    return FALSE;
+  }
+  if (cfg->input_size % cfg->frame_size != 0) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "input_size %u is not a multiple of frame_size %u",
+        cfg->input_size, cfg->frame_size);
+    return FALSE;
+  }
+  guint out = cfg->has_head ? cfg->output_size
+      : cfg->hidden_size * (cfg->bidirectional ? 2 : 1);
+  if (out % cfg->output_frame_size != 0) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "output size %u is not a multiple of output_frame_size %u",
+        out, cfg->output_frame_size);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+#undef CHECK_RANGE
+
+/* ---- model ------------------------------------------------------------- */
+
+static void
+add_tensor (GArray *infos, gsize *offset, const char *name, guint ndim,
+    gsize d0, gsize d1)
+{
+  RnnParamInfo info = { 0 };
+  g_strlcpy (info.name, name, sizeof info.name);
+  info.ndim = ndim;
+  info.shape[0] = d0;
+  info.shape[1] = ndim == 2 ? d1 : 0;
+  info.numel = ndim == 2 ? d0 * d1 : d0;
+  info.offset = *offset;
+  /* Keep every tensor 16-float (64-byte) aligned inside the slab so that
+   * vector kernels may use aligned loads; the padding stays zero. */
+  *offset += (info.numel + 15) & ~(gsize) 15;
+  g_array_append_val (infos, info);
+}
+
+RnnModel *
+rnn_model_new (const RnnConfig *cfg, GError **error)
+{
+  g_return_val_if_fail (cfg != NULL, NULL);
+
+  if (!rnn_config_validate (cfg, error))
+    return NULL;
+
+  RnnModel *m = g_new0 (RnnModel, 1);
+  g_atomic_ref_count_init (&m->ref_count);
+  m->cfg = *cfg;
+  if (!m->cfg.has_head) {
+    m->cfg.output_size = 0;
+    m->cfg.head_activation = RNN_HEAD_ACT_NONE;
+  }
+
+  const guint G = rnn_cell_gates (cfg->cell), H = cfg->hidden_size;
+  const guint D = cfg->bidirectional ? 2 : 1, L = cfg->num_layers;
+  GArray *infos = g_array_new (FALSE, TRUE, sizeof (RnnParamInfo));
+  gsize off = 0;
+  char name[40];
+
+  for (guint k = 0; k < L; k++)
+    for (guint d = 0; d < D; d++) {
+      const char *sfx = d ? "_reverse" : "";
+      const guint in = k == 0 ? cfg->input_size : D * H;
+      g_snprintf (name, sizeof name, "rnn.weight_ih_l%u%s", k, sfx);
+      add_tensor (infos, &off, name, 2, (gsize) G * H, in);
+      g_snprintf (name, sizeof name, "rnn.weight_hh_l%u%s", k, sfx);
+      add_tensor (infos, &off, name, 2, (gsize) G * H, H);
+      g_snprintf (name, sizeof name, "rnn.bias_ih_l%u%s", k, sfx);
+      add_tensor (infos, &off, name, 1, (gsize) G * H, 0);
+      g_snprintf (name, sizeof name, "rnn.bias_hh_l%u%s", k, sfx);
+      add_tensor (infos, &off, name, 1, (gsize) G * H, 0);
+    }
+  if (cfg->has_head) {
+    add_tensor (infos, &off, "head.weight", 2, cfg->output_size, (gsize) D * H);
+    add_tensor (infos, &off, "head.bias", 1, cfg->output_size, 0);
+  }
+  if (cfg->has_input_norm) {
+    add_tensor (infos, &off, "input.mean", 1, cfg->input_size, 0);
+    add_tensor (infos, &off, "input.std", 1, cfg->input_size, 0);
+  }
+
+  m->n_tensors = infos->len;
+  m->tensors = (RnnParamInfo *) g_array_free (infos, FALSE);
+  m->n_params = off;
+  m->params = g_malloc0_n (MAX (off, 1), sizeof (float));
+
+  m->layers = g_new0 (RnnLayerParams, (gsize) L * D);
+  for (guint k = 0, t = 0; k < L; k++)
+    for (guint d = 0; d < D; d++, t += 4) {
+      RnnLayerParams *lp = &m->layers[k * D + d];
+      lp->w_ih = m->params + m->tensors[t].offset;
+      lp->w_hh = m->params + m->tensors[t + 1].offset;
+      lp->b_ih = m->params + m->tensors[t + 2].offset;
+      lp->b_hh = m->params + m->tensors[t + 3].offset;
+      lp->in_size = m->tensors[t].shape[1];
+    }
+  guint t = L * D * 4;
+  if (cfg->has_head) {
+    m->head_w = m->params + m->tensors[t].offset;
+    m->head_b = m->params + m->tensors[t + 1].offset;
+    t += 2;
+  }
+  if (cfg->has_input_norm) {
+    m->in_mean = m->params + m->tensors[t].offset;
+    m->in_std = m->params + m->tensors[t + 1].offset;
+    for (guint i = 0; i < cfg->input_size; i++)
+      m->in_std[i] = 1.0f;
+  }
+  m->meta = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (m->meta, NULL);
+  m->meta_values = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  return m;
+}
+
+RnnModel *
+rnn_model_ref (RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  g_atomic_ref_count_inc (&model->ref_count);
+  return model;
+}
+
+void
+rnn_model_unref (RnnModel *model)
+{
+  g_return_if_fail (model != NULL);
+  if (!g_atomic_ref_count_dec (&model->ref_count))
+    return;
+  g_free (model->tensors);
+  g_free (model->params);
+  g_free (model->layers);
+  g_free (model->packed);
+  g_free (model->packed_slab);
+  g_hash_table_unref (model->meta_values);
+  g_ptr_array_unref (model->meta);
+  g_free (model);
+}
+
+RnnModel *
+rnn_model_copy (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  RnnModel *copy = rnn_model_new (&model->cfg, NULL);
+  g_assert (copy != NULL);      /* the config was valid when @model was built */
+  memcpy (copy->params, model->params, model->n_params * sizeof (float));
+  for (guint i = 0; i + 1 < model->meta->len; i++) {
+    const char *key = g_ptr_array_index (model->meta, i);
+    rnn_model_set_meta (copy, key, g_hash_table_lookup (model->meta_values, key));
+  }
+  if (model->packed)
+    rnn_model_seal (copy);
+  return copy;
+}
+
+static void
+transpose (float *restrict dst, const float *restrict src, gsize rows, gsize cols)
+{
+  for (gsize r = 0; r < rows; r++)
+    for (gsize c = 0; c < cols; c++)
+      dst[c * rows + r] = src[r * cols + c];
+}
+
+void
+rnn_model_seal (RnnModel *model)
+{
+  g_return_if_fail (model != NULL);
+  const RnnConfig *c = &model->cfg;
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = rnn_model_get_num_directions (model);
+  const gsize LD = (gsize) c->num_layers * D;
+
+  if (!model->packed) {
+    gsize total = 0;
+    for (gsize l = 0; l < LD; l++)
+      total += (model->layers[l].in_size + H) * GH;
+    if (c->has_head)
+      total += D * H * c->output_size;
+    model->packed = g_new (RnnPackedLayer, LD);
+    model->packed_slab = g_malloc_n (total, sizeof (float));
+    float *p = model->packed_slab;
+    for (gsize l = 0; l < LD; l++) {
+      model->packed[l].w_ih_t = p;
+      p += model->layers[l].in_size * GH;
+      model->packed[l].w_hh_t = p;
+      p += H * GH;
+    }
+    if (c->has_head)
+      model->head_w_t = p;
+  }
+  for (gsize l = 0; l < LD; l++) {
+    transpose (model->packed[l].w_ih_t, model->layers[l].w_ih, GH,
+        model->layers[l].in_size);
+    transpose (model->packed[l].w_hh_t, model->layers[l].w_hh, GH, H);
+  }
+  if (c->has_head)
+    transpose (model->head_w_t, model->head_w, c->output_size, D * H);
+}
+
+const RnnConfig *
+rnn_model_get_config (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return &model->cfg;
+}
+
+guint
+rnn_model_get_num_directions (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, 0);
+  return model->cfg.bidirectional ? 2 : 1;
+}
+
+guint
+rnn_model_get_output_size (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, 0);
+  return model->cfg.has_head ? model->cfg.output_size
+      : model->cfg.hidden_size * rnn_model_get_num_directions (model);
+}
+
+float *
+rnn_model_get_params (RnnModel *model, gsize *n_params)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  if (n_params)
+    *n_params = model->n_params;
+  return model->params;
+}
+
+const float *
+rnn_model_peek_params (const RnnModel *model, gsize *n_params)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  if (n_params)
+    *n_params = model->n_params;
+  return model->params;
+}
+
+guint
+rnn_model_get_n_tensors (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, 0);
+  return model->n_tensors;
+}
+
+const RnnParamInfo *
+rnn_model_get_tensor_info (const RnnModel *model, guint i)
+{
+  g_return_val_if_fail (model != NULL && i < model->n_tensors, NULL);
+  return &model->tensors[i];
+}
+
+gint
+rnn_model_find_tensor (const RnnModel *model, const char *name)
+{
+  g_return_val_if_fail (model != NULL && name != NULL, -1);
+  for (guint i = 0; i < model->n_tensors; i++)
+    if (strcmp (model->tensors[i].name, name) == 0)
+      return (gint) i;
+  return -1;
+}
+
+const RnnLayerParams *
+rnn_model_get_layer (const RnnModel *model, guint k, guint d)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  g_return_val_if_fail (k < model->cfg.num_layers, NULL);
+  g_return_val_if_fail (d < rnn_model_get_num_directions (model), NULL);
+  return &model->layers[k * rnn_model_get_num_directions (model) + d];
+}
+
+const float *
+rnn_model_get_head_weight (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return model->head_w;
+}
+
+const float *
+rnn_model_get_head_bias (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return model->head_b;
+}
+
+const float *
+rnn_model_get_input_mean (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return model->in_mean;
+}
+
+const float *
+rnn_model_get_input_std (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return model->in_std;
+}
+
+/* Metadata keys that the configuration itself owns. */
+static const char *const reserved_keys[] = {
+  "format", "version", "cell", "input_size", "hidden_size", "num_layers",
+  "bidirectional", "head_activation", "frame_size", "output_frame_size",
+  "window", "sample_rate",
+};
+
+gboolean
+rnn_model_set_meta (RnnModel *model, const char *key, const char *value)
+{
+  g_return_val_if_fail (model != NULL && key != NULL && value != NULL, FALSE);
+  for (guint i = 0; i < G_N_ELEMENTS (reserved_keys); i++)
+    if (strcmp (key, reserved_keys[i]) == 0)
+      return FALSE;
+
+  if (g_hash_table_contains (model->meta_values, key)) {
+    /* g_hash_table_insert keeps the stored key (owned by meta) */
+    g_hash_table_insert (model->meta_values, (gpointer) key, g_strdup (value));
+    return TRUE;
+  }
+  /* keep the key array sorted and NULL-terminated */
+  guint pos = 0;
+  while (pos + 1 < model->meta->len
+      && strcmp (g_ptr_array_index (model->meta, pos), key) < 0)
+    pos++;
+  char *k = g_strdup (key);
+  g_ptr_array_insert (model->meta, (gint) pos, k);
+  g_hash_table_insert (model->meta_values, k, g_strdup (value));
+  return TRUE;
+}
+
+const char *
+rnn_model_get_meta (const RnnModel *model, const char *key)
+{
+  g_return_val_if_fail (model != NULL && key != NULL, NULL);
+  return g_hash_table_lookup (model->meta_values, key);
+}
+
+const char *const *
+rnn_model_get_meta_keys (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return (const char *const *) model->meta->pdata;
+}
+
+/* ---- state --------------------------------------------------------------- */
+
+RnnState *
+rnn_state_new (const RnnModel *model, guint batch)
+{
+  g_return_val_if_fail (model != NULL && batch > 0, NULL);
+  RnnState *s = g_new0 (RnnState, 1);
+  s->cell = model->cfg.cell;
+  s->layers = model->cfg.num_layers;
+  s->dirs = rnn_model_get_num_directions (model);
+  s->hidden = model->cfg.hidden_size;
+  s->batch = batch;
+  s->per_block = (gsize) batch * s->hidden;
+  s->n_blocks = (gsize) s->layers * s->dirs * (s->cell == RNN_CELL_LSTM ? 2 : 1);
+  s->data = g_malloc0_n (s->n_blocks * s->per_block, sizeof (float));
+  return s;
+}
+
+void
+rnn_state_free (RnnState *state)
+{
+  if (!state)
+    return;
+  g_free (state->data);
+  g_free (state);
+}
+
+RnnState *
+rnn_state_copy (const RnnState *state)
+{
+  g_return_val_if_fail (state != NULL, NULL);
+  RnnState *s = g_memdup2 (state, sizeof *state);
+  s->data = g_memdup2 (state->data, state->n_blocks * state->per_block * sizeof (float));
+  return s;
+}
+
+void
+rnn_state_reset (RnnState *state)
+{
+  g_return_if_fail (state != NULL);
+  memset (state->data, 0, state->n_blocks * state->per_block * sizeof (float));
+}
+
+void
+rnn_state_reset_stream (RnnState *state, guint b)
+{
+  g_return_if_fail (state != NULL && b < state->batch);
+  for (gsize blk = 0; blk < state->n_blocks; blk++)
+    memset (state->data + blk * state->per_block + (gsize) b * state->hidden, 0,
+        state->hidden * sizeof (float));
+}
+
+guint
+rnn_state_get_batch (const RnnState *state)
+{
+  g_return_val_if_fail (state != NULL, 0);
+  return state->batch;
+}
+
+gboolean
+rnn_state_fits (const RnnState *state, const RnnModel *model)
+{
+  g_return_val_if_fail (state != NULL && model != NULL, FALSE);
+  return (state->cell == RNN_CELL_LSTM) == (model->cfg.cell == RNN_CELL_LSTM)
+      && state->layers == model->cfg.num_layers
+      && state->dirs == rnn_model_get_num_directions (model)
+      && state->hidden == model->cfg.hidden_size;
+}
+
+float *
+rnn_state_h (RnnState *state, guint k, guint d)
+{
+  g_return_val_if_fail (state != NULL && k < state->layers && d < state->dirs, NULL);
+  return state->data + (gsize) (k * state->dirs + d) * state->per_block;
+}
+
+float *
+rnn_state_c (RnnState *state, guint k, guint d)
+{
+  g_return_val_if_fail (state != NULL && k < state->layers && d < state->dirs, NULL);
+  if (state->cell != RNN_CELL_LSTM)
+    return NULL;
+  return state->data
+      + (gsize) (state->layers * state->dirs + k * state->dirs + d) * state->per_block;
+}

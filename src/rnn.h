@@ -1,0 +1,236 @@
+/* gst-rnn numerical core: models, state, forward pass, model files.
+ *
+ * This library never includes a GStreamer header (DESIGN §1).  Sequences are
+ * time-major: x[t][b][i] for T steps of B independent streams with I inputs,
+ * y[t][b][o] likewise.  All tensors are float32, row-major, laid out exactly
+ * as PyTorch's state_dict (weights [rows][cols]).
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* ---- errors ------------------------------------------------------------ */
+
+#define RNN_ERROR (rnn_error_quark ())
+GQuark rnn_error_quark (void);
+
+typedef enum {
+  RNN_ERROR_IO,        /* the file could not be read or written */
+  RNN_ERROR_FORMAT,    /* not a well-formed safetensors file */
+  RNN_ERROR_METADATA,  /* a metadata value is missing, mistyped or out of range */
+  RNN_ERROR_TENSOR,    /* a tensor is missing, extra, misshapen or non-finite */
+  RNN_ERROR_INVALID,   /* a configuration that cannot be built */
+} RnnError;
+
+/* ---- configuration ----------------------------------------------------- */
+
+typedef enum {
+  RNN_CELL_RNN_TANH,
+  RNN_CELL_RNN_RELU,
+  RNN_CELL_LSTM,
+  RNN_CELL_GRU,
+} RnnCell;
+
+typedef enum {
+  RNN_HEAD_ACT_NONE,
+  RNN_HEAD_ACT_SOFTMAX,
+  RNN_HEAD_ACT_SIGMOID,
+  RNN_HEAD_ACT_TANH,
+} RnnHeadActivation;
+
+/* Names as in the model file's metadata ("rnn_tanh", "lstm", "softmax", ...). */
+const char *rnn_cell_to_string (RnnCell cell);
+gboolean rnn_cell_from_string (const char *s, RnnCell *cell);
+const char *rnn_head_activation_to_string (RnnHeadActivation act);
+gboolean rnn_head_activation_from_string (const char *s, RnnHeadActivation *act);
+/* Gate count G: 1 (RNN), 4 (LSTM), 3 (GRU). */
+guint rnn_cell_gates (RnnCell cell);
+
+/* Upper bounds enforced on every configuration (also those read from files). */
+#define RNN_MAX_INPUT_SIZE   65536
+#define RNN_MAX_HIDDEN_SIZE  16384
+#define RNN_MAX_LAYERS       64
+#define RNN_MAX_OUTPUT_SIZE  65536
+#define RNN_MAX_FRAME_SIZE   65536
+#define RNN_MAX_WINDOW       (1u << 24)
+#define RNN_MAX_SAMPLE_RATE  (1u << 24)
+
+typedef struct {
+  RnnCell cell;
+  guint input_size;          /* I */
+  guint hidden_size;         /* H */
+  guint num_layers;          /* L */
+  gboolean bidirectional;    /* D = 2 if TRUE */
+  gboolean has_head;         /* head.weight [O, D*H], head.bias [O] */
+  guint output_size;         /* O; meaningful only with a head */
+  RnnHeadActivation head_activation; /* NONE without a head */
+  gboolean has_input_norm;   /* input.mean, input.std [I] */
+  guint frame_size;          /* F_in, metadata only; default 1 */
+  guint output_frame_size;   /* F_out, metadata only; default 1 */
+  guint window;              /* bidirectional window in steps; 0 = unset */
+  guint sample_rate;         /* Hz; 0 = unset */
+} RnnConfig;
+
+/* Fills defaults: LSTM, I = H = L = 1, no head, F_in = F_out = 1. */
+void rnn_config_init (RnnConfig *cfg);
+/* Checks ranges and consistency (I divisible by frame_size, ...). */
+gboolean rnn_config_validate (const RnnConfig *cfg, GError **error);
+
+/* ---- model ------------------------------------------------------------- */
+
+/* One parameter tensor of the slab.  Order: for each layer k, for each
+ * direction: weight_ih, weight_hh, bias_ih, bias_hh; then head.weight,
+ * head.bias; then input.mean, input.std. */
+typedef struct {
+  char name[40];       /* state_dict name, e.g. "rnn.weight_ih_l0_reverse" */
+  guint ndim;          /* 1 or 2 */
+  gsize shape[2];
+  gsize offset;        /* in floats, into the slab */
+  gsize numel;
+} RnnParamInfo;
+
+/* Pointers into the slab for one layer and direction. */
+typedef struct {
+  float *w_ih;   /* [G*H][I_k] */
+  float *w_hh;   /* [G*H][H] */
+  float *b_ih;   /* [G*H] */
+  float *b_hh;   /* [G*H] */
+  guint in_size; /* I_k */
+} RnnLayerParams;
+
+typedef struct _RnnModel RnnModel;
+
+/* A model with every parameter zero (input.std = 1).  Fill the slab through
+ * rnn_model_get_params() before sharing it; once shared a model is treated
+ * as immutable. */
+RnnModel *rnn_model_new (const RnnConfig *cfg, GError **error);
+RnnModel *rnn_model_ref (RnnModel *model);
+void rnn_model_unref (RnnModel *model);
+/* Builds the derived weight layouts of the fast forward path (recurrent
+ * weights transposed, gate-stacked).  Call it after filling or changing the
+ * parameters; rnn_model_load() and rnn_model_copy() do.  rnn_forward()
+ * refuses a model that was never sealed. */
+void rnn_model_seal (RnnModel *model);
+/* Deep copy (parameters and metadata), sealed if @model was. */
+RnnModel *rnn_model_copy (const RnnModel *model);
+
+const RnnConfig *rnn_model_get_config (const RnnModel *model);
+/* O with a head, D*H without. */
+guint rnn_model_get_output_size (const RnnModel *model);
+guint rnn_model_get_num_directions (const RnnModel *model);
+
+/* The slab: every parameter, contiguous, in RnnParamInfo order. */
+float *rnn_model_get_params (RnnModel *model, gsize *n_params);
+const float *rnn_model_peek_params (const RnnModel *model, gsize *n_params);
+guint rnn_model_get_n_tensors (const RnnModel *model);
+const RnnParamInfo *rnn_model_get_tensor_info (const RnnModel *model, guint i);
+/* Index of the tensor called @name, or -1. */
+gint rnn_model_find_tensor (const RnnModel *model, const char *name);
+/* Layer k (0..L-1), direction d (0 forward, 1 reverse). */
+const RnnLayerParams *rnn_model_get_layer (const RnnModel *model, guint k, guint d);
+/* Head weight [O][D*H] and bias [O], or NULL. */
+const float *rnn_model_get_head_weight (const RnnModel *model);
+const float *rnn_model_get_head_bias (const RnnModel *model);
+/* input.mean / input.std [I], or NULL. */
+const float *rnn_model_get_input_mean (const RnnModel *model);
+const float *rnn_model_get_input_std (const RnnModel *model);
+
+/* Extra string metadata kept through load and save ("description",
+ * "train_*", ...).  Keys the config owns (cell, hidden_size, ...) are
+ * refused by set (returns FALSE).  Keys are kept sorted. */
+gboolean rnn_model_set_meta (RnnModel *model, const char *key, const char *value);
+const char *rnn_model_get_meta (const RnnModel *model, const char *key);
+/* NULL-terminated, sorted; owned by the model. */
+const char *const *rnn_model_get_meta_keys (const RnnModel *model);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnModel, rnn_model_unref)
+
+/* ---- model files (DESIGN §3) ------------------------------------------- */
+
+/* Every refusal is a GError whose message starts with the file name. */
+RnnModel *rnn_model_load (const char *path, GError **error);
+RnnModel *rnn_model_load_from_data (const guint8 *data, gsize size,
+    const char *display_name, GError **error);
+/* Atomic: written to a temporary file beside @path, then renamed. */
+gboolean rnn_model_save (const RnnModel *model, const char *path, GError **error);
+/* The exact bytes rnn_model_save() writes. */
+GBytes *rnn_model_serialize (const RnnModel *model);
+
+/* ---- state --------------------------------------------------------------- */
+
+typedef struct _RnnState RnnState;
+
+/* h (and c for LSTM) of every layer and direction for @batch streams,
+ * zeroed. */
+RnnState *rnn_state_new (const RnnModel *model, guint batch);
+void rnn_state_free (RnnState *state);
+RnnState *rnn_state_copy (const RnnState *state);
+void rnn_state_reset (RnnState *state);
+void rnn_state_reset_stream (RnnState *state, guint b);
+guint rnn_state_get_batch (const RnnState *state);
+/* TRUE if @state has the shapes @model needs (cell kind, L, D, H). */
+gboolean rnn_state_fits (const RnnState *state, const RnnModel *model);
+/* [B][H] for layer k, direction d; c is NULL unless LSTM. */
+float *rnn_state_h (RnnState *state, guint k, guint d);
+float *rnn_state_c (RnnState *state, guint k, guint d);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnState, rnn_state_free)
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* Scratch memory for rnn_forward(); grows to the largest T*B seen, so a
+ * steady stream allocates nothing.  One per thread. */
+typedef struct _RnnForward RnnForward;
+RnnForward *rnn_forward_new (void);
+void rnn_forward_free (RnnForward *fw);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnForward, rnn_forward_free)
+
+/* x [T][B][I] -> y [T][B][O].
+ * Unidirectional: @state (batch B) carries h, c in and out.
+ * Bidirectional: @state must be NULL; the call is one window (each of the B
+ * streams is one sequence), both directions start from zero.
+ * The input projection of all T*B steps is one sgemm per layer/direction. */
+void rnn_forward (RnnForward *fw, const RnnModel *model, RnnState *state,
+    const float *x, guint T, guint B, float *y);
+
+/* The same with plain loops and no BLAS: the reference for rnn_forward(). */
+void rnn_forward_naive (const RnnModel *model, RnnState *state,
+    const float *x, guint T, guint B, float *y);
+
+/* ---- raw safetensors (for fixtures and the model loader) --------------- */
+
+typedef enum {
+  RNN_DTYPE_F32, RNN_DTYPE_F16, RNN_DTYPE_BF16, RNN_DTYPE_F64,
+  RNN_DTYPE_OTHER,               /* recognised by the parser, not convertible */
+} RnnDtype;
+
+typedef struct {
+  const char *name;
+  RnnDtype dtype;
+  const char *dtype_name;        /* as in the file: "F32", "I64", ... */
+  guint ndim;
+  guint64 shape[8];
+  guint64 numel;
+  const guint8 *data;            /* unaligned; into the parsed bytes */
+  gsize nbytes;
+} RnnStTensor;
+
+typedef struct _RnnSafetensors RnnSafetensors;
+
+/* Applies all of safetensors' own checks.  @data must outlive the result. */
+RnnSafetensors *rnn_safetensors_parse (const guint8 *data, gsize size,
+    const char *display_name, GError **error);
+void rnn_safetensors_free (RnnSafetensors *st);
+guint rnn_safetensors_get_n_tensors (const RnnSafetensors *st);
+const RnnStTensor *rnn_safetensors_get_tensor (const RnnSafetensors *st, guint i);
+const RnnStTensor *rnn_safetensors_find (const RnnSafetensors *st, const char *name);
+/* __metadata__ string values, or NULL. */
+const char *rnn_safetensors_get_meta (const RnnSafetensors *st, const char *key);
+/* Copies the tensor into @out (numel floats), converting F16/BF16/F64. */
+gboolean rnn_safetensors_read_f32 (const RnnStTensor *t, float *out, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnSafetensors, rnn_safetensors_free)
+
+G_END_DECLS

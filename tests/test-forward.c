@@ -1,0 +1,382 @@
+/* Forward pass: parity with PyTorch on the committed fixtures, streaming
+ * invariants (chunking, batching), naive vs fast path, no allocation in the
+ * steady state. */
+#include "test-common.h"
+
+#include <stdlib.h>
+
+/* ---- allocation counter -------------------------------------------------
+ * The test binary interposes malloc and friends (glibc resolves them to the
+ * executable's definitions first) and forwards to glibc's own entry points,
+ * counting calls while armed. */
+extern void *__libc_malloc (size_t);
+extern void *__libc_calloc (size_t, size_t);
+extern void *__libc_realloc (void *, size_t);
+extern void *__libc_memalign (size_t, size_t);
+static volatile gint alloc_armed, alloc_count;
+
+void *malloc (size_t n);
+void *calloc (size_t n, size_t s);
+void *realloc (void *p, size_t n);
+
+void *
+malloc (size_t n)
+{
+  if (alloc_armed)
+    g_atomic_int_inc (&alloc_count);
+  return __libc_malloc (n);
+}
+
+void *
+calloc (size_t n, size_t s)
+{
+  if (alloc_armed)
+    g_atomic_int_inc (&alloc_count);
+  return __libc_calloc (n, s);
+}
+
+void *
+realloc (void *p, size_t n)
+{
+  if (alloc_armed)
+    g_atomic_int_inc (&alloc_count);
+  return __libc_realloc (p, n);
+}
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+typedef struct {
+  char *name;
+  RnnModel *model;
+  guint8 *expected_data;
+  RnnSafetensors *expected;
+} Fixture;
+
+static GPtrArray *fixtures;     /* Fixture* */
+static const guint seq_lengths[] = { 1, 17, 1000 };
+
+static void
+fixture_free (gpointer p)
+{
+  Fixture *f = p;
+  g_free (f->name);
+  rnn_model_unref (f->model);
+  rnn_safetensors_free (f->expected);
+  g_free (f->expected_data);
+  g_free (f);
+}
+
+static void
+load_fixtures (void)
+{
+  GError *error = NULL;
+  char *manifest_path = g_test_build_filename (G_TEST_BUILT, "forward", "manifest.txt", NULL);
+  char *manifest = NULL;
+  if (!g_file_get_contents (manifest_path, &manifest, NULL, &error))
+    g_error ("fixtures missing (%s): %s", manifest_path, error->message);
+
+  fixtures = g_ptr_array_new_with_free_func (fixture_free);
+  char **names = g_strsplit (manifest, "\n", -1);
+  for (char **n = names; *n; n++) {
+    if (!**n)
+      continue;
+    Fixture *f = g_new0 (Fixture, 1);
+    f->name = g_strdup (*n);
+    char *file = g_strdup_printf ("%s.safetensors", *n);
+    char *path = g_test_build_filename (G_TEST_BUILT, "forward", file, NULL);
+    f->model = rnn_model_load (path, &error);
+    g_assert_no_error (error);
+    g_free (file);
+    g_free (path);
+
+    file = g_strdup_printf ("%s.expected.safetensors", *n);
+    path = g_test_build_filename (G_TEST_BUILT, "forward", file, NULL);
+    gsize len;
+    g_assert_true (g_file_get_contents (path, (char **) &f->expected_data, &len, &error));
+    f->expected = rnn_safetensors_parse (f->expected_data, len, file, &error);
+    g_assert_no_error (error);
+    g_free (file);
+    g_free (path);
+    g_ptr_array_add (fixtures, f);
+  }
+  g_strfreev (names);
+  g_free (manifest);
+  g_free (manifest_path);
+}
+
+/* PyTorch's output for sequence length @T, as [T][O] with rows at the steps
+ * *steps (all steps for T < 1000). */
+static float *
+expected_output (const Fixture *f, guint T, GArray **steps)
+{
+  GError *error = NULL;
+  char *key = g_strdup_printf ("y_T%u", T);
+  const RnnStTensor *t = rnn_safetensors_find (f->expected, key);
+  g_assert_nonnull (t);
+  float *y = g_new (float, t->numel);
+  g_assert_true (rnn_safetensors_read_f32 (t, y, &error));
+  g_assert_no_error (error);
+  *steps = g_array_new (FALSE, FALSE, sizeof (guint));
+  char *skey = g_strdup_printf ("steps_T%u", T);
+  const char *list = rnn_safetensors_get_meta (f->expected, skey);
+  if (list) {
+    char **parts = g_strsplit (list, ",", -1);
+    for (char **p = parts; *p; p++) {
+      guint s = (guint) g_ascii_strtoull (*p, NULL, 10);
+      g_array_append_val (*steps, s);
+    }
+    g_strfreev (parts);
+  } else {
+    for (guint s = 0; s < T; s++)
+      g_array_append_val (*steps, s);
+  }
+  g_assert_cmpuint ((*steps)->len * rnn_model_get_output_size (f->model), ==, t->numel);
+  g_free (skey);
+  g_free (key);
+  return y;
+}
+
+/* Runs sequence T of the fixtures through @model from zero state. */
+static float *
+run_sequence (const RnnModel *model, guint T, gboolean naive)
+{
+  const RnnConfig *c = rnn_model_get_config (model);
+  const guint O = rnn_model_get_output_size (model);
+  float *x = g_new (float, (gsize) T * c->input_size);
+  float *y = g_new (float, (gsize) T * O);
+  fixture_fill (x, T, 1, 0, c->input_size, T);
+  RnnState *state = c->bidirectional ? NULL : rnn_state_new (model, 1);
+  if (naive) {
+    rnn_forward_naive (model, state, x, T, 1, y);
+  } else {
+    RnnForward *fw = rnn_forward_new ();
+    rnn_forward (fw, model, state, x, T, 1, y);
+    rnn_forward_free (fw);
+  }
+  rnn_state_free (state);
+  g_free (x);
+  return y;
+}
+
+static void
+check_parity (gboolean naive)
+{
+  double worst[4][3] = { { 0 } };   /* cell x sequence length */
+  for (guint n = 0; n < fixtures->len; n++) {
+    const Fixture *f = g_ptr_array_index (fixtures, n);
+    const RnnConfig *c = rnn_model_get_config (f->model);
+    const guint O = rnn_model_get_output_size (f->model);
+    for (guint s = 0; s < G_N_ELEMENTS (seq_lengths); s++) {
+      const guint T = seq_lengths[s];
+      GArray *steps;
+      float *ref = expected_output (f, T, &steps);
+      float *y = run_sequence (f->model, T, naive);
+      double err = 0.0;
+      for (guint k = 0; k < steps->len; k++) {
+        guint t = g_array_index (steps, guint, k);
+        err = MAX (err, max_abs_diff (y + (gsize) t * O, ref + (gsize) k * O, O));
+      }
+      if (err > 1e-6)
+        g_test_message ("%s T=%u: max abs error %.3g", f->name, T, err);
+      g_assert_cmpfloat (err, <=, 1e-6);
+      worst[c->cell][s] = MAX (worst[c->cell][s], err);
+      g_array_unref (steps);
+      g_free (ref);
+      g_free (y);
+    }
+  }
+  /* the parity table quoted in the closing note */
+  g_test_message ("%s path, %u models: max abs error vs PyTorch", naive ? "naive" : "fast",
+      fixtures->len);
+  for (guint c = 0; c < 4; c++)
+    g_test_message ("  %-8s T=1 %.2e  T=17 %.2e  T=1000 %.2e",
+        rnn_cell_to_string ((RnnCell) c), worst[c][0], worst[c][1], worst[c][2]);
+}
+
+static void
+test_parity_fast (void)
+{
+  check_parity (FALSE);
+}
+
+static void
+test_parity_naive (void)
+{
+  check_parity (TRUE);
+}
+
+/* The naive loops and the fast path agree on every fixture. */
+static void
+test_naive_vs_fast (void)
+{
+  for (guint n = 0; n < fixtures->len; n++) {
+    const Fixture *f = g_ptr_array_index (fixtures, n);
+    const guint T = 1000, O = rnn_model_get_output_size (f->model);
+    float *a = run_sequence (f->model, T, FALSE);
+    float *b = run_sequence (f->model, T, TRUE);
+    g_assert_cmpfloat (max_abs_diff (a, b, (gsize) T * O), <=, 1e-6);
+    g_free (a);
+    g_free (b);
+  }
+}
+
+/* The same T=1000 sequence in chunks of 1, 7, 64 and all at once. */
+static void
+test_chunking (void)
+{
+  const guint T = 1000, chunks[] = { 1, 7, 64, T };
+  guint checked = 0;
+  for (guint n = 0; n < fixtures->len; n++) {
+    const Fixture *f = g_ptr_array_index (fixtures, n);
+    const RnnConfig *c = rnn_model_get_config (f->model);
+    if (c->bidirectional)
+      continue;
+    const guint I = c->input_size, O = rnn_model_get_output_size (f->model);
+    float *x = g_new (float, (gsize) T * I);
+    fixture_fill (x, T, 1, 0, I, T);
+    float *ref = NULL;
+    for (guint k = 0; k < G_N_ELEMENTS (chunks); k++) {
+      float *y = g_new (float, (gsize) T * O);
+      g_autoptr (RnnState) state = rnn_state_new (f->model, 1);
+      g_autoptr (RnnForward) fw = rnn_forward_new ();
+      for (guint t0 = 0; t0 < T; t0 += chunks[k]) {
+        guint len = MIN (chunks[k], T - t0);
+        rnn_forward (fw, f->model, state, x + (gsize) t0 * I, len, 1, y + (gsize) t0 * O);
+      }
+      if (!ref) {
+        ref = y;
+      } else {
+        if (memcmp (ref, y, sizeof (float) * T * O) != 0)
+          g_test_message ("%s: chunks of %u differ from chunks of %u", f->name,
+              chunks[k], chunks[0]);
+        g_assert_cmpmem (ref, sizeof (float) * T * O, y, sizeof (float) * T * O);
+        g_free (y);
+      }
+    }
+    checked++;
+    g_free (ref);
+    g_free (x);
+  }
+  g_assert_cmpuint (checked, >, 100);
+}
+
+/* B streams in one call equal B separate runs, bit for bit; also for
+ * bidirectional windows. */
+static void
+test_batch (void)
+{
+  const guint T = 97, B = 3;
+  for (guint n = 0; n < fixtures->len; n++) {
+    const Fixture *f = g_ptr_array_index (fixtures, n);
+    const RnnConfig *c = rnn_model_get_config (f->model);
+    const guint I = c->input_size, O = rnn_model_get_output_size (f->model);
+    float *x = g_new (float, (gsize) T * B * I);
+    float *y = g_new (float, (gsize) T * B * O);
+    float *xs = g_new (float, (gsize) T * I);
+    float *ys = g_new (float, (gsize) T * O);
+    for (guint b = 0; b < B; b++)
+      fixture_fill (x, T, B, b, I, 500 + b);       /* a different sequence each */
+    g_autoptr (RnnForward) fw = rnn_forward_new ();
+    RnnState *state = c->bidirectional ? NULL : rnn_state_new (f->model, B);
+    rnn_forward (fw, f->model, state, x, T, B, y);
+    rnn_state_free (state);
+    for (guint b = 0; b < B; b++) {
+      fixture_fill (xs, T, 1, 0, I, 500 + b);
+      state = c->bidirectional ? NULL : rnn_state_new (f->model, 1);
+      rnn_forward (fw, f->model, state, xs, T, 1, ys);
+      rnn_state_free (state);
+      for (guint t = 0; t < T; t++)
+        g_assert_cmpmem (ys + (gsize) t * O, O * sizeof (float),
+            y + ((gsize) t * B + b) * O, O * sizeof (float));
+    }
+    g_free (x);
+    g_free (y);
+    g_free (xs);
+    g_free (ys);
+  }
+}
+
+/* Carried state: a second call continues where the first stopped, and a reset
+ * of one stream restarts only that stream. */
+static void
+test_state_reset (void)
+{
+  const Fixture *f = NULL;
+  for (guint n = 0; n < fixtures->len && !f; n++) {
+    const Fixture *g = g_ptr_array_index (fixtures, n);
+    if (g_str_has_prefix (g->name, "lstm_L2_uni_I5_H8"))
+      f = g;
+  }
+  g_assert_nonnull (f);
+  const guint T = 17, B = 2, I = 5, O = rnn_model_get_output_size (f->model);
+  float x[17 * 2 * 5], y1[17 * 2 * 16], y2[17 * 2 * 16];
+  g_assert_cmpuint (O, <=, 16);
+  for (guint b = 0; b < B; b++)
+    fixture_fill (x, T, B, b, I, 17);
+  g_autoptr (RnnForward) fw = rnn_forward_new ();
+  g_autoptr (RnnState) state = rnn_state_new (f->model, B);
+  rnn_forward (fw, f->model, state, x, T, B, y1);
+  rnn_forward (fw, f->model, state, x, T, B, y2);
+  /* carried: the second pass differs from the first */
+  g_assert_cmpfloat (max_abs_diff (y1, y2, T * B * O), >, 1e-4);
+  rnn_state_reset_stream (state, 1);
+  rnn_forward (fw, f->model, state, x, T, B, y2);
+  for (guint t = 0; t < T; t++) {
+    /* stream 1 restarted from zero: equals the first pass */
+    g_assert_cmpmem (y1 + (t * B + 1) * O, O * sizeof (float),
+        y2 + (t * B + 1) * O, O * sizeof (float));
+    /* stream 0 carried on: differs */
+    if (t == 0)
+      g_assert_cmpfloat (max_abs_diff (y1, y2, O), >, 1e-6);
+  }
+  rnn_state_reset (state);
+  rnn_forward (fw, f->model, state, x, T, B, y2);
+  g_assert_cmpmem (y1, sizeof (float) * T * B * O, y2, sizeof (float) * T * B * O);
+}
+
+/* After a call at a given size, calls at that size or smaller allocate
+ * nothing. */
+static void
+test_no_allocation (void)
+{
+  for (guint n = 0; n < fixtures->len; n += 7) {
+    const Fixture *f = g_ptr_array_index (fixtures, n);
+    const RnnConfig *c = rnn_model_get_config (f->model);
+    const guint T = 480, B = 2, I = c->input_size, O = rnn_model_get_output_size (f->model);
+    float *x = g_new0 (float, (gsize) T * B * I), *y = g_new (float, (gsize) T * B * O);
+    g_autoptr (RnnForward) fw = rnn_forward_new ();
+    RnnState *state = c->bidirectional ? NULL : rnn_state_new (f->model, B);
+    rnn_forward (fw, f->model, state, x, T, B, y);
+    alloc_count = 0;
+    alloc_armed = 1;
+    for (guint len = T; len > 0; len /= 3)
+      rnn_forward (fw, f->model, state, x, len, B, y);
+    alloc_armed = 0;
+    g_assert_cmpint (alloc_count, ==, 0);
+    rnn_state_free (state);
+    g_free (x);
+    g_free (y);
+  }
+  /* the counter itself works */
+  alloc_armed = 1;
+  g_free (g_malloc (16));
+  alloc_armed = 0;
+  g_assert_cmpint (alloc_count, >, 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  load_fixtures ();
+  g_test_add_func ("/forward/fast/matches-torch", test_parity_fast);
+  g_test_add_func ("/forward/naive/matches-torch", test_parity_naive);
+  g_test_add_func ("/forward/naive/matches-fast", test_naive_vs_fast);
+  g_test_add_func ("/forward/streaming/chunking-is-bit-exact", test_chunking);
+  g_test_add_func ("/forward/streaming/batch-equals-separate-runs", test_batch);
+  g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
+  g_test_add_func ("/forward/fast/no-allocation-in-steady-state", test_no_allocation);
+  int ret = g_test_run ();
+  g_ptr_array_unref (fixtures);
+  return ret;
+}

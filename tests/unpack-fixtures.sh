@@ -1,0 +1,5 @@
+#!/bin/sh
+# unpack-fixtures.sh TARBALL DESTDIR STAMP: unpack committed fixtures into the build tree.
+set -e
+tar -xJf "$1" -C "$2"
+touch "$3"
