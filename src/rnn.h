@@ -149,11 +149,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnModel, rnn_model_unref)
 
 /* ---- model files (DESIGN §3) ------------------------------------------- */
 
-/* Every refusal is a GError whose message starts with the file name. */
+/* Every refusal is a GError whose message starts with the file name.  The
+ * model returned is sealed. */
 RnnModel *rnn_model_load (const char *path, GError **error);
 RnnModel *rnn_model_load_from_data (const guint8 *data, gsize size,
     const char *display_name, GError **error);
-/* Atomic: written to a temporary file beside @path, then renamed. */
+/* Atomic: written to a temporary file beside @path, then renamed.  Refuses
+ * (RNN_ERROR_TENSOR, nothing written) non-finite parameters and
+ * input.std <= 0, so a saved file always loads. */
 gboolean rnn_model_save (const RnnModel *model, const char *path, GError **error);
 /* The exact bytes rnn_model_save() writes. */
 GBytes *rnn_model_serialize (const RnnModel *model);
@@ -224,11 +227,13 @@ RnnSafetensors *rnn_safetensors_parse (const guint8 *data, gsize size,
     const char *display_name, GError **error);
 void rnn_safetensors_free (RnnSafetensors *st);
 guint rnn_safetensors_get_n_tensors (const RnnSafetensors *st);
+/* Tensors in the order of their data offsets. */
 const RnnStTensor *rnn_safetensors_get_tensor (const RnnSafetensors *st, guint i);
 const RnnStTensor *rnn_safetensors_find (const RnnSafetensors *st, const char *name);
 /* __metadata__ string values, or NULL. */
 const char *rnn_safetensors_get_meta (const RnnSafetensors *st, const char *key);
-/* Copies the tensor into @out (numel floats), converting F16/BF16/F64. */
+/* Copies the tensor into @out (numel floats), converting F16/BF16/F64.
+ * The error names the tensor; callers prefix the file name. */
 gboolean rnn_safetensors_read_f32 (const RnnStTensor *t, float *out, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnSafetensors, rnn_safetensors_free)

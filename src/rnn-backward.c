@@ -1,0 +1,781 @@
+/* Backpropagation through time: the training forward pass (which caches what
+ * the backward pass needs), the losses, and the backward pass through the
+ * head, every layer and direction and the input normalisation.
+ *
+ * Layout of a batch: B windows of T steps, time-major, so "row" r = t*B + b
+ * of every [T][B][...] buffer is step t of window b.  Per layer and
+ * direction, one sgemm projects the inputs of all T*B rows; the recurrence
+ * runs step by step with the inference kernel (rnn_project_rows() with the
+ * sealed, transposed W_hh) and the inference cell arithmetic, so the
+ * training forward computes what rnn_forward() computes (to the last bits
+ * of the sgemm's summation order).  Backward walks the
+ * steps in reverse, turning the gradient of each h into the gradients of
+ * the gate pre-activations (dG, kept for every row); the weight gradients
+ * are then one sgemm each over all T*B rows (dW_ih += dGᵀ·X,
+ * dW_hh += dGᵀ·H_prev), the biases column sums, and the gradient passed down
+ * to the layer below one more sgemm (dX = dG·W_ih). */
+#include "rnn-private.h"
+#include "rnn-train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* What the forward pass keeps of one layer and direction.  h and c are
+ * indexed by time with one extra slot for the initial state: forward
+ * direction slot 0 = initial, slot t+1 = step t; reverse direction slot t =
+ * step t, slot T = initial.  Either way the T rows of "previous h" that
+ * the steps t = 0..T-1 read are contiguous (slots 0..T-1 or 1..T). */
+typedef struct {
+  float *h;         /* [T+1][B][H] */
+  float *c;         /* [T+1][B][H] LSTM, else NULL */
+  float *tc;        /* [T][B][H] tanh(c_t), LSTM */
+  float *gates;     /* [T][B][G*H] activations: LSTM i f g o, GRU r z n */
+  float *hn;        /* [T][B][H] GRU: W_hn h_prev + b_hn */
+} LayerCache;
+
+struct _RnnTrain {
+  float *buf;                       /* one allocation, carved below */
+  gsize capacity;                   /* floats */
+
+  /* forward caches */
+  float *xn;                        /* [T][B][I] the (normalised) input */
+  float *out[RNN_MAX_LAYERS];       /* [T][B][D*H] output of layer k */
+  LayerCache lc[RNN_MAX_LAYERS * 2];/* [L][D] */
+  float *z;                         /* [T][B][O] head logits (head only) */
+  float *y;                         /* [T][B][O] head output after its activation */
+  /* scratch */
+  float *xp;                        /* [T][B][G*H] input projection */
+  float *hp;                        /* [B][G*H] recurrent projection of one step */
+  /* backward */
+  float *dz;                        /* [T][B][O] dLoss/d(logits), from the loss */
+  float *dout[2];                   /* [T][B][D*H] dLoss/d(layer output), ping-pong */
+  float *dgx;                       /* [T][B][G*H] dLoss/d(input-side pre-activations) */
+  float *dgh;                       /* [T][B][G*H] dLoss/d(recurrent-side ones), GRU */
+  float *dh[2];                     /* [B][H] dLoss/dh through the recurrence, ping-pong */
+  float *dc;                        /* [B][H] dLoss/dc through the recurrence, LSTM */
+  float *dxn;                       /* [T][B][I] dLoss/d(normalised input) */
+
+  /* what the last forward pass ran */
+  const RnnModel *model;
+  guint T, B;
+  gboolean have_forward, have_loss;
+};
+
+/* ---- workspace ----------------------------------------------------------- */
+
+RnnTrain *
+rnn_train_new (void)
+{
+  return g_new0 (RnnTrain, 1);
+}
+
+void
+rnn_train_free (RnnTrain *tr)
+{
+  if (!tr)
+    return;
+  g_free (tr->buf);
+  g_free (tr);
+}
+
+#define R16(n) (((n) + 15) & ~(gsize) 15)
+
+/* Takes @n floats (rounded up to 16, keeping 64-byte alignment) at *off;
+ * returns the pointer when @base is set, NULL while only measuring. */
+static float *
+carve (float *base, gsize *off, gsize n)
+{
+  float *p = base ? base + *off : NULL;
+  *off += R16 (n);
+  return n ? p : NULL;
+}
+
+/* Lays out every buffer for @T steps of @B windows of @m; with @base NULL it
+ * only counts.  Returns the floats needed. */
+static gsize
+train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
+{
+  const RnnConfig *c = &m->cfg;
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = c->bidirectional ? 2 : 1, DH = D * H, TB = T * B;
+  const gsize O = rnn_model_get_output_size (m), n_in = c->input_size;
+  const gboolean lstm = c->cell == RNN_CELL_LSTM, gru = c->cell == RNN_CELL_GRU;
+  gsize off = 0;
+
+  tr->xn = carve (base, &off, TB * n_in);
+  for (guint k = 0; k < c->num_layers; k++)
+    tr->out[k] = carve (base, &off, TB * DH);
+  for (gsize l = 0; l < c->num_layers * D; l++) {
+    LayerCache *lc = &tr->lc[l];
+    lc->h = carve (base, &off, (T + 1) * B * H);
+    lc->c = carve (base, &off, lstm ? (T + 1) * B * H : 0);
+    lc->tc = carve (base, &off, lstm ? TB * H : 0);
+    lc->gates = carve (base, &off, lstm || gru ? TB * GH : 0);
+    lc->hn = carve (base, &off, gru ? TB * H : 0);
+  }
+  tr->z = carve (base, &off, c->has_head ? TB * O : 0);
+  tr->y = carve (base, &off, c->has_head ? TB * O : 0);
+  tr->xp = carve (base, &off, TB * GH);
+  tr->hp = carve (base, &off, B * GH);
+  tr->dz = carve (base, &off, TB * O);
+  tr->dout[0] = carve (base, &off, TB * DH);
+  tr->dout[1] = carve (base, &off, TB * DH);
+  tr->dgx = carve (base, &off, TB * GH);
+  tr->dgh = carve (base, &off, gru ? TB * GH : 0);
+  tr->dh[0] = carve (base, &off, B * H);
+  tr->dh[1] = carve (base, &off, B * H);
+  tr->dc = carve (base, &off, lstm ? B * H : 0);
+  tr->dxn = carve (base, &off, TB * n_in);
+  return off;
+}
+
+/* Carves the buffers, reallocating only for a larger need than ever. */
+static void
+train_reserve (RnnTrain *tr, const RnnModel *m, guint T, guint B)
+{
+  const gsize need = train_layout (tr, NULL, m, T, B);
+  if (need > tr->capacity) {
+    g_free (tr->buf);
+    tr->buf = g_malloc_n (need, sizeof (float));
+    tr->capacity = need;
+  }
+  train_layout (tr, tr->buf, m, T, B);
+}
+
+/* ---- cells: forward (caching) next to backward ---------------------------
+ *
+ * Forward: one step of B windows from the input projection @xp [B][G*H]
+ * (b_ih included) and the recurrent projection @hp [B][G*H] (b_hh
+ * included), the arithmetic exactly that of the inference cell; writes h
+ * [B][H] and the layer output @out (stride @ostride between windows).
+ *
+ * Backward: from @dh_out (the gradient of the step's output from above,
+ * stride @ostride) plus @dh_rec [B][H] (from the next step through the
+ * recurrence), writes the gradients of the pre-activations: @dgx [B][G*H]
+ * for the input side (W_ih, b_ih) and, where they differ (GRU), @dgh for the
+ * recurrent side (W_hh, b_hh).  What flows on to the previous h besides
+ * dgh·W_hh is written to @dh_prev (GRU) or carried in @dc (LSTM). */
+
+static inline float
+sigmoidf (float x)
+{
+  return 1.0f / (1.0f + expf (-x));
+}
+
+/* Elman RNN: h' = act(xp + hp). */
+static void
+elman_forward (float *restrict h, float *restrict out, const float *restrict xp,
+    const float *restrict hp, gboolean relu, gsize ostride, gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *x = xp + b * H, *r = hp + b * H;
+    float *hb = h + b * H, *ob = out + b * ostride;
+    if (relu) {
+      for (gsize j = 0; j < H; j++) {
+        const float v = x[j] + r[j];
+        ob[j] = hb[j] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+      for (gsize j = 0; j < H; j++)
+        ob[j] = hb[j] = tanhf (x[j] + r[j]);
+    }
+  }
+}
+
+static void
+elman_backward (float *restrict dgx, const float *restrict dh_out,
+    const float *restrict dh_rec, const float *restrict h, gboolean relu,
+    gsize ostride, gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *hb = h + b * H, *db = dh_out + b * ostride, *dr = dh_rec + b * H;
+    float *g = dgx + b * H;
+    for (gsize j = 0; j < H; j++) {
+      const float dh = db[j] + dr[j];
+      /* relu: torch's threshold_backward passes the gradient where the
+       * pre-activation is > 0, which is where h > 0 */
+      g[j] = relu ? (hb[j] > 0.0f ? dh : 0.0f) : dh * (1.0f - hb[j] * hb[j]);
+    }
+  }
+}
+
+/* LSTM, gate rows i, f, g, o: c' = f c + i g, h' = o tanh(c'). */
+static void
+lstm_forward (float *restrict h, float *restrict c, float *restrict tc,
+    float *restrict gates, float *restrict out, const float *restrict xp,
+    const float *restrict hp, const float *restrict c_prev, gsize ostride,
+    gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *x = xp + b * 4 * H, *r = hp + b * 4 * H;
+    const float *xi = x, *xf = x + H, *xg = x + 2 * H, *xo = x + 3 * H;
+    const float *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
+    float *gi = gates + b * 4 * H, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
+    const float *cp = c_prev + b * H;
+    float *cb = c + b * H, *tb = tc + b * H, *hb = h + b * H, *ob = out + b * ostride;
+    for (gsize j = 0; j < H; j++) {
+      const float i = sigmoidf (xi[j] + ri[j]);
+      const float f = sigmoidf (xf[j] + rf[j]);
+      const float g = tanhf (xg[j] + rg[j]);
+      const float o = sigmoidf (xo[j] + ro[j]);
+      gi[j] = i;
+      gf[j] = f;
+      gg[j] = g;
+      go[j] = o;
+      cb[j] = f * cp[j] + i * g;
+      tb[j] = tanhf (cb[j]);
+      ob[j] = hb[j] = o * tb[j];
+    }
+  }
+}
+
+/* @dc [B][H]: in, dLoss/dc' through the recurrence; out, dLoss/dc. */
+static void
+lstm_backward (float *restrict dgx, float *restrict dc,
+    const float *restrict dh_out, const float *restrict dh_rec,
+    const float *restrict gates, const float *restrict tc,
+    const float *restrict c_prev, gsize ostride, gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *gi = gates + b * 4 * H, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
+    float *di = dgx + b * 4 * H, *df = di + H, *dg = di + 2 * H, *dout = di + 3 * H;
+    const float *db = dh_out + b * ostride, *dr = dh_rec + b * H;
+    const float *tb = tc + b * H, *cp = c_prev + b * H;
+    float *dcb = dc + b * H;
+    for (gsize j = 0; j < H; j++) {
+      const float dh = db[j] + dr[j];
+      const float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tb[j];
+      const float dcj = dcb[j] + dh * o * (1.0f - t * t);
+      di[j] = dcj * g * i * (1.0f - i);
+      df[j] = dcj * cp[j] * f * (1.0f - f);
+      dg[j] = dcj * i * (1.0f - g * g);
+      dout[j] = dh * t * o * (1.0f - o);
+      dcb[j] = dcj * f;
+    }
+  }
+}
+
+/* GRU, gate rows r, z, n: n = tanh(xn + r (W_hn h + b_hn)),
+ * h' = (1 - z) n + z h. */
+static void
+gru_forward (float *restrict h, float *restrict gates, float *restrict hn,
+    float *restrict out, const float *restrict xp, const float *restrict hp,
+    const float *restrict h_prev, gsize ostride, gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *x = xp + b * 3 * H, *r = hp + b * 3 * H;
+    const float *xr = x, *xz = x + H, *xn = x + 2 * H;
+    const float *rr = r, *rz = r + H, *rn = r + 2 * H;
+    float *gr = gates + b * 3 * H, *gz = gr + H, *gn = gr + 2 * H;
+    const float *hpb = h_prev + b * H;
+    float *hb = h + b * H, *nb = hn + b * H, *ob = out + b * ostride;
+    for (gsize j = 0; j < H; j++) {
+      const float rg = sigmoidf (xr[j] + rr[j]);
+      const float z = sigmoidf (xz[j] + rz[j]);
+      const float n = tanhf (xn[j] + rg * rn[j]);
+      gr[j] = rg;
+      gz[j] = z;
+      gn[j] = n;
+      nb[j] = rn[j];
+      ob[j] = hb[j] = (1.0f - z) * n + z * hpb[j];
+    }
+  }
+}
+
+/* @dh_prev [B][H]: the direct part z·dh of dLoss/dh_prev. */
+static void
+gru_backward (float *restrict dgx, float *restrict dgh, float *restrict dh_prev,
+    const float *restrict dh_out, const float *restrict dh_rec,
+    const float *restrict gates, const float *restrict hn,
+    const float *restrict h_prev, gsize ostride, gsize B, gsize H)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *gr = gates + b * 3 * H, *gz = gr + H, *gn = gr + 2 * H;
+    float *xr = dgx + b * 3 * H, *xz = xr + H, *xn = xr + 2 * H;
+    float *hr = dgh + b * 3 * H, *hz = hr + H, *hnn = hr + 2 * H;
+    const float *db = dh_out + b * ostride, *dr = dh_rec + b * H;
+    const float *hpb = h_prev + b * H, *nb = hn + b * H;
+    float *dp = dh_prev + b * H;
+    for (gsize j = 0; j < H; j++) {
+      const float dh = db[j] + dr[j];
+      const float r = gr[j], z = gz[j], n = gn[j];
+      const float dn = dh * (1.0f - z) * (1.0f - n * n);
+      const float dzp = dh * (hpb[j] - n) * z * (1.0f - z);
+      const float drp = dn * nb[j] * r * (1.0f - r);
+      xr[j] = hr[j] = drp;
+      xz[j] = hz[j] = dzp;
+      xn[j] = dn;
+      hnn[j] = dn * r;
+      dp[j] = dh * z;
+    }
+  }
+}
+
+/* ---- training forward -------------------------------------------------- */
+
+void
+rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
+    const RnnModel *m, guint T, guint B)
+{
+  g_return_if_fail (tr != NULL);
+  /* a refused call leaves nothing for rnn_train_loss() to work on */
+  tr->have_forward = tr->have_loss = FALSE;
+  g_return_if_fail (m != NULL && x != NULL);
+  g_return_if_fail (m->packed != NULL);
+  g_return_if_fail (T > 0 && B > 0 && (gsize) T * B <= G_MAXINT);
+  const RnnConfig *c = &m->cfg;
+  if (c->bidirectional)
+    g_return_if_fail (state == NULL);
+  else
+    g_return_if_fail (state == NULL || (state->batch == B && rnn_state_fits (state, m)));
+
+  train_reserve (tr, m, T, B);
+  tr->model = m;
+  tr->T = T;
+  tr->B = B;
+
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = c->bidirectional ? 2 : 1, DH = D * H, TB = (gsize) T * B;
+  const gsize BH = (gsize) B * H, n_in = c->input_size;
+
+  /* the input is kept: layer 0's weight gradient needs it */
+  if (c->has_input_norm) {
+    for (gsize r = 0; r < TB; r++)
+      for (gsize i = 0; i < n_in; i++)
+        tr->xn[r * n_in + i] = (x[r * n_in + i] - m->in_mean[i]) / m->in_std[i];
+  } else {
+    memcpy (tr->xn, x, TB * n_in * sizeof (float));
+  }
+
+  const float *in = tr->xn;
+  for (guint k = 0; k < c->num_layers; k++) {
+    float *out = tr->out[k];
+    for (guint d = 0; d < D; d++) {
+      const RnnLayerParams *lp = &m->layers[k * D + d];
+      LayerCache *lc = &tr->lc[k * D + d];
+      const gsize init = d ? T : 0;      /* slot of the initial state */
+
+      if (state) {
+        memcpy (lc->h + init * BH, rnn_state_h (state, k, d), BH * sizeof (float));
+        if (lc->c)
+          memcpy (lc->c + init * BH, rnn_state_c (state, k, d), BH * sizeof (float));
+      } else {
+        memset (lc->h + init * BH, 0, BH * sizeof (float));
+        if (lc->c)
+          memset (lc->c + init * BH, 0, BH * sizeof (float));
+      }
+
+      rnn_linear_rows (tr->xp, in, lp->w_ih, lp->b_ih, TB, GH, lp->in_size);
+      for (gsize s = 0; s < T; s++) {
+        const gsize t = d ? T - 1 - s : s;
+        const gsize prev = d ? t + 1 : t, cur = d ? t : t + 1;
+        const float *xp = tr->xp + t * B * GH, *h_prev = lc->h + prev * BH;
+        float *h = lc->h + cur * BH, *o = out + t * B * DH + d * H;
+
+        rnn_project_rows (tr->hp, h_prev, m->packed[k * D + d].w_hh_t, lp->b_hh, B, GH, H);
+        switch (c->cell) {
+          case RNN_CELL_RNN_TANH:
+          case RNN_CELL_RNN_RELU:
+            elman_forward (h, o, xp, tr->hp, c->cell == RNN_CELL_RNN_RELU, DH, B, H);
+            break;
+          case RNN_CELL_LSTM:
+            lstm_forward (h, lc->c + cur * BH, lc->tc + t * BH, lc->gates + t * B * GH,
+                o, xp, tr->hp, lc->c + prev * BH, DH, B, H);
+            break;
+          case RNN_CELL_GRU:
+            gru_forward (h, lc->gates + t * B * GH, lc->hn + t * BH, o, xp, tr->hp,
+                h_prev, DH, B, H);
+            break;
+        }
+      }
+
+      if (state) {
+        const gsize last = d ? 0 : T;
+        memcpy (rnn_state_h (state, k, d), lc->h + last * BH, BH * sizeof (float));
+        if (lc->c)
+          memcpy (rnn_state_c (state, k, d), lc->c + last * BH, BH * sizeof (float));
+      }
+    }
+    in = out;
+  }
+
+  const gsize O = rnn_model_get_output_size (m);
+  if (c->has_head) {
+    rnn_linear_rows (tr->z, in, m->head_w, m->head_b, TB, O, DH);
+    memcpy (tr->y, tr->z, TB * O * sizeof (float));
+    rnn_head_activate (c->head_activation, tr->y, TB, O);
+  }
+  if (y)
+    memcpy (y, c->has_head ? tr->y : in, TB * O * sizeof (float));
+  tr->have_forward = TRUE;
+}
+
+/* ---- losses ------------------------------------------------------------ */
+
+static const char *const loss_names[] = { "mse", "cross-entropy" };
+
+const char *
+rnn_loss_to_string (RnnLoss loss)
+{
+  g_return_val_if_fail ((guint) loss < G_N_ELEMENTS (loss_names), NULL);
+  return loss_names[loss];
+}
+
+gboolean
+rnn_loss_from_string (const char *s, RnnLoss *loss)
+{
+  for (guint i = 0; s && i < G_N_ELEMENTS (loss_names); i++)
+    if (strcmp (s, loss_names[i]) == 0) {
+      *loss = (RnnLoss) i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+gboolean
+rnn_loss_check (RnnLoss loss, const RnnModel *model, GError **error)
+{
+  g_return_val_if_fail (model != NULL, FALSE);
+  const RnnConfig *c = &model->cfg;
+
+  if ((guint) loss >= G_N_ELEMENTS (loss_names)) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID, "unknown loss %d", (int) loss);
+    return FALSE;
+  }
+  if (loss != RNN_LOSS_CROSS_ENTROPY)
+    return TRUE;
+  if (!c->has_head) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "cross-entropy needs a model with a head (one output per class)");
+    return FALSE;
+  }
+  if (c->head_activation != RNN_HEAD_ACT_NONE
+      && c->head_activation != RNN_HEAD_ACT_SOFTMAX) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "cross-entropy trains logits: the head activation must be none or "
+        "softmax, not %s", rnn_head_activation_to_string (c->head_activation));
+    return FALSE;
+  }
+  if (c->output_size < 2) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "cross-entropy needs at least 2 classes, the head has %u output",
+        c->output_size);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Weight of row r = t*B + b: the mask times the warm-up. */
+static inline float
+row_weight (const float *mask, guint warmup, gsize r, gsize B)
+{
+  if (r / B < warmup)
+    return 0.0f;
+  return mask ? mask[r] : 1.0f;
+}
+
+/* dz = dLoss/d(logits) from dy = dLoss/dy, y = act(z), for @rows rows of
+ * @O values, in place in @d. */
+static void
+head_activation_backward (float *restrict d, const float *restrict y,
+    RnnHeadActivation act, gsize rows, gsize O)
+{
+  for (gsize r = 0; r < rows; r++) {
+    float *dr = d + r * O;
+    const float *yr = y + r * O;
+    switch (act) {
+      case RNN_HEAD_ACT_NONE:
+        break;
+      case RNN_HEAD_ACT_SIGMOID:
+        for (gsize o = 0; o < O; o++)
+          dr[o] *= yr[o] * (1.0f - yr[o]);
+        break;
+      case RNN_HEAD_ACT_TANH:
+        for (gsize o = 0; o < O; o++)
+          dr[o] *= 1.0f - yr[o] * yr[o];
+        break;
+      case RNN_HEAD_ACT_SOFTMAX:{
+        /* dz_o = y_o (dy_o - sum_k dy_k y_k) */
+        float dot = 0.0f;
+        for (gsize o = 0; o < O; o++)
+          dot += dr[o] * yr[o];
+        for (gsize o = 0; o < O; o++)
+          dr[o] = yr[o] * (dr[o] - dot);
+        break;
+      }
+    }
+  }
+}
+
+/* Mean squared error on y (after the head activation). */
+static double
+mse_forward_backward (float *restrict dz, const float *restrict y,
+    const float *restrict target, const float *mask, guint warmup,
+    double wsum, gsize TB, gsize B, gsize O)
+{
+  const double n = wsum * (double) O;
+  double acc = 0.0;
+  for (gsize r = 0; r < TB; r++) {
+    const float w = row_weight (mask, warmup, r, B);
+    float *dr = dz + r * O;
+    if (w == 0.0f) {
+      memset (dr, 0, O * sizeof (float));
+      continue;
+    }
+    const float scale = (float) (2.0 * w / n);
+    double row = 0.0;
+    for (gsize o = 0; o < O; o++) {
+      const float e = y[r * O + o] - target[r * O + o];
+      row += (double) e * (double) e;
+      dr[o] = scale * e;
+    }
+    acc += (double) w * row;
+  }
+  return wsum > 0.0 ? acc / n : 0.0;
+}
+
+/* Cross-entropy on the logits z with class indices, softmax fused:
+ * loss = logsumexp(z) - z[class], dz = (softmax(z) - onehot) w / sum(w). */
+static double
+cross_entropy_forward_backward (float *restrict dz, const float *restrict z,
+    const float *restrict target, const float *mask, guint warmup,
+    double wsum, gsize TB, gsize B, gsize O)
+{
+  double acc = 0.0;
+  for (gsize r = 0; r < TB; r++) {
+    const float w = row_weight (mask, warmup, r, B);
+    const float *zr = z + r * O;
+    float *dr = dz + r * O;
+    if (w == 0.0f) {
+      memset (dr, 0, O * sizeof (float));
+      continue;
+    }
+    const gsize cls = (gsize) target[r];
+    float mx = zr[0];
+    for (gsize o = 1; o < O; o++)
+      mx = zr[o] > mx ? zr[o] : mx;
+    float sum = 0.0f;
+    for (gsize o = 0; o < O; o++)
+      sum += (dr[o] = expf (zr[o] - mx));
+    const float scale = (float) (w / wsum);
+    for (gsize o = 0; o < O; o++)
+      dr[o] = scale * (dr[o] / sum - (o == cls ? 1.0f : 0.0f));
+    acc += (double) w * ((double) mx + log ((double) sum) - (double) zr[cls]);
+  }
+  return wsum > 0.0 ? acc / wsum : 0.0;
+}
+
+gboolean
+rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
+    const float *mask, RnnLoss kind, guint warmup, GError **error)
+{
+  g_return_val_if_fail (tr != NULL && loss != NULL && target != NULL, FALSE);
+  g_return_val_if_fail (tr->have_forward, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  const RnnModel *m = tr->model;
+  const RnnConfig *c = &m->cfg;
+  const gsize B = tr->B, TB = (gsize) tr->T * B;
+  const gsize O = rnn_model_get_output_size (m);
+
+  tr->have_loss = FALSE;
+  if (!rnn_loss_check (kind, m, error))
+    return FALSE;
+
+  /* the data is the user's: check it before it touches the arithmetic;
+   * rows that carry no loss may hold anything */
+  double wsum = 0.0;
+  for (gsize r = 0; r < TB; r++) {
+    if (mask && !(isfinite (mask[r]) && mask[r] >= 0.0f)) {
+      g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+          "mask[%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT "] = %g: weights must be "
+          "finite and >= 0", r / B, r % B, (double) mask[r]);
+      return FALSE;
+    }
+    const float w = row_weight (mask, warmup, r, B);
+    wsum += w;
+    if (w == 0.0f)
+      continue;
+    if (kind == RNN_LOSS_CROSS_ENTROPY) {
+      const float v = target[r];
+      if (!(v >= 0.0f && v < (float) O && v == floorf (v))) {
+        g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+            "target[%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT "] = %g is not a "
+            "class index (an integer in [0, %" G_GSIZE_FORMAT "))",
+            r / B, r % B, (double) v, O);
+        return FALSE;
+      }
+    } else {
+      for (gsize o = 0; o < O; o++)
+        if (!isfinite (target[r * O + o])) {
+          g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+              "target[%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT
+              "] = %g is not finite", r / B, r % B, o, (double) target[r * O + o]);
+          return FALSE;
+        }
+    }
+  }
+
+  if (kind == RNN_LOSS_CROSS_ENTROPY) {
+    *loss = cross_entropy_forward_backward (tr->dz, tr->z, target, mask, warmup,
+        wsum, TB, B, O);
+  } else {
+    const float *y = c->has_head ? tr->y : tr->out[c->num_layers - 1];
+    *loss = mse_forward_backward (tr->dz, y, target, mask, warmup, wsum, TB, B, O);
+    if (c->has_head)
+      head_activation_backward (tr->dz, tr->y, c->head_activation, TB, O);
+  }
+  tr->have_loss = TRUE;
+  return TRUE;
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+/* acc[N] += column sums of a[M][N]. */
+static void
+colsum_add (float *restrict acc, const float *restrict a, gsize M, gsize N)
+{
+  for (gsize m = 0; m < M; m++)
+    for (gsize n = 0; n < N; n++)
+      acc[n] += a[m * N + n];
+}
+
+/* dW[N][K] += dYᵀ·X for dY [M][N], X [M][K]: one sgemm. */
+static void
+weight_grad_add (float *dw, const float *dy, const float *x, gsize M, gsize N,
+    gsize K)
+{
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) N, (int) K,
+      (int) M, 1.0f, dy, (int) N, x, (int) K, 1.0f, dw, (int) K);
+}
+
+/* dX[M][K] = beta·dX + dY·W for dY [M][N], W [N][K]: one sgemm. */
+static void
+input_grad (float *dx, const float *dy, const float *w, gsize M, gsize N,
+    gsize K, float beta)
+{
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) M, (int) K,
+      (int) N, 1.0f, dy, (int) N, w, (int) K, beta, dx, (int) K);
+}
+
+/* Backward through layer k, direction d: from @dcur [T][B][D*H] (the
+ * gradient of the layer's output), accumulates the layer's four parameter
+ * gradients into @grads and, when @din is set, writes (@din_beta 0) or adds
+ * (@din_beta 1) the gradient of the layer's input [T][B][I_k]. */
+static void
+layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
+    const float *dcur, const float *in, const RnnModel *m, guint k, guint d)
+{
+  const RnnConfig *c = &m->cfg;
+  const gsize T = tr->T, B = tr->B, TB = T * B;
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = c->bidirectional ? 2 : 1, DH = D * H, BH = B * H;
+  const RnnLayerParams *lp = &m->layers[k * D + d];
+  const LayerCache *lc = &tr->lc[k * D + d];
+  const RnnParamInfo *ti = &m->tensors[(k * D + d) * 4];
+  float *dw_ih = grads + ti[0].offset, *dw_hh = grads + ti[1].offset;
+  float *db_ih = grads + ti[2].offset, *db_hh = grads + ti[3].offset;
+  const gboolean gru = c->cell == RNN_CELL_GRU;
+  /* the recurrent side's pre-activation gradients: the input side's except
+   * for the GRU's n rows, where r scales W_hn h + b_hn */
+  float *dgh = gru ? tr->dgh : tr->dgx;
+  float *dh_rec = tr->dh[0], *dh_next = tr->dh[1];
+
+  memset (dh_rec, 0, BH * sizeof (float));
+  if (tr->dc)
+    memset (tr->dc, 0, BH * sizeof (float));
+
+  /* steps in the reverse of the order the forward pass ran them */
+  for (gsize s = T; s-- > 0;) {
+    const gsize t = d ? T - 1 - s : s;
+    const gsize prev = d ? t + 1 : t, cur = d ? t : t + 1;
+    const float *dh_out = dcur + t * B * DH + d * H;
+    float *dgx_t = tr->dgx + t * B * GH, *dgh_t = dgh + t * B * GH;
+
+    switch (c->cell) {
+      case RNN_CELL_RNN_TANH:
+      case RNN_CELL_RNN_RELU:
+        elman_backward (dgx_t, dh_out, dh_rec, lc->h + cur * BH,
+            c->cell == RNN_CELL_RNN_RELU, DH, B, H);
+        break;
+      case RNN_CELL_LSTM:
+        lstm_backward (dgx_t, tr->dc, dh_out, dh_rec, lc->gates + t * B * GH,
+            lc->tc + t * BH, lc->c + prev * BH, DH, B, H);
+        break;
+      case RNN_CELL_GRU:
+        gru_backward (dgx_t, dgh_t, dh_next, dh_out, dh_rec, lc->gates + t * B * GH,
+            lc->hn + t * BH, lc->h + prev * BH, DH, B, H);
+        break;
+    }
+    /* dLoss/dh_prev = dG_h·W_hh (+ z·dh for the GRU); the initial state is
+     * detached, so the first step needs none */
+    if (s > 0) {
+      input_grad (dh_next, dgh_t, lp->w_hh, B, GH, H, gru ? 1.0f : 0.0f);
+      float *tmp = dh_rec;
+      dh_rec = dh_next;
+      dh_next = tmp;
+    }
+  }
+
+  /* the weight gradients over all T*B rows at once */
+  const float *h_prev = lc->h + (d ? BH : 0);     /* [T][B][H], see LayerCache */
+  weight_grad_add (dw_ih, tr->dgx, in, TB, GH, lp->in_size);
+  weight_grad_add (dw_hh, dgh, h_prev, TB, GH, H);
+  colsum_add (db_ih, tr->dgx, TB, GH);
+  colsum_add (db_hh, dgh, TB, GH);
+  if (din)
+    input_grad (din, tr->dgx, lp->w_ih, TB, GH, lp->in_size, din_beta);
+}
+
+void
+rnn_train_backward (RnnTrain *tr, float *grads, float *dx, const RnnModel *m)
+{
+  g_return_if_fail (tr != NULL && grads != NULL && m != NULL);
+  g_return_if_fail (tr->have_loss && m == tr->model);
+  const RnnConfig *c = &m->cfg;
+  const gsize TB = (gsize) tr->T * tr->B, H = c->hidden_size;
+  const gsize D = c->bidirectional ? 2 : 1, DH = D * H, L = c->num_layers;
+  const gsize n_in = c->input_size;
+
+  /* the head: dV += dZᵀ·H_last, db += colsum(dZ), dH_last = dZ·V */
+  const float *dcur = tr->dz;
+  if (c->has_head) {
+    const gsize O = c->output_size;
+    const RnnParamInfo *ti = &m->tensors[L * D * 4];
+    weight_grad_add (grads + ti[0].offset, tr->dz, tr->out[L - 1], TB, O, DH);
+    colsum_add (grads + ti[1].offset, tr->dz, TB, O);
+    input_grad (tr->dout[0], tr->dz, m->head_w, TB, O, DH, 0.0f);
+    dcur = tr->dout[0];
+  }
+
+  for (gsize k = L; k-- > 0;) {
+    float *din = k > 0 ? (dcur == tr->dout[0] ? tr->dout[1] : tr->dout[0])
+        : (dx ? tr->dxn : NULL);
+    const float *in = k > 0 ? tr->out[k - 1] : tr->xn;
+    for (guint d = 0; d < D; d++)
+      layer_backward (tr, grads, din, d ? 1.0f : 0.0f, dcur, in, m, k, d);
+    dcur = din;
+  }
+
+  /* the input normalisation: x_n = (x - mean) / std; mean and std are
+   * constants (not trained) */
+  if (dx) {
+    if (c->has_input_norm) {
+      for (gsize r = 0; r < TB; r++)
+        for (gsize i = 0; i < n_in; i++)
+          dx[r * n_in + i] = tr->dxn[r * n_in + i] / m->in_std[i];
+    } else {
+      memcpy (dx, tr->dxn, TB * n_in * sizeof (float));
+    }
+  }
+}
+
+gsize
+rnn_train_get_n_trainable (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, 0);
+  if (!model->cfg.has_input_norm)
+    return model->n_params;
+  /* input.mean, input.std are the last two tensors */
+  return model->tensors[model->n_tensors - 2].offset;
+}

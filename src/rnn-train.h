@@ -1,0 +1,209 @@
+/* gst-rnn numerical core: training — backpropagation through time (BPTT),
+ * losses, optimizers and gradient clipping.
+ *
+ * A training step, as the rnntrain element runs it:
+ *
+ *   RnnModel *model = ...;            // the trainer's private, sealed copy:
+ *                                     // rnn_model_copy() of an init-model, or
+ *                                     // rnn_model_new() + rnn_train_init_params()
+ *   gsize n;
+ *   rnn_model_get_params (model, &n);
+ *   float *grads = g_new0 (float, n);  // laid out exactly like the params
+ *   RnnTrain *tr = rnn_train_new ();
+ *   RnnOptimizerConfig oc;
+ *   rnn_optimizer_config_init (&oc, RNN_OPTIMIZER_ADAM);
+ *   RnnOptimizer *opt = rnn_optimizer_new (&oc, rnn_train_get_n_trainable (model), &err);
+ *
+ *   for each batch of B windows of T steps:
+ *     memset (grads, 0, n * sizeof (float));      // backward accumulates
+ *     rnn_train_forward (tr, y_or_NULL, state_or_NULL, x, model, T, B);
+ *     if (!rnn_train_loss (tr, &loss, target, mask_or_NULL, RNN_LOSS_MSE, warmup, &err))
+ *       ...;                                       // bad target data
+ *     rnn_train_backward (tr, grads, NULL, model);
+ *     norm = rnn_clip_grad_norm (grads, n, clip_norm);   // if clipping
+ *     if (!isfinite (loss) || !isfinite (norm)) roll back ...;
+ *     rnn_optimizer_step_model (opt, model, grads);      // updates + reseals
+ *
+ * Validation is rnn_train_forward() + rnn_train_loss() without the backward.
+ * Offline training on windows cut at random offsets passes state NULL (zero
+ * initial state, optionally with a few warm-up steps that carry no loss);
+ * online training (truncated BPTT) passes the RnnState of the stream(s), so
+ * each window starts where the previous one ended.  Inference models are
+ * handed out as rnn_model_copy() of the trainer's model.
+ *
+ * Conventions are those of rnn.h: time-major x [T][B][I], float32,
+ * parameters and gradients in the model's slab order (RnnParamInfo offsets,
+ * including the zero padding between tensors).  Errors a user can cause
+ * (bad targets, an impossible loss/head combination, a bad optimizer
+ * setting) are GErrors in the RNN_ERROR domain; misuse of the API is caught
+ * by g_return_if_fail.  Same inputs give bitwise the same results (with
+ * OpenBLAS single-threaded, OPENBLAS_NUM_THREADS=1, as the tests run it).
+ */
+#pragma once
+
+#include "rnn.h"
+
+G_BEGIN_DECLS
+
+/* ---- training forward and backward (BPTT) ------------------------------ */
+
+typedef enum {
+  /* Mean over the weighted steps and all O outputs of (y - target)^2, y the
+   * model output after the head activation.  Without a mask or warm-up this
+   * is torch.nn.MSELoss() (reduction 'mean' over T*B*O elements). */
+  RNN_LOSS_MSE,
+  /* torch.nn.CrossEntropyLoss() on the logits, with class-index targets:
+   * -log softmax(z)[target], mean over the weighted steps.  The logits z are
+   * the head's output before its activation, so a softmax head trains
+   * exactly as nn.Linear + CrossEntropyLoss does and its gradient is
+   * softmax(z) - onehot (fused).  Needs a head with activation none or
+   * softmax. */
+  RNN_LOSS_CROSS_ENTROPY,
+} RnnLoss;
+
+/* "mse", "cross-entropy" (the rnntrain property's nicks). */
+const char *rnn_loss_to_string (RnnLoss loss);
+gboolean rnn_loss_from_string (const char *s, RnnLoss *loss);
+
+/* Checks that @loss can train @model: cross-entropy needs a head whose
+ * activation is none or softmax and at least two outputs. */
+gboolean rnn_loss_check (RnnLoss loss, const RnnModel *model, GError **error);
+
+/* Workspace of the training passes: the caches the forward pass keeps for
+ * the backward pass, and all scratch memory.  It grows to the largest model
+ * and T*B seen, so a steady training loop allocates nothing.  It holds no
+ * reference to the model; one per thread. */
+typedef struct _RnnTrain RnnTrain;
+RnnTrain *rnn_train_new (void);
+void rnn_train_free (RnnTrain *tr);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnTrain, rnn_train_free)
+
+/* Training forward of a batch of B windows of T steps: x [T][B][I] ->
+ * y [T][B][O] (O = rnn_model_get_output_size()), caching the gate
+ * activations, c and h of every step, layer and direction.
+ * @y: NULL, or where to copy the output (after the head activation).
+ * @state (unidirectional models): NULL to start every window from zero
+ *   state; otherwise it holds the initial h (and c) of the B windows,
+ *   e.g. carried from the previous window of the same stream, and receives
+ *   the final state so the caller can carry it on.  The initial state is
+ *   detached: no gradient flows into it (truncated BPTT).
+ *   Bidirectional models: must be NULL; every window is one whole sequence,
+ *   both directions start from zero (as rnn_forward() runs them).
+ * @model must be sealed (rnn_model_seal(); rnn_optimizer_step_model()
+ * reseals) and must stay unchanged until rnn_train_backward(); @x need not
+ * outlive the call.
+ * Computes what rnn_forward() computes with the same cell arithmetic and
+ * recurrent kernel; the input projection is one sgemm, so the two agree to
+ * float rounding (~1e-7), not bit for bit. */
+void rnn_train_forward (RnnTrain *tr, float *y, RnnState *state,
+    const float *x, const RnnModel *model, guint T, guint B);
+
+/* The loss of the last rnn_train_forward() and, kept in @tr for
+ * rnn_train_backward(), its gradient with respect to the output.
+ * @loss: the loss, accumulated in double.
+ * @target: MSE: [T][B][O] finite values; cross-entropy: [T][B] class
+ *   indices stored as floats (integers in [0, O)).
+ * @mask: NULL, or [T][B] finite weights >= 0 per step and window (0 = no
+ *   loss, e.g. padding).
+ * @warmup: the first @warmup steps of every window carry no loss (the state
+ *   settles first); their outputs still feed later steps.
+ * The loss is sum(w * per-step loss) / sum(w) (/ O for MSE) with w the mask
+ * times the warm-up; 0 with a zero gradient when every weight is 0.
+ * Returns FALSE with RNN_ERROR_TENSOR for a bad target or mask value, or
+ * RNN_ERROR_INVALID when @kind cannot train the model (rnn_loss_check()). */
+gboolean rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
+    const float *mask, RnnLoss kind, guint warmup, GError **error);
+
+/* Backward pass through the head, every layer and direction, and the
+ * input normalisation, for the last forward and loss.  ACCUMULATES into
+ * @grads (rnn_model_get_params() layout, n_params floats; the caller zeroes
+ * it), so calls may add up several batches.  The gradients of input.mean,
+ * input.std and of the padding are left untouched (zero): they are not
+ * trained.
+ * @dx: NULL, or where to write (not accumulate) the gradient of the loss
+ *   with respect to the raw input x, [T][B][I].
+ * @model: the model the forward pass ran. */
+void rnn_train_backward (RnnTrain *tr, float *grads, float *dx,
+    const RnnModel *model);
+
+/* Floats at the start of the slab that the optimizers update: every
+ * parameter except input.mean and input.std, which come from data
+ * statistics and sit at the end of the slab. */
+gsize rnn_train_get_n_trainable (const RnnModel *model);
+
+/* ---- initialisation -------------------------------------------------- */
+
+/* Fills every trainable parameter as PyTorch initialises a fresh module,
+ * from a generator seeded with @seed (GRand, the same numbers on every
+ * platform): nn.RNN/LSTM/GRU weights and biases ~ U(-1/sqrt(H), 1/sqrt(H)),
+ * the head (nn.Linear) weight and bias ~ U(-1/sqrt(D*H), 1/sqrt(D*H)).
+ * input.mean / input.std and the padding are left as they are.  Seals the
+ * model. */
+void rnn_train_init_params (RnnModel *model, guint32 seed);
+
+/* ---- gradient clipping ---------------------------------------------- */
+
+/* torch.nn.utils.clip_grad_norm_ over all @n gradients as one group:
+ * total = ||grads||_2 (accumulated in double); if max_norm / (total + 1e-6)
+ * < 1, every gradient is multiplied by that coefficient.  Returns the total
+ * norm before clipping; a non-finite total (which leaves @grads unchanged)
+ * tells the caller to skip the step.  @max_norm <= 0 only measures. */
+float rnn_clip_grad_norm (float *grads, gsize n, float max_norm);
+
+/* ---- optimizers ------------------------------------------------------ */
+
+typedef enum {
+  RNN_OPTIMIZER_SGD,
+  RNN_OPTIMIZER_ADAM,
+} RnnOptimizerKind;
+
+/* "sgd", "adam". */
+const char *rnn_optimizer_kind_to_string (RnnOptimizerKind kind);
+gboolean rnn_optimizer_kind_from_string (const char *s, RnnOptimizerKind *kind);
+
+/* torch.optim semantics:
+ * SGD:  d = g + weight_decay * p;  buf = momentum * buf + d (buf = d at the
+ *       first step; dampening 0, no Nesterov);  p -= lr * buf.
+ * Adam: d = g + weight_decay * p (L2, not AdamW);  m = b1 m + (1-b1) d;
+ *       v = b2 v + (1-b2) d^2;  p -= lr / (1 - b1^t) * m /
+ *       (sqrt(v) / sqrt(1 - b2^t) + eps). */
+typedef struct {
+  RnnOptimizerKind kind;
+  float learning_rate;      /* > 0 */
+  float momentum;           /* SGD, in [0, 1) */
+  float beta1, beta2;       /* Adam, in [0, 1) */
+  float eps;                /* Adam, > 0 */
+  float weight_decay;       /* >= 0 */
+} RnnOptimizerConfig;
+
+/* PyTorch's defaults: SGD lr 0.01 (torch has none), momentum 0; Adam lr
+ * 0.001, betas (0.9, 0.999), eps 1e-8; weight decay 0. */
+void rnn_optimizer_config_init (RnnOptimizerConfig *cfg, RnnOptimizerKind kind);
+gboolean rnn_optimizer_config_validate (const RnnOptimizerConfig *cfg,
+    GError **error);
+
+/* Optimizer state (step count and moments, one slab) for @n parameters. */
+typedef struct _RnnOptimizer RnnOptimizer;
+RnnOptimizer *rnn_optimizer_new (const RnnOptimizerConfig *cfg, gsize n,
+    GError **error);
+void rnn_optimizer_free (RnnOptimizer *opt);
+/* A snapshot, e.g. to roll back together with rnn_model_copy(). */
+RnnOptimizer *rnn_optimizer_copy (const RnnOptimizer *opt);
+/* Forgets the moments and the step count. */
+void rnn_optimizer_reset (RnnOptimizer *opt);
+const RnnOptimizerConfig *rnn_optimizer_get_config (const RnnOptimizer *opt);
+/* E.g. halve it after a divergence; the moments are kept. */
+void rnn_optimizer_set_learning_rate (RnnOptimizer *opt, float lr);
+guint64 rnn_optimizer_get_step_count (const RnnOptimizer *opt);
+gsize rnn_optimizer_get_size (const RnnOptimizer *opt);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnOptimizer, rnn_optimizer_free)
+
+/* One step over the @n floats given at creation: params[i] from grads[i]. */
+void rnn_optimizer_step (RnnOptimizer *opt, float *params, const float *grads);
+/* One step over the trainable part of @model's slab (the optimizer must
+ * have been made with n = rnn_train_get_n_trainable (model)), then
+ * rnn_model_seal (model).  The model must be the trainer's private copy. */
+void rnn_optimizer_step_model (RnnOptimizer *opt, RnnModel *model,
+    const float *grads);
+
+G_END_DECLS
