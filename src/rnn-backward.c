@@ -373,7 +373,7 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
         const float *xp = tr->xp + t * B * GH, *h_prev = lc->h + prev * BH;
         float *h = lc->h + cur * BH, *o = out + t * B * DH + d * H;
 
-        rnn_project_rows (tr->hp, h_prev, m->packed[k * D + d].w_hh_t, lp->b_hh, B, GH, H);
+        rnn_project_rows (tr->hp, h_prev, &m->packed[k * D + d].w_hh, lp->b_hh, B);
         switch (c->cell) {
           case RNN_CELL_RNN_TANH:
           case RNN_CELL_RNN_RELU:

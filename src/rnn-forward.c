@@ -4,6 +4,7 @@
  * the gate nonlinearities per step; the naive path is the plain-loop
  * reference. */
 #include "rnn-private.h"
+#include "rnn-kernels.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -83,103 +84,17 @@ sigmoidf (float x)
  * sums a row differently depending on where the row falls in its register
  * tiles (measured on this machine: for K >= 8, rows in the tail of its
  * 12-row tiles differ in the last bit), so a stream cut into different
- * chunks, or run beside other streams, would not give the same bits.  Here
- * every element is summed in one fixed order — bias, then k ascending — for
- * any M; the axpy form (transposed weights) vectorises without reassociation,
- * and four rows share each weight load.  At streaming sizes (one to a few
- * hundred rows) it also avoids the per-call cost of the library. */
+ * chunks, or run beside other streams, would not give the same bits.  Our
+ * kernel (rnn-kernels-impl.c) sums every element in one fixed order — bias,
+ * then k ascending — for any M; the axpy form (transposed weights)
+ * vectorises without reassociation, and four rows share each weight load.
+ * At streaming sizes (one to a few hundred rows) it also avoids the
+ * per-call cost of the library. */
 void
-rnn_project_rows (float *restrict C, const float *restrict A,
-    const float *restrict Wt, const float *restrict bias, gsize M, gsize N,
-    gsize K)
+rnn_project_rows (float *C, const float *A, const RnnPackedMatrix *W,
+    const float *bias, gsize M)
 {
-  gsize m = 0;
-  for (; m + 4 <= M; m += 4) {
-    float *restrict c0 = C + m * N, *restrict c1 = c0 + N;
-    float *restrict c2 = c1 + N, *restrict c3 = c2 + N;
-    const float *a = A + m * K;
-    memcpy (c0, bias, N * sizeof (float));
-    memcpy (c1, bias, N * sizeof (float));
-    memcpy (c2, bias, N * sizeof (float));
-    memcpy (c3, bias, N * sizeof (float));
-    for (gsize k = 0; k < K; k++) {
-      const float a0 = a[k], a1 = a[K + k], a2 = a[2 * K + k], a3 = a[3 * K + k];
-      const float *restrict w = Wt + k * N;
-      for (gsize n = 0; n < N; n++) {
-        c0[n] += w[n] * a0;
-        c1[n] += w[n] * a1;
-        c2[n] += w[n] * a2;
-        c3[n] += w[n] * a3;
-      }
-    }
-  }
-  for (; m < M; m++) {
-    float *restrict c0 = C + m * N;
-    const float *a = A + m * K;
-    memcpy (c0, bias, N * sizeof (float));
-    for (gsize k = 0; k < K; k++) {
-      const float a0 = a[k];
-      const float *restrict w = Wt + k * N;
-      for (gsize n = 0; n < N; n++)
-        c0[n] += w[n] * a0;
-    }
-  }
-}
-
-/* One step of B streams: gate pre-activations from the input projection
- * @xp [B][G*H] (b_ih included) and the recurrent projection @hp [B][G*H]
- * (b_hh included); updates h, c [B][H] in place and writes h to @out
- * (stride @out_stride between streams). */
-static void
-cell_step (RnnCell cell, const float *restrict xp, const float *restrict hp,
-    float *restrict h, float *restrict c, float *restrict out,
-    gsize out_stride, gsize B, gsize H)
-{
-  for (gsize b = 0; b < B; b++) {
-    const float *x = xp + b * rnn_cell_gates (cell) * H;
-    const float *r = hp + b * rnn_cell_gates (cell) * H;
-    float *hb = h + b * H, *ob = out + b * out_stride;
-
-    switch (cell) {
-      case RNN_CELL_RNN_TANH:
-        for (gsize j = 0; j < H; j++)
-          ob[j] = hb[j] = tanhf (x[j] + r[j]);
-        break;
-      case RNN_CELL_RNN_RELU:
-        for (gsize j = 0; j < H; j++) {
-          const float v = x[j] + r[j];
-          ob[j] = hb[j] = v > 0.0f ? v : 0.0f;
-        }
-        break;
-      case RNN_CELL_LSTM:{
-        /* gate rows i, f, g, o */
-        const float *xi = x, *xf = x + H, *xg = x + 2 * H, *xo = x + 3 * H;
-        const float *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
-        float *cb = c + b * H;
-        for (gsize j = 0; j < H; j++) {
-          const float i = sigmoidf (xi[j] + ri[j]);
-          const float f = sigmoidf (xf[j] + rf[j]);
-          const float g = tanhf (xg[j] + rg[j]);
-          const float o = sigmoidf (xo[j] + ro[j]);
-          cb[j] = f * cb[j] + i * g;
-          ob[j] = hb[j] = o * tanhf (cb[j]);
-        }
-        break;
-      }
-      case RNN_CELL_GRU:{
-        /* gate rows r, z, n; b_hn stays inside r * (W_hn h + b_hn) */
-        const float *xr = x, *xz = x + H, *xn = x + 2 * H;
-        const float *rr = r, *rz = r + H, *rn = r + 2 * H;
-        for (gsize j = 0; j < H; j++) {
-          const float rg = sigmoidf (xr[j] + rr[j]);
-          const float z = sigmoidf (xz[j] + rz[j]);
-          const float n = tanhf (xn[j] + rg * rn[j]);
-          ob[j] = hb[j] = (1.0f - z) * n + z * hb[j];
-        }
-        break;
-      }
-    }
-  }
+  rnn_kernels_get ()->project_rows (C, A, W, bias, M);
 }
 
 void
@@ -252,6 +167,7 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     return;
 
   forward_reserve (fw, m, T, B);
+  const RnnKernels *kern = rnn_kernels_get ();
   const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
   const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
   const gboolean lstm = c->cell == RNN_CELL_LSTM;
@@ -272,11 +188,11 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
         memset (fw->zero, 0, 2 * B * H * sizeof (float));
       }
       const RnnPackedLayer *pk = &m->packed[k * D + d];
-      rnn_project_rows (fw->xp, in, pk->w_ih_t, lp->b_ih, TB, GH, lp->in_size);
+      kern->project_rows (fw->xp, in, &pk->w_ih, lp->b_ih, TB);
       for (gsize s = 0; s < T; s++) {
         const gsize t = d ? T - 1 - s : s;
-        rnn_project_rows (fw->hp, h, pk->w_hh_t, lp->b_hh, B, GH, H);
-        cell_step (c->cell, fw->xp + t * B * GH, fw->hp, h, cs,
+        kern->project_rows (fw->hp, h, &pk->w_hh, lp->b_hh, B);
+        kern->cell_step (c->cell, fw->xp + t * B * GH, fw->hp, h, cs,
             out + t * B * D * H + d * H, D * H, B, H);
       }
     }
@@ -284,7 +200,7 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   }
   if (c->has_head) {
     const gsize O = c->output_size;
-    rnn_project_rows (y, in, m->head_w_t, m->head_b, TB, O, D * H);
+    kern->project_rows (y, in, &m->head_w_p, m->head_b, TB);
     rnn_head_activate (c->head_activation, y, TB, O);
   }
 }

@@ -262,12 +262,28 @@ rnn_model_copy (const RnnModel *model)
   return copy;
 }
 
-static void
-transpose (float *restrict dst, const float *restrict src, gsize rows, gsize cols)
+static gsize
+packed_size (gsize N, gsize K)
 {
-  for (gsize r = 0; r < rows; r++)
-    for (gsize c = 0; c < cols; c++)
-      dst[c * rows + r] = src[r * cols + c];
+  const gsize width = MIN (RNN_PANEL_MAX, (N + 7) & ~(gsize) 7);
+  return (N + width - 1) / width * width * K;
+}
+
+/* Packs W [N][K] into @p (see RnnPackedMatrix). */
+static void
+pack_matrix (RnnPackedMatrix *pm, float *p, const float *W, gsize N, gsize K)
+{
+  pm->data = p;
+  pm->N = N;
+  pm->K = K;
+  pm->width = MIN (RNN_PANEL_MAX, (N + 7) & ~(gsize) 7);
+  pm->n_panels = (N + pm->width - 1) / pm->width;
+  memset (p, 0, pm->n_panels * pm->width * K * sizeof (float));
+  for (gsize n = 0; n < N; n++) {
+    float *panel = p + n / pm->width * K * pm->width;
+    for (gsize k = 0; k < K; k++)
+      panel[k * pm->width + n % pm->width] = W[n * K + k];
+  }
 }
 
 void
@@ -282,28 +298,22 @@ rnn_model_seal (RnnModel *model)
   if (!model->packed) {
     gsize total = 0;
     for (gsize l = 0; l < LD; l++)
-      total += (model->layers[l].in_size + H) * GH;
+      total += packed_size (GH, model->layers[l].in_size) + packed_size (GH, H);
     if (c->has_head)
-      total += D * H * c->output_size;
-    model->packed = g_new (RnnPackedLayer, LD);
+      total += packed_size (c->output_size, D * H);
+    model->packed = g_new0 (RnnPackedLayer, LD);
     model->packed_slab = g_malloc_n (total, sizeof (float));
-    float *p = model->packed_slab;
-    for (gsize l = 0; l < LD; l++) {
-      model->packed[l].w_ih_t = p;
-      p += model->layers[l].in_size * GH;
-      model->packed[l].w_hh_t = p;
-      p += H * GH;
-    }
-    if (c->has_head)
-      model->head_w_t = p;
   }
+  float *p = model->packed_slab;
   for (gsize l = 0; l < LD; l++) {
-    transpose (model->packed[l].w_ih_t, model->layers[l].w_ih, GH,
-        model->layers[l].in_size);
-    transpose (model->packed[l].w_hh_t, model->layers[l].w_hh, GH, H);
+    const RnnLayerParams *lp = &model->layers[l];
+    pack_matrix (&model->packed[l].w_ih, p, lp->w_ih, GH, lp->in_size);
+    p += packed_size (GH, lp->in_size);
+    pack_matrix (&model->packed[l].w_hh, p, lp->w_hh, GH, H);
+    p += packed_size (GH, H);
   }
   if (c->has_head)
-    transpose (model->head_w_t, model->head_w, c->output_size, D * H);
+    pack_matrix (&model->head_w_p, p, model->head_w, c->output_size, D * H);
 }
 
 const RnnConfig *

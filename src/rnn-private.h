@@ -3,10 +3,21 @@
 
 #include "rnn.h"
 
-/* Weights of one layer/direction transposed for the inference kernels. */
+/* A weight W [N][K] repacked for the inference kernels: its transpose cut
+ * into panels of `width` columns (a multiple of 8, at most 64), each panel
+ * [K][width] contiguous, the last one zero-padded.  A kernel then streams
+ * one panel with its accumulators held in registers. */
 typedef struct {
-  float *w_ih_t;            /* [I_k][G*H] */
-  float *w_hh_t;            /* [H][G*H] */
+  float *data;              /* n_panels * K * width */
+  gsize K, N, width, n_panels;
+} RnnPackedMatrix;
+
+#define RNN_PANEL_MAX 64
+
+/* Weights of one layer/direction packed for the inference kernels. */
+typedef struct {
+  RnnPackedMatrix w_ih;     /* from [G*H][I_k] */
+  RnnPackedMatrix w_hh;     /* from [G*H][H] */
 } RnnPackedLayer;
 
 struct _RnnModel {
@@ -20,8 +31,8 @@ struct _RnnModel {
   float *head_w, *head_b;   /* [O][D*H], [O] or NULL */
   float *in_mean, *in_std;  /* [I] or NULL */
   RnnPackedLayer *packed;   /* [L][D]; NULL until sealed */
-  float *head_w_t;          /* [D*H][O] head.weight transposed, or NULL */
-  float *packed_slab;       /* owns what packed and head_w_t point to */
+  RnnPackedMatrix head_w_p; /* from head.weight [O][D*H]; data NULL without head */
+  float *packed_slab;       /* owns the packed data */
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
 };
@@ -36,13 +47,12 @@ struct _RnnState {
 
 /* Kernels of rnn-forward.c shared with the training code. */
 
-/* C[M][N] = bias[N] + A[M][K] · Wt[K][N], with Wt the transposed weight.
- * Every element is summed in the same order (bias, then k ascending) for any
+/* C[M][N] = A[M][K] · Wᵀ + bias[N] with W packed (N, K from @W).  Every
+ * element is summed in the same order (k ascending, then the bias) for any
  * M, which makes the forward pass bitwise independent of chunking and
  * batching; see the comment in rnn-forward.c for why this is not sgemm. */
-void rnn_project_rows (float *restrict C, const float *restrict A,
-    const float *restrict Wt, const float *restrict bias, gsize M, gsize N,
-    gsize K);
+void rnn_project_rows (float *C, const float *A, const RnnPackedMatrix *W,
+    const float *bias, gsize M);
 /* C[M][N] = A[M][K] · W[N][K]ᵀ + bias[N]: one sgemm (training path). */
 void rnn_linear_rows (float *C, const float *A, const float *W,
     const float *bias, gsize M, gsize N, gsize K);

@@ -660,7 +660,9 @@ test_finite_differences_float32 (gconstpointer data)
  * element's update, so where g + weight_decay * p cancels to ~1e-7 (it does
  * in rnn_tanh_L1_uni_softmax_mse) float32 cannot do better than ~1e-6:
  * PyTorch's own float32 Adam is 1.6e-6 from the float64 result there, ours
- * 1.1e-6; hence 2e-6 for Adam.  The optimizer arithmetic alone, on identical
+ * 1.1e-6 with the generic kernels and 2.6e-6 with the AVX2/FMA ones (a
+ * different rounding of the recurrent product, amplified by Adam's 1/|g|
+ * normalisation of that element); hence 4e-6 for Adam.  The optimizer arithmetic alone, on identical
  * float32 inputs, is held to 1e-6 by /optim/adam/matches-torch. */
 static void
 check_two_steps (const RnnOptimizerConfig *oc, const char *prefix, double tol)
@@ -726,7 +728,7 @@ test_adam_steps (void)
   rnn_optimizer_config_init (&oc, RNN_OPTIMIZER_ADAM);
   oc.learning_rate = 0.01f;
   oc.weight_decay = 0.01f;
-  check_two_steps (&oc, "adam", 2e-6);
+  check_two_steps (&oc, "adam", 4e-6);
 }
 
 static void

@@ -1,0 +1,20 @@
+/* The kernels compiled for AVX2 + FMA (x86-64 only; chosen at run time). */
+#include <immintrin.h>
+
+#define KERNEL_SUFFIX avx2
+#define VFMA(a, b, c) \
+  ((v8sf) _mm256_fmadd_ps ((__m256) (a), (__m256) (b), (__m256) (c)))
+#include "rnn-kernels-impl.c"
+
+static const RnnKernels kernels = {
+  "avx2-fma", project_rows_avx2, cell_step_avx2,
+};
+
+const RnnKernels *
+rnn_kernels_avx2 (void)
+{
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
+    return &kernels;
+  return NULL;
+}

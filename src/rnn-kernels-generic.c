@@ -1,0 +1,15 @@
+/* The kernels for any processor (the compiler's baseline instruction set). */
+#define KERNEL_SUFFIX generic
+/* no fused multiply-add in the baseline instruction set */
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#include "rnn-kernels-impl.c"
+
+static const RnnKernels kernels = {
+  "generic", project_rows_generic, cell_step_generic,
+};
+
+const RnnKernels *
+rnn_kernels_generic (void)
+{
+  return &kernels;
+}
