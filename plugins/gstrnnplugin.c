@@ -4,7 +4,11 @@
 static gboolean
 plugin_init (GstPlugin *plugin)
 {
-  return TRUE;
+  gboolean ret = FALSE;
+
+  ret |= GST_ELEMENT_REGISTER (rnnfilter, plugin);
+
+  return ret;
 }
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, rnn,

@@ -1,0 +1,1927 @@
+/* rnnfilter: runs a recurrent network (RNN, LSTM, GRU; DESIGN §4) over an
+ * F32LE stream as a stateful filter.
+ *
+ * Data path (streaming thread only):
+ *
+ *   submit_input_buffer: pick up a pending model or reset, handle DISCONT,
+ *     push the buffer into the adapter, run every complete step (or window)
+ *     through the model, queue one output buffer;
+ *   generate_output: hand the queued buffer to the base class.
+ *
+ * Everything the other threads touch (properties, the current and the
+ * pending model, the negotiated layout, the latency) is under the object
+ * lock; the streaming thread copies the settings once per buffer.  A model
+ * named while running is loaded by a one-thread GThreadPool and swapped in by
+ * the streaming thread at the start of a buffer, so every buffer is computed
+ * wholly by one model.  The file watch of reload-on-change runs a
+ * GFileMonitor in its own GMainContext on its own thread, so it works in
+ * applications without a main loop.
+ */
+/**
+ * SECTION:element-rnnfilter
+ * @title: rnnfilter
+ *
+ * Runs a recurrent neural network (Elman RNN, LSTM or GRU, stacked and
+ * optionally bidirectional, with an optional dense head) stored in a gst-rnn
+ * safetensors model over an interleaved 32-bit float stream.  One frame is
+ * one time step (or @frame_size frames are, see below) and the hidden state
+ * carries from buffer to buffer.
+ *
+ * ## Frames, steps and channels
+ *
+ * With model input size I, output size O and the metadata `frame_size` F_in
+ * and `output_frame_size` F_out, every step consumes F_in frames of
+ * I / F_in channels and produces F_out frames of O / F_out channels; the
+ * output rate is rate × F_out / F_in.  Input frame f of a step fills model
+ * inputs [f·I/F_in, (f+1)·I/F_in).  A single-channel model on a C-channel
+ * stream runs C independent states in one batched call (channel-mode
+ * `independent`); output channel b·(O/F_out)+k is output k of input channel
+ * b.
+ *
+ * ## End of stream
+ *
+ * At EOS (and before a reset caused by a DISCONT or a new stream) the frames
+ * left over are processed: a partial step is padded with zeros and yields
+ * only ⌈r·F_out/F_in⌉ of its F_out output frames (r = frames it really had),
+ * so a stream of N frames always gives exactly ⌈N·F_out/F_in⌉ frames; a
+ * partial window of a bidirectional model runs as a shorter sequence.
+ *
+ * ## Non-finite input
+ *
+ * A NaN or infinite input value is replaced by 0.0 before it reaches the
+ * model, so it never enters the hidden state.  The first bad value of a run
+ * (per channel) is reported with a warning message giving the number of
+ * values replaced so far; runs beginning within one buffer share one
+ * warning.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 audiotestsrc ! audioconvert ! rnnfilter model-location=effect.safetensors ! audioconvert ! autoaudiosink
+ * gst-launch-1.0 -m filesrc location=imu.raw ! rawaudioparse pcm-format=f32le sample-rate=100 num-channels=6 ! rnnfilter model-location=classifier.safetensors message-interval=100 ! fakesink
+ * ]|
+ */
+#include "gstrnnfilter.h"
+#include "gstrnnelements.h"
+
+#include "rnn.h"
+
+#include <gio/gio.h>
+#include <gst/base/gstadapter.h>
+#include <math.h>
+#include <string.h>
+
+#if G_BYTE_ORDER != G_LITTLE_ENDIAN
+#error "rnnfilter reads and writes F32LE samples in host order"
+#endif
+
+GST_DEBUG_CATEGORY_STATIC (gst_rnn_filter_debug);
+#define GST_CAT_DEFAULT gst_rnn_filter_debug
+
+#define DEFAULT_MODEL_LOCATION    NULL
+#define DEFAULT_RELOAD_ON_CHANGE  FALSE
+#define DEFAULT_RESET_ON_DISCONT  TRUE
+#define DEFAULT_WINDOW            0
+#define DEFAULT_CHANNEL_MODE      GST_RNN_FILTER_CHANNEL_MODE_AUTO
+#define DEFAULT_MESSAGE_INTERVAL  0
+
+/* Unidirectional steps per rnn_forward() call: bounds the scratch memory for
+ * huge buffers.  The core gives bit-identical results for any split. */
+#define MAX_CHUNK_STEPS 1024
+
+enum
+{
+  PROP_0,
+  PROP_MODEL_LOCATION,
+  PROP_RELOAD_ON_CHANGE,
+  PROP_RESET_ON_DISCONT,
+  PROP_WINDOW,
+  PROP_CHANNEL_MODE,
+  PROP_MESSAGE_INTERVAL,
+};
+
+enum
+{
+  SIGNAL_RESET,
+  LAST_SIGNAL,
+};
+
+static guint gst_rnn_filter_signals[LAST_SIGNAL];
+
+#define RNN_CAPS \
+    "audio/x-raw, format = (string) F32LE, layout = (string) interleaved, " \
+    "rate = (int) [ 1, MAX ], channels = (int) [ 1, MAX ]"
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS (RNN_CAPS));
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS (RNN_CAPS));
+
+/* How one model meets one negotiated stream. */
+typedef struct
+{
+  guint in_rate, in_channels;   /* sink caps */
+  guint out_rate, out_channels; /* src caps */
+  gboolean independent;         /* one core stream per input channel */
+  guint batch;                  /* B: in_channels if independent, else 1 */
+  guint f_in, f_out;            /* frames per step, in and out */
+  guint n_in, n_out;            /* I and O of one core stream */
+  guint c_in, c_out;            /* I / F_in and O / F_out */
+  gboolean bidirectional;
+  guint window;                 /* steps per sequence; 0 if unidirectional */
+} RnnLayout;
+
+/* What the streaming thread copies once per buffer. */
+typedef struct
+{
+  gboolean reset_on_discont;
+  guint window;
+  GstRnnFilterChannelMode channel_mode;
+  guint message_interval;
+} Settings;
+
+typedef struct _RnnWatch RnnWatch;
+
+struct _GstRnnFilter
+{
+  GstBaseTransform parent;
+
+  /* properties, under the object lock */
+  gchar *location;
+  gboolean reload_on_change;
+  gboolean reset_on_discont;
+  guint window;
+  GstRnnFilterChannelMode channel_mode;
+  guint message_interval;
+
+  /* shared with other threads, under the object lock.  Only the streaming
+   * thread (and start/stop, which never run beside it) replaces @model
+   * once started; @pending is what the loader thread validated last. */
+  RnnModel *model;
+  RnnModel *pending;
+  gboolean reset_requested;
+  gboolean started;
+  gboolean negotiated;
+  RnnLayout layout;
+  GstClockTime latency;         /* our own share of the latency */
+  GThreadPool *loader;
+
+  /* the reload-on-change watch; changed under watch_lock, which is never
+   * taken with the object lock held */
+  GMutex watch_lock;
+  RnnWatch *watch;
+
+  /* streaming state: the streaming thread's own */
+  RnnState *state;              /* NULL for bidirectional models */
+  RnnForward *fw;
+  GstAdapter *adapter;
+  float *x, *y;                 /* [T][B][I], [T][B][O] scratch */
+  gsize x_len, y_len;           /* floats */
+  GstBuffer *queued;            /* for generate_output */
+  gboolean need_base;           /* take a new time base at the next buffer */
+  GstClockTime base_pts;        /* time of input frame 0 since the base */
+  guint64 base_offset;          /* output offset of output frame 0 */
+  guint64 in_frames;            /* input frames since the base */
+  guint64 out_frames;           /* output frames since the base */
+  guint64 steps;                /* steps since the last reset */
+  gboolean discont;             /* mark the next output buffer DISCONT */
+  guint interval;               /* message-interval for this buffer */
+  gboolean *bad_run;            /* [in_channels]: inside a non-finite run */
+  guint n_bad_run;
+  guint64 bad_total;            /* non-finite values replaced so far */
+  guint bad_new_runs;           /* runs begun in this buffer */
+  guint bad_first_channel;
+};
+
+#define gst_rnn_filter_parent_class parent_class
+G_DEFINE_TYPE (GstRnnFilter, gst_rnn_filter, GST_TYPE_BASE_TRANSFORM);
+GST_ELEMENT_REGISTER_DEFINE (rnnfilter, "rnnfilter", GST_RANK_NONE,
+    GST_TYPE_RNN_FILTER);
+
+GType
+gst_rnn_filter_channel_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_RNN_FILTER_CHANNEL_MODE_AUTO,
+        "Vector if the channel counts match, else independent if the model "
+          "takes one channel", "auto"},
+    {GST_RNN_FILTER_CHANNEL_MODE_VECTOR,
+        "All channels of a frame form one input vector", "vector"},
+    {GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT,
+        "A single-channel model runs on every channel with its own state",
+        "independent"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstRnnFilterChannelMode", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* ---- model and stream geometry ----------------------------------------- */
+
+static const char *
+plural (guint n)
+{
+  return n == 1 ? "" : "s";
+}
+
+/* Works out how @model runs on a stream of @channels at @rate.  On failure
+ * *why says what the model needs (free it). */
+static gboolean
+resolve_layout (const RnnModel *model, GstRnnFilterChannelMode mode,
+    guint window, gint rate, gint channels, RnnLayout *l, gchar **why)
+{
+  const RnnConfig *cfg = rnn_model_get_config (model);
+  guint64 out_channels, out_rate;
+
+  memset (l, 0, sizeof (*l));
+  l->n_in = cfg->input_size;
+  l->n_out = rnn_model_get_output_size (model);
+  l->f_in = cfg->frame_size;
+  l->f_out = cfg->output_frame_size;
+  if (l->f_in == 0 || l->f_out == 0 || l->n_in % l->f_in != 0
+      || l->n_out % l->f_out != 0) {
+    *why = g_strdup_printf ("model sizes I=%u, O=%u do not divide into "
+        "frame_size %u and output_frame_size %u", l->n_in, l->n_out, l->f_in,
+        l->f_out);
+    return FALSE;
+  }
+  l->c_in = l->n_in / l->f_in;
+  l->c_out = l->n_out / l->f_out;
+  l->in_rate = rate;
+  l->in_channels = channels;
+
+  switch (mode) {
+    case GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT:
+      if (l->c_in != 1) {
+        *why = g_strdup_printf ("channel-mode is independent, which needs a "
+            "single-channel model, but the model expects %u channels",
+            l->c_in);
+        return FALSE;
+      }
+      l->independent = TRUE;
+      break;
+    case GST_RNN_FILTER_CHANNEL_MODE_VECTOR:
+      if ((guint) channels != l->c_in) {
+        *why = g_strdup_printf ("model expects %u channel%s, stream has %d",
+            l->c_in, plural (l->c_in), channels);
+        return FALSE;
+      }
+      l->independent = FALSE;
+      break;
+    case GST_RNN_FILTER_CHANNEL_MODE_AUTO:
+    default:
+      if ((guint) channels == l->c_in) {
+        l->independent = FALSE;
+      } else if (l->c_in == 1) {
+        l->independent = TRUE;
+      } else {
+        *why = g_strdup_printf ("model expects %u channel%s, stream has %d",
+            l->c_in, plural (l->c_in), channels);
+        return FALSE;
+      }
+      break;
+  }
+  l->batch = l->independent ? (guint) channels : 1;
+  out_channels = (guint64) l->batch * l->c_out;
+  if (out_channels > G_MAXINT) {
+    *why = g_strdup_printf ("%d channels * %u outputs is too many channels",
+        channels, l->c_out);
+    return FALSE;
+  }
+  l->out_channels = out_channels;
+
+  if (cfg->sample_rate != 0 && (guint) rate != cfg->sample_rate) {
+    *why = g_strdup_printf ("model was made for %u Hz, stream has %d Hz "
+        "(put audioresample in front)", cfg->sample_rate, rate);
+    return FALSE;
+  }
+  if ((guint64) rate * l->f_out % l->f_in != 0) {
+    *why = g_strdup_printf ("output rate %d * %u / %u Hz is not a whole "
+        "number (output_frame_size / frame_size of the model)", rate,
+        l->f_out, l->f_in);
+    return FALSE;
+  }
+  out_rate = (guint64) rate * l->f_out / l->f_in;
+  if (out_rate == 0 || out_rate > G_MAXINT) {
+    *why = g_strdup_printf ("output rate %" G_GUINT64_FORMAT " Hz is out of "
+        "range", out_rate);
+    return FALSE;
+  }
+  l->out_rate = out_rate;
+
+  l->bidirectional = cfg->bidirectional;
+  if (l->bidirectional) {
+    l->window = window != 0 ? window : cfg->window;
+    if (l->window == 0) {
+      *why = g_strdup ("bidirectional model needs a window: set the window "
+          "property or the model's window metadata");
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* Our own latency: a step's output carries the time of its first input
+ * frame and can only be computed once its last frame has arrived, that is
+ * F_in·W − 1 frames later (W = window for bidirectional models, 1
+ * otherwise).  Upstream's latency already covers the arrival of a frame, so
+ *   own = ⌈(F_in·W − 1) · 1 s / rate⌉
+ * rounded up so that it is never under-reported. */
+static GstClockTime
+layout_latency (const RnnLayout *l)
+{
+  guint64 frames;
+
+  if (l->in_rate == 0)
+    return 0;
+  frames = (guint64) l->f_in * (l->bidirectional ? l->window : 1) - 1;
+  return gst_util_uint64_scale_int_ceil (frames, GST_SECOND, l->in_rate);
+}
+
+static gchar *
+describe_load_error (const gchar *path, const GError *err)
+{
+  if (g_str_has_prefix (err->message, path))
+    return g_strdup (err->message);
+  return g_strdup_printf ("%s: %s", path, err->message);
+}
+
+/* ---- caps ---------------------------------------------------------------- */
+
+static guint64
+gcd64 (guint64 a, guint64 b)
+{
+  while (b != 0) {
+    guint64 t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+/* Maps every integer v held by @in (an int, an int range or a list of them)
+ * with v % @den == 0 to v / @den · @num.  FALSE if nothing maps into
+ * [1, G_MAXINT]; otherwise @out is set. */
+static gboolean
+map_int_value (const GValue *in, guint64 num, guint64 den, GValue *out)
+{
+  if (G_VALUE_HOLDS_INT (in)) {
+    gint v = g_value_get_int (in);
+    guint64 r;
+
+    if (v <= 0 || (guint64) v % den != 0)
+      return FALSE;
+    r = (guint64) v / den * num;
+    if (r == 0 || r > G_MAXINT)
+      return FALSE;
+    g_value_init (out, G_TYPE_INT);
+    g_value_set_int (out, (gint) r);
+    return TRUE;
+  }
+
+  if (GST_VALUE_HOLDS_INT_RANGE (in)) {
+    guint64 lo = MAX (gst_value_get_int_range_min (in), 1);
+    guint64 hi = MAX (gst_value_get_int_range_max (in), 0);
+    guint64 step = MAX (gst_value_get_int_range_step (in), 1);
+    guint64 m = step / gcd64 (step, den) * den; /* both ≤ G_MAXINT */
+    guint64 first = (lo + m - 1) / m * m, last = hi / m * m;
+    guint64 ostep, olo, ohi;
+
+    if (first > last)
+      return FALSE;
+    ostep = m / den * num;
+    olo = first / den * num;
+    ohi = last / den * num;
+    if (olo > G_MAXINT)
+      return FALSE;
+    if (ohi > G_MAXINT)
+      ohi = G_MAXINT / ostep * ostep;
+    if (olo == ohi) {
+      g_value_init (out, G_TYPE_INT);
+      g_value_set_int (out, (gint) olo);
+    } else {
+      g_value_init (out, GST_TYPE_INT_RANGE);
+      gst_value_set_int_range_step (out, (gint) olo, (gint) ohi, (gint) ostep);
+    }
+    return TRUE;
+  }
+
+  if (GST_VALUE_HOLDS_LIST (in)) {
+    guint n = gst_value_list_get_size (in);
+
+    g_value_init (out, GST_TYPE_LIST);
+    for (guint i = 0; i < n; i++) {
+      GValue o = G_VALUE_INIT;
+
+      if (map_int_value (gst_value_list_get_value (in, i), num, den, &o))
+        gst_value_list_append_and_take_value (out, &o);
+    }
+    n = gst_value_list_get_size (out);
+    if (n == 0) {
+      g_value_unset (out);
+      return FALSE;
+    }
+    if (n == 1) {
+      GValue o = G_VALUE_INIT;
+
+      g_value_init (&o, G_TYPE_INT);
+      g_value_copy (gst_value_list_get_value (out, 0), &o);
+      g_value_unset (out);
+      *out = o;
+    }
+    return TRUE;
+  }
+
+  return FALSE;
+}
+
+/* @out = @give if @in can be @want. */
+static gboolean
+map_int_const (const GValue *in, gint want, gint give, GValue *out)
+{
+  GValue w = G_VALUE_INIT;
+  gboolean ok;
+
+  g_value_init (&w, G_TYPE_INT);
+  g_value_set_int (&w, want);
+  ok = gst_value_can_intersect (in, &w);
+  g_value_unset (&w);
+  if (ok) {
+    g_value_init (out, G_TYPE_INT);
+    g_value_set_int (out, give);
+  }
+  return ok;
+}
+
+/* @in ∩ {@want} into @out. */
+static gboolean
+restrict_int (const GValue *in, gint want, GValue *out)
+{
+  GValue w = G_VALUE_INIT;
+  gboolean ok;
+
+  g_value_init (&w, G_TYPE_INT);
+  g_value_set_int (&w, want);
+  ok = gst_value_intersect (out, in, &w);
+  g_value_unset (&w);
+  return ok;
+}
+
+/* The current model, loading it from model-location if none is loaded yet
+ * (caps can be asked for before start()).  NULL if there is none to load;
+ * start() then reports why. */
+static RnnModel *
+gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
+{
+  RnnModel *model = NULL, *loaded;
+  gchar *location = NULL;
+  GError *err = NULL;
+
+  GST_OBJECT_LOCK (self);
+  if (self->model)
+    model = rnn_model_ref (self->model);
+  else
+    location = g_strdup (self->location);
+  if (s) {
+    s->reset_on_discont = self->reset_on_discont;
+    s->window = self->window;
+    s->channel_mode = self->channel_mode;
+    s->message_interval = self->message_interval;
+  }
+  GST_OBJECT_UNLOCK (self);
+
+  if (model || !location)
+    return model;
+
+  loaded = rnn_model_load (location, &err);
+  if (!loaded) {
+    GST_DEBUG_OBJECT (self, "no model for caps yet: %s", err->message);
+    g_clear_error (&err);
+    g_free (location);
+    return NULL;
+  }
+  GST_OBJECT_LOCK (self);
+  if (!self->model)
+    self->model = rnn_model_ref (loaded);
+  model = rnn_model_ref (self->model);
+  GST_OBJECT_UNLOCK (self);
+  rnn_model_unref (loaded);
+  g_free (location);
+  return model;
+}
+
+/* Sink caps map to source caps by the model: channels C → C·O/F_out
+ * (independent) or I/F_in → O/F_out (vector), rate R → R·F_out/F_in, and
+ * only the model's sample_rate if it names one.  Caps the model cannot take
+ * produce nothing here, so upstream negotiation can convert; a stream that
+ * arrives with such caps anyway is refused in the CAPS event with a message
+ * saying why (see accept_caps). */
+static GstCaps *
+gst_rnn_filter_transform_caps (GstBaseTransform *trans,
+    GstPadDirection direction, GstCaps *caps, GstCaps *filter)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+  const RnnConfig *cfg;
+  Settings s;
+  RnnModel *model;
+  GstCaps *result, *in = NULL;
+  guint f_in, f_out, c_in, c_out, g;
+  gboolean per_channel, same_channels;
+
+  model = gst_rnn_filter_ref_model (self, &s);
+  if (!model) {
+    GstPad *other = direction == GST_PAD_SINK ? trans->srcpad : trans->sinkpad;
+    result = gst_pad_get_pad_template_caps (other);
+    goto done;
+  }
+
+  cfg = rnn_model_get_config (model);
+  f_in = MAX (cfg->frame_size, 1);
+  f_out = MAX (cfg->output_frame_size, 1);
+  c_in = cfg->input_size / f_in;
+  c_out = rnn_model_get_output_size (model) / f_out;
+  g = (guint) gcd64 (f_in, f_out);
+  /* the channel count scales (auto with a single-channel model, or
+   * independent); otherwise it is fixed by the model.  An independent mode
+   * that the model cannot do maps like vector and fails in the CAPS event
+   * with an explanation. */
+  per_channel = c_in == 1
+      && s.channel_mode != GST_RNN_FILTER_CHANNEL_MODE_VECTOR;
+  /* channel k out is channel k in: keep the positions */
+  same_channels = per_channel ? c_out == 1 : c_in == c_out;
+
+  if (gst_caps_is_any (caps))
+    in = gst_pad_get_pad_template_caps (direction == GST_PAD_SINK ?
+        trans->sinkpad : trans->srcpad);
+  else
+    in = gst_caps_ref (caps);
+
+  result = gst_caps_new_empty ();
+  for (guint i = 0; i < gst_caps_get_size (in); i++) {
+    const GstStructure *st = gst_caps_get_structure (in, i);
+    const GValue *ch = gst_structure_get_value (st, "channels");
+    const GValue *rate = gst_structure_get_value (st, "rate");
+    GValue any = G_VALUE_INIT, och = G_VALUE_INIT, orate = G_VALUE_INIT;
+    GValue tmp = G_VALUE_INIT;
+    GstStructure *o;
+    gboolean ok;
+
+    if (gst_caps_features_is_any (gst_caps_get_features (in, i)))
+      continue;
+    g_value_init (&any, GST_TYPE_INT_RANGE);
+    gst_value_set_int_range (&any, 1, G_MAXINT);
+    if (!ch)
+      ch = &any;
+    if (!rate)
+      rate = &any;
+
+    if (direction == GST_PAD_SINK) {
+      ok = per_channel ? map_int_value (ch, c_out, 1, &och)
+          : map_int_const (ch, c_in, c_out, &och);
+      if (ok && cfg->sample_rate != 0) {
+        ok = restrict_int (rate, cfg->sample_rate, &tmp);
+        if (ok) {
+          ok = map_int_value (&tmp, f_out / g, f_in / g, &orate);
+          g_value_unset (&tmp);
+        }
+      } else if (ok) {
+        ok = map_int_value (rate, f_out / g, f_in / g, &orate);
+      }
+    } else {
+      ok = per_channel ? map_int_value (ch, 1, c_out, &och)
+          : map_int_const (ch, c_out, c_in, &och);
+      if (ok && cfg->sample_rate != 0) {
+        ok = map_int_value (rate, f_in / g, f_out / g, &tmp);
+        if (ok) {
+          ok = restrict_int (&tmp, cfg->sample_rate, &orate);
+          g_value_unset (&tmp);
+        }
+      } else if (ok) {
+        ok = map_int_value (rate, f_in / g, f_out / g, &orate);
+      }
+    }
+    g_value_unset (&any);
+
+    if (ok) {
+      o = gst_structure_copy (st);
+      if (!same_channels)
+        gst_structure_remove_field (o, "channel-mask");
+      gst_structure_take_value (o, "channels", &och);
+      gst_structure_take_value (o, "rate", &orate);
+      result = gst_caps_merge_structure (result, o);
+    } else {
+      if (G_IS_VALUE (&och))
+        g_value_unset (&och);
+      if (G_IS_VALUE (&orate))
+        g_value_unset (&orate);
+    }
+  }
+  gst_caps_unref (in);
+  rnn_model_unref (model);
+
+done:
+  if (filter) {
+    GstCaps *tmp = gst_caps_intersect_full (filter, result,
+        GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref (result);
+    result = tmp;
+  }
+  GST_LOG_OBJECT (self, "%s %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT,
+      direction == GST_PAD_SINK ? "sink" : "src", caps, result);
+  return result;
+}
+
+/* More than two channels need a channel-mask for GstAudioInfo; unless
+ * transform_caps kept upstream's, ours are not positioned. */
+static GstCaps *
+gst_rnn_filter_fixate_caps (GstBaseTransform *trans, GstPadDirection direction,
+    GstCaps *caps, GstCaps *othercaps)
+{
+  GstStructure *s;
+  gint channels;
+
+  othercaps = gst_caps_truncate (othercaps);
+  othercaps = gst_caps_fixate (othercaps);
+  othercaps = gst_caps_make_writable (othercaps);
+  s = gst_caps_get_structure (othercaps, 0);
+  if (gst_structure_get_int (s, "channels", &channels) && channels > 2
+      && !gst_structure_has_field (s, "channel-mask"))
+    gst_structure_set (s, "channel-mask", GST_TYPE_BITMASK, (guint64) 0, NULL);
+  return othercaps;
+}
+
+/* The sink pad accepts every fixed caps of its template: whether the model
+ * fits is checked when the CAPS event arrives, where a refusal can say why
+ * (the default would refuse it silently before our event handler runs).
+ * Caps queries still answer exactly what the model takes. */
+static gboolean
+gst_rnn_filter_accept_caps (GstBaseTransform *trans, GstPadDirection direction,
+    GstCaps *caps)
+{
+  GstCaps *templ;
+  gboolean ok;
+
+  if (direction != GST_PAD_SINK)
+    return GST_BASE_TRANSFORM_CLASS (parent_class)->accept_caps (trans,
+        direction, caps);
+
+  templ = gst_pad_get_pad_template_caps (trans->sinkpad);
+  ok = gst_caps_is_fixed (caps) && gst_caps_is_subset (caps, templ);
+  gst_caps_unref (templ);
+  return ok;
+}
+
+static gboolean
+parse_stream (const GstCaps *caps, gint *rate, gint *channels)
+{
+  const GstStructure *s;
+
+  if (!caps || gst_caps_get_size (caps) < 1)
+    return FALSE;
+  s = gst_caps_get_structure (caps, 0);
+  return gst_structure_get_int (s, "rate", rate)
+      && gst_structure_get_int (s, "channels", channels)
+      && *rate > 0 && *channels > 0;
+}
+
+/* ---- streaming helpers ---------------------------------------------------- */
+
+static void
+gst_rnn_filter_update_latency (GstRnnFilter *self)
+{
+  GstClockTime latency;
+  gboolean changed;
+
+  GST_OBJECT_LOCK (self);
+  latency = self->negotiated ? layout_latency (&self->layout) : 0;
+  changed = latency != self->latency;
+  self->latency = latency;
+  GST_OBJECT_UNLOCK (self);
+
+  if (changed) {
+    GST_DEBUG_OBJECT (self, "own latency now %" GST_TIME_FORMAT,
+        GST_TIME_ARGS (latency));
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_latency (GST_OBJECT (self)));
+  }
+}
+
+/* Zero the hidden state; the next output buffer is marked DISCONT. */
+static void
+gst_rnn_filter_reset_state (GstRnnFilter *self)
+{
+  if (self->state)
+    rnn_state_reset (self->state);
+  self->steps = 0;
+  self->discont = TRUE;
+}
+
+static void
+gst_rnn_filter_reset_stream (GstRnnFilter *self)
+{
+  if (self->adapter)
+    gst_adapter_clear (self->adapter);
+  gst_rnn_filter_reset_state (self);
+  self->need_base = TRUE;
+  self->base_pts = GST_CLOCK_TIME_NONE;
+  self->in_frames = self->out_frames = 0;
+  if (self->bad_run)
+    memset (self->bad_run, 0, self->n_bad_run * sizeof (gboolean));
+  gst_buffer_replace (&self->queued, NULL);
+}
+
+static void
+ensure_scratch (GstRnnFilter *self, guint T)
+{
+  const RnnLayout *l = &self->layout;
+  gsize nx = (gsize) T * l->batch * l->n_in;
+  gsize ny = (gsize) T * l->batch * l->n_out;
+
+  if (nx > self->x_len) {
+    g_free (self->x);
+    self->x = g_new (float, nx);
+    self->x_len = nx;
+  }
+  if (ny > self->y_len) {
+    g_free (self->y);
+    self->y = g_new (float, ny);
+    self->y_len = ny;
+  }
+}
+
+/* x[t][b][f·C_in + c] from @frames interleaved input frames (the rest of the
+ * T·F_in frames are zeros); non-finite values become 0.0 (see the element
+ * documentation) and are counted per channel run. */
+static void
+fill_input (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T)
+{
+  const RnnLayout *l = &self->layout;
+  const guint C = l->in_channels;
+  float *x = self->x;
+
+  for (guint t = 0; t < T; t++) {
+    for (guint f = 0; f < l->f_in; f++) {
+      const guint64 k = (guint64) t * l->f_in + f;
+      const guint8 *frame = in + k * C * sizeof (float);
+
+      for (guint c = 0; c < C; c++) {
+        float v = 0.0f;
+        gsize xi;
+
+        if (k < frames) {
+          memcpy (&v, frame + c * sizeof (float), sizeof (float));
+          if (G_UNLIKELY (!isfinite (v))) {
+            v = 0.0f;
+            self->bad_total++;
+            if (!self->bad_run[c]) {
+              self->bad_run[c] = TRUE;
+              if (self->bad_new_runs++ == 0)
+                self->bad_first_channel = c;
+            }
+          } else if (G_UNLIKELY (self->bad_run[c])) {
+            self->bad_run[c] = FALSE;
+          }
+        }
+        if (l->independent)     /* C_in = 1, I = F_in, b = c */
+          xi = ((gsize) t * l->batch + c) * l->n_in + f;
+        else                    /* B = 1, I = F_in·C */
+          xi = (gsize) t * l->n_in + (gsize) f * C + c;
+        x[xi] = v;
+      }
+    }
+  }
+}
+
+/* @out_frames interleaved output frames from y[t][b][f·C_out + k]. */
+static void
+write_output (GstRnnFilter *self, float *out, guint64 out_frames)
+{
+  const RnnLayout *l = &self->layout;
+
+  if (!l->independent) {
+    memcpy (out, self->y, out_frames * l->c_out * sizeof (float));
+    return;
+  }
+  for (guint64 k = 0; k < out_frames; k++) {
+    const guint64 t = k / l->f_out, f = k % l->f_out;
+    float *o = out + k * l->out_channels;
+
+    for (guint b = 0; b < l->batch; b++)
+      memcpy (o + (gsize) b * l->c_out,
+          self->y + ((gsize) t * l->batch + b) * l->n_out + f * l->c_out,
+          l->c_out * sizeof (float));
+  }
+}
+
+static GstClockTime
+out_time (GstRnnFilter *self, guint64 out_frame)
+{
+  if (!GST_CLOCK_TIME_IS_VALID (self->base_pts))
+    return GST_CLOCK_TIME_NONE;
+  return self->base_pts + gst_util_uint64_scale_int_round (out_frame,
+      GST_SECOND, self->layout.out_rate);
+}
+
+/* One rnnfilter-output message per core stream for step @t of the chunk
+ * whose first output frame is @first_out (since the base). */
+static void
+post_step_message (GstRnnFilter *self, guint t, guint64 first_out)
+{
+  const RnnLayout *l = &self->layout;
+  const RnnConfig *cfg = rnn_model_get_config (self->model);
+  GstClockTime ts = out_time (self, first_out + (guint64) t * l->f_out);
+
+  for (guint b = 0; b < l->batch; b++) {
+    const float *v = self->y + ((gsize) t * l->batch + b) * l->n_out;
+    GValue arr = G_VALUE_INIT;
+    GstStructure *s;
+    guint best = 0;
+
+    g_value_init (&arr, GST_TYPE_ARRAY);
+    for (guint o = 0; o < l->n_out; o++) {
+      GValue fv = G_VALUE_INIT;
+
+      g_value_init (&fv, G_TYPE_FLOAT);
+      g_value_set_float (&fv, v[o]);
+      gst_value_array_append_and_take_value (&arr, &fv);
+      if (v[o] > v[best])
+        best = o;
+    }
+    s = gst_structure_new ("rnnfilter-output",
+        "timestamp", G_TYPE_UINT64, (guint64) ts, NULL);
+    gst_structure_take_value (s, "values", &arr);
+    if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX)
+      gst_structure_set (s, "class", G_TYPE_INT, (gint) best,
+          "confidence", G_TYPE_FLOAT, v[best], NULL);
+    if (l->independent)
+      gst_structure_set (s, "channel", G_TYPE_INT, (gint) b, NULL);
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), s));
+  }
+}
+
+/* Runs T steps (the first @frames input frames are real, the rest zero) and
+ * writes @out_frames output frames.  @first_out: output frame index (since
+ * the base) of the chunk, for message timestamps. */
+static void
+run_chunk (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T,
+    float *out, guint64 out_frames, guint64 first_out)
+{
+  const RnnLayout *l = &self->layout;
+
+  ensure_scratch (self, T);
+  fill_input (self, in, frames, T);
+  rnn_forward (self->fw, self->model, l->bidirectional ? NULL : self->state,
+      self->x, T, l->batch, self->y);
+  write_output (self, out, out_frames);
+
+  if (self->interval > 0) {
+    for (guint t = 0; t < T; t++)
+      if ((self->steps + t + 1) % self->interval == 0)
+        post_step_message (self, t, first_out);
+  }
+  self->steps += T;
+}
+
+/* Runs every complete step (unidirectional) or window (bidirectional) held
+ * by the adapter; with @drain also what is left (see the EOS rule in the
+ * element documentation).  *outbuf is NULL if there was nothing to run. */
+static GstFlowReturn
+gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
+{
+  const RnnLayout *l = &self->layout;
+  const gsize bpf_in = (gsize) l->in_channels * sizeof (float);
+  const gsize bpf_out = (gsize) l->out_channels * sizeof (float);
+  const guint unit_steps = l->bidirectional ? l->window : 1;
+  const guint64 unit = (guint64) l->f_in * unit_steps;
+  guint64 avail, full_steps, rest, in_total, out_total, done;
+  const guint8 *in;
+  GstBuffer *buf;
+  GstMapInfo map;
+  float *out;
+
+  *outbuf = NULL;
+  if (!self->adapter || !self->model || bpf_in == 0)
+    return GST_FLOW_OK;
+
+  avail = gst_adapter_available (self->adapter) / bpf_in;
+  full_steps = avail / unit * unit_steps;
+  rest = drain ? avail % unit : 0;
+  in_total = full_steps * l->f_in + rest;
+  if (in_total == 0)
+    return GST_FLOW_OK;
+  /* ⌈rest·F_out/F_in⌉ frames of a partial tail */
+  out_total = full_steps * l->f_out
+      + (rest * l->f_out + l->f_in - 1) / l->f_in;
+
+  buf = gst_buffer_new_allocate (NULL, out_total * bpf_out, NULL);
+  if (!buf || !gst_buffer_map (buf, &map, GST_MAP_WRITE)) {
+    gst_clear_buffer (&buf);
+    GST_ELEMENT_ERROR (self, RESOURCE, FAILED, (NULL),
+        ("could not allocate an output buffer of %" G_GUINT64_FORMAT " bytes",
+            (guint64) (out_total * bpf_out)));
+    return GST_FLOW_ERROR;
+  }
+  out = (float *) map.data;
+  in = gst_adapter_map (self->adapter, in_total * bpf_in);
+
+  self->bad_new_runs = 0;
+  for (done = 0; done < full_steps;) {
+    guint T = l->bidirectional ? l->window
+        : (guint) MIN (full_steps - done, MAX_CHUNK_STEPS);
+
+    run_chunk (self, in + done * l->f_in * bpf_in, (guint64) T * l->f_in, T,
+        out + done * l->f_out * l->out_channels, (guint64) T * l->f_out,
+        self->out_frames + done * l->f_out);
+    done += T;
+  }
+  if (rest > 0) {
+    guint T = (guint) ((rest + l->f_in - 1) / l->f_in);
+
+    run_chunk (self, in + done * l->f_in * bpf_in, rest, T,
+        out + done * l->f_out * l->out_channels,
+        out_total - done * l->f_out, self->out_frames + done * l->f_out);
+  }
+
+  gst_adapter_unmap (self->adapter);
+  gst_adapter_flush (self->adapter, in_total * bpf_in);
+  gst_buffer_unmap (buf, &map);
+
+  if (self->bad_new_runs > 0) {
+    GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+        ("Non-finite input replaced by 0.0 (%" G_GUINT64_FORMAT " value%s so "
+            "far)", self->bad_total, self->bad_total == 1 ? "" : "s"),
+        ("%u new run%s of non-finite values, the first in channel %u",
+            self->bad_new_runs, plural (self->bad_new_runs),
+            self->bad_first_channel));
+  }
+
+  GST_BUFFER_PTS (buf) = out_time (self, self->out_frames);
+  GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
+  if (GST_BUFFER_PTS_IS_VALID (buf))
+    GST_BUFFER_DURATION (buf) =
+        out_time (self, self->out_frames + out_total) - GST_BUFFER_PTS (buf);
+  else
+    GST_BUFFER_DURATION (buf) =
+        gst_util_uint64_scale_int_round (self->out_frames + out_total,
+        GST_SECOND, l->out_rate) -
+        gst_util_uint64_scale_int_round (self->out_frames, GST_SECOND,
+        l->out_rate);
+  GST_BUFFER_OFFSET (buf) = self->base_offset + self->out_frames;
+  GST_BUFFER_OFFSET_END (buf) = GST_BUFFER_OFFSET (buf) + out_total;
+  self->out_frames += out_total;
+
+  if (self->discont) {
+    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+    self->discont = FALSE;
+  }
+  *outbuf = buf;
+  return GST_FLOW_OK;
+}
+
+/* Processes and pushes whatever the adapter holds, partial step and window
+ * included, then forgets any stray bytes. */
+static GstFlowReturn
+gst_rnn_filter_drain (GstRnnFilter *self)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  GstBuffer *out = NULL;
+  GstFlowReturn ret;
+
+  if (!self->negotiated || !self->adapter)
+    return GST_FLOW_OK;
+  ret = gst_rnn_filter_process (self, TRUE, &out);
+  gst_adapter_clear (self->adapter);
+  if (out) {
+    GST_DEBUG_OBJECT (self, "draining %" GST_PTR_FORMAT, out);
+    ret = gst_pad_push (trans->srcpad, out);
+  }
+  return ret;
+}
+
+/* A state for @l (NULL for bidirectional models). */
+static RnnState *
+new_state (const RnnModel *model, const RnnLayout *l)
+{
+  return l->bidirectional ? NULL : rnn_state_new (model, l->batch);
+}
+
+/* Installs @model (owned) if it fits the negotiated stream.  The hidden
+ * state carries over when the new model has the same state shapes and
+ * framing, else it restarts from zero (and the next buffer is DISCONT). */
+static void
+gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
+    const Settings *s)
+{
+  RnnLayout nl, *l = &self->layout;
+  RnnModel *old;
+  gchar *why = NULL;
+  gboolean carry;
+
+  if (self->negotiated) {
+    if (!resolve_layout (model, s->channel_mode, s->window, l->in_rate,
+            l->in_channels, &nl, &why)) {
+      /* why is set */
+    } else if (nl.out_rate != l->out_rate
+        || nl.out_channels != l->out_channels) {
+      why = g_strdup_printf ("it would turn the output from %u channel%s at "
+          "%u Hz into %u channel%s at %u Hz", l->out_channels,
+          plural (l->out_channels), l->out_rate, nl.out_channels,
+          plural (nl.out_channels), nl.out_rate);
+    }
+    if (why) {
+      GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+          ("New model does not fit the stream, keeping the previous one: %s",
+              why), (NULL));
+      g_free (why);
+      rnn_model_unref (model);
+      return;
+    }
+    carry = self->state && !nl.bidirectional && nl.batch == l->batch
+        && nl.f_in == l->f_in && nl.f_out == l->f_out
+        && rnn_state_fits (self->state, model);
+    if (!carry) {
+      g_clear_pointer (&self->state, rnn_state_free);
+      self->state = new_state (model, &nl);
+      if (!l->bidirectional || !nl.bidirectional)
+        gst_rnn_filter_reset_state (self);
+    }
+  } else {
+    nl = *l;
+    g_clear_pointer (&self->state, rnn_state_free);
+  }
+
+  GST_INFO_OBJECT (self, "swapping in a new model (state %s)",
+      self->negotiated && self->state ? "kept" : "reset");
+  GST_OBJECT_LOCK (self);
+  old = self->model;
+  self->model = model;
+  self->layout = nl;
+  GST_OBJECT_UNLOCK (self);
+  if (old)
+    rnn_model_unref (old);
+  gst_rnn_filter_update_latency (self);
+}
+
+/* ---- the model loader (off the streaming thread) ------------------------- */
+
+static void
+gst_rnn_filter_load_func (gpointer data, gpointer user_data)
+{
+  GstRnnFilter *self = user_data;
+  gchar *path = data;
+  GError *err = NULL;
+  RnnModel *model, *drop = NULL;
+  RnnLayout l, nl;
+  gchar *why = NULL;
+  gboolean negotiated;
+  GstRnnFilterChannelMode mode;
+  guint window;
+
+  GST_DEBUG_OBJECT (self, "loading %s", path);
+  model = rnn_model_load (path, &err);
+  if (!model) {
+    why = describe_load_error (path, err);
+    GST_ELEMENT_WARNING (self, RESOURCE, OPEN_READ,
+        ("Could not load model, keeping the previous one: %s", why), (NULL));
+    g_free (why);
+    g_clear_error (&err);
+    g_free (path);
+    return;
+  }
+
+  GST_OBJECT_LOCK (self);
+  negotiated = self->negotiated;
+  l = self->layout;
+  mode = self->channel_mode;
+  window = self->window;
+  GST_OBJECT_UNLOCK (self);
+
+  /* validate against the stream now, so a misfit is reported at once; the
+   * streaming thread checks again when it swaps */
+  if (negotiated) {
+    if (resolve_layout (model, mode, window, l.in_rate, l.in_channels, &nl,
+            &why) && (nl.out_rate != l.out_rate
+            || nl.out_channels != l.out_channels))
+      why = g_strdup_printf ("it would turn the output from %u channel%s at "
+          "%u Hz into %u channel%s at %u Hz", l.out_channels,
+          plural (l.out_channels), l.out_rate, nl.out_channels,
+          plural (nl.out_channels), nl.out_rate);
+  }
+  if (why) {
+    GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+        ("Model %s does not fit the stream, keeping the previous one: %s",
+            path, why), (NULL));
+    g_free (why);
+    rnn_model_unref (model);
+    g_free (path);
+    return;
+  }
+
+  GST_OBJECT_LOCK (self);
+  drop = self->pending;
+  self->pending = model;
+  GST_OBJECT_UNLOCK (self);
+  if (drop)
+    rnn_model_unref (drop);
+  GST_DEBUG_OBJECT (self, "%s loaded, swapping at the next buffer", path);
+  g_free (path);
+}
+
+/* Queues a load of @path if the element is running. */
+static void
+gst_rnn_filter_queue_load (GstRnnFilter *self, const gchar *path)
+{
+  GST_OBJECT_LOCK (self);
+  if (self->loader && path)
+    g_thread_pool_push (self->loader, g_strdup (path), NULL);
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* ---- reload-on-change ---------------------------------------------------- */
+
+struct _RnnWatch
+{
+  GstRnnFilter *self;           /* not a reference: a watch lives between
+                                 * start and stop */
+  gchar *path;
+  GFile *file;
+  GMainContext *context;
+  GMainLoop *loop;
+  GFileMonitor *monitor;
+  GThread *thread;
+};
+
+static void
+on_file_changed (GFileMonitor *monitor, GFile *file, GFile *other,
+    GFileMonitorEvent event, gpointer user_data)
+{
+  RnnWatch *w = user_data;
+  gboolean hit = FALSE;
+
+  switch (event) {
+    case G_FILE_MONITOR_EVENT_CHANGES_DONE_HINT:
+    case G_FILE_MONITOR_EVENT_CREATED:
+    case G_FILE_MONITOR_EVENT_MOVED_IN:
+      hit = g_file_equal (file, w->file);
+      break;
+    case G_FILE_MONITOR_EVENT_RENAMED:
+      /* an atomic rewrite: a temporary file renamed onto ours */
+      hit = other && g_file_equal (other, w->file);
+      break;
+    default:
+      break;
+  }
+  if (hit) {
+    GST_DEBUG_OBJECT (w->self, "%s was rewritten (event %d)", w->path, event);
+    gst_rnn_filter_queue_load (w->self, w->path);
+  }
+}
+
+static gpointer
+watch_thread (gpointer data)
+{
+  RnnWatch *w = data;
+
+  g_main_context_push_thread_default (w->context);
+  g_main_loop_run (w->loop);
+  g_signal_handlers_disconnect_by_data (w->monitor, w);
+  g_file_monitor_cancel (w->monitor);
+  g_clear_object (&w->monitor);
+  while (g_main_context_iteration (w->context, FALSE));
+  g_main_context_pop_thread_default (w->context);
+  return NULL;
+}
+
+static gboolean
+watch_quit (gpointer loop)
+{
+  g_main_loop_quit (loop);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+watch_free (RnnWatch *w)
+{
+  if (w->thread) {
+    GSource *quit = g_idle_source_new ();
+
+    g_source_set_callback (quit, watch_quit, w->loop, NULL);
+    g_source_attach (quit, w->context);
+    g_source_unref (quit);
+    g_thread_join (w->thread);
+  }
+  g_clear_object (&w->monitor);
+  g_main_loop_unref (w->loop);
+  g_main_context_unref (w->context);
+  g_object_unref (w->file);
+  g_free (w->path);
+  g_free (w);
+}
+
+/* The monitor delivers in the thread-default context at its creation: give
+ * it a context of its own and a thread to run it. */
+static RnnWatch *
+watch_new (GstRnnFilter *self, const gchar *path, GError **error)
+{
+  RnnWatch *w = g_new0 (RnnWatch, 1);
+
+  w->self = self;
+  w->path = g_strdup (path);
+  w->file = g_file_new_for_path (path);
+  w->context = g_main_context_new ();
+  w->loop = g_main_loop_new (w->context, FALSE);
+
+  g_main_context_push_thread_default (w->context);
+  w->monitor = g_file_monitor_file (w->file, G_FILE_MONITOR_WATCH_MOVES, NULL,
+      error);
+  g_main_context_pop_thread_default (w->context);
+  if (!w->monitor) {
+    watch_free (w);
+    return NULL;
+  }
+  g_signal_connect (w->monitor, "changed", G_CALLBACK (on_file_changed), w);
+  w->thread = g_thread_new ("rnnfilter-watch", watch_thread, w);
+  return w;
+}
+
+/* Makes the watch match the properties: one on model-location while
+ * started with reload-on-change, none otherwise. */
+static void
+gst_rnn_filter_update_watch (GstRnnFilter *self)
+{
+  gchar *path = NULL;
+  GError *err = NULL;
+
+  g_mutex_lock (&self->watch_lock);
+  GST_OBJECT_LOCK (self);
+  if (self->started && self->reload_on_change && self->location)
+    path = g_strdup (self->location);
+  GST_OBJECT_UNLOCK (self);
+
+  if (self->watch && (!path || strcmp (path, self->watch->path) != 0))
+    g_clear_pointer (&self->watch, watch_free);
+  if (path && !self->watch) {
+    self->watch = watch_new (self, path, &err);
+    if (!self->watch) {
+      GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+          ("Cannot watch %s for changes: %s", path, err->message), (NULL));
+      g_clear_error (&err);
+    } else {
+      GST_DEBUG_OBJECT (self, "watching %s", path);
+    }
+  }
+  g_mutex_unlock (&self->watch_lock);
+  g_free (path);
+}
+
+/* ---- GstBaseTransform vfuncs --------------------------------------------- */
+
+static gboolean
+gst_rnn_filter_start (GstBaseTransform *trans)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+  gchar *location, *why;
+  GError *err = NULL;
+  RnnModel *model, *old;
+  const RnnConfig *cfg;
+  guint window;
+
+  GST_OBJECT_LOCK (self);
+  location = g_strdup (self->location);
+  window = self->window;
+  GST_OBJECT_UNLOCK (self);
+
+  if (!location) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+        ("No model: the model-location property is not set"), (NULL));
+    return FALSE;
+  }
+  model = rnn_model_load (location, &err);
+  if (!model) {
+    gboolean exists = g_file_test (location, G_FILE_TEST_EXISTS);
+
+    why = describe_load_error (location, err);
+    if (exists)
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+          ("Could not load model \"%s\": %s", location, why), (NULL));
+    else
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+          ("Model file \"%s\" not found: %s", location, why), (NULL));
+    g_free (why);
+    g_clear_error (&err);
+    g_free (location);
+    return FALSE;
+  }
+  cfg = rnn_model_get_config (model);
+  if (cfg->bidirectional && window == 0 && cfg->window == 0) {
+    GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS,
+        ("Model \"%s\" is bidirectional and has no window: set the window "
+            "property", location), (NULL));
+    rnn_model_unref (model);
+    g_free (location);
+    return FALSE;
+  }
+  g_free (location);
+
+  self->fw = rnn_forward_new ();
+  self->adapter = gst_adapter_new ();
+  self->bad_total = 0;
+  self->base_offset = 0;
+  gst_rnn_filter_reset_stream (self);
+
+  GST_OBJECT_LOCK (self);
+  old = self->model;
+  self->model = model;
+  g_clear_pointer (&self->pending, rnn_model_unref);
+  self->reset_requested = FALSE;
+  self->negotiated = FALSE;
+  self->latency = 0;
+  self->started = TRUE;
+  self->loader = g_thread_pool_new_full (gst_rnn_filter_load_func, self,
+      g_free, 1, FALSE, NULL);
+  GST_OBJECT_UNLOCK (self);
+  if (old)
+    rnn_model_unref (old);
+
+  gst_rnn_filter_update_watch (self);
+  return TRUE;
+}
+
+static gboolean
+gst_rnn_filter_stop (GstBaseTransform *trans)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+  GThreadPool *loader;
+  RnnModel *model, *pending;
+
+  GST_OBJECT_LOCK (self);
+  self->started = FALSE;
+  loader = self->loader;
+  self->loader = NULL;
+  GST_OBJECT_UNLOCK (self);
+
+  gst_rnn_filter_update_watch (self);
+  if (loader)
+    g_thread_pool_free (loader, TRUE, TRUE);
+
+  GST_OBJECT_LOCK (self);
+  model = self->model;
+  pending = self->pending;
+  self->model = self->pending = NULL;
+  self->negotiated = FALSE;
+  self->latency = 0;
+  GST_OBJECT_UNLOCK (self);
+  if (model)
+    rnn_model_unref (model);
+  if (pending)
+    rnn_model_unref (pending);
+
+  gst_buffer_replace (&self->queued, NULL);
+  g_clear_pointer (&self->state, rnn_state_free);
+  g_clear_pointer (&self->fw, rnn_forward_free);
+  g_clear_object (&self->adapter);
+  g_clear_pointer (&self->x, g_free);
+  g_clear_pointer (&self->y, g_free);
+  self->x_len = self->y_len = 0;
+  g_clear_pointer (&self->bad_run, g_free);
+  self->n_bad_run = 0;
+  return TRUE;
+}
+
+static gboolean
+gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
+    GstCaps *outcaps)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+  RnnLayout nl;
+  Settings s;
+  RnnModel *model;
+  gint rate, channels, out_rate, out_channels;
+  gchar *why = NULL;
+  gboolean same;
+
+  if (!parse_stream (incaps, &rate, &channels)
+      || !parse_stream (outcaps, &out_rate, &out_channels)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
+        ("invalid caps %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT, incaps,
+            outcaps));
+    return FALSE;
+  }
+  model = gst_rnn_filter_ref_model (self, &s);
+  if (!model) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+        ("No model: set the model-location property"), (NULL));
+    return FALSE;
+  }
+  if (!resolve_layout (model, s.channel_mode, s.window, rate, channels, &nl,
+          &why)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+        ("caps %" GST_PTR_FORMAT, incaps));
+    g_free (why);
+    rnn_model_unref (model);
+    return FALSE;
+  }
+  rnn_model_unref (model);
+  if ((guint) out_rate != nl.out_rate
+      || (guint) out_channels != nl.out_channels) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Model turns %d channel%s at %d Hz into %u channel%s at %u Hz, not "
+            "%d at %d Hz", channels, plural (channels), rate, nl.out_channels,
+            plural (nl.out_channels), nl.out_rate, out_channels, out_rate),
+        (NULL));
+    return FALSE;
+  }
+
+  same = self->negotiated && memcmp (&nl, &self->layout, sizeof (nl)) == 0;
+  if (!same) {
+    if (self->negotiated)
+      gst_rnn_filter_drain (self);
+    gst_rnn_filter_reset_stream (self);
+    g_clear_pointer (&self->state, rnn_state_free);
+    self->state = new_state (self->model, &nl);
+    g_free (self->bad_run);
+    self->bad_run = g_new0 (gboolean, nl.in_channels);
+    self->n_bad_run = nl.in_channels;
+  }
+
+  GST_OBJECT_LOCK (self);
+  self->layout = nl;
+  self->negotiated = TRUE;
+  GST_OBJECT_UNLOCK (self);
+  GST_INFO_OBJECT (self, "%u ch at %u Hz -> %u ch at %u Hz, %s, B=%u, "
+      "F_in=%u, F_out=%u, window=%u", nl.in_channels, nl.in_rate,
+      nl.out_channels, nl.out_rate, nl.independent ? "independent" : "vector",
+      nl.batch, nl.f_in, nl.f_out, nl.window);
+  gst_rnn_filter_update_latency (self);
+  return TRUE;
+}
+
+static gboolean
+gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      RnnModel *model;
+      RnnLayout l;
+      Settings s;
+      gint rate, channels;
+      gchar *why = NULL;
+
+      /* say why a stream the model cannot take is refused */
+      gst_event_parse_caps (event, &caps);
+      model = gst_rnn_filter_ref_model (self, &s);
+      if (model && parse_stream (caps, &rate, &channels)
+          && !resolve_layout (model, s.channel_mode, s.window, rate, channels,
+              &l, &why)) {
+        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+            ("caps %" GST_PTR_FORMAT, caps));
+        g_free (why);
+        rnn_model_unref (model);
+        gst_event_unref (event);
+        return FALSE;
+      }
+      if (model)
+        rnn_model_unref (model);
+      break;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      gst_rnn_filter_reset_stream (self);
+      break;
+    case GST_EVENT_STREAM_START:
+      gst_rnn_filter_drain (self);
+      gst_rnn_filter_reset_stream (self);
+      break;
+    case GST_EVENT_EOS:
+      gst_rnn_filter_drain (self);
+      self->need_base = TRUE;
+      break;
+    default:
+      break;
+  }
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
+}
+
+static gboolean
+gst_rnn_filter_query (GstBaseTransform *trans, GstPadDirection direction,
+    GstQuery *query)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+
+  if (direction == GST_PAD_SRC && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
+    GstClockTime min, max, own;
+    gboolean live;
+
+    if (!gst_pad_peer_query (trans->sinkpad, query))
+      return FALSE;
+    gst_query_parse_latency (query, &live, &min, &max);
+    GST_OBJECT_LOCK (self);
+    own = self->latency;
+    GST_OBJECT_UNLOCK (self);
+    min += own;
+    if (GST_CLOCK_TIME_IS_VALID (max))
+      max += own;
+    GST_DEBUG_OBJECT (self, "latency: ours %" GST_TIME_FORMAT ", total min %"
+        GST_TIME_FORMAT, GST_TIME_ARGS (own), GST_TIME_ARGS (min));
+    gst_query_set_latency (query, live, min, max);
+    return TRUE;
+  }
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->query (trans, direction,
+      query);
+}
+
+/* Our input buffers never reach downstream: don't forward upstream's
+ * allocation query (with our sink caps) to it. */
+static gboolean
+gst_rnn_filter_propose_allocation (GstBaseTransform *trans,
+    GstQuery *decide_query, GstQuery *query)
+{
+  return TRUE;
+}
+
+/* Records where @inbuf sits in time and adds it to the adapter. */
+static void
+gst_rnn_filter_take_input (GstRnnFilter *self, GstBuffer *inbuf)
+{
+  const RnnLayout *l = &self->layout;
+  const gsize bpf = (gsize) l->in_channels * sizeof (float);
+  GstClockTime pts = GST_BUFFER_PTS (inbuf);
+
+  if (self->need_base) {
+    /* frames still held from before the base belong to it */
+    self->in_frames = gst_adapter_available (self->adapter) / bpf;
+    self->out_frames = 0;
+    self->base_pts = GST_CLOCK_TIME_NONE;
+    self->need_base = FALSE;
+  }
+  if (!GST_CLOCK_TIME_IS_VALID (self->base_pts) && GST_CLOCK_TIME_IS_VALID (pts)) {
+    GstClockTime before = gst_util_uint64_scale_int_round (self->in_frames,
+        GST_SECOND, l->in_rate);
+
+    self->base_pts = pts >= before ? pts - before : 0;
+    self->base_offset = gst_util_uint64_scale_int_round (self->base_pts,
+        l->out_rate, GST_SECOND);
+    GST_DEBUG_OBJECT (self, "time base %" GST_TIME_FORMAT,
+        GST_TIME_ARGS (self->base_pts));
+  }
+  self->in_frames += gst_buffer_get_size (inbuf) / bpf;
+  gst_adapter_push (self->adapter, inbuf);
+}
+
+static GstFlowReturn
+gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
+    gboolean is_discont, GstBuffer *inbuf)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+  GstFlowReturn ret = GST_FLOW_OK;
+  RnnModel *pending;
+  gboolean negotiated, reset;
+  Settings s;
+  guint window;
+
+  if (!gst_base_transform_reconfigure (trans)) {
+    gst_buffer_unref (inbuf);
+    return GST_PAD_IS_FLUSHING (trans->srcpad) ? GST_FLOW_FLUSHING
+        : GST_FLOW_NOT_NEGOTIATED;
+  }
+
+  GST_OBJECT_LOCK (self);
+  negotiated = self->negotiated;
+  s.reset_on_discont = self->reset_on_discont;
+  s.window = self->window;
+  s.channel_mode = self->channel_mode;
+  s.message_interval = self->message_interval;
+  pending = self->pending;
+  self->pending = NULL;
+  reset = self->reset_requested;
+  self->reset_requested = FALSE;
+  GST_OBJECT_UNLOCK (self);
+
+  if (!negotiated) {
+    if (pending)
+      rnn_model_unref (pending);
+    gst_buffer_unref (inbuf);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  self->interval = s.message_interval;
+
+  /* a buffer boundary: a new model, a new window */
+  if (pending)
+    gst_rnn_filter_swap_model (self, pending, &s);
+  if (self->layout.bidirectional) {
+    window = s.window ? s.window : rnn_model_get_config (self->model)->window;
+    if (window != 0 && window != self->layout.window) {
+      GST_DEBUG_OBJECT (self, "window %u -> %u", self->layout.window, window);
+      GST_OBJECT_LOCK (self);
+      self->layout.window = window;
+      GST_OBJECT_UNLOCK (self);
+      gst_rnn_filter_update_latency (self);
+    }
+  }
+
+  if (GST_BUFFER_IS_DISCONT (inbuf)) {
+    if (s.reset_on_discont) {
+      GST_DEBUG_OBJECT (self, "DISCONT: draining and resetting");
+      ret = gst_rnn_filter_drain (self);
+      gst_rnn_filter_reset_state (self);
+    }
+    self->need_base = TRUE;
+  }
+  if (reset) {
+    GST_DEBUG_OBJECT (self, "reset requested");
+    gst_rnn_filter_reset_state (self);
+  }
+  if (ret != GST_FLOW_OK) {
+    gst_buffer_unref (inbuf);
+    return ret;
+  }
+
+  gst_rnn_filter_take_input (self, inbuf);
+  gst_buffer_replace (&self->queued, NULL);
+  return gst_rnn_filter_process (self, FALSE, &self->queued);
+}
+
+static GstFlowReturn
+gst_rnn_filter_generate_output (GstBaseTransform *trans, GstBuffer **outbuf)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+
+  *outbuf = self->queued;
+  self->queued = NULL;
+  return GST_FLOW_OK;
+}
+
+/* ---- the reset signal ---------------------------------------------------- */
+
+static void
+gst_rnn_filter_reset (GstRnnFilter *self)
+{
+  GST_OBJECT_LOCK (self);
+  self->reset_requested = TRUE;
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* ---- GObject ------------------------------------------------------------- */
+
+static void
+gst_rnn_filter_set_property (GObject *object, guint prop_id,
+    const GValue *value, GParamSpec *pspec)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (object);
+
+  switch (prop_id) {
+    case PROP_MODEL_LOCATION:{
+      RnnModel *cached = NULL;
+
+      GST_OBJECT_LOCK (self);
+      g_free (self->location);
+      self->location = g_value_dup_string (value);
+      if (self->loader && self->location)
+        g_thread_pool_push (self->loader, g_strdup (self->location), NULL);
+      if (!self->started) {
+        /* a model a caps query loaded before start() */
+        cached = self->model;
+        self->model = NULL;
+      }
+      GST_OBJECT_UNLOCK (self);
+      if (cached)
+        rnn_model_unref (cached);
+      gst_rnn_filter_update_watch (self);
+      break;
+    }
+    case PROP_RELOAD_ON_CHANGE:
+      GST_OBJECT_LOCK (self);
+      self->reload_on_change = g_value_get_boolean (value);
+      GST_OBJECT_UNLOCK (self);
+      gst_rnn_filter_update_watch (self);
+      break;
+    case PROP_RESET_ON_DISCONT:
+      GST_OBJECT_LOCK (self);
+      self->reset_on_discont = g_value_get_boolean (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_WINDOW:
+      GST_OBJECT_LOCK (self);
+      self->window = g_value_get_uint (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_CHANNEL_MODE:
+      GST_OBJECT_LOCK (self);
+      self->channel_mode = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      gst_base_transform_reconfigure_sink (GST_BASE_TRANSFORM (self));
+      break;
+    case PROP_MESSAGE_INTERVAL:
+      GST_OBJECT_LOCK (self);
+      self->message_interval = g_value_get_uint (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+
+static void
+gst_rnn_filter_get_property (GObject *object, guint prop_id, GValue *value,
+    GParamSpec *pspec)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL_LOCATION:
+      g_value_set_string (value, self->location);
+      break;
+    case PROP_RELOAD_ON_CHANGE:
+      g_value_set_boolean (value, self->reload_on_change);
+      break;
+    case PROP_RESET_ON_DISCONT:
+      g_value_set_boolean (value, self->reset_on_discont);
+      break;
+    case PROP_WINDOW:
+      g_value_set_uint (value, self->window);
+      break;
+    case PROP_CHANNEL_MODE:
+      g_value_set_enum (value, self->channel_mode);
+      break;
+    case PROP_MESSAGE_INTERVAL:
+      g_value_set_uint (value, self->message_interval);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_rnn_filter_finalize (GObject *object)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (object);
+
+  /* normally gone with stop() already */
+  if (self->watch)
+    watch_free (self->watch);
+  if (self->loader)
+    g_thread_pool_free (self->loader, TRUE, TRUE);
+  g_mutex_clear (&self->watch_lock);
+  g_free (self->location);
+  g_clear_pointer (&self->model, rnn_model_unref);
+  g_clear_pointer (&self->pending, rnn_model_unref);
+  g_clear_pointer (&self->state, rnn_state_free);
+  g_clear_pointer (&self->fw, rnn_forward_free);
+  g_clear_object (&self->adapter);
+  gst_buffer_replace (&self->queued, NULL);
+  g_free (self->x);
+  g_free (self->y);
+  g_free (self->bad_run);
+
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_rnn_filter_class_init (GstRnnFilterClass *klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
+
+  GST_DEBUG_CATEGORY_INIT (gst_rnn_filter_debug, "rnnfilter", 0,
+      "recurrent network filter");
+
+  gobject_class->set_property = gst_rnn_filter_set_property;
+  gobject_class->get_property = gst_rnn_filter_get_property;
+  gobject_class->finalize = gst_rnn_filter_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_MODEL_LOCATION,
+      g_param_spec_string ("model-location", "Model location",
+          "Path of the gst-rnn .safetensors model to run.  Required; read at "
+          "the READY to PAUSED change (the state change fails with an error "
+          "naming the file if it is missing or unreadable).  May be changed "
+          "while PLAYING: the new file is loaded and validated in the "
+          "background and swapped in at a buffer boundary, every buffer being "
+          "computed wholly by one model; the hidden state carries over if the "
+          "new model has the same state shapes and framing, else it restarts "
+          "from zero.  A file that fails to load or does not fit the "
+          "negotiated caps leaves the old model running and posts a warning",
+          DEFAULT_MODEL_LOCATION,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_RELOAD_ON_CHANGE,
+      g_param_spec_boolean ("reload-on-change", "Reload on change",
+          "Watch model-location while running and swap the model in again "
+          "whenever the file is rewritten (written in place or atomically "
+          "renamed over), as model-location changes are",
+          DEFAULT_RELOAD_ON_CHANGE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_RESET_ON_DISCONT,
+      g_param_spec_boolean ("reset-on-discont", "Reset on discont",
+          "On a DISCONT input buffer, process the frames still held (a "
+          "partial step zero-padded) and reset the hidden state to zero.  "
+          "The state is also reset on FLUSH_STOP, STREAM_START and the "
+          "\"reset\" signal, and by nothing else",
+          DEFAULT_RESET_ON_DISCONT,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_WINDOW,
+      g_param_spec_uint ("window", "Window",
+          "Bidirectional models: steps per window (each window is one "
+          "sequence starting from zero state in both directions; its output "
+          "leaves once the window is complete, which adds frame_size * "
+          "window - 1 frames of latency).  0 = the model's window metadata.  "
+          "Ignored for unidirectional models",
+          0, RNN_MAX_WINDOW, DEFAULT_WINDOW,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_CHANNEL_MODE,
+      g_param_spec_enum ("channel-mode", "Channel mode",
+          "How stream channels map to the model: vector (the stream has the "
+          "model's I / frame_size channels, one input vector per step), "
+          "independent (a single-channel model runs on each of the C channels "
+          "with its own state; output channel b * (O / output_frame_size) + k "
+          "is output k of channel b) or auto.  Applies at caps negotiation",
+          GST_TYPE_RNN_FILTER_CHANNEL_MODE, DEFAULT_CHANNEL_MODE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
+      g_param_spec_uint ("message-interval", "Message interval",
+          "Post an element message \"rnnfilter-output\" every N steps "
+          "(0 = never) with fields timestamp (guint64, PTS of the step), "
+          "values (array of float, the O outputs), for softmax heads class "
+          "(int, argmax) and confidence (float), and in independent mode "
+          "channel (int; one message per channel)",
+          0, G_MAXUINT, DEFAULT_MESSAGE_INTERVAL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+
+  /**
+   * GstRnnFilter::reset:
+   * @rnnfilter: the element
+   *
+   * Action signal: reset the hidden state to zero before the next input
+   * buffer is processed (frames held for an incomplete step stay).  The
+   * next output buffer is marked DISCONT.  Safe from any thread.
+   */
+  gst_rnn_filter_signals[SIGNAL_RESET] =
+      g_signal_new_class_handler ("reset", G_TYPE_FROM_CLASS (klass),
+      G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION, G_CALLBACK (gst_rnn_filter_reset),
+      NULL, NULL, NULL, G_TYPE_NONE, 0);
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "Recurrent network filter", "Filter/Effect/Audio",
+      "Runs an RNN, LSTM or GRU model (gst-rnn safetensors) over an F32LE "
+      "stream, one frame per time step (or frame_size frames), carrying the "
+      "hidden state across buffers.  Non-finite input values are replaced "
+      "by 0.0 before they reach the model and reported with one warning per "
+      "run of bad values.  At EOS a partial step is zero-padded and yields "
+      "ceil(frames * output_frame_size / frame_size) output frames",
+      "gst-rnn developers");
+
+  trans_class->start = GST_DEBUG_FUNCPTR (gst_rnn_filter_start);
+  trans_class->stop = GST_DEBUG_FUNCPTR (gst_rnn_filter_stop);
+  trans_class->transform_caps =
+      GST_DEBUG_FUNCPTR (gst_rnn_filter_transform_caps);
+  trans_class->fixate_caps = GST_DEBUG_FUNCPTR (gst_rnn_filter_fixate_caps);
+  trans_class->accept_caps = GST_DEBUG_FUNCPTR (gst_rnn_filter_accept_caps);
+  trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_rnn_filter_set_caps);
+  trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_rnn_filter_sink_event);
+  trans_class->query = GST_DEBUG_FUNCPTR (gst_rnn_filter_query);
+  trans_class->propose_allocation =
+      GST_DEBUG_FUNCPTR (gst_rnn_filter_propose_allocation);
+  trans_class->submit_input_buffer =
+      GST_DEBUG_FUNCPTR (gst_rnn_filter_submit_input_buffer);
+  trans_class->generate_output =
+      GST_DEBUG_FUNCPTR (gst_rnn_filter_generate_output);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_RNN_FILTER_CHANNEL_MODE, 0);
+}
+
+static void
+gst_rnn_filter_init (GstRnnFilter *self)
+{
+  self->location = g_strdup (DEFAULT_MODEL_LOCATION);
+  self->reload_on_change = DEFAULT_RELOAD_ON_CHANGE;
+  self->reset_on_discont = DEFAULT_RESET_ON_DISCONT;
+  self->window = DEFAULT_WINDOW;
+  self->channel_mode = DEFAULT_CHANNEL_MODE;
+  self->message_interval = DEFAULT_MESSAGE_INTERVAL;
+  self->base_pts = GST_CLOCK_TIME_NONE;
+  self->need_base = TRUE;
+  g_mutex_init (&self->watch_lock);
+
+  /* without transform()/transform_ip() the base class would start in
+   * passthrough; generate_output() is ours */
+  gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), FALSE);
+  gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), FALSE);
+}
