@@ -14,12 +14,19 @@ Public functions:
                                      write any dict of float32 arrays
     load(path) -> (meta, tensors)    read a file (any safetensors file of
                                      F32/F16/BF16/F64 tensors) as numpy float32
+    export_arrays(path, cell, params, ...)
+                                     write plain arrays (torch state_dict
+                                     names) as a gst-rnn file, no torch needed
     build_torch(path) -> (rnn, head, meta, mean, std)
                                      rebuild torch modules from a model file
     torch_forward(rnn, head, head_activation, x, mean=None, std=None)
                                      PyTorch's reference output for x [T, B, I]
+    reference_forward(meta, tensors, x)
+                                     the same in plain numpy (float64), from
+                                     load()'s result, for x [T, B, I]
 
-Only torch, numpy and the standard library are needed.
+Only numpy and the standard library are needed, plus torch for export(),
+build_torch() and torch_forward() (imported when available).
 """
 
 from __future__ import annotations
@@ -31,17 +38,24 @@ import struct
 import tempfile
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:     # load / write_safetensors / export_arrays work without
+    torch = None
+    nn = None
 
 __all__ = [
     "CELLS",
     "HEAD_ACTIVATIONS",
     "export",
+    "export_arrays",
     "write_safetensors",
     "load",
     "build_torch",
     "torch_forward",
+    "reference_forward",
 ]
 
 # Contract vocabulary (DESIGN.md §3).
@@ -112,7 +126,7 @@ def serialize_safetensors(tensors: dict, metadata: dict | None = None) -> bytes:
         if name == "__metadata__":
             raise ValueError("'__metadata__' is not a valid tensor name")
         value = tensors[name]
-        if isinstance(value, torch.Tensor):
+        if torch is not None and isinstance(value, torch.Tensor):
             value = value.detach().cpu().to(torch.float32).numpy()
         arr = np.ascontiguousarray(np.asarray(value, dtype=np.float32)).astype("<f4", copy=False)
         blob = arr.tobytes()
@@ -215,8 +229,14 @@ def load(path) -> tuple[dict, dict]:
 # export
 
 
-def _cell_name(rnn: nn.Module) -> str:
+def _need_torch(what):
+    if torch is None:
+        raise ImportError(f"{what} needs PyTorch (Debian: python3-torch)")
+
+
+def _cell_name(rnn) -> str:
     """Contract cell name of a torch recurrent module, or ValueError."""
+    _need_torch("export()")
     if not isinstance(rnn, nn.RNNBase):
         raise ValueError(f"rnn must be an nn.RNN, nn.LSTM or nn.GRU, got {type(rnn).__name__}")
     mode = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}.get(rnn.mode)
@@ -232,7 +252,7 @@ def _positive_int(name, value) -> str:
 
 
 def _as_f32(name, value, shape) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
+    if torch is not None and isinstance(value, torch.Tensor):
         value = value.detach().cpu().to(torch.float32).numpy()
     arr = np.asarray(value, dtype=np.float32)
     if arr.shape != tuple(shape):
@@ -266,12 +286,80 @@ def export(rnn, head, path, *, norm_mean=None, norm_std=None,
     if getattr(rnn, "proj_size", 0) != 0:
         raise ValueError(f"LSTM projections are not supported (proj_size={rnn.proj_size}); use proj_size=0")
 
-    I, H, L = rnn.input_size, rnn.hidden_size, rnn.num_layers
-    D = 2 if rnn.bidirectional else 1
-    G = GATES[cell]
+    head_weight = head_bias = None
+    if head is not None:
+        if not isinstance(head, nn.Linear):
+            raise ValueError(f"head must be an nn.Linear, got {type(head).__name__}")
+        head_weight = head.weight
+        head_bias = head.bias if head.bias is not None else np.zeros(head.out_features, np.float32)
 
+    export_arrays(path, cell, dict(rnn.named_parameters()),
+                  input_size=rnn.input_size, hidden_size=rnn.hidden_size,
+                  num_layers=rnn.num_layers, bidirectional=rnn.bidirectional,
+                  head_weight=head_weight, head_bias=head_bias,
+                  norm_mean=norm_mean, norm_std=norm_std,
+                  head_activation=head_activation, frame_size=frame_size,
+                  output_frame_size=output_frame_size, window=window,
+                  sample_rate=sample_rate, description=description,
+                  extra_meta=extra_meta)
+
+
+def _infer_sizes(cell, params):
+    """(input_size, hidden_size, num_layers, bidirectional) from the shapes
+    of a recurrent state_dict (names weight_ih_l0, ...), or ValueError."""
+    G = GATES[cell]
+    w_hh = params.get("weight_hh_l0")
+    w_ih = params.get("weight_ih_l0")
+    if w_hh is None or w_ih is None:
+        raise ValueError("rnn parameters need weight_ih_l0 and weight_hh_l0")
+    w_hh_shape, w_ih_shape = tuple(w_hh.shape), tuple(w_ih.shape)
+    if len(w_hh_shape) != 2 or len(w_ih_shape) != 2:
+        raise ValueError(f"weight_hh_l0 / weight_ih_l0 must be matrices, got shapes "
+                         f"{list(w_hh_shape)} / {list(w_ih_shape)}")
+    H = w_hh_shape[1]
+    if H <= 0 or w_hh_shape[0] != G * H:
+        raise ValueError(f"weight_hh_l0 has shape {list(w_hh_shape)}, but a {cell} cell "
+                         f"needs [{G}*H, H] ({G} gate{'s' if G > 1 else ''})")
+    L = 0
+    while f"weight_ih_l{L}" in params:
+        L += 1
+    return w_ih_shape[1], H, L, "weight_ih_l0_reverse" in params
+
+
+def export_arrays(path, cell, params, *, input_size=None, hidden_size=None,
+                  num_layers=None, bidirectional=None, head_weight=None,
+                  head_bias=None, norm_mean=None, norm_std=None,
+                  head_activation="none", frame_size=None,
+                  output_frame_size=None, window=None, sample_rate=None,
+                  description=None, extra_meta=None):
+    """Write a model given as plain arrays to @path; needs no torch.
+
+    @cell: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'.  @params maps PyTorch's
+    parameter names of the recurrent module (weight_ih_l0, bias_hh_l1_reverse,
+    ...; an 'rnn.' prefix is accepted) to arrays (numpy or torch) in PyTorch's
+    gate order.  @input_size, @hidden_size, @num_layers, @bidirectional are
+    inferred from the shapes when None, and checked when given.  The set of
+    names must be exactly the one PyTorch's module of that configuration has.
+    @head_weight [O, D*H] and @head_bias [O]: optional linear head (a weight
+    without bias gets a zero bias).  The other arguments are as in export().
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    params = {(n[4:] if n.startswith("rnn.") else n): v for n, v in params.items()}
+    I, H, L, bidir = _infer_sizes(cell, params)
+    for name, given, found in (("input_size", input_size, I), ("hidden_size", hidden_size, H),
+                               ("num_layers", num_layers, L)):
+        if given is not None and int(given) != found:
+            raise ValueError(f"{name} is {given} but the parameters have {found}")
+    if bidirectional is not None and bool(bidirectional) != bidir:
+        raise ValueError(f"bidirectional is {bool(bidirectional)} but the parameters "
+                         f"{'have' if bidir else 'lack'} *_reverse tensors")
+    for name, v in (("input_size", I), ("hidden_size", H), ("num_layers", L)):
+        _positive_int(name, v)
+
+    D = 2 if bidir else 1
+    G = GATES[cell]
     tensors: dict[str, np.ndarray] = {}
-    params = dict(rnn.named_parameters())
     for k in range(L):
         in_k = I if k == 0 else D * H
         for s in ("", "_reverse")[:D]:
@@ -281,22 +369,26 @@ def export(rnn, head, path, *, norm_mean=None, norm_std=None,
                 if torch_name not in params:
                     raise ValueError(f"rnn has no parameter {torch_name}")
                 tensors[f"rnn.{torch_name}"] = _as_f32(f"rnn.{torch_name}", params[torch_name], shape)
-    expected = {f"rnn.{n}" for n in params}
-    if expected != {n for n in tensors if n.startswith("rnn.")}:
-        raise ValueError(f"unexpected rnn parameters: {sorted(expected - set(tensors))}")
+    unexpected = {f"rnn.{n}" for n in params} - set(tensors)
+    if unexpected:
+        raise ValueError(f"unexpected rnn parameters: {sorted(unexpected)}")
 
     if head_activation not in HEAD_ACTIVATIONS:
         raise ValueError(f"head_activation must be one of {HEAD_ACTIVATIONS}, got {head_activation!r}")
     output_size = D * H
-    if head is not None:
-        if not isinstance(head, nn.Linear):
-            raise ValueError(f"head must be an nn.Linear, got {type(head).__name__}")
-        if head.in_features != D * H:
-            raise ValueError(f"head takes {head.in_features} inputs but the rnn gives D*H = {D * H}")
-        output_size = head.out_features
-        tensors["head.weight"] = _as_f32("head.weight", head.weight, (output_size, D * H))
-        bias = head.bias if head.bias is not None else np.zeros(output_size, np.float32)
-        tensors["head.bias"] = _as_f32("head.bias", bias, (output_size,))
+    if head_weight is not None:
+        w_shape = tuple(head_weight.shape)
+        if len(w_shape) != 2:
+            raise ValueError(f"head.weight must be a matrix, got shape {list(w_shape)}")
+        if w_shape[1] != D * H:
+            raise ValueError(f"head takes {w_shape[1]} inputs but the rnn gives D*H = {D * H}")
+        output_size = w_shape[0]
+        tensors["head.weight"] = _as_f32("head.weight", head_weight, (output_size, D * H))
+        if head_bias is None:
+            head_bias = np.zeros(output_size, np.float32)
+        tensors["head.bias"] = _as_f32("head.bias", head_bias, (output_size,))
+    elif head_bias is not None:
+        raise ValueError("head_bias given without head_weight")
     elif head_activation != "none":
         raise ValueError(f"head_activation {head_activation!r} needs a head")
 
@@ -368,6 +460,7 @@ def build_torch(path):
     (batch_first=False) in eval mode, @head an nn.Linear or None, @meta the
     metadata dict, @mean and @std numpy float32 [I] arrays or None.
     """
+    _need_torch("build_torch()")
     meta, tensors = load(path)
     if meta.get("format") != "gst-rnn" or meta.get("version") != "1":
         raise ValueError(f"{path}: not a gst-rnn version 1 model")
@@ -422,6 +515,7 @@ def torch_forward(rnn, head, head_activation, x, mean=None, std=None) -> np.ndar
     tanh).  For a bidirectional rnn each of the B streams is one whole
     sequence.  Returns a numpy float32 array [T, B, O].
     """
+    _need_torch("torch_forward()")
     if head_activation not in HEAD_ACTIVATIONS:
         raise ValueError(f"unknown head_activation {head_activation!r}")
     with torch.inference_mode():
@@ -444,3 +538,69 @@ def torch_forward(rnn, head, head_activation, x, mean=None, std=None) -> np.ndar
         elif head_activation == "tanh":
             y = torch.tanh(y)
         return y.to(torch.float32).contiguous().numpy().copy()
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def reference_forward(meta, tensors, x) -> np.ndarray:
+    """The model's output for @x [T, B, I] from zero state, in numpy float64.
+
+    @meta and @tensors as load() returns them.  Implements DESIGN.md §2
+    directly (PyTorch's gate order and equations) without torch; a
+    bidirectional model treats each of the B streams as one whole sequence.
+    Returns a float64 array [T, B, O].
+    """
+    cell = meta["cell"]
+    L = int(meta["num_layers"])
+    H = int(meta["hidden_size"])
+    D = 2 if meta["bidirectional"] == "true" else 1
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"x must be [T, B, I], got shape {list(x.shape)}")
+    if "input.mean" in tensors:
+        x = (x - tensors["input.mean"].astype(np.float64)) / tensors["input.std"].astype(np.float64)
+    T, B = x.shape[:2]
+    inp = x
+    for k in range(L):
+        outs = []
+        for d, s in enumerate(("", "_reverse")[:D]):
+            w_ih, w_hh, b_ih, b_hh = (tensors[f"rnn.{n}_l{k}{s}"].astype(np.float64)
+                                      for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            h = np.zeros((B, H))
+            c = np.zeros((B, H))
+            y = np.zeros((T, B, H))
+            steps = range(T - 1, -1, -1) if d else range(T)
+            for t in steps:
+                gi = inp[t] @ w_ih.T + b_ih
+                gh = h @ w_hh.T + b_hh
+                if cell == "lstm":
+                    a = gi + gh
+                    i, f, g, o = (a[:, j * H:(j + 1) * H] for j in range(4))
+                    c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+                    h = _sigmoid(o) * np.tanh(c)
+                elif cell == "gru":
+                    r = _sigmoid(gi[:, :H] + gh[:, :H])
+                    z = _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+                    n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+                    h = (1 - z) * n + z * h
+                elif cell == "rnn_relu":
+                    h = np.maximum(gi + gh, 0.0)
+                else:
+                    h = np.tanh(gi + gh)
+                y[t] = h
+            outs.append(y)
+        inp = np.concatenate(outs, axis=-1)
+    y = inp
+    if "head.weight" in tensors:
+        y = y @ tensors["head.weight"].astype(np.float64).T + tensors["head.bias"].astype(np.float64)
+    act = meta.get("head_activation", "none")
+    if act == "softmax":
+        e = np.exp(y - y.max(axis=-1, keepdims=True))
+        y = e / e.sum(axis=-1, keepdims=True)
+    elif act == "sigmoid":
+        y = _sigmoid(y)
+    elif act == "tanh":
+        y = np.tanh(y)
+    return y
