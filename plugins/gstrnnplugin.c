@@ -7,6 +7,7 @@ plugin_init (GstPlugin *plugin)
   gboolean ret = FALSE;
 
   ret |= GST_ELEMENT_REGISTER (rnnfilter, plugin);
+  ret |= GST_ELEMENT_REGISTER (rnntrain, plugin);
 
   return ret;
 }

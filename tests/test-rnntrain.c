@@ -1,0 +1,1384 @@
+/* rnntrain through GstHarness and whole pipelines.
+ *
+ * Expected values come from invariants and from models whose output is
+ * known exactly (an identity network as init-model, epochs=0 to evaluate
+ * only), from the core library run by hand on the same data, or from
+ * rnnfilter playing the written model — never from an earlier run of the
+ * element itself.  Learning itself is measured by scripts/train-acceptance.sh;
+ * here the training runs are small and only check plumbing.
+ */
+#include "test-common.h"
+#include "rnn-train.h"
+#include "rnn-dataset.h"
+#include "../plugins/gstrnnelements.h"
+#include "../plugins/gstrnntrain.h"
+
+#include <gst/gst.h>
+#include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
+
+#define RATE 8000
+
+static gchar *tmp_dir;
+
+static gchar *
+tmp_path (const char *file)
+{
+  return g_build_filename (tmp_dir, file, NULL);
+}
+
+/* ---- data ----------------------------------------------------------------- */
+
+/* Deterministic test signal in [-1, 1): the fixture hash. */
+static float *
+signal_new (gsize n, guint32 salt)
+{
+  float *x = g_new (float, n);
+  for (gsize i = 0; i < n; i++)
+    x[i] = fixture_input (salt, (guint32) i, 0);
+  return x;
+}
+
+/* A learnable target: a one-pole low-pass of @x. */
+static float *
+lowpass_new (const float *x, gsize n)
+{
+  float *y = g_new (float, n);
+  float s = 0.0f;
+  for (gsize i = 0; i < n; i++) {
+    s = 0.6f * s + 0.4f * x[i];
+    y[i] = s;
+  }
+  return y;
+}
+
+/* ---- models ----------------------------------------------------------------- */
+
+static void
+set_tensor (RnnModel *m, const char *name, const float *v)
+{
+  gsize n;
+  float *p = rnn_model_get_params (m, &n);
+  gint i = rnn_model_find_tensor (m, name);
+  g_assert_cmpint (i, >=, 0);
+  const RnnParamInfo *ti = rnn_model_get_tensor_info (m, (guint) i);
+  memcpy (p + ti->offset, v, ti->numel * sizeof (float));
+}
+
+/* y = x exactly, for @n inputs (frame size @f): ReLU units relu(x) and
+ * relu(-x), no recurrence, head relu(x) - relu(-x). */
+static gchar *
+identity_model (const char *file, guint n, guint f_in, guint n_out, guint f_out)
+{
+  RnnConfig cfg;
+  GError *err = NULL;
+
+  rnn_config_init (&cfg);
+  cfg.cell = RNN_CELL_RNN_RELU;
+  cfg.input_size = n;
+  cfg.hidden_size = 2 * n;
+  cfg.has_head = TRUE;
+  cfg.output_size = n_out;
+  cfg.frame_size = f_in;
+  cfg.output_frame_size = f_out;
+  cfg.sample_rate = RATE;
+  RnnModel *m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  float *wih = g_new0 (float, 2 * n * n), *hw = g_new0 (float, n_out * 2 * n);
+  for (guint i = 0; i < n; i++) {
+    wih[(2 * i) * n + i] = 1.0f;
+    wih[(2 * i + 1) * n + i] = -1.0f;
+  }
+  /* output k is input n - n_out + k: the last n_out inputs */
+  for (guint k = 0; k < n_out; k++) {
+    const guint i = n - n_out + k;
+    hw[k * 2 * n + 2 * i] = 1.0f;
+    hw[k * 2 * n + 2 * i + 1] = -1.0f;
+  }
+  set_tensor (m, "rnn.weight_ih_l0", wih);
+  set_tensor (m, "head.weight", hw);
+  rnn_model_seal (m);
+  gchar *path = tmp_path (file);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+  g_free (wih);
+  g_free (hw);
+  return path;
+}
+
+static RnnModel *
+load_model (const char *path)
+{
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  return m;
+}
+
+static gboolean
+model_finite (const RnnModel *m)
+{
+  gsize n;
+  const float *p = rnn_model_peek_params (m, &n);
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (p[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* ---- the rig: rnntrain with a harness per input ------------------------- */
+
+typedef struct
+{
+  GstElement *e;
+  GstBus *bus;
+  GstHarness *hs, *ht;          /* sink (and src), target */
+  guint c_in, c_tgt;
+} Rig;
+
+static gchar *
+caps_string (guint rate, guint channels)
+{
+  return g_strdup_printf ("audio/x-raw, format=F32LE, layout=interleaved, "
+      "rate=%u, channels=%u", rate, channels);
+}
+
+static Rig *
+rig_new (gboolean target, guint c_in, guint c_tgt, guint rate_in,
+    guint rate_tgt, const char *first_prop, ...)
+{
+  Rig *r = g_new0 (Rig, 1);
+  va_list args;
+
+  r->e = gst_element_factory_make ("rnntrain", NULL);
+  g_assert_nonnull (r->e);
+  va_start (args, first_prop);
+  if (first_prop)
+    g_object_set_valist (G_OBJECT (r->e), first_prop, args);
+  va_end (args);
+  r->bus = gst_bus_new ();
+  gst_element_set_bus (r->e, r->bus);
+  r->c_in = c_in;
+  r->c_tgt = c_tgt;
+  r->hs = gst_harness_new_with_element (r->e, "sink", "src");
+  if (target)
+    r->ht = gst_harness_new_with_element (r->e, "target", NULL);
+  gchar *c = caps_string (rate_in, c_in);
+  gst_harness_set_src_caps_str (r->hs, c);
+  g_free (c);
+  if (target) {
+    c = caps_string (rate_tgt, c_tgt);
+    gst_harness_set_src_caps_str (r->ht, c);
+    g_free (c);
+  }
+  return r;
+}
+
+static void
+rig_free (Rig *r)
+{
+  if (r->ht)
+    gst_harness_teardown (r->ht);
+  gst_harness_teardown (r->hs);
+  gst_element_set_bus (r->e, NULL);
+  gst_bus_set_flushing (r->bus, TRUE);
+  gst_object_unref (r->bus);
+  gst_object_unref (r->e);
+  g_free (r);
+}
+
+static GstBuffer *
+make_buffer (const float *data, gsize frames, guint channels, guint64 frame0)
+{
+  GstBuffer *buf = gst_buffer_new_memdup (data, frames * channels * sizeof (float));
+  const GstClockTime t0 = gst_util_uint64_scale_round (frame0, GST_SECOND, RATE);
+  const GstClockTime t1 = gst_util_uint64_scale_round (frame0 + frames, GST_SECOND, RATE);
+  GST_BUFFER_PTS (buf) = t0;
+  GST_BUFFER_DURATION (buf) = t1 - t0;
+  return buf;
+}
+
+/* One input's pushes, run on a thread of its own: one thread feeding both
+ * pads of an aggregator can block on one pad while the aggregator waits
+ * for the other (the reason a tee needs a queue per branch). */
+typedef struct
+{
+  GstHarness *h;
+  const float *data;
+  gsize n, chunk;
+  guint64 frame0;
+  guint channels;
+} Feed;
+
+static gpointer
+feed_thread (gpointer p)
+{
+  Feed *f = p;
+
+  for (gsize i = 0; i < f->n; i += f->chunk) {
+    const gsize k = MIN (f->chunk, f->n - i);
+    gst_harness_push (f->h, make_buffer (f->data + i * f->channels, k,
+            f->channels, f->frame0 + i));
+  }
+  gst_harness_push_event (f->h, gst_event_new_eos ());
+  return NULL;
+}
+
+/* Pushes @nx frames of @x (from frame @x0) on the sink and @nt frames of
+ * @t (from frame @t0) on the target, in buffers of @cx and @ct frames,
+ * each followed by EOS. */
+static void
+rig_push (Rig *r, const float *x, gsize nx, guint64 x0, gsize cx,
+    const float *t, gsize nt, guint64 t0, gsize ct)
+{
+  Feed fx = { r->hs, x, nx, cx, x0, r->c_in };
+  Feed ft = { r->ht, t, nt, ct, t0, r->c_tgt };
+  GThread *th = r->ht ? g_thread_new ("feed-target", feed_thread, &ft) : NULL;
+
+  feed_thread (&fx);
+  if (th)
+    g_thread_join (th);
+}
+
+static GPtrArray *warnings;     /* gchar*: warnings seen by wait_done () */
+
+/* Waits for rnntrain-done (returned, a copy) or an error (NULL; its text in
+ * *error_text when given). */
+static GstStructure *
+wait_done (GstBus *bus, gchar **error_text)
+{
+  const gint64 deadline = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 100 * GST_MSECOND,
+        GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING);
+    if (!m)
+      continue;
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_WARNING) {
+      GError *err = NULL;
+      gst_message_parse_warning (m, &err, NULL);
+      g_test_message ("warning: %s", err->message);
+      g_ptr_array_add (warnings, g_strdup (err->message));
+      g_error_free (err);
+      gst_message_unref (m);
+      continue;
+    }
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *err = NULL;
+      gchar *dbg = NULL;
+      gst_message_parse_error (m, &err, &dbg);
+      g_test_message ("error: %s (%s)", err->message, dbg ? dbg : "");
+      if (error_text)
+        *error_text = g_strdup (err->message);
+      g_error_free (err);
+      g_free (dbg);
+      gst_message_unref (m);
+      return NULL;
+    }
+    const GstStructure *s = gst_message_get_structure (m);
+    if (gst_structure_has_name (s, "rnntrain-done")) {
+      GstStructure *c = gst_structure_copy (s);
+      gst_message_unref (m);
+      return c;
+    }
+    gst_message_unref (m);
+  }
+  g_error ("timed out waiting for rnntrain-done");
+  return NULL;
+}
+
+/* The first error's message, waiting up to 5 s. */
+static gchar *
+wait_error (GstBus *bus)
+{
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, 5 * GST_SECOND,
+      GST_MESSAGE_ERROR);
+  GError *err = NULL;
+  gchar *text;
+
+  if (!m)
+    return NULL;
+  gst_message_parse_error (m, &err, NULL);
+  text = g_strdup (err->message);
+  g_test_message ("error: %s", text);
+  g_error_free (err);
+  gst_message_unref (m);
+  return text;
+}
+
+/* Warnings with @needle that wait_done () saw since the last call. */
+static guint
+count_warnings (const char *needle)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < warnings->len; i++)
+    if (strstr (g_ptr_array_index (warnings, i), needle))
+      n++;
+  g_ptr_array_set_size (warnings, 0);
+  return n;
+}
+
+static double
+get_double (const GstStructure *s, const char *field)
+{
+  double v = NAN;
+  g_assert_true (gst_structure_get_double (s, field, &v));
+  return v;
+}
+
+static guint64
+meta_u64 (const RnnModel *m, const char *key)
+{
+  const char *v = rnn_model_get_meta (m, key);
+  g_assert_nonnull (v);
+  return g_ascii_strtoull (v, NULL, 10);
+}
+
+/* Runs a whole offline training on the rig and returns rnntrain-done. */
+static GstStructure *
+rig_train (Rig *r, const float *x, gsize nx, guint64 x0, gsize cx,
+    const float *t, gsize nt, guint64 t0, gsize ct)
+{
+  rig_push (r, x, nx, x0, cx, t, nt, t0, ct);
+  return wait_done (r->bus, NULL);
+}
+
+/* ---- properties and pads --------------------------------------------------- */
+
+static void
+check_enum_default (GstElement *e, const char *prop, const char *nick)
+{
+  GParamSpec *ps = g_object_class_find_property (G_OBJECT_GET_CLASS (e), prop);
+  g_assert_nonnull (ps);
+  g_assert_true (G_IS_PARAM_SPEC_ENUM (ps));
+  GEnumValue *v = g_enum_get_value (G_PARAM_SPEC_ENUM (ps)->enum_class,
+      G_PARAM_SPEC_ENUM (ps)->default_value);
+  g_assert_cmpstr (v->value_nick, ==, nick);
+}
+
+static void
+check_enum_nicks (GstElement *e, const char *prop, const char *const *nicks)
+{
+  GParamSpec *ps = g_object_class_find_property (G_OBJECT_GET_CLASS (e), prop);
+  GEnumClass *ec = G_PARAM_SPEC_ENUM (ps)->enum_class;
+  guint n = 0;
+  for (; nicks[n]; n++)
+    g_assert_nonnull (g_enum_get_value_by_nick (ec, nicks[n]));
+  g_assert_cmpuint (ec->n_values, ==, n);
+}
+
+static void
+test_properties (void)
+{
+  GstElement *e = gst_element_factory_make ("rnntrain", NULL);
+  gchar *loc, *init;
+  guint hidden, layers, fs, ofs, classes, epochs, seq, batch, seed, ckpt, ahead;
+  gboolean bidi, norm;
+  gdouble lr, mom, wd, clip, vf;
+  guint64 maxmem;
+
+  g_object_get (e, "model-location", &loc, "init-model", &init,
+      "hidden-size", &hidden, "num-layers", &layers, "bidirectional", &bidi,
+      "frame-size", &fs, "output-frame-size", &ofs, "num-classes", &classes,
+      "learning-rate", &lr, "momentum", &mom, "weight-decay", &wd,
+      "clip-norm", &clip, "epochs", &epochs, "seq-length", &seq,
+      "batch-size", &batch, "validation-fraction", &vf, "seed", &seed,
+      "normalize", &norm, "checkpoint-interval", &ckpt,
+      "predict-ahead", &ahead, "max-memory", &maxmem, NULL);
+  g_assert_null (loc);
+  g_assert_null (init);
+  g_assert_cmpuint (hidden, ==, 32);
+  g_assert_cmpuint (layers, ==, 1);
+  g_assert_false (bidi);
+  g_assert_cmpuint (fs, ==, 1);
+  g_assert_cmpuint (ofs, ==, 1);
+  g_assert_cmpuint (classes, ==, 2);
+  g_assert_cmpfloat (lr, ==, 0.0);
+  g_assert_cmpfloat (mom, ==, 0.0);
+  g_assert_cmpfloat (wd, ==, 0.0);
+  g_assert_cmpfloat (clip, ==, 1.0);
+  g_assert_cmpuint (epochs, ==, 10);
+  g_assert_cmpuint (seq, ==, 64);
+  g_assert_cmpuint (batch, ==, 32);
+  g_assert_cmpfloat (vf, ==, 0.1);
+  g_assert_cmpuint (seed, ==, 0);
+  g_assert_true (norm);
+  g_assert_cmpuint (ckpt, ==, 100);
+  g_assert_cmpuint (ahead, ==, 1);
+  g_assert_cmpuint (maxmem, ==, G_GUINT64_CONSTANT (256) << 20);
+
+  check_enum_default (e, "cell", "lstm");
+  check_enum_default (e, "head-activation", "none");
+  check_enum_default (e, "loss", "mse");
+  check_enum_default (e, "optimizer", "adam");
+  check_enum_default (e, "mode", "offline");
+  check_enum_nicks (e, "cell",
+      (const char *const[]) {"rnn-tanh", "rnn-relu", "lstm", "gru", NULL});
+  check_enum_nicks (e, "head-activation",
+      (const char *const[]) {"none", "softmax", "sigmoid", "tanh", NULL});
+  check_enum_nicks (e, "loss", (const char *const[]) {"mse", "cross-entropy", NULL});
+  check_enum_nicks (e, "optimizer", (const char *const[]) {"sgd", "adam", NULL});
+  check_enum_nicks (e, "mode", (const char *const[]) {"offline", "online", NULL});
+
+  /* set and read back, enums by nick as gst-launch does */
+  gst_util_set_object_arg (G_OBJECT (e), "cell", "gru");
+  gst_util_set_object_arg (G_OBJECT (e), "loss", "cross-entropy");
+  gst_util_set_object_arg (G_OBJECT (e), "mode", "online");
+  g_object_set (e, "hidden-size", 7, "learning-rate", 0.25, NULL);
+  GstRnnTrainCell cell;
+  GstRnnTrainLoss loss;
+  GstRnnTrainMode mode;
+  g_object_get (e, "cell", &cell, "loss", &loss, "mode", &mode,
+      "hidden-size", &hidden, "learning-rate", &lr, NULL);
+  g_assert_cmpint (cell, ==, GST_RNN_TRAIN_CELL_GRU);
+  g_assert_cmpint (loss, ==, GST_RNN_TRAIN_LOSS_CROSS_ENTROPY);
+  g_assert_cmpint (mode, ==, GST_RNN_TRAIN_MODE_ONLINE);
+  g_assert_cmpuint (hidden, ==, 7);
+  g_assert_cmpfloat (lr, ==, 0.25);
+  gst_object_unref (e);
+}
+
+static void
+test_pads (void)
+{
+  GstElement *e = gst_element_factory_make ("rnntrain", NULL);
+  GstPadTemplate *tt = gst_element_get_pad_template (e, "target");
+  GstPadTemplate *st = gst_element_get_pad_template (e, "sink");
+
+  g_assert_nonnull (tt);
+  g_assert_cmpint (GST_PAD_TEMPLATE_PRESENCE (tt), ==, GST_PAD_REQUEST);
+  g_assert_cmpint (GST_PAD_TEMPLATE_PRESENCE (st), ==, GST_PAD_ALWAYS);
+  GstPad *sink = gst_element_get_static_pad (e, "sink");
+  g_assert_nonnull (sink);
+  gst_object_unref (sink);
+
+  GstPad *t = gst_element_request_pad_simple (e, "target");
+  g_assert_nonnull (t);
+  g_assert_cmpstr (GST_PAD_NAME (t), ==, "target");
+  gst_element_release_request_pad (e, t);
+  gst_object_unref (t);
+  /* and again after release */
+  t = gst_element_request_pad_simple (e, "target");
+  g_assert_nonnull (t);
+  gst_element_release_request_pad (e, t);
+  gst_object_unref (t);
+  gst_object_unref (e);
+}
+
+/* ---- caps --------------------------------------------------------------------- */
+
+static void
+expect_refusal (Rig *r, const char *needle)
+{
+  float x[64 * 4] = { 0 };
+  gchar *text;
+
+  /* the caps are checked when the aggregator handles them (or at the
+   * first buffer); push one so the refusal surfaces */
+  gst_harness_push (r->hs, make_buffer (x, 64, r->c_in, 0));
+  if (r->ht) {
+    float t[64 * 4] = { 0 };
+    gst_harness_push (r->ht, make_buffer (t, 64, r->c_tgt, 0));
+  }
+  text = wait_error (r->bus);
+  g_assert_nonnull (text);
+  if (!strstr (text, needle))
+    g_error ("error \"%s\" does not mention \"%s\"", text, needle);
+  g_free (text);
+}
+
+static void
+test_caps_rate_mismatch (void)
+{
+  gchar *out = tmp_path ("rate.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, 8000, 16000, "model-location", out, NULL);
+  expect_refusal (r, "different sample rates");
+  rig_free (r);
+  g_free (out);
+}
+
+static void
+test_caps_cross_entropy_channels (void)
+{
+  gchar *out = tmp_path ("ce.safetensors");
+  Rig *r = rig_new (TRUE, 1, 2, RATE, RATE, "model-location", out,
+      "loss", GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, NULL);
+  expect_refusal (r, "one-channel");
+  rig_free (r);
+  g_free (out);
+}
+
+static void
+test_caps_cross_entropy_no_target (void)
+{
+  gchar *out = tmp_path ("ce2.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "loss", GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, NULL);
+  expect_refusal (r, "target pad");
+  rig_free (r);
+  g_free (out);
+}
+
+static void
+test_caps_model_channels (void)
+{
+  gchar *init = identity_model ("id1.safetensors", 1, 1, 1, 1);
+  gchar *out = tmp_path ("shape.safetensors");
+  Rig *r = rig_new (TRUE, 2, 1, RATE, RATE, "model-location", out,
+      "init-model", init, NULL);
+  expect_refusal (r, "2 channels");
+  rig_free (r);
+  g_free (out);
+  g_free (init);
+}
+
+static void
+test_caps_output_rate (void)
+{
+  gchar *out = tmp_path ("fr.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "frame-size", 3, NULL);
+  expect_refusal (r, "not a whole number");
+  rig_free (r);
+  g_free (out);
+}
+
+static void
+test_no_location (void)
+{
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, NULL);
+  expect_refusal (r, "model-location");
+  rig_free (r);
+}
+
+/* ---- alignment, framing, predict-ahead ------------------------------------------ */
+
+/* Identity model, epochs=0: the reported loss is the mean squared
+ * difference of the pairs the element formed, so it is exactly 0 iff the
+ * sink and target frames were paired by running time. */
+static void
+test_align_running_time (void)
+{
+  const gsize N = 3000, lead = 37;
+  float *x = signal_new (N, 1);
+  gchar *init = identity_model ("id-align.safetensors", 1, 1, 1, 1);
+  gchar *out = tmp_path ("align.safetensors");
+
+  /* the target starts 37 frames later, in other buffer sizes */
+  for (guint variant = 0; variant < 3; variant++) {
+    Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+        "init-model", init, "epochs", 0, "validation-fraction", 0.0, NULL);
+    const guint64 shift = variant == 2 ? 1 : 0;  /* deliberately off by one */
+    GstStructure *done = rig_train (r, x, N, 0, variant ? 100 : 333,
+        x + lead + shift, N - lead - shift, lead, variant ? 64 : 1000);
+    g_assert_nonnull (done);
+    const double loss = get_double (done, "loss");
+    g_test_message ("variant %u: loss %g", variant, loss);
+    if (variant < 2)
+      g_assert_cmpfloat (loss, ==, 0.0);
+    else
+      g_assert_cmpfloat (loss, >, 0.01);
+    RnnModel *m = load_model (out);
+    g_assert_cmpuint (meta_u64 (m, "train_steps"), ==, N - lead - shift);
+    rnn_model_unref (m);
+    gst_structure_free (done);
+    rig_free (r);
+  }
+  g_free (x);
+  g_free (init);
+  g_free (out);
+}
+
+/* The same through the segment: the target's buffers carry timestamps in a
+ * segment starting at 5 s, so their running time starts at 0 again. */
+static void
+test_align_segment (void)
+{
+  const gsize N = 2000;
+  float *x = signal_new (N, 2);
+  gchar *init = identity_model ("id-seg.safetensors", 1, 1, 1, 1);
+  gchar *out = tmp_path ("seg.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "init-model", init, "epochs", 0, "validation-fraction", 0.0, NULL);
+  GstSegment seg;
+
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  seg.start = 5 * GST_SECOND;
+  seg.time = 5 * GST_SECOND;
+  seg.position = seg.start;
+  g_assert_true (gst_harness_push_event (r->ht, gst_event_new_segment (&seg)));
+  /* frame 5 s × rate in that segment is running-time frame 0 */
+  GstStructure *done = rig_train (r, x, N, 0, 256, x, N, 5 * RATE, 100);
+  g_assert_nonnull (done);
+  g_assert_cmpfloat (get_double (done, "loss"), ==, 0.0);
+  RnnModel *m = load_model (out);
+  g_assert_cmpuint (meta_u64 (m, "train_steps"), ==, N);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (init);
+  g_free (out);
+}
+
+/* Without a target: step t (frame size F, output frame size F) learns the
+ * frames of step t + k. */
+static void
+test_predict_ahead (void)
+{
+  const gsize N = 2400;
+  float *x = signal_new (N, 3);
+  gchar *out = tmp_path ("ahead.safetensors");
+
+  for (guint f = 1; f <= 2; f++) {
+    gchar *file = g_strdup_printf ("id-ahead%u.safetensors", f);
+    gchar *init = identity_model (file, f, f, f, f);
+    const guint k = 3;
+    Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+        "init-model", init, "epochs", 0, "validation-fraction", 0.0,
+        "predict-ahead", k, NULL);
+    GstStructure *done = rig_train (r, x, N, 0, 500, NULL, 0, 0, 0);
+    g_assert_nonnull (done);
+
+    /* steps 0 .. N/f - k - 1; output j of step t is frame t·f + j against
+     * frame (t + k)·f + j */
+    const gsize steps = N / f - k;
+    double sum = 0.0;
+    for (gsize t = 0; t < steps; t++)
+      for (guint j = 0; j < f; j++) {
+        const double d = (double) (x[t * f + j] - x[(t + k) * f + j]);
+        sum += d * d;
+      }
+    const double expect = sum / (steps * f);
+    const double loss = get_double (done, "loss");
+    g_test_message ("frame size %u: loss %.9g, expected %.9g", f, loss, expect);
+    g_assert_cmpfloat (fabs (loss - expect), <=, 1e-6 * expect);
+    RnnModel *m = load_model (out);
+    g_assert_cmpuint (meta_u64 (m, "train_steps"), ==, steps);
+    g_assert_cmpstr (rnn_model_get_meta (m, "train_target"), ==, "predict-ahead");
+    rnn_model_unref (m);
+    gst_structure_free (done);
+    rig_free (r);
+    g_free (init);
+    g_free (file);
+  }
+  g_free (x);
+  g_free (out);
+}
+
+/* frame-size 4, output-frame-size 2: the model sees 4 frames and is scored
+ * on the last 2 target frames of the span. */
+static void
+test_framing_output_frames (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 4);
+  gchar *init = identity_model ("id-frames.safetensors", 4, 4, 2, 2);
+  gchar *out = tmp_path ("frames.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "init-model", init, "epochs", 0, "validation-fraction", 0.0, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 300, x, N, 0, 170);
+
+  g_assert_nonnull (done);
+  g_assert_cmpfloat (get_double (done, "loss"), ==, 0.0);
+  RnnModel *m = load_model (out);
+  g_assert_cmpuint (meta_u64 (m, "train_steps"), ==, N / 4);
+  g_assert_cmpuint (rnn_model_get_config (m)->frame_size, ==, 4);
+  g_assert_cmpuint (rnn_model_get_config (m)->output_frame_size, ==, 2);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (init);
+  g_free (out);
+}
+
+/* ---- the src pad -------------------------------------------------------------------- */
+
+/* src carries the (initial) model's predictions for the paired steps, with
+ * exact timestamps from the first paired frame. */
+static void
+test_src_predictions (void)
+{
+  const gsize N = 1500, lead = 100;
+  float *x = signal_new (N, 5);
+  RnnConfig cfg;
+  GError *err = NULL;
+
+  rnn_config_init (&cfg);
+  cfg.hidden_size = 4;
+  cfg.has_head = TRUE;
+  cfg.output_size = 1;
+  cfg.sample_rate = RATE;
+  RnnModel *init = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  rnn_train_init_params (init, 7);
+  gchar *init_path = tmp_path ("src-init.safetensors");
+  g_assert_true (rnn_model_save (init, init_path, &err));
+  gchar *out = tmp_path ("src.safetensors");
+
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "init-model", init_path, "epochs", 0, NULL);
+  /* sink from frame 100, target from frame 0: pairs start at 100 */
+  GstStructure *done = rig_train (r, x + lead, N - lead, lead, 128, x, N, 0, 200);
+  g_assert_nonnull (done);
+
+  const gsize steps = N - lead;
+  float *y = g_new (float, steps), *expect = g_new (float, steps);
+  gsize got = 0;
+  GstClockTime next = gst_util_uint64_scale_round (lead, GST_SECOND, RATE);
+  GstBuffer *buf;
+  while ((buf = gst_harness_try_pull (r->hs))) {
+    const gsize n = gst_buffer_get_size (buf) / sizeof (float);
+    g_assert_cmpuint (GST_BUFFER_PTS (buf), ==, next);
+    g_assert_cmpuint (got + n, <=, steps);
+    gst_buffer_extract (buf, 0, y + got, n * sizeof (float));
+    got += n;
+    next = gst_util_uint64_scale_round (lead + got, GST_SECOND, RATE);
+    g_assert_cmpuint (GST_BUFFER_PTS (buf) + GST_BUFFER_DURATION (buf), ==, next);
+    gst_buffer_unref (buf);
+  }
+  g_assert_cmpuint (got, ==, steps);
+  RnnState *st = rnn_state_new (init, 1);
+  RnnForward *fw = rnn_forward_new ();
+  rnn_forward (fw, init, st, x + lead, steps, 1, expect);
+  g_assert_cmpfloat (max_abs_diff (y, expect, steps), <=, 1e-6);
+  GstCaps *caps = gst_pad_get_current_caps (r->hs->sinkpad);
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  gint rate, channels;
+  g_assert_true (gst_structure_get_int (s, "rate", &rate));
+  g_assert_true (gst_structure_get_int (s, "channels", &channels));
+  g_assert_cmpint (rate, ==, RATE);
+  g_assert_cmpint (channels, ==, 1);
+  gst_caps_unref (caps);
+
+  rnn_forward_free (fw);
+  rnn_state_free (st);
+  gst_structure_free (done);
+  rig_free (r);
+  rnn_model_unref (init);
+  g_free (y);
+  g_free (expect);
+  g_free (x);
+  g_free (init_path);
+  g_free (out);
+}
+
+/* ---- determinism and spooling ------------------------------------------------------ */
+
+static GBytes *
+file_bytes (const char *path)
+{
+  gchar *data;
+  gsize len;
+  GError *err = NULL;
+  g_assert_true (g_file_get_contents (path, &data, &len, &err));
+  return g_bytes_new_take (data, len);
+}
+
+static GBytes *
+train_small (guint seed, guint64 max_memory, gsize chunk, const char *file)
+{
+  const gsize N = 6000;
+  float *x = signal_new (N, 6), *t = lowpass_new (x, N);
+  gchar *out = tmp_path (file);
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "hidden-size", 6, "epochs", 3, "seq-length", 40, "batch-size", 8,
+      "seed", seed, "max-memory", max_memory, "learning-rate", 0.01, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, chunk, t, N, 0, chunk + 13);
+  g_assert_nonnull (done);
+  GBytes *b = file_bytes (out);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (t);
+  g_free (out);
+  return b;
+}
+
+static void
+test_determinism (void)
+{
+  GBytes *a = train_small (3, 1 << 20, 256, "det-a.safetensors");
+  GBytes *b = train_small (3, 1 << 20, 256, "det-b.safetensors");
+  GBytes *c = train_small (3, 0, 997, "det-c.safetensors");     /* spooled */
+  GBytes *d = train_small (3, 40000, 64, "det-d.safetensors");  /* half */
+  GBytes *e = train_small (4, 1 << 20, 256, "det-e.safetensors");
+
+  g_assert_true (g_bytes_equal (a, b));
+  g_assert_true (g_bytes_equal (a, c));
+  g_assert_true (g_bytes_equal (a, d));
+  g_assert_false (g_bytes_equal (a, e));
+  g_bytes_unref (a);
+  g_bytes_unref (b);
+  g_bytes_unref (c);
+  g_bytes_unref (d);
+  g_bytes_unref (e);
+}
+
+static void
+test_recording (void)
+{
+  const gsize rec = 5, n = 1000;
+  float *data = g_new (float, n * rec), *back = g_new (float, n * rec);
+  GError *err = NULL;
+
+  for (gsize i = 0; i < n * rec; i++)
+    data[i] = (float) i * 0.5f;
+  for (guint64 limit = 0; limit <= 3 * 4000; limit += 4000) {
+    RnnRecording *r = rnn_recording_new (rec, limit);
+    for (gsize i = 0; i < n; i += 37)
+      g_assert_true (rnn_recording_append (r, data + i * rec, MIN (37, n - i), &err));
+    g_assert_no_error (err);
+    g_assert_cmpuint (rnn_recording_get_length (r), ==, n);
+    g_assert_cmpuint (rnn_recording_get_n_in_memory (r), ==, MIN (n, limit / (rec * 4)));
+    g_assert_cmpuint (rnn_recording_get_spooled_bytes (r), ==,
+        (n - rnn_recording_get_n_in_memory (r)) * rec * 4);
+    /* reads across the memory / file boundary */
+    for (gsize first = 0; first < n; first += 91) {
+      const gsize k = MIN (250, n - first);
+      memset (back, 0, k * rec * sizeof (float));
+      g_assert_true (rnn_recording_read (r, first, k, back, &err));
+      g_assert_cmpmem (back, k * rec * sizeof (float), data + first * rec,
+          k * rec * sizeof (float));
+    }
+    rnn_recording_free (r);
+  }
+  g_free (data);
+  g_free (back);
+}
+
+/* ---- divergence and bad data ---------------------------------------------------------- */
+
+static void
+test_non_finite_loss (void)
+{
+  const gsize N = 1600;
+  float *x = signal_new (N, 8), *t = lowpass_new (x, N);
+  gchar *out = tmp_path ("diverge.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "cell", GST_RNN_TRAIN_CELL_RNN_TANH, "hidden-size", 4, "epochs", 2,
+      "seq-length", 20, "batch-size", 4, "optimizer",
+      GST_RNN_TRAIN_OPTIMIZER_SGD, "learning-rate", 1e4, "clip-norm", 0.0, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 400, t, N, 0, 400);
+
+  g_assert_nonnull (done);
+  g_assert_cmpuint (count_warnings ("halved the learning rate"), >=, 1);
+  RnnModel *m = load_model (out);
+  g_assert_true (model_finite (m));
+  g_assert_cmpuint (meta_u64 (m, "train_rollbacks"), >=, 1);
+  const double lr = g_ascii_strtod (rnn_model_get_meta (m, "train_final_learning_rate"), NULL);
+  g_test_message ("final learning rate %g after %s rollbacks", lr,
+      rnn_model_get_meta (m, "train_rollbacks"));
+  g_assert_cmpfloat (lr, <, 1e4);
+  g_assert_true (isfinite (get_double (done, "loss")));
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (t);
+  g_free (out);
+}
+
+static void
+test_non_finite_input (void)
+{
+  const gsize N = 2000;
+  float *x = signal_new (N, 9), *t = lowpass_new (x, N);
+  gchar *out = tmp_path ("nan.safetensors");
+
+  for (gsize i = 500; i < 520; i++)
+    x[i] = NAN;
+  t[900] = INFINITY;
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "hidden-size", 4, "epochs", 1, "seq-length", 20, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 250, t, N, 0, 250);
+  g_assert_nonnull (done);
+  g_assert_cmpuint (count_warnings ("Non-finite"), >=, 1);
+  RnnModel *m = load_model (out);
+  g_assert_true (model_finite (m));
+  g_assert_true (isfinite (get_double (done, "loss")));
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (t);
+  g_free (out);
+}
+
+static void
+test_cross_entropy_bad_class (void)
+{
+  const gsize N = 500;
+  float *x = signal_new (N, 10), *c = g_new0 (float, N);
+  gchar *out = tmp_path ("badclass.safetensors");
+  gchar *text = NULL;
+
+  c[300] = 2.5f;
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "loss", GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, "num-classes", 3, NULL);
+  rig_push (r, x, N, 0, 100, c, N, 0, 100);
+  g_assert_null (wait_done (r->bus, &text));
+  g_assert_nonnull (strstr (text, "not a class index"));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  g_free (text);
+  rig_free (r);
+  g_free (x);
+  g_free (c);
+  g_free (out);
+}
+
+/* ---- round trips through rnnfilter ---------------------------------------------------- */
+
+/* Plays @x (n frames) through rnnfilter with @model; returns the output. */
+static float *
+filter_run (const char *model, const float *x, gsize n, gsize *n_out,
+    guint out_channels)
+{
+  GstElement *e = gst_element_factory_make ("rnnfilter", NULL);
+  g_object_set (e, "model-location", model, NULL);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gchar *caps = caps_string (RATE, 1);
+  float *y = g_new0 (float, (n + 1) * out_channels);
+  gsize got = 0;
+  GstBuffer *buf;
+
+  gst_object_unref (e);
+  gst_harness_set_src_caps_str (h, caps);
+  for (gsize i = 0; i < n; i += 500)
+    gst_harness_push (h, make_buffer (x + i, MIN (500, n - i), 1, i));
+  gst_harness_push_event (h, gst_event_new_eos ());
+  while ((buf = gst_harness_try_pull (h))) {
+    const gsize k = gst_buffer_get_size (buf) / sizeof (float);
+    g_assert_cmpuint (got + k, <=, n * out_channels);
+    gst_buffer_extract (buf, 0, y + got, k * sizeof (float));
+    got += k;
+    gst_buffer_unref (buf);
+  }
+  *n_out = got / out_channels;
+  gst_harness_teardown (h);
+  g_free (caps);
+  return y;
+}
+
+/* The validation loss rnntrain reports is the MSE of rnnfilter playing the
+ * written model over the held-out tail (unidirectional: warmed up on the
+ * seq-length steps before it). */
+static void
+round_trip (gboolean bidirectional)
+{
+  const gsize N = 6000, T = 50;
+  const double vf = 0.25;
+  float *x = signal_new (N, 11), *t = lowpass_new (x, N);
+  gchar *out = tmp_path (bidirectional ? "rt-bi.safetensors" : "rt.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "cell", bidirectional ? GST_RNN_TRAIN_CELL_GRU : GST_RNN_TRAIN_CELL_LSTM,
+      "bidirectional", bidirectional, "hidden-size", 8, "epochs", 3,
+      "seq-length", (guint) T, "batch-size", 8, "validation-fraction", vf,
+      "learning-rate", 0.01, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 256, t, N, 0, 256);
+  g_assert_nonnull (done);
+  const double val = get_double (done, "val-loss");
+  const gsize n_val = (gsize) floor (N * vf), n_tr = N - n_val;
+
+  RnnModel *m = load_model (out);
+  g_assert_cmpuint (meta_u64 (m, "train_validation_steps"), ==, n_val);
+  g_assert_cmpuint (rnn_model_get_config (m)->sample_rate, ==, RATE);
+  if (bidirectional)
+    g_assert_cmpuint (rnn_model_get_config (m)->window, ==, T);
+  g_assert_nonnull (rnn_model_get_input_mean (m));
+  rnn_model_unref (m);
+
+  const gsize start = bidirectional ? n_tr : n_tr - T;
+  gsize n_out;
+  float *y = filter_run (out, x + start, N - start, &n_out, 1);
+  g_assert_cmpuint (n_out, ==, N - start);
+  double sum = 0.0;
+  for (gsize i = n_tr; i < N; i++) {
+    const double d = (double) y[i - start] - t[i];
+    sum += d * d;
+  }
+  const double mse = sum / n_val;
+  g_test_message ("%s: rnntrain val-loss %.9g, rnnfilter MSE %.9g",
+      bidirectional ? "bidirectional GRU" : "LSTM", val, mse);
+  g_assert_cmpfloat (fabs (mse - val), <=, 1e-4 * val);
+
+  g_free (y);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (t);
+  g_free (out);
+}
+
+static void
+test_round_trip (void)
+{
+  round_trip (FALSE);
+}
+
+static void
+test_round_trip_bidirectional (void)
+{
+  round_trip (TRUE);
+}
+
+/* Classification: the class is whether the input is positive.  Trained
+ * with cross-entropy, played by rnnfilter (softmax, 2 channels). */
+static void
+test_cross_entropy_learns (void)
+{
+  const gsize N = 6000;
+  float *x = signal_new (N, 12), *c = g_new (float, N);
+  gchar *out = tmp_path ("ce-learn.safetensors");
+
+  for (gsize i = 0; i < N; i++)
+    c[i] = x[i] > 0 ? 1.0f : 0.0f;
+  c[10] = -1.0f;                /* unlabelled */
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "cell", GST_RNN_TRAIN_CELL_GRU, "hidden-size", 4, "epochs", 3,
+      "seq-length", 20, "batch-size", 8, "loss",
+      GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, "num-classes", 2, "head-activation",
+      GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX, "learning-rate", 0.02, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 300, c, N, 0, 300);
+  g_assert_nonnull (done);
+
+  float *held = signal_new (2000, 13);
+  gsize n_out, right = 0;
+  float *p = filter_run (out, held, 2000, &n_out, 2);
+  g_assert_cmpuint (n_out, ==, 2000);
+  for (gsize i = 0; i < n_out; i++)
+    right += (p[2 * i + 1] > p[2 * i]) == (held[i] > 0);
+  g_test_message ("accuracy %.4f, loss %g", right / (double) n_out,
+      get_double (done, "loss"));
+  g_assert_cmpfloat (right / (double) n_out, >=, 0.95);
+
+  g_free (p);
+  g_free (held);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (c);
+  g_free (out);
+}
+
+/* ---- online mode with a running rnnfilter (acceptance 5) ------------------------------ */
+
+/* A model of the shape rnntrain will write, that outputs 0.25 always. */
+static void
+constant_model (const char *path)
+{
+  RnnConfig cfg;
+  GError *err = NULL;
+
+  rnn_config_init (&cfg);
+  cfg.hidden_size = 8;
+  cfg.has_head = TRUE;
+  cfg.output_size = 1;
+  cfg.has_input_norm = TRUE;
+  cfg.sample_rate = RATE;
+  RnnModel *m = rnn_model_new (&cfg, &err);
+  const float b = 0.25f;
+  set_tensor (m, "head.bias", &b);
+  rnn_model_seal (m);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+}
+
+/* Pushes @n frames of @x through the filter harness, returns the output. */
+static float *
+filter_block (GstHarness *h, const float *x, gsize n, guint64 *pos)
+{
+  float *y = g_new (float, n);
+  gsize got = 0;
+
+  gst_harness_push (h, make_buffer (x, n, 1, *pos));
+  *pos += n;
+  while (got < n) {
+    GstBuffer *buf = gst_harness_pull (h);
+    g_assert_nonnull (buf);
+    const gsize k = gst_buffer_get_size (buf) / sizeof (float);
+    g_assert_cmpuint (got + k, <=, n);
+    gst_buffer_extract (buf, 0, y + got, k * sizeof (float));
+    got += k;
+    gst_buffer_unref (buf);
+  }
+  return y;
+}
+
+static gboolean
+all_equal (const float *y, gsize n, float v)
+{
+  for (gsize i = 0; i < n; i++)
+    if (y[i] != v)
+      return FALSE;
+  return TRUE;
+}
+
+static void
+test_online_reload (void)
+{
+  const gsize N = 12000, block = 400;
+  float *x = signal_new (N, 14), *t = lowpass_new (x, N);
+  float *probe = signal_new (block, 15);
+  gchar *path = tmp_path ("online.safetensors");
+  guint64 fpos = 0;
+  guint changed_while_training = 0, progress = 0;
+
+  constant_model (path);
+  GstElement *fe = gst_element_factory_make ("rnnfilter", NULL);
+  g_object_set (fe, "model-location", path, "reload-on-change", TRUE, NULL);
+  GstHarness *f = gst_harness_new_with_element (fe, "sink", "src");
+  gchar *caps = caps_string (RATE, 1);
+  gst_object_unref (fe);
+  gst_harness_set_src_caps_str (f, caps);
+  float *y = filter_block (f, probe, block, &fpos);
+  g_assert_true (all_equal (y, block, 0.25f));
+  g_free (y);
+
+  /* the trainer: 2 windows of 50 steps per update, a checkpoint every 5
+   * updates = every 500 steps */
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", path,
+      "mode", GST_RNN_TRAIN_MODE_ONLINE, "hidden-size", 8, "seq-length", 50,
+      "batch-size", 2, "checkpoint-interval", 5, "learning-rate", 0.01, NULL);
+  for (gsize i = 0; i < N; i += block) {
+    /* one buffer per pad: with equal buffers every aggregate takes both */
+    gst_harness_push (r->ht, make_buffer (t + i, block, 1, i));
+    gst_harness_push (r->hs, make_buffer (x + i, block, 1, i));
+    /* the running filter: does it play something else than 0.25 yet? */
+    y = filter_block (f, probe, block, &fpos);
+    if (!all_equal (y, block, 0.25f))
+      changed_while_training++;
+    g_free (y);
+    g_usleep (5000);
+  }
+  gst_harness_push_event (r->hs, gst_event_new_eos ());
+  gst_harness_push_event (r->ht, gst_event_new_eos ());
+
+  /* checkpoints were posted as training went */
+  GstMessage *m;
+  GstStructure *done = NULL;
+  while (!done && (m = gst_bus_timed_pop_filtered (r->bus, 30 * GST_SECOND,
+              GST_MESSAGE_ELEMENT))) {
+    const GstStructure *s = gst_message_get_structure (m);
+    if (gst_structure_has_name (s, "rnntrain-progress"))
+      progress++;
+    if (gst_structure_has_name (s, "rnntrain-done"))
+      done = gst_structure_copy (s);
+    gst_message_unref (m);
+  }
+  g_assert_nonnull (done);
+  g_test_message ("%u checkpoints; the filter played a new model in %u of %"
+      G_GSIZE_FORMAT " blocks during training", progress, changed_while_training,
+      N / block);
+  g_assert_cmpuint (progress, >=, 20);
+  g_assert_cmpuint (changed_while_training, >=, 1);
+
+  /* after the last write the filter plays exactly the final model */
+  RnnModel *final = load_model (path);
+  g_assert_cmpuint (meta_u64 (final, "train_updates"), ==, N / 100);
+  float *expect = g_new (float, block);
+  RnnState *st = rnn_state_new (final, 1);
+  RnnForward *fw = rnn_forward_new ();
+  rnn_forward (fw, final, st, probe, block, 1, expect);
+  gboolean match = FALSE;
+  for (guint tries = 0; tries < 100 && !match; tries++) {
+    g_signal_emit_by_name (f->element, "reset");
+    y = filter_block (f, probe, block, &fpos);
+    match = max_abs_diff (y, expect, block) <= 1e-5;
+    g_free (y);
+    if (!match)
+      g_usleep (50000);
+  }
+  g_assert_true (match);
+
+  rnn_forward_free (fw);
+  rnn_state_free (st);
+  rnn_model_unref (final);
+  g_free (expect);
+  gst_structure_free (done);
+  rig_free (r);
+  gst_harness_teardown (f);
+  g_free (caps);
+  g_free (probe);
+  g_free (x);
+  g_free (t);
+  g_free (path);
+}
+
+/* ---- whole pipelines ------------------------------------------------------------------- */
+
+static void
+test_pipeline_tee_target (void)
+{
+  gchar *out = tmp_path ("pipe.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc wave=white-noise num-buffers=20 "
+      "samplesperbuffer=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! "
+      "tee name=s s. ! queue ! rnntrain name=t model-location=%s epochs=2 "
+      "hidden-size=4 seq-length=32 ! fakesink s. ! queue ! audioamplify "
+      "amplification=0.5 ! t.target", out);
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  g_assert_no_error (err);
+  GstBus *bus = gst_element_get_bus (p);
+  guint n_progress = 0, n_epoch = 0, start = 0, complete = 0;
+  gboolean done = FALSE, eos = FALSE;
+
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while (!eos) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT |
+        GST_MESSAGE_PROGRESS);
+    g_assert_nonnull (m);
+    switch (GST_MESSAGE_TYPE (m)) {
+      case GST_MESSAGE_ERROR:
+        g_error ("pipeline error");
+        break;
+      case GST_MESSAGE_EOS:
+        eos = TRUE;
+        break;
+      case GST_MESSAGE_PROGRESS:{
+        GstProgressType type;
+        gst_message_parse_progress (m, &type, NULL, NULL);
+        n_progress++;
+        start += type == GST_PROGRESS_TYPE_START;
+        complete += type == GST_PROGRESS_TYPE_COMPLETE;
+        break;
+      }
+      case GST_MESSAGE_ELEMENT:{
+        const GstStructure *s = gst_message_get_structure (m);
+        if (gst_structure_has_name (s, "rnntrain-progress")) {
+          guint epoch, epochs;
+          guint64 eta;
+          g_assert_true (gst_structure_get (s, "epoch", G_TYPE_UINT, &epoch,
+                  "epochs", G_TYPE_UINT, &epochs, "eta", G_TYPE_UINT64, &eta, NULL));
+          g_assert_true (isfinite (get_double (s, "loss")));
+          g_assert_true (isfinite (get_double (s, "val-loss")));
+          g_assert_cmpfloat (get_double (s, "steps-per-second"), >, 0);
+          g_assert_cmpuint (epoch, ==, ++n_epoch);
+          g_assert_cmpuint (epochs, ==, 2);
+        } else if (gst_structure_has_name (s, "rnntrain-done")) {
+          guint64 duration;
+          g_assert_cmpstr (gst_structure_get_string (s, "model-location"), ==, out);
+          g_assert_true (gst_structure_get_uint64 (s, "duration", &duration));
+          g_assert_true (isfinite (get_double (s, "loss")));
+          done = TRUE;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    gst_message_unref (m);
+  }
+  g_assert_true (done);
+  g_assert_cmpuint (n_epoch, ==, 2);
+  g_assert_cmpuint (start, ==, 1);
+  g_assert_cmpuint (complete, ==, 1);
+  g_assert_cmpuint (n_progress, ==, 4);
+  gst_element_set_state (p, GST_STATE_NULL);
+  RnnModel *m = load_model (out);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_target"), ==, "pad");
+  rnn_model_unref (m);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_free (desc);
+  g_free (out);
+}
+
+/* A long training stops promptly when the pipeline is shut down. */
+static void
+test_cancel (void)
+{
+  gchar *out = tmp_path ("cancel.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc wave=white-noise num-buffers=10 "
+      "samplesperbuffer=800 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! "
+      "rnntrain model-location=%s epochs=100000 hidden-size=4 ! fakesink", out);
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  g_assert_no_error (err);
+  GstBus *bus = gst_element_get_bus (p);
+
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_PROGRESS);
+  g_assert_nonnull (m);
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_free (desc);
+  g_free (out);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static void
+remove_tree (const gchar *dir)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  if (!d)
+    return;
+  while ((name = g_dir_read_name (d))) {
+    gchar *p = g_build_filename (dir, name, NULL);
+    g_unlink (p);
+    g_free (p);
+  }
+  g_dir_close (d);
+  g_rmdir (dir);
+}
+
+int
+main (int argc, char **argv)
+{
+  int ret;
+
+  g_test_init (&argc, &argv, NULL);
+  gst_init (&argc, &argv);
+  g_assert_true (GST_ELEMENT_REGISTER (rnntrain, NULL));
+  g_assert_true (GST_ELEMENT_REGISTER (rnnfilter, NULL));
+  tmp_dir = g_dir_make_tmp ("test-rnntrain-XXXXXX", NULL);
+  warnings = g_ptr_array_new_with_free_func (g_free);
+  g_assert_nonnull (tmp_dir);
+
+  g_test_add_func ("/rnntrain/properties", test_properties);
+  g_test_add_func ("/rnntrain/pads", test_pads);
+  g_test_add_func ("/rnntrain/caps/rate-mismatch", test_caps_rate_mismatch);
+  g_test_add_func ("/rnntrain/caps/cross-entropy-channels",
+      test_caps_cross_entropy_channels);
+  g_test_add_func ("/rnntrain/caps/cross-entropy-no-target",
+      test_caps_cross_entropy_no_target);
+  g_test_add_func ("/rnntrain/caps/model-channels", test_caps_model_channels);
+  g_test_add_func ("/rnntrain/caps/output-rate", test_caps_output_rate);
+  g_test_add_func ("/rnntrain/caps/no-location", test_no_location);
+  g_test_add_func ("/rnntrain/align/running-time", test_align_running_time);
+  g_test_add_func ("/rnntrain/align/segment", test_align_segment);
+  g_test_add_func ("/rnntrain/framing/predict-ahead", test_predict_ahead);
+  g_test_add_func ("/rnntrain/framing/output-frames", test_framing_output_frames);
+  g_test_add_func ("/rnntrain/src/predictions", test_src_predictions);
+  g_test_add_func ("/rnntrain/recording/spool", test_recording);
+  g_test_add_func ("/rnntrain/determinism", test_determinism);
+  g_test_add_func ("/rnntrain/non-finite/loss", test_non_finite_loss);
+  g_test_add_func ("/rnntrain/non-finite/input", test_non_finite_input);
+  g_test_add_func ("/rnntrain/cross-entropy/bad-class",
+      test_cross_entropy_bad_class);
+  g_test_add_func ("/rnntrain/cross-entropy/learns", test_cross_entropy_learns);
+  g_test_add_func ("/rnntrain/round-trip/rnnfilter", test_round_trip);
+  g_test_add_func ("/rnntrain/round-trip/rnnfilter-bidirectional",
+      test_round_trip_bidirectional);
+  g_test_add_func ("/rnntrain/online/reload-on-change", test_online_reload);
+  g_test_add_func ("/rnntrain/pipeline/tee-target", test_pipeline_tee_target);
+  g_test_add_func ("/rnntrain/pipeline/cancel", test_cancel);
+
+  ret = g_test_run ();
+  remove_tree (tmp_dir);
+  g_free (tmp_dir);
+  g_ptr_array_unref (warnings);
+  return ret;
+}
