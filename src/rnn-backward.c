@@ -15,6 +15,7 @@
  * dW_hh += dGᵀ·H_prev), the biases column sums, and the gradient passed down
  * to the layer below one more sgemm (dX = dG·W_ih). */
 #include "rnn-private.h"
+#include "rnn-kernels.h"
 #include "rnn-train.h"
 
 #include <cblas.h>
@@ -178,7 +179,9 @@ elman_forward (float *restrict h, float *restrict out, const float *restrict xp,
       }
     } else {
       for (gsize j = 0; j < H; j++)
-        ob[j] = hb[j] = tanhf (x[j] + r[j]);
+        hb[j] = x[j] + r[j];
+      rnn_kernels_get ()->tanh_array (hb, H);
+      memcpy (ob, hb, H * sizeof (float));
     }
   }
 }
@@ -200,33 +203,31 @@ elman_backward (float *restrict dgx, const float *restrict dh_out,
   }
 }
 
-/* LSTM, gate rows i, f, g, o: c' = f c + i g, h' = o tanh(c'). */
+/* LSTM, gate rows i, f, g, o: c' = f c + i g, h' = o tanh(c').  The
+ * activations are the inference kernels' vectorised ones, applied to whole
+ * gate rows. */
 static void
 lstm_forward (float *restrict h, float *restrict c, float *restrict tc,
     float *restrict gates, float *restrict out, const float *restrict xp,
     const float *restrict hp, const float *restrict c_prev, gsize ostride,
     gsize B, gsize H)
 {
+  const RnnKernels *k = rnn_kernels_get ();
   for (gsize b = 0; b < B; b++) {
     const float *x = xp + b * 4 * H, *r = hp + b * 4 * H;
-    const float *xi = x, *xf = x + H, *xg = x + 2 * H, *xo = x + 3 * H;
-    const float *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
     float *gi = gates + b * 4 * H, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
     const float *cp = c_prev + b * H;
     float *cb = c + b * H, *tb = tc + b * H, *hb = h + b * H, *ob = out + b * ostride;
-    for (gsize j = 0; j < H; j++) {
-      const float i = sigmoidf (xi[j] + ri[j]);
-      const float f = sigmoidf (xf[j] + rf[j]);
-      const float g = tanhf (xg[j] + rg[j]);
-      const float o = sigmoidf (xo[j] + ro[j]);
-      gi[j] = i;
-      gf[j] = f;
-      gg[j] = g;
-      go[j] = o;
-      cb[j] = f * cp[j] + i * g;
-      tb[j] = tanhf (cb[j]);
-      ob[j] = hb[j] = o * tb[j];
-    }
+    for (gsize j = 0; j < 4 * H; j++)
+      gi[j] = x[j] + r[j];
+    k->sigmoid_array (gi, 2 * H);       /* i, f */
+    k->tanh_array (gg, H);
+    k->sigmoid_array (go, H);
+    for (gsize j = 0; j < H; j++)
+      tb[j] = cb[j] = gf[j] * cp[j] + gi[j] * gg[j];
+    k->tanh_array (tb, H);
+    for (gsize j = 0; j < H; j++)
+      ob[j] = hb[j] = go[j] * tb[j];
   }
 }
 
@@ -263,23 +264,23 @@ gru_forward (float *restrict h, float *restrict gates, float *restrict hn,
     float *restrict out, const float *restrict xp, const float *restrict hp,
     const float *restrict h_prev, gsize ostride, gsize B, gsize H)
 {
+  const RnnKernels *k = rnn_kernels_get ();
   for (gsize b = 0; b < B; b++) {
     const float *x = xp + b * 3 * H, *r = hp + b * 3 * H;
-    const float *xr = x, *xz = x + H, *xn = x + 2 * H;
-    const float *rr = r, *rz = r + H, *rn = r + 2 * H;
+    const float *xn = x + 2 * H, *rn = r + 2 * H;
     float *gr = gates + b * 3 * H, *gz = gr + H, *gn = gr + 2 * H;
     const float *hpb = h_prev + b * H;
     float *hb = h + b * H, *nb = hn + b * H, *ob = out + b * ostride;
+    for (gsize j = 0; j < 2 * H; j++)
+      gr[j] = x[j] + r[j];
+    k->sigmoid_array (gr, 2 * H);       /* r, z */
     for (gsize j = 0; j < H; j++) {
-      const float rg = sigmoidf (xr[j] + rr[j]);
-      const float z = sigmoidf (xz[j] + rz[j]);
-      const float n = tanhf (xn[j] + rg * rn[j]);
-      gr[j] = rg;
-      gz[j] = z;
-      gn[j] = n;
+      gn[j] = xn[j] + gr[j] * rn[j];
       nb[j] = rn[j];
-      ob[j] = hb[j] = (1.0f - z) * n + z * hpb[j];
     }
+    k->tanh_array (gn, H);
+    for (gsize j = 0; j < H; j++)
+      ob[j] = hb[j] = (1.0f - gz[j]) * gn[j] + gz[j] * hpb[j];
   }
 }
 

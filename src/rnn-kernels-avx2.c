@@ -8,6 +8,7 @@
 
 static const RnnKernels kernels = {
   "avx2-fma", project_rows_avx2, cell_step_avx2,
+  sigmoid_array_avx2, tanh_array_avx2,
 };
 
 const RnnKernels *

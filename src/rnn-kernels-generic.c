@@ -6,6 +6,7 @@
 
 static const RnnKernels kernels = {
   "generic", project_rows_generic, cell_step_generic,
+  sigmoid_array_generic, tanh_array_generic,
 };
 
 const RnnKernels *

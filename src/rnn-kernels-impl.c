@@ -265,3 +265,24 @@ KFN (cell_step) (RnnCell cell, const float *restrict xp,
 #undef LD
 #undef ST
 }
+
+void KFN (sigmoid_array) (float *v, gsize n);
+void KFN (tanh_array) (float *v, gsize n);
+
+void
+KFN (sigmoid_array) (float *v, gsize n)
+{
+  for (gsize j = 0; j < n; j += 8) {
+    const gsize m = MIN (8, n - j);
+    KFN (store) (v + j, KFN (vsigmoid) (KFN (load) (v + j, m)), m);
+  }
+}
+
+void
+KFN (tanh_array) (float *v, gsize n)
+{
+  for (gsize j = 0; j < n; j += 8) {
+    const gsize m = MIN (8, n - j);
+    KFN (store) (v + j, KFN (vtanh) (KFN (load) (v + j, m)), m);
+  }
+}

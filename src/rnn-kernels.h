@@ -18,6 +18,10 @@ typedef struct {
   void (*cell_step) (RnnCell cell, const float *restrict xp,
       const float *restrict hp, float *restrict h, float *restrict c,
       float *restrict out, gsize out_stride, gsize B, gsize H);
+  /* In place, n values: the same vectorised activations as cell_step (for
+   * the training path). */
+  void (*sigmoid_array) (float *v, gsize n);
+  void (*tanh_array) (float *v, gsize n);
 } RnnKernels;
 
 const RnnKernels *rnn_kernels_get (void);
