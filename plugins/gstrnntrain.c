@@ -1902,9 +1902,22 @@ gst_rnn_train_aggregate (GstAggregator *agg, gboolean timeout)
   if (self->configured) {
     const guint n_lanes = self->has_target ? 2 : 1;
     for (guint i = 0; i < n_lanes; i++) {
+      /* With two pads, take data only from a lane that is not ahead of the
+       * other.  The aggregator calls us only while every pad has a buffer
+       * queued: eating all of the faster pad's buffers would leave it empty
+       * and stall us, and with both pads fed by one tee the slower
+       * branch's full queue then blocks the tee for good (a deadlock seen
+       * with queue ! effect ! target). */
+      const Lane *l = &self->lanes[i], *o = &self->lanes[1 - i];
+      if (n_lanes == 2 && l->started && o->started
+          && l->first + l->len > o->first + o->len)
+        continue;
       GstBuffer *buf;
-      while ((buf = gst_aggregator_pad_pop_buffer (pads[i])))
+      while ((buf = gst_aggregator_pad_pop_buffer (pads[i]))) {
         lane_push (self, &self->lanes[i], buf);
+        if (n_lanes == 2)
+          break;
+      }
     }
     gst_aggregator_selected_samples (agg, GST_CLOCK_TIME_NONE,
         GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE, NULL);
