@@ -8,6 +8,10 @@
  *     through the model, queue one output buffer;
  *   generate_output: hand the queued buffer to the base class.
  *
+ * Output buffers come from a GstBufferPool of the element's own (with the
+ * allocator and parameters of the allocation query), so a steady stream
+ * allocates nothing per buffer; see acquire_output().
+ *
  * Everything the other threads touch (properties, the current and the
  * pending model, the negotiated layout, the latency) is under the object
  * lock; the streaming thread copies the settings once per buffer.  A model
@@ -40,11 +44,14 @@
  *
  * ## End of stream
  *
- * At EOS (and before a reset caused by a DISCONT or a new stream) the frames
- * left over are processed: a partial step is padded with zeros and yields
- * only ⌈r·F_out/F_in⌉ of its F_out output frames (r = frames it really had),
- * so a stream of N frames always gives exactly ⌈N·F_out/F_in⌉ frames; a
- * partial window of a bidirectional model runs as a shorter sequence.
+ * At EOS (and at a GAP event, before new caps, and before a reset caused by
+ * a DISCONT or a new stream) the frames left over are processed: a partial
+ * step is padded with zeros and yields only ⌈r·F_out/F_in⌉ of its F_out
+ * output frames (r = frames it really had), so a stream of N frames always
+ * gives exactly ⌈N·F_out/F_in⌉ frames; a partial window of a bidirectional
+ * model runs as a shorter sequence.  Bytes short of a whole frame are
+ * dropped.  A GAP keeps the hidden state; the data after it takes a new
+ * time base.
  *
  * ## Non-finite input
  *
@@ -87,6 +94,11 @@ GST_DEBUG_CATEGORY_STATIC (gst_rnn_filter_debug);
 /* Unidirectional steps per rnn_forward() call: bounds the scratch memory for
  * huge buffers.  The core gives bit-identical results for any split. */
 #define MAX_CHUNK_STEPS 1024
+
+/* Output buffers up to this size come from the element's buffer pool; larger
+ * ones (a whole file in one buffer) are allocated on their own so that the
+ * pool never keeps a huge block alive. */
+#define POOL_MAX_BUFFER_SIZE (4u << 20)
 
 enum
 {
@@ -177,6 +189,8 @@ struct _GstRnnFilter
   float *x, *y;                 /* [T][B][I], [T][B][O] scratch */
   gsize x_len, y_len;           /* floats */
   GstBuffer *queued;            /* for generate_output */
+  GstBufferPool *pool;          /* output buffers, @pool_size bytes each */
+  gsize pool_size;
   gboolean need_base;           /* take a new time base at the next buffer */
   GstClockTime base_pts;        /* time of input frame 0 since the base */
   guint64 base_offset;          /* output offset of output frame 0 */
@@ -887,6 +901,70 @@ run_chunk (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T,
   self->steps += T;
 }
 
+/* An output buffer of @size bytes.  Pool buffers have the largest size
+ * seen so far (at least doubling when it grows) and are cut to @size; a
+ * stream of equal buffers allocates only while the pool fills up to the
+ * number of buffers in flight downstream. */
+static GstBuffer *
+acquire_output (GstRnnFilter *self, gsize size)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  GstAllocator *allocator = NULL;
+  GstAllocationParams params;
+  GstBuffer *buf = NULL;
+
+  gst_base_transform_get_allocator (trans, &allocator, &params);
+  if (size == 0 || size > POOL_MAX_BUFFER_SIZE) {
+    buf = gst_buffer_new_allocate (allocator, size, &params);
+    goto done;
+  }
+  if (!self->pool || size > self->pool_size) {
+    gsize pool_size = MIN (MAX (size, 2 * self->pool_size),
+        POOL_MAX_BUFFER_SIZE);
+    GstBufferPool *pool = gst_buffer_pool_new ();
+    GstStructure *config = gst_buffer_pool_get_config (pool);
+
+    gst_buffer_pool_config_set_params (config, NULL, pool_size, 0, 0);
+    gst_buffer_pool_config_set_allocator (config, allocator, &params);
+    if (!gst_buffer_pool_set_config (pool, config)
+        || !gst_buffer_pool_set_active (pool, TRUE)) {
+      GST_WARNING_OBJECT (self, "could not set up a buffer pool of %"
+          G_GSIZE_FORMAT "-byte buffers", pool_size);
+      gst_object_unref (pool);
+      buf = gst_buffer_new_allocate (allocator, size, &params);
+      goto done;
+    }
+    GST_DEBUG_OBJECT (self, "buffer pool of %" G_GSIZE_FORMAT "-byte buffers",
+        pool_size);
+    if (self->pool) {
+      /* buffers still downstream go back to the old pool, which frees them */
+      gst_buffer_pool_set_active (self->pool, FALSE);
+      gst_object_unref (self->pool);
+    }
+    self->pool = pool;
+    self->pool_size = pool_size;
+  }
+  if (gst_buffer_pool_acquire_buffer (self->pool, &buf, NULL) != GST_FLOW_OK)
+    buf = NULL;
+  else
+    gst_buffer_set_size (buf, size);
+
+done:
+  if (allocator)
+    gst_object_unref (allocator);
+  return buf;
+}
+
+static void
+release_pool (GstRnnFilter *self)
+{
+  if (self->pool) {
+    gst_buffer_pool_set_active (self->pool, FALSE);
+    gst_clear_object (&self->pool);
+  }
+  self->pool_size = 0;
+}
+
 /* Runs every complete step (unidirectional) or window (bidirectional) held
  * by the adapter; with @drain also what is left (see the EOS rule in the
  * element documentation).  *outbuf is NULL if there was nothing to run. */
@@ -918,7 +996,7 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
   out_total = full_steps * l->f_out
       + (rest * l->f_out + l->f_in - 1) / l->f_in;
 
-  buf = gst_buffer_new_allocate (NULL, out_total * bpf_out, NULL);
+  buf = acquire_output (self, out_total * bpf_out);
   if (!buf || !gst_buffer_map (buf, &map, GST_MAP_WRITE)) {
     gst_clear_buffer (&buf);
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED, (NULL),
@@ -1382,6 +1460,7 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
     rnn_model_unref (pending);
 
   gst_buffer_replace (&self->queued, NULL);
+  release_pool (self);
   g_clear_pointer (&self->state, rnn_state_free);
   g_clear_pointer (&self->fw, rnn_forward_free);
   g_clear_object (&self->adapter);
@@ -1503,6 +1582,16 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
       gst_rnn_filter_drain (self);
       self->need_base = TRUE;
       break;
+    case GST_EVENT_GAP:
+      /* Frames held for an incomplete step (or window) lie before the gap:
+       * push them out first, as at EOS (a partial step zero-padded, a
+       * partial window as a shorter sequence), so that the GAP never
+       * overtakes them.  The hidden state carries on (a gap is not a
+       * reset); the data after the gap takes a new time base. */
+      if (gst_rnn_filter_drain (self) != GST_FLOW_OK)
+        GST_DEBUG_OBJECT (self, "pushing the frames held before a GAP failed");
+      self->need_base = TRUE;
+      break;
     default:
       break;
   }
@@ -1544,6 +1633,18 @@ gst_rnn_filter_propose_allocation (GstBaseTransform *trans,
     GstQuery *decide_query, GstQuery *query)
 {
   return TRUE;
+}
+
+/* A new allocation answer (new caps, a reconfigure): the next output
+ * buffer sets up a pool with the allocator and parameters it names. */
+static gboolean
+gst_rnn_filter_decide_allocation (GstBaseTransform *trans, GstQuery *query)
+{
+  GstRnnFilter *self = GST_RNN_FILTER (trans);
+
+  release_pool (self);
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->decide_allocation (trans,
+      query);
 }
 
 /* Records where @inbuf sits in time and adds it to the adapter. */
@@ -1780,6 +1881,7 @@ gst_rnn_filter_finalize (GObject *object)
   g_clear_pointer (&self->fw, rnn_forward_free);
   g_clear_object (&self->adapter);
   gst_buffer_replace (&self->queued, NULL);
+  release_pool (self);
   g_free (self->x);
   g_free (self->y);
   g_free (self->bad_run);
@@ -1899,6 +2001,8 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
   trans_class->query = GST_DEBUG_FUNCPTR (gst_rnn_filter_query);
   trans_class->propose_allocation =
       GST_DEBUG_FUNCPTR (gst_rnn_filter_propose_allocation);
+  trans_class->decide_allocation =
+      GST_DEBUG_FUNCPTR (gst_rnn_filter_decide_allocation);
   trans_class->submit_input_buffer =
       GST_DEBUG_FUNCPTR (gst_rnn_filter_submit_input_buffer);
   trans_class->generate_output =

@@ -1121,6 +1121,14 @@ test_no_allocation (void)
   g_test_skip ("no allocation counter under AddressSanitizer");
   return;
 #endif
+  /* valgrind replaces malloc at run time: then the counter sees nothing */
+  alloc_armed = 1;
+  g_free (g_malloc (16));
+  alloc_armed = 0;
+  if (alloc_count == 0) {
+    g_test_skip ("malloc is not ours to count (valgrind)");
+    return;
+  }
   g_autoptr (RnnTrain) tr = rnn_train_new ();
   for (guint n = 0; n < fixtures->len; n += 9) {
     const Fixture *f = g_ptr_array_index (fixtures, n);

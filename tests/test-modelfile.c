@@ -1289,6 +1289,62 @@ test_load_json_variants (void)
   split_clear (&s);
 }
 
+/* The fuzzer's seed corpus (tests/fuzz-corpus, made by
+ * tests/gen-fuzz-corpus.py) replayed through the loader: valid-*, fixture-*
+ * and model-* files load and survive save -> load bit-identically; bad-*
+ * files are refused with an RNN_ERROR naming the file.  Crashes the fuzzer
+ * finds are added here as bad-* (or valid-*) files too. */
+static void
+test_fuzz_corpus (void)
+{
+  gchar *dir = g_test_build_filename (G_TEST_DIST, "fuzz-corpus", NULL);
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+  guint n_ok = 0, n_bad = 0;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d))) {
+    gchar *path = g_build_filename (dir, name, NULL);
+    gboolean valid = !g_str_has_prefix (name, "bad-");
+    GError *error = NULL;
+    RnnModel *m = rnn_model_load (path, &error);
+
+    if (valid) {
+      GBytes *b1, *b2;
+      RnnModel *again;
+
+      if (!m)
+        g_error ("%s does not load: %s", name, error->message);
+      b1 = rnn_model_serialize (m);
+      again = rnn_model_load_from_data (g_bytes_get_data (b1, NULL),
+          g_bytes_get_size (b1), name, &error);
+      g_assert_no_error (error);
+      b2 = rnn_model_serialize (again);
+      g_assert_true (g_bytes_equal (b1, b2));
+      g_bytes_unref (b1);
+      g_bytes_unref (b2);
+      rnn_model_unref (again);
+      rnn_model_unref (m);
+      n_ok++;
+    } else {
+      if (m)
+        g_error ("%s loads, but should be refused", name);
+      g_assert_true (error != NULL && error->domain == RNN_ERROR);
+      g_assert_true (g_str_has_prefix (error->message, path));
+      g_test_message ("%s: %s", name, error->message + strlen (path));
+      g_clear_error (&error);
+      n_bad++;
+    }
+    g_free (path);
+  }
+  g_dir_close (d);
+  g_free (dir);
+  g_test_message ("%u valid files loaded, %u malformed files refused", n_ok,
+      n_bad);
+  g_assert_cmpuint (n_ok, >, 0);
+  g_assert_cmpuint (n_bad, >, 0);
+}
+
 /* The surgery must start from files that load. */
 static void
 test_bases_load (void)
@@ -1338,6 +1394,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modelfile/safetensors/raw", test_safetensors_raw);
   g_test_add_func ("/modelfile/file/errors", test_file_errors);
   g_test_add_func ("/modelfile/malformed/bases-load", test_bases_load);
+  g_test_add_func ("/modelfile/fuzz-corpus", test_fuzz_corpus);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     char *path = g_strconcat ("/modelfile/malformed/", cases[i].name, NULL);
     g_test_add_data_func (path, &cases[i], test_malformed);

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of tests/fuzz-loader.c into tests/fuzz-corpus/.
+
+    python3 tests/gen-fuzz-corpus.py [FIXTURE_DIR]
+
+Valid models (every cell, stacked, bidirectional, heads, input
+normalisation, framing metadata, F16/BF16/F64 tensors), a few of the PyTorch
+fixtures (from FIXTURE_DIR, the unpacked tests/fixtures/forward.tar.xz, if
+given) and the shipped model, then malformed files: one per check of the
+loader (DESIGN §3), each made from a valid file by one change.  Standard
+library only, deterministic: running it twice gives the same bytes.
+"""
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fuzz-corpus")
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+FMT = {"F32": "<%df", "F64": "<%dd"}
+
+
+def f16_bits(v):
+    if abs(v) > 65504.0:        # infinity, as a converter would round it
+        return 0xfc00 if v < 0 else 0x7c00
+    return struct.unpack("<H", struct.pack("<e", v))[0]
+
+
+def bf16_bits(v):
+    return struct.unpack("<I", struct.pack("<f", v))[0] >> 16
+
+
+def encode(values, dtype):
+    if dtype in FMT:
+        return struct.pack(FMT[dtype] % len(values), *values)
+    if dtype == "F16":
+        return struct.pack("<%dH" % len(values), *map(f16_bits, values))
+    if dtype == "BF16":
+        return struct.pack("<%dH" % len(values), *map(bf16_bits, values))
+    raise ValueError(dtype)
+
+
+def tensors_for(cfg, rng, dtype="F32"):
+    """[(name, shape, values)] in DESIGN §3 naming."""
+    g = GATES[cfg["cell"]]
+    h = cfg["hidden_size"]
+    d = 2 if cfg["bidirectional"] else 1
+    out = []
+    for k in range(cfg["num_layers"]):
+        i_k = cfg["input_size"] if k == 0 else d * h
+        for s in ([""] if d == 1 else ["", "_reverse"]):
+            for name, shape in (("weight_ih", [g * h, i_k]),
+                                ("weight_hh", [g * h, h]),
+                                ("bias_ih", [g * h]), ("bias_hh", [g * h])):
+                out.append(("rnn.%s_l%d%s" % (name, k, s), shape))
+    if cfg.get("output_size"):
+        out.append(("head.weight", [cfg["output_size"], d * h]))
+        out.append(("head.bias", [cfg["output_size"]]))
+    if cfg.get("norm"):
+        out.append(("input.mean", [cfg["input_size"]]))
+        out.append(("input.std", [cfg["input_size"]]))
+    result = []
+    for name, shape in out:
+        n = math.prod(shape)
+        if name == "input.std":
+            vals = [0.5 + rng.random() for _ in range(n)]
+        else:
+            vals = [round(rng.uniform(-1, 1), 3) for _ in range(n)]
+        result.append((name, shape, vals, dtype))
+    return result
+
+
+def metadata_for(cfg):
+    m = {
+        "format": "gst-rnn", "version": "1", "cell": cfg["cell"],
+        "input_size": str(cfg["input_size"]),
+        "hidden_size": str(cfg["hidden_size"]),
+        "num_layers": str(cfg["num_layers"]),
+        "bidirectional": "true" if cfg["bidirectional"] else "false",
+        "head_activation": cfg.get("act", "none"),
+    }
+    for key in ("frame_size", "output_frame_size", "window", "sample_rate"):
+        if key in cfg:
+            m[key] = str(cfg[key])
+    m.update(cfg.get("extra", {}))
+    return m
+
+
+def assemble(meta, tensors, pad=True):
+    """safetensors bytes: tensors in the order given, data contiguous."""
+    header = {}
+    if meta is not None:
+        header["__metadata__"] = meta
+    blobs = []
+    pos = 0
+    for name, shape, vals, dtype in tensors:
+        blob = encode(vals, dtype)
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [pos, pos + len(blob)]}
+        blobs.append(blob)
+        pos += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def model(cfg, seed, dtype="F32"):
+    rng = random.Random(seed)
+    return metadata_for(cfg), tensors_for(cfg, rng, dtype)
+
+
+def split(data):
+    n = struct.unpack("<Q", data[:8])[0]
+    return data[8:8 + n], data[8 + n:]
+
+
+def reheader(data, header):
+    _, region = split(data)
+    return struct.pack("<Q", len(header)) + header + region
+
+
+VALID = {
+    "lstm-1-1": dict(cell="lstm", input_size=1, hidden_size=1, num_layers=1,
+                     bidirectional=False),
+    "lstm-head-norm": dict(cell="lstm", input_size=3, hidden_size=4,
+                           num_layers=1, bidirectional=False, output_size=2,
+                           act="softmax", norm=True),
+    "gru-2-layers-bi": dict(cell="gru", input_size=2, hidden_size=3,
+                            num_layers=2, bidirectional=True, window=8),
+    "rnn-tanh-head": dict(cell="rnn_tanh", input_size=2, hidden_size=3,
+                          num_layers=1, bidirectional=False, output_size=1,
+                          act="tanh"),
+    "rnn-relu-frames": dict(cell="rnn_relu", input_size=4, hidden_size=3,
+                            num_layers=1, bidirectional=False, output_size=2,
+                            act="sigmoid", frame_size=4, output_frame_size=2,
+                            sample_rate=48000,
+                            extra={"description": "caf\u00e9 \U0001f3b5",
+                                   "train_seed": "1"}),
+}
+
+
+def main():
+    fixtures = sys.argv[1] if len(sys.argv) > 1 else None
+    if os.path.isdir(OUT):
+        shutil.rmtree(OUT)
+    os.makedirs(OUT)
+    files = {}
+
+    for name, cfg in VALID.items():
+        meta, tensors = model(cfg, len(files) + 1)
+        files["valid-" + name] = assemble(meta, tensors)
+    # the other dtypes, converted on load
+    for dtype in ("F16", "BF16", "F64"):
+        meta, tensors = model(VALID["lstm-head-norm"], 7, dtype)
+        files["valid-%s" % dtype.lower()] = assemble(meta, tensors)
+    # tensors stored in another order than the writer's
+    meta, tensors = model(VALID["rnn-tanh-head"], 8)
+    files["valid-reordered"] = assemble(meta, list(reversed(tensors)))
+    # unpadded header, escapes and whitespace the writer never produces
+    meta, tensors = model(VALID["lstm-1-1"], 9)
+    files["valid-unpadded"] = assemble(meta, tensors, pad=False)
+    head, _ = split(files["valid-lstm-1-1"])
+    files["valid-json-variants"] = reheader(
+        files["valid-lstm-1-1"],
+        head.replace(b'"cell":"lstm"', b'"cell" :\n\t"\\u006cstm"')
+            .replace(b'"format":', b'"description":"\\ud83c\\udfb5 a\\/b",'
+                     b' "format":'))
+
+    if fixtures:
+        for fx in ("rnn_tanh_L1_uni_I1_H1_none", "gru_L1_bi_I1_H1_softmax",
+                   "lstm_L2_uni_I5_H1_linear", "rnn_relu_L2_bi_I1_H1_none",
+                   "gru_L1_uni_I1_H8_softmax"):
+            with open(os.path.join(fixtures, fx + ".safetensors"), "rb") as f:
+                files["fixture-" + fx] = f.read()
+    with open(os.path.join(HERE, "..", "models",
+                           "softclip-lstm8.safetensors"), "rb") as f:
+        files["model-softclip-lstm8"] = f.read()
+
+    # ---- malformed: one change each -------------------------------------
+    base = files["valid-lstm-head-norm"]
+    head, region = split(base)
+    hn = len(head)
+
+    def sub(old, new, data=base):
+        h, _ = split(data)
+        assert old in h, old
+        return reheader(data, h.replace(old, new, 1))
+
+    bad = {
+        "empty": b"",
+        "short": base[:5],
+        "header-zero": struct.pack("<Q", 0) + base[8:],
+        "header-huge": struct.pack("<Q", 100000001) + base[8:],
+        "header-past-end": struct.pack("<Q", len(base)) + base[8:],
+        "header-max": b"\xff" * 8 + base[8:],
+        "truncated-data": base[:-3],
+        "truncated-header": base[:8 + hn // 2],
+        "trailing-bytes": base + b"\0\0\0\0",
+        "not-utf8": sub(b'"format"', b'"\xff\xfeormat"'),
+        "not-object": reheader(base, b"[1,2,3]" + b" " * (hn - 7)),
+        "two-values": reheader(base, head + b"{}"),
+        "comment": sub(b'{"__metadata__"', b'/* c */{"__metadata__"'),
+        "single-quotes": sub(b'"format":"gst-rnn"', b"'format':'gst-rnn'"),
+        "duplicate-key": sub(b'"format":"gst-rnn"',
+                             b'"format":"gst-rnn","format":"gst-rnn"'),
+        "duplicate-key-escaped": sub(b'"format":"gst-rnn"',
+                                     b'"format":"gst-rnn","\\u0066ormat":"x"'),
+        "nul-escape": sub(b'"gst-rnn"', b'"gst\\u0000rnn"'),
+        "lone-surrogate": sub(b'"gst-rnn"', b'"gst\\ud800rnn"'),
+        "deep-nesting": sub(b'"format":"gst-rnn"',
+                            b'"format":' + b"[" * 5000 + b"]" * 5000),
+        "int-over-int64": sub(b'"data_offsets":[0,', b'"data_offsets":'
+                              b'[99999999999999999999,'),
+        "int-negative": sub(b'"data_offsets":[0,', b'"data_offsets":[-1,'),
+        "int-as-double": sub(b'"data_offsets":[0,', b'"data_offsets":[0.0,'),
+        "int-exponent": sub(b'"data_offsets":[0,', b'"data_offsets":[0e0,'),
+        "hex-number": sub(b'"data_offsets":[0,', b'"data_offsets":[0x0,'),
+        "leading-zero": sub(b'"data_offsets":[0,', b'"data_offsets":[00,'),
+        "shape-too-many-dims": sub(b'"shape":[2]', b'"shape":[2,1,1,1,1,1,1,1,1]'),
+        "shape-overflow": sub(b'"shape":[2]', b'"shape":[4294967296,4294967296,2]'),
+        "shape-string": sub(b'"shape":[2]', b'"shape":"2"'),
+        "dtype-unknown": sub(b'"dtype":"F32"', b'"dtype":"F31"'),
+        "dtype-int": sub(b'"dtype":"F32"', b'"dtype":"I32"'),
+        "dtype-missing": sub(b'"dtype":"F32",', b''),
+        "tensor-extra-field": sub(b'"dtype":"F32",', b'"dtype":"F32","x":1,'),
+        "offsets-reversed": sub(b'"data_offsets":[0,192]', b'"data_offsets":[192,0]'),
+        "offsets-overlap": sub(b'"data_offsets":[0,192]', b'"data_offsets":[4,196]'),
+        "offsets-three": sub(b'"data_offsets":[0,192]', b'"data_offsets":[0,192,192]'),
+        "metadata-not-string": sub(b'"version":"1"', b'"version":1'),
+        "metadata-array": sub(b'"__metadata__":{', b'"__metadata__":[{', ) ,
+        "format-wrong": sub(b'"format":"gst-rnn"', b'"format":"pt"'),
+        "version-2": sub(b'"version":"1"', b'"version":"2"'),
+        "cell-unknown": sub(b'"cell":"lstm"', b'"cell":"lstm2"'),
+        "hidden-size-zero": sub(b'"hidden_size":"4"', b'"hidden_size":"0"'),
+        "hidden-size-huge": sub(b'"hidden_size":"4"', b'"hidden_size":"16385"'),
+        "hidden-size-plus": sub(b'"hidden_size":"4"', b'"hidden_size":"+4"'),
+        "hidden-size-space": sub(b'"hidden_size":"4"', b'"hidden_size":" 4"'),
+        "num-layers-overflow": sub(b'"num_layers":"1"',
+                                   b'"num_layers":"4294967297"'),
+        "bidirectional-yes": sub(b'"bidirectional":"false"',
+                                 b'"bidirectional":"yes"'),
+        "head-activation-unknown": sub(b'"head_activation":"softmax"',
+                                       b'"head_activation":"relu"'),
+        "frame-size-zero": sub(b'"format"', b'"frame_size":"0","format"'),
+        "frame-size-not-dividing": sub(b'"format"', b'"frame_size":"2","format"'),
+        "window-zero": sub(b'"format"', b'"window":"0","format"'),
+        "sample-rate-huge": sub(b'"format"', b'"sample_rate":"16777217","format"'),
+        "metadata-missing": reheader(base, head.replace(
+            head[head.index(b'"__metadata__"'):head.index(b'},') + 2], b"")),
+    }
+    # tensor-level refusals: values and shapes
+    meta, tensors = model(VALID["lstm-head-norm"], 3)
+    t = [list(x) for x in tensors]
+    nan = [list(x) for x in t]
+    nan[0][2] = [float("nan")] + nan[0][2][1:]
+    bad["weight-nan"] = assemble(meta, [tuple(x) for x in nan])
+    inf = [list(x) for x in t]
+    inf[1][2] = inf[1][2][:-1] + [float("inf")]
+    bad["weight-inf"] = assemble(meta, [tuple(x) for x in inf])
+    f16inf = [list(x) for x in t]
+    f16inf[2][2] = [70000.0] + f16inf[2][2][1:]
+    f16inf[2][3] = "F16"
+    bad["weight-f16-overflow"] = assemble(meta, [tuple(x) for x in f16inf])
+    std = [list(x) for x in t]
+    std[-1][2] = [0.0] + std[-1][2][1:]
+    bad["std-zero"] = assemble(meta, [tuple(x) for x in std])
+    bad["tensor-missing"] = assemble(meta, tensors[1:])
+    bad["tensor-extra"] = assemble(meta, tensors + [("rnn.weight_ih_l1", [1],
+                                                      [0.0], "F32")])
+    wrong = [list(x) for x in t]
+    wrong[0][1] = [wrong[0][1][1], wrong[0][1][0]]
+    bad["tensor-transposed"] = assemble(meta, [tuple(x) for x in wrong])
+    bad["tensor-bool"] = assemble(meta, tensors[:-1] + [
+        ("input.std", [3], [1.0, 1.0, 1.0], "F32")]).replace(
+            b'"input.std":{"dtype":"F32"', b'"input.std":{"dtype":"U8" ')
+    for name, data in bad.items():
+        files["bad-" + name] = data
+
+    total = 0
+    for name, data in sorted(files.items()):
+        with open(os.path.join(OUT, name + ".safetensors"), "wb") as f:
+            f.write(data)
+        total += len(data)
+    print("%d files, %d bytes in %s" % (len(files), total, OUT))
+
+
+if __name__ == "__main__":
+    main()
