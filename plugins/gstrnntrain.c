@@ -90,9 +90,12 @@
  * ## Divergence
  *
  * A non-finite loss, gradient or weight rolls the model and the optimizer
- * back to the last good snapshot (start of the epoch / last checkpoint),
- * halves the learning rate and posts a warning.  Written models are always
- * finite.  With OPENBLAS_NUM_THREADS fixed, the same seed and data give a
+ * back to the last good snapshot (offline: the start of the epoch; online:
+ * the weights before the last update, which gave a finite loss), halves the
+ * learning rate and posts a warning.  After 40 rollbacks in a row training
+ * stops with a warning (offline: the best model so far is written; online:
+ * the stream keeps flowing, the model is no longer updated and EOS writes
+ * the last good weights).  Written models are always finite.  With OPENBLAS_NUM_THREADS fixed, the same seed and data give a
  * bitwise identical file (nothing time-dependent is written).
  *
  * ## Messages
@@ -338,6 +341,9 @@ struct _GstRnnTrain
   guint64 ck_steps;
   gint64 ck_time;
   gboolean online_started;
+  gboolean ck_dirty;            /* model changed since the last checkpoint */
+  guint online_streak;          /* rollbacks since the last good update */
+  gboolean online_stopped;      /* gave up after MAX_ROLLBACKS in a row */
 };
 
 #define gst_rnn_train_parent_class parent_class
@@ -1474,6 +1480,7 @@ online_checkpoint (GstRnnTrain *self, gboolean final)
   rnn_model_unref (m);
   if (!ok)
     return FALSE;
+  self->ck_dirty = FALSE;
 
   const gint64 now = g_get_monotonic_time ();
   const double secs = MAX ((now - self->ck_time) / 1e6, 1e-9);
@@ -1489,7 +1496,7 @@ online_checkpoint (GstRnnTrain *self, gboolean final)
   self->ck_loss = self->ck_weight = 0.0;
   self->ck_steps = 0;
   self->ck_time = now;
-  snapshot_take (self);
+  /* no snapshot here: online_update () takes one before every step */
   return TRUE;
 }
 
@@ -1511,6 +1518,9 @@ online_update (GstRnnTrain *self)
     self->online_started = TRUE;
   }
 
+  if (self->online_stopped)
+    return TRUE;                /* gave up: the predictions still flow */
+
   memset (self->grads, 0, self->n_params * sizeof (float));
   batch_scratch (self, T, 1);
   gboolean ok = TRUE;
@@ -1528,13 +1538,31 @@ online_update (GstRnnTrain *self)
     for (gsize i = 0; i < self->n_params; i++)
       self->grads[i] *= scale;
   }
+  /* The weights that just gave a finite loss are the ones to come back to.
+   * (A snapshot taken after the step, at the checkpoint, could hold weights
+   * that are finite but overflow on the next data whatever the learning
+   * rate: every later update rolled back to them.) */
+  if (ok)
+    snapshot_take (self);
   if (!ok || !apply_step (self)) {
     gchar *where = g_strdup_printf ("at update %" G_GUINT64_FORMAT,
         self->updates + 1);
     rollback (self, where);
     g_free (where);
+    /* the last checkpoint may hold the weights just given up */
+    self->ck_dirty = TRUE;
+    if (++self->online_streak >= MAX_ROLLBACKS) {
+      self->online_stopped = TRUE;
+      GST_ELEMENT_WARNING (self, STREAM, FAILED,
+          ("Training keeps diverging; stopped updating after %u rollbacks in "
+              "a row and kept the last good weights.", self->online_streak),
+          (NULL));
+      return online_checkpoint (self, FALSE);
+    }
     return TRUE;
   }
+  self->online_streak = 0;
+  self->ck_dirty = TRUE;
   self->updates++;
   self->ck_loss += total;
   self->ck_weight += wsum;
@@ -1854,7 +1882,7 @@ finish (GstRnnTrain *self)
               "seq-length steps); no model written."), (NULL));
       return GST_FLOW_EOS;
     }
-    if (self->updates % self->s.checkpoint_interval != 0 || self->checkpoints == 0)
+    if (self->ck_dirty || self->checkpoints == 0)
       if (!online_checkpoint (self, TRUE))
         return GST_FLOW_ERROR;
     post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Training complete");
@@ -2240,6 +2268,9 @@ free_stream (GstRnnTrain *self)
   self->ck_steps = 0;
   self->last_loss = NAN;
   self->online_started = FALSE;
+  self->ck_dirty = FALSE;
+  self->online_streak = 0;
+  self->online_stopped = FALSE;
   settings_clear (&self->s);
 }
 

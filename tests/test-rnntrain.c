@@ -882,6 +882,150 @@ test_non_finite_loss (void)
   g_free (out);
 }
 
+/* A diverging run (learning rate 1e3, no clipping) in every mode and with
+ * both optimizers.  Invariant (DESIGN §4): rnntrain never writes a model
+ * with non-finite weights, and says so when it rolls back.  Every write is
+ * checked as it happens: a bus sync handler runs on the streaming thread
+ * right after the element wrote the file and posted rnntrain-progress
+ * (each online checkpoint) or rnntrain-done (the final write), before it
+ * can write again, and loads the file there. */
+typedef struct
+{
+  const gchar *path;
+  guint writes_seen;            /* loads attempted: the file existed */
+  guint loads_ok;               /* loaded and all weights finite */
+  guint progress, done;
+  guint64 last_updates;         /* of the last checkpoint */
+  gboolean updates_monotonic;   /* never goes back */
+  guint n_failures;
+  GString *failures;            /* the first few */
+} WriteCheck;
+
+static GstBusSyncReply
+check_write (GstBus *bus, GstMessage *msg, gpointer data)
+{
+  WriteCheck *wc = data;
+  const GstStructure *s;
+
+  if (GST_MESSAGE_TYPE (msg) != GST_MESSAGE_ELEMENT)
+    return GST_BUS_PASS;
+  s = gst_message_get_structure (msg);
+  if (gst_structure_has_name (s, "rnntrain-progress"))
+    wc->progress++;
+  else if (gst_structure_has_name (s, "rnntrain-done"))
+    wc->done++;
+  else
+    return GST_BUS_PASS;
+  if (!g_file_test (wc->path, G_FILE_TEST_EXISTS))
+    return GST_BUS_PASS;      /* offline: epochs before the one write */
+
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (wc->path, &err);
+  wc->writes_seen++;
+  if (!m) {
+    if (wc->n_failures++ < 3)
+      g_string_append_printf (wc->failures, "write %u does not load: %s\n",
+          wc->writes_seen, err->message);
+    g_error_free (err);
+    return GST_BUS_PASS;
+  }
+  if (!model_finite (m)) {
+    if (wc->n_failures++ < 3)
+      g_string_append_printf (wc->failures,
+          "write %u has non-finite weights\n", wc->writes_seen);
+  } else {
+    wc->loads_ok++;
+  }
+  const char *u = rnn_model_get_meta (m, "train_updates");
+  if (u && gst_structure_has_name (s, "rnntrain-progress")) {
+    const guint64 v = g_ascii_strtoull (u, NULL, 10);
+    if (wc->progress > 1 && v < wc->last_updates)
+      wc->updates_monotonic = FALSE;
+    wc->last_updates = v;
+  }
+  rnn_model_unref (m);
+  return GST_BUS_PASS;
+}
+
+typedef struct
+{
+  GstRnnTrainMode mode;
+  GstRnnTrainOptimizer optimizer;
+} DivergeCase;
+
+static void
+test_diverge (gconstpointer p)
+{
+  const DivergeCase *dc = p;
+  const gboolean online = dc->mode == GST_RNN_TRAIN_MODE_ONLINE;
+  const gsize N = 4000;
+  const guint T = 20, B = 2;
+  float *x = signal_new (N, 21), *t = lowpass_new (x, N);
+  gchar *name = g_strdup_printf ("diverge-%s-%s.safetensors",
+      online ? "online" : "offline",
+      dc->optimizer == GST_RNN_TRAIN_OPTIMIZER_ADAM ? "adam" : "sgd");
+  gchar *out = tmp_path (name);
+  WriteCheck wc = { out, 0, 0, 0, 0, 0, TRUE, 0, g_string_new (NULL) };
+
+  /* a ReLU RNN: unbounded activations, so a step of 1e3 overflows */
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "mode", dc->mode, "optimizer", dc->optimizer,
+      "cell", GST_RNN_TRAIN_CELL_RNN_RELU, "hidden-size", 6, "epochs", 3,
+      "seq-length", T, "batch-size", B, "checkpoint-interval", 1,
+      "learning-rate", 1e3, "clip-norm", 0.0, "seed", 5, NULL);
+  gst_bus_set_sync_handler (r->bus, check_write, &wc, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 200, t, N, 0, 200);
+  gst_bus_set_sync_handler (r->bus, NULL, NULL, NULL);
+  const guint n_diverged = count_warnings ("diverged");
+
+  g_assert_nonnull (done);
+  g_test_message ("%s: %u writes checked, %u loaded with finite weights, "
+      "%u progress messages, %u diverged warnings", name, wc.writes_seen,
+      wc.loads_ok, wc.progress, n_diverged);
+  if (wc.failures->len)
+    g_test_message ("%s", wc.failures->str);
+  g_assert_cmpuint (wc.done, ==, 1);
+  g_assert_cmpstr (wc.failures->str, ==, "");
+  g_assert_cmpuint (wc.n_failures, ==, 0);
+  g_assert_cmpuint (wc.loads_ok, ==, wc.writes_seen);
+  g_assert_cmpuint (n_diverged, >=, 1);
+  if (online) {
+    /* a checkpoint after every update that did not roll back and at EOS,
+     * each followed by rnntrain-progress (rnntrain-done reads the last one
+     * again): a file behind every message, and some update got through */
+    g_assert_cmpuint (wc.writes_seen, ==, wc.progress + wc.done);
+    g_assert_cmpuint (wc.progress, >=, 2);
+    g_assert_true (wc.updates_monotonic);
+  } else {
+    g_assert_cmpuint (wc.writes_seen, ==, 1);
+  }
+
+  /* and the file left behind */
+  RnnModel *m = load_model (out);
+  g_assert_true (model_finite (m));
+  g_assert_cmpuint (meta_u64 (m, "train_rollbacks"), >=, 1);
+  g_test_message ("%s rollbacks, final learning rate %s",
+      rnn_model_get_meta (m, "train_rollbacks"),
+      rnn_model_get_meta (m, "train_final_learning_rate"));
+  g_assert_true (isfinite (get_double (done, "loss")));
+  rnn_model_unref (m);
+
+  gst_structure_free (done);
+  rig_free (r);
+  g_string_free (wc.failures, TRUE);
+  g_free (x);
+  g_free (t);
+  g_free (out);
+  g_free (name);
+}
+
+static const DivergeCase diverge_cases[] = {
+  { GST_RNN_TRAIN_MODE_OFFLINE, GST_RNN_TRAIN_OPTIMIZER_SGD },
+  { GST_RNN_TRAIN_MODE_OFFLINE, GST_RNN_TRAIN_OPTIMIZER_ADAM },
+  { GST_RNN_TRAIN_MODE_ONLINE, GST_RNN_TRAIN_OPTIMIZER_SGD },
+  { GST_RNN_TRAIN_MODE_ONLINE, GST_RNN_TRAIN_OPTIMIZER_ADAM },
+};
+
 static void
 test_non_finite_input (void)
 {
@@ -1399,6 +1543,14 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/recording/spool", test_recording);
   g_test_add_func ("/rnntrain/determinism", test_determinism);
   g_test_add_func ("/rnntrain/non-finite/loss", test_non_finite_loss);
+  g_test_add_data_func ("/rnntrain/diverge/offline-sgd", &diverge_cases[0],
+      test_diverge);
+  g_test_add_data_func ("/rnntrain/diverge/offline-adam", &diverge_cases[1],
+      test_diverge);
+  g_test_add_data_func ("/rnntrain/diverge/online-sgd", &diverge_cases[2],
+      test_diverge);
+  g_test_add_data_func ("/rnntrain/diverge/online-adam", &diverge_cases[3],
+      test_diverge);
   g_test_add_func ("/rnntrain/non-finite/input", test_non_finite_input);
   g_test_add_func ("/rnntrain/cross-entropy/bad-class",
       test_cross_entropy_bad_class);
