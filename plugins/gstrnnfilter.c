@@ -204,6 +204,7 @@ struct _GstRnnFilter
   guint64 bad_total;            /* non-finite values replaced so far */
   guint bad_new_runs;           /* runs begun in this buffer */
   guint bad_first_channel;
+  gchar *refused;               /* the caps refused last, and why */
 };
 
 #define gst_rnn_filter_parent_class parent_class
@@ -1467,9 +1468,32 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
   g_clear_pointer (&self->x, g_free);
   g_clear_pointer (&self->y, g_free);
   self->x_len = self->y_len = 0;
+  g_clear_pointer (&self->refused, g_free);
   g_clear_pointer (&self->bad_run, g_free);
   self->n_bad_run = 0;
   return TRUE;
+}
+
+/* Posts the NEGOTIATION error for @caps once.  A pad offers sticky caps
+ * that were refused again with every later event and buffer (and
+ * basetransform calls set_caps again each time); all of that is one
+ * negotiation, and the error is not repeated while the same caps are
+ * refused for the same reason.  New caps, a new stream or a stop start
+ * afresh. */
+static void
+post_refusal (GstRnnFilter *self, GstCaps *caps, const gchar *why)
+{
+  gchar *key = g_strdup_printf ("%" GST_PTR_FORMAT "\n%s", caps, why);
+
+  if (g_strcmp0 (key, self->refused) == 0) {
+    GST_DEBUG_OBJECT (self, "caps refused again: %s", why);
+    g_free (key);
+    return;
+  }
+  GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+      ("caps %" GST_PTR_FORMAT, caps));
+  g_free (self->refused);
+  self->refused = key;
 }
 
 static gboolean
@@ -1499,8 +1523,7 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
   }
   if (!resolve_layout (model, s.channel_mode, s.window, rate, channels, &nl,
           &why)) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
-        ("caps %" GST_PTR_FORMAT, incaps));
+    post_refusal (self, incaps, why);
     g_free (why);
     rnn_model_unref (model);
     return FALSE;
@@ -1508,13 +1531,15 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
   rnn_model_unref (model);
   if ((guint) out_rate != nl.out_rate
       || (guint) out_channels != nl.out_channels) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Model turns %d channel%s at %d Hz into %u channel%s at %u Hz, not "
-            "%d at %d Hz", channels, plural (channels), rate, nl.out_channels,
-            plural (nl.out_channels), nl.out_rate, out_channels, out_rate),
-        (NULL));
+    why = g_strdup_printf ("Model turns %d channel%s at %d Hz into %u "
+        "channel%s at %u Hz, not %d at %d Hz", channels, plural (channels),
+        rate, nl.out_channels, plural (nl.out_channels), nl.out_rate,
+        out_channels, out_rate);
+    post_refusal (self, incaps, why);
+    g_free (why);
     return FALSE;
   }
+  g_clear_pointer (&self->refused, g_free);
 
   same = self->negotiated && memcmp (&nl, &self->layout, sizeof (nl)) == 0;
   if (!same) {
@@ -1560,8 +1585,7 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
       if (model && parse_stream (caps, &rate, &channels)
           && !resolve_layout (model, s.channel_mode, s.window, rate, channels,
               &l, &why)) {
-        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
-            ("caps %" GST_PTR_FORMAT, caps));
+        post_refusal (self, caps, why);
         g_free (why);
         rnn_model_unref (model);
         gst_event_unref (event);
@@ -1577,6 +1601,7 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
     case GST_EVENT_STREAM_START:
       gst_rnn_filter_drain (self);
       gst_rnn_filter_reset_stream (self);
+      g_clear_pointer (&self->refused, g_free);
       break;
     case GST_EVENT_EOS:
       gst_rnn_filter_drain (self);
@@ -1885,6 +1910,7 @@ gst_rnn_filter_finalize (GObject *object)
   g_free (self->x);
   g_free (self->y);
   g_free (self->bad_run);
+  g_free (self->refused);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }

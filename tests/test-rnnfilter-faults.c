@@ -740,9 +740,11 @@ test_caps_rate (void)
   gst_harness_set_src_caps_str (r->h, caps);
   g_assert_cmpint (rig_push_bytes (r, b, 40 * sizeof (float), 0, TRUE), ==,
       GST_FLOW_NOT_NEGOTIATED);
-  /* (once per attempt to deliver the sticky caps: one or more) */
-  g_assert_cmpuint (count_messages (r->bus, GST_MESSAGE_ERROR, "48000 Hz"),
-      >=, 1);
+  /* the pad offers the refused caps again with the next buffer: still one
+   * negotiation, one error */
+  g_assert_cmpint (rig_push_bytes (r, b, 40 * sizeof (float), 0, TRUE), ==,
+      GST_FLOW_NOT_NEGOTIATED);
+  g_assert_cmpuint (count_messages (r->bus, GST_MESSAGE_ERROR, NULL), ==, 1);
   rig_free (r);
 
   g_free (softclip);

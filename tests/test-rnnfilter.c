@@ -1633,6 +1633,7 @@ check_refused (const char *model, guint rate, guint channels,
   float x[64] = { 0 };
   GstMessage *m;
   gchar *text;
+  guint errors = 1;
 
   va_start (args, first_prop);
   r->e = make_filter (model, first_prop, args);
@@ -1651,6 +1652,10 @@ check_refused (const char *model, guint rate, guint channels,
   gst_harness_push_event (r->h, gst_event_new_segment (&segment));
   g_assert_cmpint (rig_push (r, x, 64 / channels), ==,
       GST_FLOW_NOT_NEGOTIATED);
+  /* the pad offers the refused caps again with every buffer: still one
+   * negotiation, one error */
+  g_assert_cmpint (rig_push (r, x, 64 / channels), ==,
+      GST_FLOW_NOT_NEGOTIATED);
   m = gst_bus_pop_filtered (r->bus, GST_MESSAGE_ERROR);
   g_assert_nonnull (m);
   text = message_text (m);
@@ -1659,6 +1664,15 @@ check_refused (const char *model, guint rate, guint channels,
     g_error ("error \"%s\" does not say \"%s\"", text, needle);
   g_free (text);
   gst_message_unref (m);
+  /* exactly one error for the one refused negotiation */
+  while ((m = gst_bus_pop_filtered (r->bus, GST_MESSAGE_ERROR))) {
+    text = message_text (m);
+    g_test_message ("another error: %s", text);
+    g_free (text);
+    gst_message_unref (m);
+    errors++;
+  }
+  g_assert_cmpuint (errors, ==, 1);
   rig_free (r);
   g_free (caps);
 }
