@@ -1719,16 +1719,16 @@ lane_append_nan (Lane *l, gsize n)
 /* Places @buf on its lane.  Returns FALSE when the lanes had to be reset
  * (a gap too long to bridge). */
 static gboolean
-lane_push (GstRnnTrain *self, Lane *l, GstBuffer *buf)
+lane_push (GstRnnTrain *self, Lane *l, GstAggregatorPad *pad, GstBuffer *buf)
 {
   GstSegment seg;
   GstMapInfo map;
   const gsize bpf = (gsize) l->channels * sizeof (float);
   gboolean reset = FALSE;
 
-  GST_OBJECT_LOCK (l->pad);
-  seg = l->pad->segment;
-  GST_OBJECT_UNLOCK (l->pad);
+  GST_OBJECT_LOCK (pad);
+  seg = pad->segment;
+  GST_OBJECT_UNLOCK (pad);
 
   if (seg.format == GST_FORMAT_TIME) {
     buf = gst_audio_buffer_clip (buf, &seg, l->rate, (gint) bpf);
@@ -1768,11 +1768,11 @@ lane_push (GstRnnTrain *self, Lane *l, GstBuffer *buf)
       frame = expect;
     } else if (frame - expect <= (guint64) l->rate) {
       GST_DEBUG_OBJECT (self, "%s: bridging a gap of %" G_GUINT64_FORMAT
-          " frames", GST_PAD_NAME (l->pad), frame - expect);
+          " frames", GST_PAD_NAME (pad), frame - expect);
       lane_append_nan (l, frame - expect);
     } else {
       GST_WARNING_OBJECT (self, "%s: gap of %" G_GUINT64_FORMAT " frames, "
-          "restarting the pairing", GST_PAD_NAME (l->pad), frame - expect);
+          "restarting the pairing", GST_PAD_NAME (pad), frame - expect);
       reset = TRUE;
     }
   }
@@ -1941,8 +1941,10 @@ gst_rnn_train_aggregate (GstAggregator *agg, gboolean timeout)
           && l->first + l->len > o->first + o->len)
         continue;
       GstBuffer *buf;
+      if (!pads[i])
+        continue;               /* the target pad was released */
       while ((buf = gst_aggregator_pad_pop_buffer (pads[i]))) {
-        lane_push (self, &self->lanes[i], buf);
+        lane_push (self, &self->lanes[i], pads[i], buf);
         if (n_lanes == 2)
           break;
       }
@@ -1988,7 +1990,9 @@ gst_rnn_train_aggregate (GstAggregator *agg, gboolean timeout)
    * on the other lane still pairs them with what the other pad brings. */
   {
     const gboolean sink_done = pads[LANE_SINK] && pad_done (pads[LANE_SINK]);
-    const gboolean tgt_done = pads[LANE_TARGET] && pad_done (pads[LANE_TARGET]);
+    /* a target pad released mid-stream brings nothing more */
+    const gboolean tgt_done = pads[LANE_TARGET] ? pad_done (pads[LANE_TARGET])
+        : self->configured && self->has_target;
     const Lane *ls = &self->lanes[LANE_SINK], *lt = &self->lanes[LANE_TARGET];
     gboolean end;
 
@@ -2194,6 +2198,8 @@ gst_rnn_train_create_new_pad (GstAggregator *agg, GstPadTemplate *templ,
       "direction", GST_PAD_SINK, "template", templ, NULL);
   GST_OBJECT_LOCK (self);
   self->lanes[LANE_TARGET].pad = pad;
+  /* not configured yet (checked above): no data in the lane, no caps */
+  self->lanes[LANE_TARGET].rate = self->lanes[LANE_TARGET].channels = 0;
   GST_OBJECT_UNLOCK (self);
   return pad;
 }
@@ -2203,11 +2209,12 @@ gst_rnn_train_release_pad (GstElement *element, GstPad *pad)
 {
   GstRnnTrain *self = GST_RNN_TRAIN (element);
 
+  /* Only the pad goes: the lane's rate and channels describe the data it
+   * holds, which the aggregate thread may be working on (they were zeroed
+   * here once, racing with it); request_new_pad starts a new lane. */
   GST_OBJECT_LOCK (self);
-  if (self->lanes[LANE_TARGET].pad == GST_AGGREGATOR_PAD (pad)) {
+  if (self->lanes[LANE_TARGET].pad == GST_AGGREGATOR_PAD (pad))
     self->lanes[LANE_TARGET].pad = NULL;
-    self->lanes[LANE_TARGET].rate = self->lanes[LANE_TARGET].channels = 0;
-  }
   GST_OBJECT_UNLOCK (self);
   GST_ELEMENT_CLASS (parent_class)->release_pad (element, pad);
 }

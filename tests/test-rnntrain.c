@@ -8,6 +8,7 @@
  * here the training runs are small and only check plumbing.
  */
 #include "test-common.h"
+#include "tsan-glib.h"
 #include "rnn-train.h"
 #include "rnn-dataset.h"
 #include "../plugins/gstrnnelements.h"
@@ -1353,6 +1354,45 @@ test_online_reload (void)
   g_free (path);
 }
 
+/* The target pad released mid-stream, while the aggregate thread works
+ * (it zeroed the lane's channel count under that thread once: a data race
+ * under TSan, and a NULL pad popped afterwards): the pairs made so far
+ * still train, and the sink's EOS ends the run with a model written. */
+static void
+test_release_target (void)
+{
+  const gsize N = 4000, block = 200;
+  float *x = signal_new (N, 16), *t = lowpass_new (x, N);
+  gchar *out = tmp_path ("released.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "hidden-size", 4, "epochs", 1, "seq-length", 20, NULL);
+
+  for (gsize i = 0; i < N / 2; i += block) {
+    gst_harness_push (r->ht, make_buffer (t + i, block, 1, i));
+    gst_harness_push (r->hs, make_buffer (x + i, block, 1, i));
+  }
+  gst_harness_teardown (r->ht);         /* releases the target pad */
+  r->ht = NULL;
+  g_assert_null (gst_element_get_static_pad (r->e, "target"));
+  for (gsize i = N / 2; i < N; i += block)
+    gst_harness_push (r->hs, make_buffer (x + i, block, 1, i));
+  gst_harness_push_event (r->hs, gst_event_new_eos ());
+
+  GstStructure *done = wait_done (r->bus, NULL);
+  g_assert_nonnull (done);
+  RnnModel *m = load_model (out);
+  g_assert_true (model_finite (m));
+  /* it trained on pairs: at most the frames both pads brought */
+  g_assert_cmpuint (meta_u64 (m, "train_steps"), >, 0);
+  g_assert_cmpuint (meta_u64 (m, "train_steps"), <=, N / 2);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (x);
+  g_free (t);
+  g_free (out);
+}
+
 /* ---- whole pipelines ------------------------------------------------------------------- */
 
 /* Both pads fed by one tee, the sink branch's queue small and the target
@@ -1559,6 +1599,8 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/round-trip/rnnfilter-bidirectional",
       test_round_trip_bidirectional);
   g_test_add_func ("/rnntrain/online/reload-on-change", test_online_reload);
+  g_test_add_func ("/rnntrain/pads/release-target-mid-stream",
+      test_release_target);
   g_test_add_func ("/rnntrain/pipeline/tee-target", test_pipeline_tee_target);
   g_test_add_func ("/rnntrain/pipeline/tee-unequal-branches",
       test_pipeline_tee_unequal_branches);
