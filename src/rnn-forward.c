@@ -14,11 +14,21 @@ struct _RnnForward {
   float *buf;           /* one allocation, carved below */
   gsize capacity;       /* floats */
   float *xn;            /* [T*B][n_in] normalised input */
-  float *xp;            /* [T*B][G*H] input projection of one layer/direction */
+  float *xp;            /* [piece*B][G*H] input projection of a piece of steps */
   float *seq[2];        /* [T*B][D*H] layer outputs, ping-pong */
-  float *hp;            /* [B][G*H] recurrent projection of one step */
   float *zero;          /* [2][B][H] zero state (h, c) for windows */
+  float *pre;           /* [G][ceil(H/8)*8] gate pre-activations of one step */
 };
+
+/* Steps whose input projection is computed at once: enough rows for the
+ * projection kernel's 4-row blocks, few enough that the projection (and
+ * the recurrent weights beside it) stay in the first-level cache; projecting
+ * a whole 480-step buffer at H=128 wrote 1 MB and evicted W_hh from L2. */
+static gsize
+piece_steps (gsize B, gsize GH)
+{
+  return MAX (4, 8192 / MAX (1, B * GH));
+}
 
 RnnForward *
 rnn_forward_new (void)
@@ -31,7 +41,7 @@ rnn_forward_free (RnnForward *fw)
 {
   if (!fw)
     return;
-  g_free (fw->buf);
+  g_aligned_free (fw->buf);
   g_free (fw);
 }
 
@@ -46,16 +56,16 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   /* round every part up to 16 floats to keep them 64-byte aligned */
 #define R16(n) (((n) + 15) & ~(gsize) 15)
   const gsize n_xn = c->has_input_norm ? R16 (TB * c->input_size) : 0;
-  const gsize n_xp = R16 (TB * G * H);
+  const gsize n_xp = R16 (MIN (T, piece_steps (B, G * H)) * B * G * H);
   const gsize n_seq = R16 (TB * D * H);
-  const gsize n_hp = R16 ((gsize) B * G * H);
   const gsize n_zero = R16 (2 * (gsize) B * H);
+  const gsize n_pre = R16 (G * ((H + 7) & ~(gsize) 7));
 #undef R16
-  const gsize need = n_xn + n_xp + 2 * n_seq + n_hp + n_zero;
+  const gsize need = n_xn + n_xp + 2 * n_seq + n_zero + n_pre;
 
   if (need > fw->capacity) {
-    g_free (fw->buf);
-    fw->buf = g_malloc_n (need, sizeof (float));
+    g_aligned_free (fw->buf);
+    fw->buf = g_aligned_alloc (need, sizeof (float), 64);
     fw->capacity = need;
   }
   float *p = fw->buf;
@@ -67,9 +77,9 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   p += n_seq;
   fw->seq[1] = p;
   p += n_seq;
-  fw->hp = p;
-  p += n_hp;
   fw->zero = p;
+  p += n_zero;
+  fw->pre = p;
 }
 
 static inline float
@@ -173,6 +183,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const gboolean lstm = c->cell == RNN_CELL_LSTM;
 
   const float *in = normalise_input (m, x, TB, fw->xn);
+  const gsize piece = MIN (T, piece_steps (B, GH)), DH = D * H;
+  gsize n_in = c->input_size;
   for (guint k = 0; k < c->num_layers; k++) {
     /* the last layer without a head writes straight into y */
     float *out = (k + 1 == c->num_layers && !c->has_head) ? y : fw->seq[k & 1];
@@ -188,15 +200,28 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
         memset (fw->zero, 0, 2 * B * H * sizeof (float));
       }
       const RnnPackedLayer *pk = &m->packed[k * D + d];
-      kern->project_rows (fw->xp, in, &pk->w_ih, lp->b_ih, TB);
-      for (gsize s = 0; s < T; s++) {
-        const gsize t = d ? T - 1 - s : s;
-        kern->project_rows (fw->hp, h, &pk->w_hh, lp->b_hh, B);
-        kern->cell_step (c->cell, fw->xp + t * B * GH, fw->hp, h, cs,
-            out + t * B * D * H + d * H, D * H, B, H);
+      /* pieces of steps in the direction of time: project their input, then
+       * run the recurrence over them; each step reads the previous h from
+       * the output row written before it */
+      const float *h0 = h;
+      gsize h0_stride = H;
+      for (gsize done = 0; done < T; done += piece) {
+        const gsize len = MIN (piece, T - done);
+        const gsize t0 = d ? T - done - len : done;
+        float *o = out + t0 * B * DH + d * H;
+        kern->project_rows (fw->xp, in + t0 * B * n_in, &pk->w_ih, lp->b_ih,
+            len * B);
+        kern->recur (c->cell, &pk->w_hh_blocked, lp->b_hh, fw->xp, len, B, H,
+            d != 0, h0, h0_stride, cs, o, B * DH, DH, fw->pre);
+        h0 = d ? o : o + (len - 1) * B * DH;
+        h0_stride = DH;
       }
+      if (state)
+        for (gsize b = 0; b < B; b++)
+          memcpy (h + b * H, h0 + b * DH, H * sizeof (float));
     }
     in = out;
+    n_in = DH;
   }
   if (c->has_head) {
     const gsize O = c->output_size;

@@ -4,10 +4,14 @@
 #define KERNEL_SUFFIX avx2
 #define VFMA(a, b, c) \
   ((v8sf) _mm256_fmadd_ps ((__m256) (a), (__m256) (b), (__m256) (c)))
+#define VMIN(a, b) ((v8sf) _mm256_min_ps ((__m256) (a), (__m256) (b)))
+#define VMAX(a, b) ((v8sf) _mm256_max_ps ((__m256) (a), (__m256) (b)))
+#define VFLOOR(a) ((v8sf) _mm256_floor_ps ((__m256) (a)))
 #include "rnn-kernels-impl.c"
 
 static const RnnKernels kernels = {
-  "avx2-fma", project_rows_avx2, cell_step_avx2,
+  "avx2-fma", project_rows_avx2,
+  recur_avx2,
   sigmoid_array_avx2, tanh_array_avx2,
 };
 

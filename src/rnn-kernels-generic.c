@@ -5,7 +5,8 @@
 #include "rnn-kernels-impl.c"
 
 static const RnnKernels kernels = {
-  "generic", project_rows_generic, cell_step_generic,
+  "generic", project_rows_generic,
+  recur_generic,
   sigmoid_array_generic, tanh_array_generic,
 };
 

@@ -31,29 +31,53 @@ KFN (splat) (float v)
 
 #define S(v) KFN (splat) (v)
 
+/* min and max with the semantics of x86's minps/maxps: the second operand
+ * when either is NaN.  The including file may define VMIN/VMAX/VFLOOR as
+ * single instructions. */
 static inline v8sf
 KFN (vmin) (v8sf a, v8sf b)
 {
+#ifdef VMIN
+  return VMIN (a, b);
+#else
   const v8si lt = (v8si) (a < b);
   return (v8sf) (((v8si) a & lt) | ((v8si) b & ~lt));
+#endif
 }
 
 static inline v8sf
 KFN (vmax) (v8sf a, v8sf b)
 {
+#ifdef VMAX
+  return VMAX (a, b);
+#else
   const v8si gt = (v8si) (a > b);
   return (v8sf) (((v8si) a & gt) | ((v8si) b & ~gt));
+#endif
 }
 
+/* floor, for |x| < 2^31 */
 static inline v8sf
-KFN (vexp) (v8sf x)
+KFN (vfloor) (v8sf x)
+{
+#ifdef VFLOOR
+  return VFLOOR (x);
+#else
+  v8sf t = __builtin_convertvector (__builtin_convertvector (x, v8si), v8sf);
+  return t - (v8sf) ((v8si) (t > x) & (v8si) KFN (splat) (1.0f));
+#endif
+}
+
+/* e^x - 1 split as 2^n (1 + q) - 1: returns q = e^r - 1 (r = x - n ln 2,
+ * |r| <= ln 2 / 2) and s = 2^n.  Cephes' single-precision exp: range
+ * reduction by ln 2 in two parts and a degree-5 polynomial, within a few
+ * ulp of libm; q keeps its relative precision near 0. */
+static inline __attribute__ ((always_inline)) void
+KFN (vexp_parts) (v8sf x, v8sf *q, v8sf *s)
 {
   x = KFN (vmin) (KFN (vmax) (x, S (-88.3762626647949f)), S (88.3762626647949f));
   /* n = floor (x / ln 2 + 0.5) */
-  v8sf fx = VFMA (x, S (1.44269504088896341f), S (0.5f));
-  v8sf fl = __builtin_convertvector (__builtin_convertvector (fx, v8si), v8sf);
-  fl -= (v8sf) ((v8si) (fl > fx) & (v8si) S (1.0f));
-  /* r = x - n ln 2, in two parts for precision */
+  const v8sf fl = KFN (vfloor) (VFMA (x, S (1.44269504088896341f), S (0.5f)));
   v8sf r = VFMA (fl, S (-0.693359375f), x);
   r = VFMA (fl, S (2.12194440e-4f), r);
   v8sf p = S (1.9875691500e-4f);
@@ -62,34 +86,67 @@ KFN (vexp) (v8sf x)
   p = VFMA (p, r, S (4.1665795894e-2f));
   p = VFMA (p, r, S (1.6666665459e-1f));
   p = VFMA (p, r, S (5.0000001201e-1f));
-  p = VFMA (p, r * r, r + S (1.0f));
-  /* times 2^n, built in the exponent field */
-  v8si e = (__builtin_convertvector (fl, v8si) + 127) << 23;
-  return p * (v8sf) e;
+  *q = VFMA (p, r * r, r);
+  /* 2^n, built in the exponent field */
+  *s = (v8sf) ((__builtin_convertvector (fl, v8si) + 127) << 23);
 }
 
 static inline v8sf
-KFN (vsigmoid) (v8sf x)
+KFN (vexp) (v8sf x)
+{
+  v8sf q, s;
+  KFN (vexp_parts) (x, &q, &s);
+  return VFMA (q, s, s);
+}
+
+static inline v8sf
+KFN (vsigmoid_exp) (v8sf x)
 {
   return S (1.0f) / (S (1.0f) + KFN (vexp) (-x));
 }
 
-/* tanh: an odd polynomial below |x| = 0.625, where 1 - 2 / (e^2x + 1)
- * would lose the relative precision that tanh RNNs carry over many steps,
- * and that formula above (one exponential, one division). */
+/* tanh x = (e^2x - 1) / (e^2x + 1), with e^2x - 1 computed as above so
+ * that small |x|, where tanh RNNs carry relative precision over many steps,
+ * keeps it; one exponential and one division, no branch. */
 static inline v8sf
-KFN (vtanh) (v8sf x)
+KFN (vtanh_exp) (v8sf x)
 {
-  const v8sf big = S (1.0f) - S (2.0f) / (KFN (vexp) (x + x) + S (1.0f));
-  const v8sf z = x * x;
-  v8sf p = S (-5.70498872745e-3f);
-  p = VFMA (p, z, S (2.06390887954e-2f));
-  p = VFMA (p, z, S (-5.37397155531e-2f));
-  p = VFMA (p, z, S (1.33314422036e-1f));
-  p = VFMA (p, z, S (-3.33332819422e-1f));
-  const v8sf small = VFMA (p * z, x, x);
-  const v8si is_small = (v8si) (z < S (0.625f * 0.625f));
-  return (v8sf) (((v8si) small & is_small) | ((v8si) big & ~is_small));
+  v8sf q, s;
+  KFN (vexp_parts) (x + x, &q, &s);
+  /* 2^n (1 + q) - 1, exact in the last step: 2^n - 1 is exact for the
+   * n that occur (|n| <= 128, and 2^n - 1 rounds to -1 below 2^-25) */
+  const v8sf em1 = VFMA (q, s, s - S (1.0f));
+  return em1 / (em1 + S (2.0f));
+}
+
+/* tanh x ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh rounds to +-1 in
+ * float), P and Q of degree 4 with positive coefficients (so both evaluate
+ * to within an ulp or two), fitted here for this kernel (minimax of the
+ * absolute error, tools in the commit message).  Against tanh in double:
+ * at most 3.1e-7 (5 ulp, near |x| = 8.8), mean 0.8 ulp; relative precision
+ * near 0 is kept (tanh RNNs carry it over many steps).  Cheaper and shorter
+ * in latency than an exponential and a division: the activation chain is
+ * what bounds one stream's step.  Estrin's scheme halves the chain of the
+ * polynomials. */
+static inline v8sf
+KFN (vtanh_fast) (v8sf x)
+{
+  x = KFN (vmin) (KFN (vmax) (x, S (-9.0f)), S (9.0f));
+  const v8sf z = x * x, z2 = z * z, z4 = z2 * z2;
+  const v8sf p = VFMA (z4, S (1.318402520e-08f),
+      VFMA (z2, VFMA (z, S (2.047166838e-05f), S (3.486571181e-03f)),
+          VFMA (z, S (1.337318838e-01f), S (9.999999063e-01f))));
+  const v8sf q = VFMA (z4, S (7.702576703e-07f),
+      VFMA (z2, VFMA (z, S (3.271368481e-04f), S (2.584193751e-02f)),
+          VFMA (z, S (4.670648522e-01f), S (1.0f))));
+  return (x * p) / q;
+}
+
+/* sigmoid x = (1 + tanh (x/2)) / 2 */
+static inline v8sf
+KFN (vsigmoid_fast) (v8sf x)
+{
+  return VFMA (KFN (vtanh_fast) (x * S (0.5f)), S (0.5f), S (0.5f));
 }
 
 #undef S
@@ -211,59 +268,161 @@ KFN (project_rows) (float *C, const float *A, const RnnPackedMatrix *W,
   }
 }
 
-void KFN (cell_step) (RnnCell cell, const float *restrict xp,
-    const float *restrict hp, float *restrict h, float *restrict c,
-    float *restrict out, gsize out_stride, gsize B, gsize H);
-
-void
-KFN (cell_step) (RnnCell cell, const float *restrict xp,
-    const float *restrict hp, float *restrict h, float *restrict c,
-    float *restrict out, gsize out_stride, gsize B, gsize H)
+/* One stream at one step, in two phases.
+ *
+ * Phase 1, per block of 8 hidden units j..j+7: the recurrent product of the
+ * G gates of these units (panel: K rows of G x 8 weights, gate-stacked),
+ * with the sum over k in two chains (even and odd k, added at the end) to
+ * halve the dependency chain; plus b_hh.  Every stream, chunk and batch
+ * size takes this same order.  Results go to @pre [block][G][8].
+ * Phase 2, per block: the gate nonlinearities and the state update.
+ * Keeping the phases apart lets the processor overlap the (long, serial)
+ * activation chains of one block with the next block's instead of waiting
+ * for each block's products. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_products) (const int G, const float *restrict P, gsize K,
+    const float *restrict hin, const float *restrict bhh, gsize H,
+    float *restrict pre, const gsize n)
 {
-  const gsize GH = rnn_cell_gates (cell) * H;
-#define LD(p) KFN (load) ((p) + j, n)
-#define ST(p, v) KFN (store) ((p) + j, (v), n)
-  for (gsize b = 0; b < B; b++) {
-    const float *x = xp + b * GH, *r = hp + b * GH;
-    float *hb = h + b * H, *ob = out + b * out_stride;
-    for (gsize j = 0; j < H; j += 8) {
-      const gsize n = MIN (8, H - j);
-      v8sf hn;
-      switch (cell) {
-        case RNN_CELL_RNN_TANH:
-          hn = KFN (vtanh) (LD (x) + LD (r));
-          break;
-        case RNN_CELL_RNN_RELU:
-          hn = KFN (vmax) (LD (x) + LD (r), (v8sf) { 0 });
-          break;
-        case RNN_CELL_LSTM:{
-          /* gate rows i, f, g, o */
-          float *cb = c + b * H;
-          const v8sf i = KFN (vsigmoid) (LD (x) + LD (r));
-          const v8sf f = KFN (vsigmoid) (LD (x + H) + LD (r + H));
-          const v8sf g = KFN (vtanh) (LD (x + 2 * H) + LD (r + 2 * H));
-          const v8sf o = KFN (vsigmoid) (LD (x + 3 * H) + LD (r + 3 * H));
-          const v8sf cn = f * LD (cb) + i * g;
-          ST (cb, cn);
-          hn = o * KFN (vtanh) (cn);
-          break;
-        }
-        case RNN_CELL_GRU:
-        default:{
-          /* gate rows r, z, n; b_hn stays inside r * (W_hn h + b_hn) */
-          const v8sf rg = KFN (vsigmoid) (LD (x) + LD (r));
-          const v8sf z = KFN (vsigmoid) (LD (x + H) + LD (r + H));
-          const v8sf ng = KFN (vtanh) (LD (x + 2 * H) + rg * LD (r + 2 * H));
-          hn = ((v8sf) { 1, 1, 1, 1, 1, 1, 1, 1 } - z) * ng + z * LD (hb);
-          break;
-        }
-      }
-      ST (hb, hn);
-      ST (ob, hn);
+  v8sf a0[4], a1[4];
+  for (int g = 0; g < G; g++)
+    a0[g] = a1[g] = (v8sf) { 0 };
+  gsize k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const float *p = P + k * (gsize) G * 8;
+    const v8sf h0 = KFN (splat) (hin[k]), h1 = KFN (splat) (hin[k + 1]);
+    for (int g = 0; g < G; g++) {
+      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), h0, a0[g]);
+      a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), h1, a1[g]);
     }
   }
-#undef LD
-#undef ST
+  if (k < K) {
+    const float *p = P + k * (gsize) G * 8;
+    const v8sf h0 = KFN (splat) (hin[k]);
+    for (int g = 0; g < G; g++)
+      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), h0, a0[g]);
+  }
+  for (int g = 0; g < G; g++)
+    *(v8sf *) (pre + 8 * g) = (a0[g] + a1[g]) + KFN (load) (bhh + g * H, n);
+}
+
+static inline __attribute__ ((always_inline)) void
+KFN (recur_update) (const RnnCell cell, const float *restrict pre,
+    const float *restrict xp, gsize H, float *restrict c,
+    const float *restrict hold, float *restrict ho, const gsize n)
+{
+  /* pre-activation = x projection + (recurrent sum + b_hh) */
+#define RP(g) (*(const v8sf *) (pre + 8 * (g)))
+#define XP(g) KFN (load) (xp + (g) * H, n)
+  v8sf hn;
+  switch (cell) {
+    case RNN_CELL_RNN_TANH:
+      hn = KFN (vtanh_exp) (XP (0) + RP (0));
+      break;
+    case RNN_CELL_RNN_RELU:
+      hn = KFN (vmax) (XP (0) + RP (0), (v8sf) { 0 });
+      break;
+    case RNN_CELL_LSTM:{
+      const v8sf i = KFN (vsigmoid_fast) (XP (0) + RP (0));
+      const v8sf f = KFN (vsigmoid_fast) (XP (1) + RP (1));
+      const v8sf gg = KFN (vtanh_fast) (XP (2) + RP (2));
+      const v8sf o = KFN (vsigmoid_fast) (XP (3) + RP (3));
+      const v8sf cn = f * KFN (load) (c, n) + i * gg;
+      KFN (store) (c, cn, n);
+      hn = o * KFN (vtanh_fast) (cn);
+      break;
+    }
+    case RNN_CELL_GRU:
+    default:{
+      /* b_hn stays inside r * (W_hn h + b_hn) */
+      const v8sf r = KFN (vsigmoid_fast) (XP (0) + RP (0));
+      const v8sf z = KFN (vsigmoid_fast) (XP (1) + RP (1));
+      const v8sf ng = KFN (vtanh_fast) (XP (2) + r * RP (2));
+      hn = ((v8sf) { 1, 1, 1, 1, 1, 1, 1, 1 } - z) * ng + z * KFN (load) (hold, n);
+      break;
+    }
+  }
+#undef RP
+#undef XP
+  KFN (store) (ho, hn, n);
+}
+
+/* All blocks of one stream at one step; @pre: G * ceil(H/8) * 8 floats,
+ * 32-byte aligned. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_stream) (const RnnCell cell, const int G,
+    const RnnPackedMatrix *restrict W, const float *restrict bhh,
+    const float *restrict xp, gsize H, const float *restrict hin,
+    float *restrict c, float *restrict ho, float *restrict pre)
+{
+  const gsize K = W->K, panel = K * (gsize) G * 8, full = H / 8 * 8;
+  for (gsize j = 0; j < full; j += 8)
+    KFN (recur_products) (G, W->data + j / 8 * panel, K, hin, bhh + j, H,
+        pre + j * G, 8);
+  if (full < H)
+    KFN (recur_products) (G, W->data + full / 8 * panel, K, hin, bhh + full,
+        H, pre + full * G, H - full);
+  for (gsize j = 0; j < full; j += 8)
+    KFN (recur_update) (cell, pre + j * G, xp + j, H, c ? c + j : NULL,
+        hin + j, ho + j, 8);
+  if (full < H)
+    KFN (recur_update) (cell, pre + full * G, xp + full, H,
+        c ? c + full : NULL, hin + full, ho + full, H - full);
+}
+
+static inline __attribute__ ((always_inline)) void
+KFN (recur_cell) (const RnnCell cell, const RnnPackedMatrix *W,
+    const float *bhh, const float *xp, gsize T, gsize B, gsize H,
+    gboolean reverse, const float *h0, gsize h0_stride, float *c,
+    float *out, gsize row_stride, gsize stream_stride, float *pre)
+{
+  /* not rnn_cell_gates (): the count must be a constant here */
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  const gsize GH = (gsize) G * H;
+  gsize tprev = 0;
+  for (gsize s = 0; s < T; s++) {
+    const gsize t = reverse ? T - 1 - s : s;
+    for (gsize b = 0; b < B; b++) {
+      const float *hin = s == 0 ? h0 + b * h0_stride
+          : out + tprev * row_stride + b * stream_stride;
+      KFN (recur_stream) (cell, G, W, bhh, xp + (t * B + b) * GH, H, hin,
+          c ? c + b * H : NULL, out + t * row_stride + b * stream_stride, pre);
+    }
+    tprev = t;
+  }
+}
+
+void KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
+    const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
+    const float *h0, gsize h0_stride, float *c, float *out,
+    gsize row_stride, gsize stream_stride, float *pre);
+
+void
+KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
+    const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
+    const float *h0, gsize h0_stride, float *c, float *out,
+    gsize row_stride, gsize stream_stride, float *pre)
+{
+  /* one instance per cell, so that the gate count and the arithmetic are
+   * constants inside the loops */
+  switch (cell) {
+    case RNN_CELL_RNN_TANH:
+      KFN (recur_cell) (RNN_CELL_RNN_TANH, W, bhh, xp, T, B, H, reverse, h0,
+          h0_stride, c, out, row_stride, stream_stride, pre);
+      break;
+    case RNN_CELL_RNN_RELU:
+      KFN (recur_cell) (RNN_CELL_RNN_RELU, W, bhh, xp, T, B, H, reverse, h0,
+          h0_stride, c, out, row_stride, stream_stride, pre);
+      break;
+    case RNN_CELL_LSTM:
+      KFN (recur_cell) (RNN_CELL_LSTM, W, bhh, xp, T, B, H, reverse, h0,
+          h0_stride, c, out, row_stride, stream_stride, pre);
+      break;
+    case RNN_CELL_GRU:
+      KFN (recur_cell) (RNN_CELL_GRU, W, bhh, xp, T, B, H, reverse, h0,
+          h0_stride, c, out, row_stride, stream_stride, pre);
+      break;
+  }
 }
 
 void KFN (sigmoid_array) (float *v, gsize n);
@@ -274,7 +433,7 @@ KFN (sigmoid_array) (float *v, gsize n)
 {
   for (gsize j = 0; j < n; j += 8) {
     const gsize m = MIN (8, n - j);
-    KFN (store) (v + j, KFN (vsigmoid) (KFN (load) (v + j, m)), m);
+    KFN (store) (v + j, KFN (vsigmoid_exp) (KFN (load) (v + j, m)), m);
   }
 }
 
@@ -283,6 +442,6 @@ KFN (tanh_array) (float *v, gsize n)
 {
   for (gsize j = 0; j < n; j += 8) {
     const gsize m = MIN (8, n - j);
-    KFN (store) (v + j, KFN (vtanh) (KFN (load) (v + j, m)), m);
+    KFN (store) (v + j, KFN (vtanh_exp) (KFN (load) (v + j, m)), m);
   }
 }

@@ -11,14 +11,19 @@ typedef struct {
    * order (k ascending, then the bias) whatever M is. */
   void (*project_rows) (float *C, const float *A, const RnnPackedMatrix *W,
       const float *bias, gsize M);
-  /* One step of B streams: gate pre-activations from the input projection
-   * xp [B][G*H] (b_ih included) and the recurrent projection hp [B][G*H]
-   * (b_hh included); updates h, c [B][H] and writes h to out (stride
-   * out_stride between streams). */
-  void (*cell_step) (RnnCell cell, const float *restrict xp,
-      const float *restrict hp, float *restrict h, float *restrict c,
-      float *restrict out, gsize out_stride, gsize B, gsize H);
-  /* In place, n values: the same vectorised activations as cell_step (for
+  /* T steps of B streams of one layer and direction, fused: for each step
+   * and stream the recurrent product (W packed gate-blocked, see
+   * RnnPackedLayer.w_hh_blocked), the gate nonlinearities and the state
+   * update.  xp [T][B][G*H]: input projection (b_ih included); step t reads
+   * the previous step's h from out (h0 [B] with stride h0_stride for the
+   * first one), updates c [B][H] (LSTM) in place and writes h to
+   * out + t*row_stride + b*stream_stride.  reverse runs t = T-1 .. 0.
+   * pre: scratch of G * ceil(H/8) * 8 floats, 32-byte aligned. */
+  void (*recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
+      const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
+      const float *h0, gsize h0_stride, float *c, float *out,
+      gsize row_stride, gsize stream_stride, float *pre);
+  /* In place, n values: the exponential-based activations (for
    * the training path). */
   void (*sigmoid_array) (float *v, gsize n);
   void (*tanh_array) (float *v, gsize n);

@@ -286,6 +286,30 @@ pack_matrix (RnnPackedMatrix *pm, float *p, const float *W, gsize N, gsize K)
   }
 }
 
+static gsize
+blocked_size (gsize G, gsize H)
+{
+  return (H + 7) / 8 * H * G * 8;
+}
+
+/* Packs W_hh [G*H][H] gate-blocked into @p (see RnnPackedLayer). */
+static void
+pack_blocked (RnnPackedMatrix *pm, float *p, const float *W, gsize G, gsize H)
+{
+  pm->data = p;
+  pm->N = G * H;
+  pm->K = H;
+  pm->width = G * 8;
+  pm->n_panels = (H + 7) / 8;
+  memset (p, 0, blocked_size (G, H) * sizeof (float));
+  for (gsize g = 0; g < G; g++)
+    for (gsize j = 0; j < H; j++) {
+      float *panel = p + j / 8 * H * G * 8;
+      for (gsize k = 0; k < H; k++)
+        panel[k * G * 8 + g * 8 + j % 8] = W[(g * H + j) * H + k];
+    }
+}
+
 void
 rnn_model_seal (RnnModel *model)
 {
@@ -298,7 +322,8 @@ rnn_model_seal (RnnModel *model)
   if (!model->packed) {
     gsize total = 0;
     for (gsize l = 0; l < LD; l++)
-      total += packed_size (GH, model->layers[l].in_size) + packed_size (GH, H);
+      total += packed_size (GH, model->layers[l].in_size) + packed_size (GH, H)
+          + blocked_size (G, H);
     if (c->has_head)
       total += packed_size (c->output_size, D * H);
     model->packed = g_new0 (RnnPackedLayer, LD);
@@ -311,6 +336,8 @@ rnn_model_seal (RnnModel *model)
     p += packed_size (GH, lp->in_size);
     pack_matrix (&model->packed[l].w_hh, p, lp->w_hh, GH, H);
     p += packed_size (GH, H);
+    pack_blocked (&model->packed[l].w_hh_blocked, p, lp->w_hh, G, H);
+    p += blocked_size (G, H);
   }
   if (c->has_head)
     pack_matrix (&model->head_w_p, p, model->head_w, c->output_size, D * H);

@@ -18,6 +18,11 @@ typedef struct {
 typedef struct {
   RnnPackedMatrix w_ih;     /* from [G*H][I_k] */
   RnnPackedMatrix w_hh;     /* from [G*H][H] */
+  /* W_hh again, gate-blocked for the fused recurrent kernel: per block of 8
+   * hidden units j..j+7 (the last zero-padded), H rows k of G x 8 weights
+   * [gate g][unit] = W_hh[g*H + j + unit][k]; width = G*8, n_panels =
+   * ceil(H/8). */
+  RnnPackedMatrix w_hh_blocked;
 } RnnPackedLayer;
 
 struct _RnnModel {
