@@ -17,7 +17,7 @@ struct _RnnForward {
   float *xp;            /* [piece*B][G*H] input projection of a piece of steps */
   float *seq[2];        /* [T*B][D*H] layer outputs, ping-pong */
   float *zero;          /* [2][B][H] zero state (h, c) for windows */
-  float *pre;           /* [G][ceil(H/8)*8] gate pre-activations of one step */
+  float *pre;           /* [B][G][ceil(H/8)*8] gate pre-activations of one step */
 };
 
 /* Steps whose input projection is computed at once: enough rows for the
@@ -59,7 +59,7 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   const gsize n_xp = R16 (MIN (T, piece_steps (B, G * H)) * B * G * H);
   const gsize n_seq = R16 (TB * D * H);
   const gsize n_zero = R16 (2 * (gsize) B * H);
-  const gsize n_pre = R16 (G * ((H + 7) & ~(gsize) 7));
+  const gsize n_pre = R16 ((gsize) B * G * ((H + 7) & ~(gsize) 7));
 #undef R16
   const gsize need = n_xn + n_xp + 2 * n_seq + n_zero + n_pre;
 

@@ -347,13 +347,12 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
   KFN (store) (ho, hn, n);
 }
 
-/* All blocks of one stream at one step; @pre: G * ceil(H/8) * 8 floats,
- * 32-byte aligned. */
+/* Phase 1 of one stream at one step: all its blocks' products into @pre
+ * (G * ceil(H/8) * 8 floats, 32-byte aligned). */
 static inline __attribute__ ((always_inline)) void
-KFN (recur_stream) (const RnnCell cell, const int G,
-    const RnnPackedMatrix *restrict W, const float *restrict bhh,
-    const float *restrict xp, gsize H, const float *restrict hin,
-    float *restrict c, float *restrict ho, float *restrict pre)
+KFN (stream_products) (const int G, const RnnPackedMatrix *restrict W,
+    const float *restrict bhh, gsize H, const float *restrict hin,
+    float *restrict pre)
 {
   const gsize K = W->K, panel = K * (gsize) G * 8, full = H / 8 * 8;
   for (gsize j = 0; j < full; j += 8)
@@ -362,6 +361,15 @@ KFN (recur_stream) (const RnnCell cell, const int G,
   if (full < H)
     KFN (recur_products) (G, W->data + full / 8 * panel, K, hin, bhh + full,
         H, pre + full * G, H - full);
+}
+
+/* Phase 2 of one stream at one step: activations and state update. */
+static inline __attribute__ ((always_inline)) void
+KFN (stream_update) (const RnnCell cell, const int G, const float *restrict pre,
+    const float *restrict xp, gsize H, const float *restrict hin,
+    float *restrict c, float *restrict ho)
+{
+  const gsize full = H / 8 * 8;
   for (gsize j = 0; j < full; j += 8)
     KFN (recur_update) (cell, pre + j * G, xp + j, H, c ? c + j : NULL,
         hin + j, ho + j, 8);
@@ -370,6 +378,9 @@ KFN (recur_stream) (const RnnCell cell, const int G,
         c ? c + full : NULL, hin + full, ho + full, H - full);
 }
 
+/* Per step, the products of every stream, then the updates of every
+ * stream: several streams' independent chains then overlap (one stream
+ * alone is bound by the latency of its step). */
 static inline __attribute__ ((always_inline)) void
 KFN (recur_cell) (const RnnCell cell, const RnnPackedMatrix *W,
     const float *bhh, const float *xp, gsize T, gsize B, gsize H,
@@ -378,16 +389,19 @@ KFN (recur_cell) (const RnnCell cell, const RnnPackedMatrix *W,
 {
   /* not rnn_cell_gates (): the count must be a constant here */
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  const gsize GH = (gsize) G * H;
+  const gsize GH = (gsize) G * H, GHp = (gsize) G * ((H + 7) & ~(gsize) 7);
   gsize tprev = 0;
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
-    for (gsize b = 0; b < B; b++) {
-      const float *hin = s == 0 ? h0 + b * h0_stride
-          : out + tprev * row_stride + b * stream_stride;
-      KFN (recur_stream) (cell, G, W, bhh, xp + (t * B + b) * GH, H, hin,
-          c ? c + b * H : NULL, out + t * row_stride + b * stream_stride, pre);
-    }
+#define HIN(b) (s == 0 ? h0 + (b) * h0_stride \
+        : out + tprev * row_stride + (b) * stream_stride)
+    for (gsize b = 0; b < B; b++)
+      KFN (stream_products) (G, W, bhh, H, HIN (b), pre + b * GHp);
+    for (gsize b = 0; b < B; b++)
+      KFN (stream_update) (cell, G, pre + b * GHp, xp + (t * B + b) * GH, H,
+          HIN (b), c ? c + b * H : NULL,
+          out + t * row_stride + b * stream_stride);
+#undef HIN
     tprev = t;
   }
 }

@@ -18,7 +18,7 @@ typedef struct {
    * the previous step's h from out (h0 [B] with stride h0_stride for the
    * first one), updates c [B][H] (LSTM) in place and writes h to
    * out + t*row_stride + b*stream_stride.  reverse runs t = T-1 .. 0.
-   * pre: scratch of G * ceil(H/8) * 8 floats, 32-byte aligned. */
+   * pre: scratch of B * G * ceil(H/8) * 8 floats, 32-byte aligned. */
   void (*recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
       const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
       const float *h0, gsize h0_stride, float *c, float *out,
