@@ -89,6 +89,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_rnn_filter_debug);
 #define DEFAULT_RESET_ON_DISCONT  TRUE
 #define DEFAULT_WINDOW            0
 #define DEFAULT_CHANNEL_MODE      GST_RNN_FILTER_CHANNEL_MODE_AUTO
+#define DEFAULT_WEIGHT_PRECISION  GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32
 #define DEFAULT_MESSAGE_INTERVAL  0
 
 /* Unidirectional steps per rnn_forward() call: bounds the scratch memory for
@@ -109,6 +110,7 @@ enum
   PROP_WINDOW,
   PROP_CHANNEL_MODE,
   PROP_MESSAGE_INTERVAL,
+  PROP_WEIGHT_PRECISION,
 };
 
 enum
@@ -164,6 +166,7 @@ struct _GstRnnFilter
   guint window;
   GstRnnFilterChannelMode channel_mode;
   guint message_interval;
+  GstRnnFilterWeightPrecision weight_precision;
 
   /* shared with other threads, under the object lock.  Only the streaming
    * thread (and start/stop, which never run beside it) replaces @model
@@ -233,6 +236,47 @@ gst_rnn_filter_channel_mode_get_type (void)
     g_once_init_leave (&type, t);
   }
   return type;
+}
+
+GType
+gst_rnn_filter_weight_precision_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
+        "The model's float32 weights", "float32"},
+    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
+        "Recurrent weights rounded to float16 (opt-in; faster at large "
+          "hidden sizes, less exact)", "float16"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstRnnFilterWeightPrecision", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* rnn_model_load() and the weight-precision property: every model the
+ * element runs comes through here. */
+static RnnModel *
+load_model (GstRnnFilter * self, const gchar * path, GError ** error)
+{
+  RnnModel *model = rnn_model_load (path, error);
+  GstRnnFilterWeightPrecision precision;
+
+  if (!model)
+    return NULL;
+  GST_OBJECT_LOCK (self);
+  precision = self->weight_precision;
+  GST_OBJECT_UNLOCK (self);
+  if (precision == GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16
+      && !rnn_model_set_weight_precision (model, RNN_WEIGHTS_F16, error)) {
+    rnn_model_unref (model);
+    return NULL;
+  }
+  return model;
 }
 
 /* ---- model and stream geometry ----------------------------------------- */
@@ -512,7 +556,7 @@ gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
   if (model || !location)
     return model;
 
-  loaded = rnn_model_load (location, &err);
+  loaded = load_model (self, location, &err);
   if (!loaded) {
     GST_DEBUG_OBJECT (self, "no model for caps yet: %s", err->message);
     g_clear_error (&err);
@@ -1162,7 +1206,7 @@ gst_rnn_filter_load_func (gpointer data, gpointer user_data)
   guint window;
 
   GST_DEBUG_OBJECT (self, "loading %s", path);
-  model = rnn_model_load (path, &err);
+  model = load_model (self, path, &err);
   if (!model) {
     why = describe_load_error (path, err);
     GST_ELEMENT_WARNING (self, RESOURCE, OPEN_READ,
@@ -1380,7 +1424,7 @@ gst_rnn_filter_start (GstBaseTransform *trans)
         ("No model: the model-location property is not set"), (NULL));
     return FALSE;
   }
-  model = rnn_model_load (location, &err);
+  model = load_model (self, location, &err);
   if (!model) {
     gboolean exists = g_file_test (location, G_FILE_TEST_EXISTS);
 
@@ -1844,6 +1888,11 @@ gst_rnn_filter_set_property (GObject *object, guint prop_id,
       GST_OBJECT_UNLOCK (self);
       gst_base_transform_reconfigure_sink (GST_BASE_TRANSFORM (self));
       break;
+    case PROP_WEIGHT_PRECISION:
+      GST_OBJECT_LOCK (self);
+      self->weight_precision = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     case PROP_MESSAGE_INTERVAL:
       GST_OBJECT_LOCK (self);
       self->message_interval = g_value_get_uint (value);
@@ -1880,6 +1929,9 @@ gst_rnn_filter_get_property (GObject *object, guint prop_id, GValue *value,
       break;
     case PROP_MESSAGE_INTERVAL:
       g_value_set_uint (value, self->message_interval);
+      break;
+    case PROP_WEIGHT_PRECISION:
+      g_value_set_enum (value, self->weight_precision);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1980,6 +2032,17 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
           GST_TYPE_RNN_FILTER_CHANNEL_MODE, DEFAULT_CHANNEL_MODE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_WEIGHT_PRECISION,
+      g_param_spec_enum ("weight-precision", "Weight precision",
+          "float32 (default): the model's weights; float16 (opt-in): the "
+          "recurrent weights rounded to float16 for inference, half the bytes "
+          "read per step, which is faster at hidden sizes of 64 and more "
+          "(measured error vs float32 PyTorch on the test fixtures, T=1000: "
+          "LSTM 5e-5, GRU 1.1e-4, tanh RNN 7e-4).  Applies to models loaded "
+          "from then on (at start and on hot swaps)",
+          GST_TYPE_RNN_FILTER_WEIGHT_PRECISION, DEFAULT_WEIGHT_PRECISION,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
       g_param_spec_uint ("message-interval", "Message interval",
           "Post an element message \"rnnfilter-output\" every N steps "
@@ -2035,6 +2098,7 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
       GST_DEBUG_FUNCPTR (gst_rnn_filter_generate_output);
 
   gst_type_mark_as_plugin_api (GST_TYPE_RNN_FILTER_CHANNEL_MODE, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_RNN_FILTER_WEIGHT_PRECISION, 0);
 }
 
 static void
@@ -2045,6 +2109,7 @@ gst_rnn_filter_init (GstRnnFilter *self)
   self->reset_on_discont = DEFAULT_RESET_ON_DISCONT;
   self->window = DEFAULT_WINDOW;
   self->channel_mode = DEFAULT_CHANNEL_MODE;
+  self->weight_precision = DEFAULT_WEIGHT_PRECISION;
   self->message_interval = DEFAULT_MESSAGE_INTERVAL;
   self->base_pts = GST_CLOCK_TIME_NONE;
   self->need_base = TRUE;

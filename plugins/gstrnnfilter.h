@@ -27,6 +27,23 @@ typedef enum {
 #define GST_TYPE_RNN_FILTER_CHANNEL_MODE (gst_rnn_filter_channel_mode_get_type ())
 GType gst_rnn_filter_channel_mode_get_type (void);
 
+/**
+ * GstRnnFilterWeightPrecision:
+ * @GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32: the model's weights as they are
+ * @GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16: opt-in: the recurrent weights
+ *   rounded to float16, half the bytes streamed per step (faster at large
+ *   hidden sizes), everything else float32
+ *
+ * Precision of the recurrent weights used for inference.
+ */
+typedef enum {
+  GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
+  GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
+} GstRnnFilterWeightPrecision;
+
+#define GST_TYPE_RNN_FILTER_WEIGHT_PRECISION (gst_rnn_filter_weight_precision_get_type ())
+GType gst_rnn_filter_weight_precision_get_type (void);
+
 #define GST_TYPE_RNN_FILTER (gst_rnn_filter_get_type ())
 G_DECLARE_FINAL_TYPE (GstRnnFilter, gst_rnn_filter, GST, RNN_FILTER,
     GstBaseTransform)

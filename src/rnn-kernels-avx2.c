@@ -1,4 +1,5 @@
-/* The kernels compiled for AVX2 + FMA (x86-64 only; chosen at run time). */
+/* The kernels compiled for AVX2 + FMA + F16C (x86-64 only; chosen at run
+ * time). */
 #include <immintrin.h>
 
 #define KERNEL_SUFFIX avx2
@@ -7,6 +8,8 @@
 #define VMIN(a, b) ((v8sf) _mm256_min_ps ((__m256) (a), (__m256) (b)))
 #define VMAX(a, b) ((v8sf) _mm256_max_ps ((__m256) (a), (__m256) (b)))
 #define VFLOOR(a) ((v8sf) _mm256_floor_ps ((__m256) (a)))
+/* 8 float16 values to float32 (F16C) */
+#define VLOADH(p) ((v8sf) _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (p))))
 #include "rnn-kernels-impl.c"
 
 static const RnnKernels kernels = {
@@ -19,7 +22,8 @@ const RnnKernels *
 rnn_kernels_avx2 (void)
 {
   __builtin_cpu_init ();
-  if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
+  if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+      && __builtin_cpu_supports ("f16c"))
     return &kernels;
   return NULL;
 }

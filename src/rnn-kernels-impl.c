@@ -279,28 +279,38 @@ KFN (project_rows) (float *C, const float *A, const RnnPackedMatrix *W,
  * Keeping the phases apart lets the processor overlap the (long, serial)
  * activation chains of one block with the next block's instead of waiting
  * for each block's products. */
+/* 8 weights of a panel: float32, or float16 (RNN_WEIGHTS_F16) where the
+ * including file defines VLOADH (a single converting load); without it
+ * the float32 copy of the rounded values is read (the same numbers). */
+#ifdef VLOADH
+#define PANEL_LOAD(P, P16, i) \
+  ((P16) ? VLOADH ((P16) + (i)) : (v8sf) *(const v8sf_u *) ((P) + (i)))
+#else
+#define PANEL_LOAD(P, P16, i) ((v8sf) *(const v8sf_u *) ((P) + (i)))
+#endif
+
 static inline __attribute__ ((always_inline)) void
-KFN (recur_products) (const int G, const float *restrict P, gsize K,
-    const float *restrict hin, const float *restrict bhh, gsize H,
-    float *restrict pre, const gsize n)
+KFN (recur_products) (const int G, const float *restrict P,
+    const guint16 *restrict P16, gsize K, const float *restrict hin,
+    const float *restrict bhh, gsize H, float *restrict pre, const gsize n)
 {
   v8sf a0[4], a1[4];
   for (int g = 0; g < G; g++)
     a0[g] = a1[g] = (v8sf) { 0 };
   gsize k = 0;
   for (; k + 2 <= K; k += 2) {
-    const float *p = P + k * (gsize) G * 8;
+    const gsize i = k * (gsize) G * 8;
     const v8sf h0 = KFN (splat) (hin[k]), h1 = KFN (splat) (hin[k + 1]);
     for (int g = 0; g < G; g++) {
-      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), h0, a0[g]);
-      a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), h1, a1[g]);
+      a0[g] = VFMA (PANEL_LOAD (P, P16, i + 8 * g), h0, a0[g]);
+      a1[g] = VFMA (PANEL_LOAD (P, P16, i + G * 8 + 8 * g), h1, a1[g]);
     }
   }
   if (k < K) {
-    const float *p = P + k * (gsize) G * 8;
+    const gsize i = k * (gsize) G * 8;
     const v8sf h0 = KFN (splat) (hin[k]);
     for (int g = 0; g < G; g++)
-      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), h0, a0[g]);
+      a0[g] = VFMA (PANEL_LOAD (P, P16, i + 8 * g), h0, a0[g]);
   }
   for (int g = 0; g < G; g++)
     *(v8sf *) (pre + 8 * g) = (a0[g] + a1[g]) + KFN (load) (bhh + g * H, n);
@@ -350,16 +360,18 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
 /* Phase 1 of one stream at one step: all its blocks' products into @pre
  * (G * ceil(H/8) * 8 floats, 32-byte aligned). */
 static inline __attribute__ ((always_inline)) void
-KFN (stream_products) (const int G, const RnnPackedMatrix *restrict W,
-    const float *restrict bhh, gsize H, const float *restrict hin,
-    float *restrict pre)
+KFN (stream_products) (const int G, const int half,
+    const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,
+    const float *restrict hin, float *restrict pre)
 {
   const gsize K = W->K, panel = K * (gsize) G * 8, full = H / 8 * 8;
   for (gsize j = 0; j < full; j += 8)
-    KFN (recur_products) (G, W->data + j / 8 * panel, K, hin, bhh + j, H,
+    KFN (recur_products) (G, W->data + j / 8 * panel,
+        half ? W->half + j / 8 * panel : NULL, K, hin, bhh + j, H,
         pre + j * G, 8);
   if (full < H)
-    KFN (recur_products) (G, W->data + full / 8 * panel, K, hin, bhh + full,
+    KFN (recur_products) (G, W->data + full / 8 * panel,
+        half ? W->half + full / 8 * panel : NULL, K, hin, bhh + full,
         H, pre + full * G, H - full);
 }
 
@@ -382,8 +394,8 @@ KFN (stream_update) (const RnnCell cell, const int G, const float *restrict pre,
  * stream: several streams' independent chains then overlap (one stream
  * alone is bound by the latency of its step). */
 static inline __attribute__ ((always_inline)) void
-KFN (recur_cell) (const RnnCell cell, const RnnPackedMatrix *W,
-    const float *bhh, const float *xp, gsize T, gsize B, gsize H,
+KFN (recur_cell) (const RnnCell cell, const int half,
+    const RnnPackedMatrix *W, const float *bhh, const float *xp, gsize T, gsize B, gsize H,
     gboolean reverse, const float *h0, gsize h0_stride, float *c,
     float *out, gsize row_stride, gsize stream_stride, float *pre)
 {
@@ -396,7 +408,7 @@ KFN (recur_cell) (const RnnCell cell, const RnnPackedMatrix *W,
 #define HIN(b) (s == 0 ? h0 + (b) * h0_stride \
         : out + tprev * row_stride + (b) * stream_stride)
     for (gsize b = 0; b < B; b++)
-      KFN (stream_products) (G, W, bhh, H, HIN (b), pre + b * GHp);
+      KFN (stream_products) (G, half, W, bhh, H, HIN (b), pre + b * GHp);
     for (gsize b = 0; b < B; b++)
       KFN (stream_update) (cell, G, pre + b * GHp, xp + (t * B + b) * GH, H,
           HIN (b), c ? c + b * H : NULL,
@@ -417,26 +429,29 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
     const float *h0, gsize h0_stride, float *c, float *out,
     gsize row_stride, gsize stream_stride, float *pre)
 {
-  /* one instance per cell, so that the gate count and the arithmetic are
-   * constants inside the loops */
-  switch (cell) {
-    case RNN_CELL_RNN_TANH:
-      KFN (recur_cell) (RNN_CELL_RNN_TANH, W, bhh, xp, T, B, H, reverse, h0,
-          h0_stride, c, out, row_stride, stream_stride, pre);
-      break;
-    case RNN_CELL_RNN_RELU:
-      KFN (recur_cell) (RNN_CELL_RNN_RELU, W, bhh, xp, T, B, H, reverse, h0,
-          h0_stride, c, out, row_stride, stream_stride, pre);
-      break;
-    case RNN_CELL_LSTM:
-      KFN (recur_cell) (RNN_CELL_LSTM, W, bhh, xp, T, B, H, reverse, h0,
-          h0_stride, c, out, row_stride, stream_stride, pre);
-      break;
-    case RNN_CELL_GRU:
-      KFN (recur_cell) (RNN_CELL_GRU, W, bhh, xp, T, B, H, reverse, h0,
-          h0_stride, c, out, row_stride, stream_stride, pre);
-      break;
+  /* one instance per cell (and weight format), so that the gate count and
+   * the arithmetic are constants inside the loops */
+#define RECUR_CASE(CELL, HALF) \
+    case CELL: \
+      KFN (recur_cell) (CELL, HALF, W, bhh, xp, T, B, H, reverse, h0, \
+          h0_stride, c, out, row_stride, stream_stride, pre); \
+      break
+#define RECUR_CELLS(HALF) \
+  switch (cell) { \
+    RECUR_CASE (RNN_CELL_RNN_TANH, HALF); \
+    RECUR_CASE (RNN_CELL_RNN_RELU, HALF); \
+    RECUR_CASE (RNN_CELL_LSTM, HALF); \
+    RECUR_CASE (RNN_CELL_GRU, HALF); \
   }
+#ifdef VLOADH
+  if (W->half) {
+    RECUR_CELLS (1);
+    return;
+  }
+#endif
+  RECUR_CELLS (0);
+#undef RECUR_CELLS
+#undef RECUR_CASE
 }
 
 void KFN (sigmoid_array) (float *v, gsize n);

@@ -2,6 +2,7 @@
  * and RnnState: the carried h (and c) of every layer and direction. */
 #include "rnn-private.h"
 
+#include <math.h>
 #include <string.h>
 
 G_DEFINE_QUARK (rnn-error-quark, rnn_error)
@@ -257,6 +258,7 @@ rnn_model_copy (const RnnModel *model)
     const char *key = g_ptr_array_index (model->meta, i);
     rnn_model_set_meta (copy, key, g_hash_table_lookup (model->meta_values, key));
   }
+  copy->precision = model->precision;
   if (model->packed)
     rnn_model_seal (copy);
   return copy;
@@ -278,6 +280,7 @@ pack_matrix (RnnPackedMatrix *pm, float *p, const float *W, gsize N, gsize K)
   pm->K = K;
   pm->width = MIN (RNN_PANEL_MAX, (N + 7) & ~(gsize) 7);
   pm->n_panels = (N + pm->width - 1) / pm->width;
+  pm->half = NULL;
   memset (p, 0, pm->n_panels * pm->width * K * sizeof (float));
   for (gsize n = 0; n < N; n++) {
     float *panel = p + n / pm->width * K * pm->width;
@@ -301,6 +304,7 @@ pack_blocked (RnnPackedMatrix *pm, float *p, const float *W, gsize G, gsize H)
   pm->K = H;
   pm->width = G * 8;
   pm->n_panels = (H + 7) / 8;
+  pm->half = NULL;
   memset (p, 0, blocked_size (G, H) * sizeof (float));
   for (gsize g = 0; g < G; g++)
     for (gsize j = 0; j < H; j++) {
@@ -308,6 +312,97 @@ pack_blocked (RnnPackedMatrix *pm, float *p, const float *W, gsize G, gsize H)
       for (gsize k = 0; k < H; k++)
         panel[k * G * 8 + g * 8 + j % 8] = W[(g * H + j) * H + k];
     }
+}
+
+/* float -> float16 bits, round to nearest, ties to even; finite input.
+ * Written out rather than _Float16 or F16C so that it builds and gives the
+ * same bits everywhere. */
+static guint16
+f32_to_f16_bits (float x)
+{
+  guint32 b;
+  memcpy (&b, &x, sizeof b);
+  const guint32 sign = (b >> 16) & 0x8000u, mant = b & 0x7fffffu;
+  const int e = (int) ((b >> 23) & 0xffu) - 127 + 15;
+  if (e >= 31)
+    return (guint16) (sign | 0x7c00u);             /* beyond range: inf */
+  if (e >= 1) {
+    guint32 h = sign | ((guint32) e << 10) | (mant >> 13);
+    const guint32 rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+      h++;                      /* may carry into the exponent: still right */
+    return (guint16) h;
+  }
+  /* subnormal or zero: value = m * 2^-24 */
+  const int shift = 14 - e;
+  if (shift > 24)
+    return (guint16) sign;
+  const guint32 full = mant | 0x800000u;
+  guint32 m = full >> shift;
+  const guint32 rem = full & ((1u << shift) - 1), half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (m & 1u)))
+    m++;
+  return (guint16) (sign | m);
+}
+
+static float
+f16_bits_to_f32 (guint16 h)
+{
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float v;
+  if (e == 31)
+    v = m ? NAN : INFINITY;
+  else if (e == 0)
+    v = ldexpf ((float) m, -24);
+  else
+    v = ldexpf ((float) (1024 + m), e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
+float
+rnn_round_to_f16 (float x)
+{
+  if (!isfinite (x))
+    return x;
+  return f16_bits_to_f32 (f32_to_f16_bits (x));
+}
+
+gboolean
+rnn_model_set_weight_precision (RnnModel *model, RnnWeightPrecision precision,
+    GError **error)
+{
+  g_return_val_if_fail (model != NULL, FALSE);
+  g_return_val_if_fail (precision == RNN_WEIGHTS_F32
+      || precision == RNN_WEIGHTS_F16, FALSE);
+  if (precision == RNN_WEIGHTS_F16) {
+    const RnnConfig *c = &model->cfg;
+    const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size;
+    const guint D = rnn_model_get_num_directions (model);
+    for (guint l = 0; l < c->num_layers * D; l++)
+      for (gsize i = 0; i < G * H * H; i++) {
+        const float w = model->layers[l].w_hh[i];
+        if (isinf (rnn_round_to_f16 (w))) {
+          g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+              "Cannot use float16 weights: weight_hh of layer %u%s, element "
+              "%" G_GSIZE_FORMAT ", is %g, beyond float16's range (65504)",
+              l / D, l % D ? " (reverse)" : "", i, (double) w);
+          return FALSE;
+        }
+      }
+  }
+  model->precision = precision;
+  /* the packed slab's size depends on the precision: build it anew */
+  g_clear_pointer (&model->packed, g_free);
+  g_clear_pointer (&model->packed_slab, g_free);
+  rnn_model_seal (model);
+  return TRUE;
+}
+
+RnnWeightPrecision
+rnn_model_get_weight_precision (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, RNN_WEIGHTS_F32);
+  return model->precision;
 }
 
 void
@@ -324,6 +419,8 @@ rnn_model_seal (RnnModel *model)
     for (gsize l = 0; l < LD; l++)
       total += packed_size (GH, model->layers[l].in_size) + packed_size (GH, H)
           + blocked_size (G, H);
+    if (model->precision == RNN_WEIGHTS_F16)     /* the float16 copies */
+      total += LD * (blocked_size (G, H) + 1) / 2;
     if (c->has_head)
       total += packed_size (c->output_size, D * H);
     model->packed = g_new0 (RnnPackedLayer, LD);
@@ -339,8 +436,24 @@ rnn_model_seal (RnnModel *model)
     pack_blocked (&model->packed[l].w_hh_blocked, p, lp->w_hh, G, H);
     p += blocked_size (G, H);
   }
-  if (c->has_head)
+  if (c->has_head) {
     pack_matrix (&model->head_w_p, p, model->head_w, c->output_size, D * H);
+    p += packed_size (c->output_size, D * H);
+  }
+  if (model->precision == RNN_WEIGHTS_F16) {
+    /* after the float32 parts, so that those stay 4-byte aligned */
+    guint16 *q = (guint16 *) p;
+    for (gsize l = 0; l < LD; l++) {
+      RnnPackedMatrix *pm = &model->packed[l].w_hh_blocked;
+      const gsize n = blocked_size (G, H);
+      for (gsize i = 0; i < n; i++) {
+        q[i] = f32_to_f16_bits (pm->data[i]);
+        pm->data[i] = f16_bits_to_f32 (q[i]);
+      }
+      pm->half = q;
+      q += n + (n & 1);
+    }
+  }
 }
 
 const RnnConfig *

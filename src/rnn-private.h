@@ -10,6 +10,9 @@
 typedef struct {
   float *data;              /* n_panels * K * width */
   gsize K, N, width, n_panels;
+  /* RNN_WEIGHTS_F16: the same values as float16 bits (data then holds them
+   * rounded, for kernels without a float16 load); NULL otherwise */
+  const guint16 *half;
 } RnnPackedMatrix;
 
 #define RNN_PANEL_MAX 64
@@ -38,6 +41,7 @@ struct _RnnModel {
   RnnPackedLayer *packed;   /* [L][D]; NULL until sealed */
   RnnPackedMatrix head_w_p; /* from head.weight [O][D*H]; data NULL without head */
   float *packed_slab;       /* owns the packed data */
+  RnnWeightPrecision precision;
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
 };

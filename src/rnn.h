@@ -113,6 +113,25 @@ void rnn_model_unref (RnnModel *model);
  * parameters; rnn_model_load() and rnn_model_copy() do.  rnn_forward()
  * refuses a model that was never sealed. */
 void rnn_model_seal (RnnModel *model);
+/* Precision of the weights the fast forward path streams at every step. */
+typedef enum {
+  RNN_WEIGHTS_F32,   /* the default: exactly the model's parameters */
+  RNN_WEIGHTS_F16,   /* W_hh rounded to float16 (opt-in) */
+} RnnWeightPrecision;
+
+/* Opt-in reduced precision for rnn_forward(): the recurrent weights W_hh
+ * are rounded to float16 in the packed copy the fast path reads, which
+ * halves the bytes streamed per step (the bound at H >= 64, where W_hh no
+ * longer fits the first-level cache).  The parameters themselves (training,
+ * saving, rnn_forward_naive()) stay float32; everything else is computed in
+ * float32.  Fails, naming the weight, if one is beyond float16's range.
+ * Reseals the model: call it before sharing the model. */
+gboolean rnn_model_set_weight_precision (RnnModel *model,
+    RnnWeightPrecision precision, GError **error);
+RnnWeightPrecision rnn_model_get_weight_precision (const RnnModel *model);
+/* x rounded to the nearest float16 value (ties to even), as a float; +-inf
+ * beyond float16's range.  What RNN_WEIGHTS_F16 does to each weight. */
+float rnn_round_to_f16 (float x);
 /* Deep copy (parameters and metadata), sealed if @model was. */
 RnnModel *rnn_model_copy (const RnnModel *model);
 

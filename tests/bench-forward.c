@@ -1,6 +1,7 @@
 /* bench-forward MODEL --steps N --chunk C --repeats R
  * Streams N steps of one stream through the model in chunks of C steps and
- * prints the median steps per second over R runs.  Single-threaded BLAS. */
+ * prints the median steps per second over R runs.  Single-threaded BLAS.
+ * --weights f16 runs with the opt-in float16 recurrent weights. */
 #include "rnn.h"
 
 #include <cblas.h>
@@ -18,11 +19,14 @@ int
 main (int argc, char **argv)
 {
   gint steps = 48000, chunk = 480, repeats = 7, batch = 1;
+  g_autofree char *weights = NULL;
   GOptionEntry entries[] = {
     { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "steps per run", "N" },
     { "chunk", 0, 0, G_OPTION_ARG_INT, &chunk, "steps per call", "C" },
     { "repeats", 0, 0, G_OPTION_ARG_INT, &repeats, "runs (median printed)", "R" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "independent streams", "B" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights,
+      "f32 (default) or f16 (opt-in float16 recurrent weights)", "P" },
     { NULL }
   };
   GError *error = NULL;
@@ -40,6 +44,15 @@ main (int argc, char **argv)
   if (!model) {
     g_printerr ("%s\n", error->message);
     return 1;
+  }
+  if (weights && g_strcmp0 (weights, "f16") == 0) {
+    if (!rnn_model_set_weight_precision (model, RNN_WEIGHTS_F16, &error)) {
+      g_printerr ("%s\n", error->message);
+      return 1;
+    }
+  } else if (weights && g_strcmp0 (weights, "f32") != 0) {
+    g_printerr ("--weights: f32 or f16, not %s\n", weights);
+    return 2;
   }
   const RnnConfig *c = rnn_model_get_config (model);
   const gsize n_in = c->input_size, O = rnn_model_get_output_size (model);

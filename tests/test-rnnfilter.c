@@ -510,6 +510,84 @@ check_parity_vector (const char *name, guint I, gboolean bidirectional)
 
 static const char *cells[] = { "rnn_tanh", "rnn_relu", "lstm", "gru" };
 
+/* weight-precision=float16: the element runs exactly what the core runs
+ * with RNN_WEIGHTS_F16 (bit for bit), which is not what it runs by
+ * default; a model beyond float16's range is refused with a message. */
+static void
+test_weight_precision (void)
+{
+  const char *name = "lstm_L2_uni_I1_H33_softmax";
+  gchar *path = model_path (name);
+  const guint T = 500;
+  float *x = seq_vector (T, T, 1);
+  RnnModel *m = load_model (path);
+  const guint O = rnn_model_get_output_size (m);
+  GError *err = NULL;
+  GArray *half, *full;
+  float *want = g_new (float, (gsize) T * O);
+  RnnForward *fw = rnn_forward_new ();
+  RnnState *st;
+
+  g_assert_true (rnn_model_set_weight_precision (m, RNN_WEIGHTS_F16, &err));
+  g_assert_no_error (err);
+  st = rnn_state_new (m, 1);
+  rnn_forward (fw, m, st, x, T, 1, want);
+  half = run_once (path, 48000, 1, x, T, "weight-precision", 1, NULL);
+  full = run_once (path, 48000, 1, x, T, NULL);
+  g_assert_cmpuint (half->len, ==, (gsize) T * O);
+  g_assert_cmpmem (half->data, half->len * sizeof (float), want,
+      (gsize) T * O * sizeof (float));
+  g_assert_true (memcmp (full->data, want, (gsize) T * O * sizeof (float)) != 0);
+  /* close to the float32 outputs all the same */
+  g_assert_cmpfloat (max_abs_diff ((float *) half->data, (float *) full->data,
+          (gsize) T * O), <, 1e-3);
+  g_array_unref (half);
+  g_array_unref (full);
+  rnn_state_free (st);
+  rnn_forward_free (fw);
+  g_free (want);
+
+  /* a recurrent weight of 1e5 cannot be float16: a clear error at start */
+  {
+    float *p = rnn_model_get_params (m, NULL);
+    const gint t = rnn_model_find_tensor (m, "rnn.weight_hh_l1");
+    gchar *big;
+    GstElement *pipe;
+    GstBus *bus;
+    GstMessage *msg;
+    gchar *desc;
+
+    p[rnn_model_get_tensor_info (m, t)->offset] = 1e5f;
+    big = save_model (m, "f16-out-of-range.safetensors");
+    desc = g_strdup_printf ("audiotestsrc num-buffers=2 ! audio/x-raw,format=F32LE,"
+        "rate=48000,channels=1 ! rnnfilter model-location=\"%s\" "
+        "weight-precision=float16 ! fakesink", big);
+    pipe = gst_parse_launch (desc, &err);
+    g_assert_no_error (err);
+    bus = gst_element_get_bus (pipe);
+    gst_element_set_state (pipe, GST_STATE_PLAYING);
+    msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
+        GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+    g_assert_nonnull (msg);
+    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_ERROR);
+    {
+      gchar *text = message_text (msg);
+      g_assert_nonnull (strstr (text, "float16"));
+      g_assert_nonnull (strstr (text, "weight_hh of layer 1"));
+      g_free (text);
+    }
+    gst_message_unref (msg);
+    gst_element_set_state (pipe, GST_STATE_NULL);
+    gst_object_unref (bus);
+    gst_object_unref (pipe);
+    g_free (desc);
+    g_free (big);
+  }
+  rnn_model_unref (m);
+  g_free (x);
+  g_free (path);
+}
+
 static void
 test_parity_unidirectional (void)
 {
@@ -1990,6 +2068,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/parity/bidirectional",
       test_parity_bidirectional);
   g_test_add_func ("/rnnfilter/parity/frame-size", test_parity_frame_size);
+  g_test_add_func ("/rnnfilter/parity/weight-precision", test_weight_precision);
   g_test_add_func ("/rnnfilter/parity/independent", test_parity_independent);
   g_test_add_func ("/rnnfilter/parity/independent-bidirectional",
       test_parity_independent_bidirectional);
