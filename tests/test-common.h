@@ -42,3 +42,61 @@ max_abs_diff (const float *a, const float *b, gsize n)
   }
   return m;
 }
+
+/* ---- fixture files ---------------------------------------------------------
+ * tests/fixtures/<dir>.tar.xz unpacks (at build time) to <dir>/manifest.txt,
+ * one name per line, and per name <name>.safetensors (the model) and
+ * <name>.expected.safetensors (PyTorch's results). */
+
+/* The names in <dir>/manifest.txt; aborts the test if it is missing. */
+static inline char **
+fixture_names (const char *dir)
+{
+  GError *error = NULL;
+  char *path = g_test_build_filename (G_TEST_BUILT, dir, "manifest.txt", NULL);
+  char *manifest = NULL;
+  if (!g_file_get_contents (path, &manifest, NULL, &error))
+    g_error ("fixtures missing (%s): %s", path, error->message);
+  GStrvBuilder *b = g_strv_builder_new ();
+  char **lines = g_strsplit (manifest, "\n", -1);
+  for (char **n = lines; *n; n++)
+    if (**n)
+      g_strv_builder_add (b, *n);
+  char **names = g_strv_builder_end (b);
+  g_strv_builder_unref (b);
+  g_strfreev (lines);
+  g_free (manifest);
+  g_free (path);
+  return names;
+}
+
+/* The model of fixture @name. */
+static inline RnnModel *
+fixture_model (const char *dir, const char *name)
+{
+  GError *error = NULL;
+  char *file = g_strdup_printf ("%s.safetensors", name);
+  char *path = g_test_build_filename (G_TEST_BUILT, dir, file, NULL);
+  RnnModel *m = rnn_model_load (path, &error);
+  g_assert_no_error (error);
+  g_free (file);
+  g_free (path);
+  return m;
+}
+
+/* PyTorch's results for fixture @name, parsed from the bytes returned in
+ * @data (free them after the result). */
+static inline RnnSafetensors *
+fixture_expected (const char *dir, const char *name, guint8 **data)
+{
+  GError *error = NULL;
+  char *file = g_strdup_printf ("%s.expected.safetensors", name);
+  char *path = g_test_build_filename (G_TEST_BUILT, dir, file, NULL);
+  gsize len;
+  g_assert_true (g_file_get_contents (path, (char **) data, &len, &error));
+  RnnSafetensors *st = rnn_safetensors_parse (*data, len, file, &error);
+  g_assert_no_error (error);
+  g_free (file);
+  g_free (path);
+  return st;
+}

@@ -35,39 +35,16 @@ fixture_free (gpointer p)
 static void
 load_fixtures (void)
 {
-  GError *error = NULL;
-  char *manifest_path = g_test_build_filename (G_TEST_BUILT, "forward", "manifest.txt", NULL);
-  char *manifest = NULL;
-  if (!g_file_get_contents (manifest_path, &manifest, NULL, &error))
-    g_error ("fixtures missing (%s): %s", manifest_path, error->message);
-
   fixtures = g_ptr_array_new_with_free_func (fixture_free);
-  char **names = g_strsplit (manifest, "\n", -1);
+  char **names = fixture_names ("forward");
   for (char **n = names; *n; n++) {
-    if (!**n)
-      continue;
     Fixture *f = g_new0 (Fixture, 1);
     f->name = g_strdup (*n);
-    char *file = g_strdup_printf ("%s.safetensors", *n);
-    char *path = g_test_build_filename (G_TEST_BUILT, "forward", file, NULL);
-    f->model = rnn_model_load (path, &error);
-    g_assert_no_error (error);
-    g_free (file);
-    g_free (path);
-
-    file = g_strdup_printf ("%s.expected.safetensors", *n);
-    path = g_test_build_filename (G_TEST_BUILT, "forward", file, NULL);
-    gsize len;
-    g_assert_true (g_file_get_contents (path, (char **) &f->expected_data, &len, &error));
-    f->expected = rnn_safetensors_parse (f->expected_data, len, file, &error);
-    g_assert_no_error (error);
-    g_free (file);
-    g_free (path);
+    f->model = fixture_model ("forward", *n);
+    f->expected = fixture_expected ("forward", *n, &f->expected_data);
     g_ptr_array_add (fixtures, f);
   }
   g_strfreev (names);
-  g_free (manifest);
-  g_free (manifest_path);
 }
 
 /* PyTorch's output for sequence length @T, as [T][O] with rows at the steps
