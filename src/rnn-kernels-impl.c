@@ -375,6 +375,56 @@ KFN (stream_products) (const int G, const int half,
         H, pre + full * G, H - full);
 }
 
+/* Phase 1 for four streams at once: each weight loaded once for all four
+ * (at H >= 64 a step is bound by streaming W_hh from L2; this divides that
+ * traffic by four).  Gate by gate so that the accumulators fit the
+ * registers; per stream the operations and their order are those of
+ * recur_products(), so the results are the same bits. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_products4) (const int G, const float *restrict P,
+    const guint16 *restrict P16, gsize K, const float *const hin[4],
+    const float *restrict bhh, gsize H, float *const pre[4], const gsize n)
+{
+  for (int g = 0; g < G; g++) {
+    v8sf a0[4], a1[4];
+    for (int s = 0; s < 4; s++)
+      a0[s] = a1[s] = (v8sf) { 0 };
+    gsize k = 0;
+    for (; k + 2 <= K; k += 2) {
+      const gsize i = k * (gsize) G * 8 + 8 * g;
+      const v8sf w0 = PANEL_LOAD (P, P16, i), w1 = PANEL_LOAD (P, P16, i + G * 8);
+      for (int s = 0; s < 4; s++) {
+        a0[s] = VFMA (w0, KFN (splat) (hin[s][k]), a0[s]);
+        a1[s] = VFMA (w1, KFN (splat) (hin[s][k + 1]), a1[s]);
+      }
+    }
+    if (k < K) {
+      const v8sf w0 = PANEL_LOAD (P, P16, k * (gsize) G * 8 + 8 * g);
+      for (int s = 0; s < 4; s++)
+        a0[s] = VFMA (w0, KFN (splat) (hin[s][k]), a0[s]);
+    }
+    const v8sf b = KFN (load) (bhh + g * H, n);
+    for (int s = 0; s < 4; s++)
+      *(v8sf *) (pre[s] + 8 * g) = (a0[s] + a1[s]) + b;
+  }
+}
+
+static inline __attribute__ ((always_inline)) void
+KFN (stream_products4) (const int G, const int half,
+    const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,
+    const float *const hin[4], float *const pre[4])
+{
+  const gsize K = W->K, panel = K * (gsize) G * 8;
+  for (gsize j = 0; j < H; j += 8) {
+    const gsize blk = j / 8;
+    float *const p4[4] = { pre[0] + j * G, pre[1] + j * G, pre[2] + j * G,
+      pre[3] + j * G };
+    KFN (recur_products4) (G, W->data + blk * panel,
+        half ? W->half + blk * panel : NULL, K, hin, bhh + j, H, p4,
+        MIN (8, H - j));
+  }
+}
+
 /* Phase 2 of one stream at one step: activations and state update. */
 static inline __attribute__ ((always_inline)) void
 KFN (stream_update) (const RnnCell cell, const int G, const float *restrict pre,
@@ -407,7 +457,14 @@ KFN (recur_cell) (const RnnCell cell, const int half,
     const gsize t = reverse ? T - 1 - s : s;
 #define HIN(b) (s == 0 ? h0 + (b) * h0_stride \
         : out + tprev * row_stride + (b) * stream_stride)
-    for (gsize b = 0; b < B; b++)
+    gsize b = 0;
+    for (; b + 4 <= B; b += 4) {
+      const float *const h4[4] = { HIN (b), HIN (b + 1), HIN (b + 2), HIN (b + 3) };
+      float *const p4[4] = { pre + b * GHp, pre + (b + 1) * GHp,
+        pre + (b + 2) * GHp, pre + (b + 3) * GHp };
+      KFN (stream_products4) (G, half, W, bhh, H, h4, p4);
+    }
+    for (; b < B; b++)
       KFN (stream_products) (G, half, W, bhh, H, HIN (b), pre + b * GHp);
     for (gsize b = 0; b < B; b++)
       KFN (stream_update) (cell, G, pre + b * GHp, xp + (t * B + b) * GH, H,
