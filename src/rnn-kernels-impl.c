@@ -359,13 +359,54 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
 
 /* Phase 1 of one stream at one step: all its blocks' products into @pre
  * (G * ceil(H/8) * 8 floats, 32-byte aligned). */
+/* Elman cells (one gate): four blocks at once, so that eight chains are in
+ * flight as with the four gates of an LSTM block (one block alone keeps
+ * only two and waits on them).  Per block the same operations as
+ * recur_products(). */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_products_x4) (const float *restrict P, const guint16 *restrict P16,
+    gsize panel, gsize K, const float *restrict hin,
+    const float *restrict bhh, float *restrict pre)
+{
+  v8sf a0[4], a1[4];
+  const float *Pb[4];
+  const guint16 *Pb16[4];
+  for (int b = 0; b < 4; b++) {
+    a0[b] = a1[b] = (v8sf) { 0 };
+    Pb[b] = P + b * panel;
+    Pb16[b] = P16 ? P16 + b * panel : NULL;
+  }
+  (void) Pb16;                  /* unused where PANEL_LOAD ignores float16 */
+  gsize k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const v8sf h0 = KFN (splat) (hin[k]), h1 = KFN (splat) (hin[k + 1]);
+    for (int b = 0; b < 4; b++) {
+      a0[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], k * 8), h0, a0[b]);
+      a1[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], k * 8 + 8), h1, a1[b]);
+    }
+  }
+  if (k < K) {
+    const v8sf h0 = KFN (splat) (hin[k]);
+    for (int b = 0; b < 4; b++)
+      a0[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], k * 8), h0, a0[b]);
+  }
+  for (int b = 0; b < 4; b++)
+    *(v8sf *) (pre + 8 * b) = (a0[b] + a1[b]) + *(const v8sf_u *) (bhh + 8 * b);
+}
+
 static inline __attribute__ ((always_inline)) void
 KFN (stream_products) (const int G, const int half,
     const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,
     const float *restrict hin, float *restrict pre)
 {
   const gsize K = W->K, panel = K * (gsize) G * 8, full = H / 8 * 8;
-  for (gsize j = 0; j < full; j += 8)
+  gsize j0 = 0;
+  if (G == 1)
+    for (; j0 + 32 <= full; j0 += 32)
+      KFN (recur_products_x4) (W->data + j0 / 8 * panel,
+          half ? W->half + j0 / 8 * panel : NULL, panel, K, hin, bhh + j0,
+          pre + j0);
+  for (gsize j = j0; j < full; j += 8)
     KFN (recur_products) (G, W->data + j / 8 * panel,
         half ? W->half + j / 8 * panel : NULL, K, hin, bhh + j, H,
         pre + j * G, 8);
