@@ -218,7 +218,7 @@ GST_ELEMENT_REGISTER_DEFINE (rnnfilter, "rnnfilter", GST_RANK_NONE,
 GType
 gst_rnn_filter_channel_mode_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_FILTER_CHANNEL_MODE_AUTO,
         "Vector if the channel counts match, else independent if the model "
@@ -231,17 +231,13 @@ gst_rnn_filter_channel_mode_get_type (void)
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstRnnFilterChannelMode", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnFilterChannelMode", values);
 }
 
 GType
 gst_rnn_filter_weight_precision_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
         "The model's float32 weights", "float32"},
@@ -251,11 +247,7 @@ gst_rnn_filter_weight_precision_get_type (void)
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstRnnFilterWeightPrecision", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnFilterWeightPrecision", values);
 }
 
 /* rnn_model_load() and the weight-precision property: every model the

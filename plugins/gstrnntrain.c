@@ -356,7 +356,7 @@ GST_ELEMENT_REGISTER_DEFINE (rnntrain, "rnntrain", GST_RANK_NONE,
 GType
 gst_rnn_train_cell_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_TRAIN_CELL_RNN_TANH, "Elman RNN, tanh", "rnn-tanh"},
     {GST_RNN_TRAIN_CELL_RNN_RELU, "Elman RNN, ReLU", "rnn-relu"},
@@ -365,15 +365,13 @@ gst_rnn_train_cell_get_type (void)
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("GstRnnTrainCell", values));
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnTrainCell", values);
 }
 
 GType
 gst_rnn_train_head_activation_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_TRAIN_HEAD_ACTIVATION_NONE, "Linear", "none"},
     {GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX, "Softmax", "softmax"},
@@ -382,16 +380,13 @@ gst_rnn_train_head_activation_get_type (void)
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type,
-        g_enum_register_static ("GstRnnTrainHeadActivation", values));
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnTrainHeadActivation", values);
 }
 
 GType
 gst_rnn_train_loss_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_TRAIN_LOSS_MSE, "Mean squared error", "mse"},
     {GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, "Cross-entropy on class indices",
@@ -399,31 +394,26 @@ gst_rnn_train_loss_get_type (void)
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("GstRnnTrainLoss", values));
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnTrainLoss", values);
 }
 
 GType
 gst_rnn_train_optimizer_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_TRAIN_OPTIMIZER_SGD, "SGD with momentum", "sgd"},
     {GST_RNN_TRAIN_OPTIMIZER_ADAM, "Adam", "adam"},
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type,
-        g_enum_register_static ("GstRnnTrainOptimizer", values));
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnTrainOptimizer", values);
 }
 
 GType
 gst_rnn_train_mode_get_type (void)
 {
-  static GType type = 0;
+  static gsize type;
   static const GEnumValue values[] = {
     {GST_RNN_TRAIN_MODE_OFFLINE, "Record, train at EOS", "offline"},
     {GST_RNN_TRAIN_MODE_ONLINE, "Train continually (truncated BPTT)",
@@ -431,9 +421,7 @@ gst_rnn_train_mode_get_type (void)
     {0, NULL, NULL},
   };
 
-  if (g_once_init_enter (&type))
-    g_once_init_leave (&type, g_enum_register_static ("GstRnnTrainMode", values));
-  return type;
+  return gst_rnn_enum_type (&type, "GstRnnTrainMode", values);
 }
 
 static RnnCell
