@@ -3,6 +3,7 @@
 
 #include "rnn.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -99,4 +100,23 @@ fixture_expected (const char *dir, const char *name, guint8 **data)
   g_free (file);
   g_free (path);
   return st;
+}
+
+/* Removes @dir and the files in it (the tests' temporary directories,
+ * which hold no subdirectories). */
+static inline void
+remove_tree (const gchar *dir)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  if (!d)
+    return;
+  while ((name = g_dir_read_name (d))) {
+    gchar *p = g_build_filename (dir, name, NULL);
+    g_unlink (p);
+    g_free (p);
+  }
+  g_dir_close (d);
+  g_rmdir (dir);
 }
