@@ -1,5 +1,6 @@
 /* The kernels compiled for AVX2 + FMA + F16C (x86-64 only; chosen at run
  * time). */
+#include <cpuid.h>
 #include <immintrin.h>
 
 #define KERNEL_SUFFIX avx2
@@ -18,12 +19,21 @@ static const RnnKernels kernels = {
   sigmoid_array_avx2, tanh_array_avx2,
 };
 
+/* F16C from CPUID (leaf 1, ECX bit 29): clang's __builtin_cpu_supports
+ * does not know "f16c" */
+static gboolean
+has_f16c (void)
+{
+  unsigned int a, b, c, d;
+  return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
 const RnnKernels *
 rnn_kernels_avx2 (void)
 {
   __builtin_cpu_init ();
   if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
-      && __builtin_cpu_supports ("f16c"))
+      && has_f16c ())
     return &kernels;
   return NULL;
 }

@@ -241,6 +241,47 @@ test_batch (void)
   }
 }
 
+/* Streams split over threads (rnn_forward_set_threads) give the same bits
+ * as one thread, for every fixture, in calls with enough work to split and
+ * across two calls (state carried). */
+static void
+test_threads (void)
+{
+  const guint T = 300, B = 7;
+  g_autoptr (RnnForward) one = rnn_forward_new ();
+  g_autoptr (RnnForward) many = rnn_forward_new ();
+  g_autoptr (GError) error = NULL;
+  g_assert_cmpuint (rnn_forward_get_threads (one), ==, 1);
+  g_assert_true (rnn_forward_set_threads (many, 3, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rnn_forward_get_threads (many), ==, 3);
+  for (guint n = 0; n < fixtures->len; n++) {
+    const Fixture *f = g_ptr_array_index (fixtures, n);
+    const RnnConfig *c = rnn_model_get_config (f->model);
+    const guint I = c->input_size, O = rnn_model_get_output_size (f->model);
+    float *x = g_new (float, (gsize) T * B * I);
+    float *y1 = g_new (float, (gsize) T * B * O), *y2 = g_new (float, (gsize) T * B * O);
+    for (guint b = 0; b < B; b++)
+      fixture_fill (x, T, B, b, I, 700 + b);
+    RnnState *s1 = c->bidirectional ? NULL : rnn_state_new (f->model, B);
+    RnnState *s2 = c->bidirectional ? NULL : rnn_state_new (f->model, B);
+    for (guint call = 0; call < 2; call++) {
+      rnn_forward (one, f->model, s1, x, T, B, y1);
+      rnn_forward (many, f->model, s2, x, T, B, y2);
+      if (memcmp (y1, y2, (gsize) T * B * O * sizeof (float)) != 0)
+        g_error ("%s: threads change the output (call %u)", f->name, call);
+    }
+    rnn_state_free (s1);
+    rnn_state_free (s2);
+    g_free (x);
+    g_free (y1);
+    g_free (y2);
+  }
+  /* back to one thread */
+  g_assert_true (rnn_forward_set_threads (many, 1, NULL));
+  g_assert_cmpuint (rnn_forward_get_threads (many), ==, 1);
+}
+
 /* Carried state: a second call continues where the first stopped, and a reset
  * of one stream restarts only that stream. */
 static void
@@ -316,6 +357,7 @@ test_no_allocation (void)
 /* ---- opt-in float16 recurrent weights ------------------------------------ */
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 /* The processor's own conversion (F16C), an independent reference. */
 __attribute__ ((target ("f16c"))) static float
@@ -340,8 +382,8 @@ test_f16_rounding (void)
   g_assert_cmpfloat (rnn_round_to_f16 (-2049.0f), ==, -2048.0f);       /* tie to even */
   g_assert_cmpfloat (rnn_round_to_f16 (-2051.0f), ==, -2052.0f);
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init ();
-  if (!__builtin_cpu_supports ("f16c")) {
+  unsigned int a, b, c, d;
+  if (!__get_cpuid (1, &a, &b, &c, &d) || !(c & bit_F16C)) {
     g_test_message ("no F16C here: skipped the comparison with the processor's conversion");
     return;
   }
@@ -469,6 +511,7 @@ main (int argc, char **argv)
   g_test_add_func ("/forward/naive/matches-fast", test_naive_vs_fast);
   g_test_add_func ("/forward/streaming/chunking-is-bit-exact", test_chunking);
   g_test_add_func ("/forward/streaming/batch-equals-separate-runs", test_batch);
+  g_test_add_func ("/forward/streaming/threads-change-nothing", test_threads);
   g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
   g_test_add_func ("/forward/fast/no-allocation-in-steady-state", test_no_allocation);
   g_test_add_func ("/forward/f16/rounding", test_f16_rounding);
