@@ -90,6 +90,8 @@ GST_DEBUG_CATEGORY_STATIC (gst_rnn_filter_debug);
 #define DEFAULT_WINDOW            0
 #define DEFAULT_CHANNEL_MODE      GST_RNN_FILTER_CHANNEL_MODE_AUTO
 #define DEFAULT_WEIGHT_PRECISION  GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32
+#define DEFAULT_N_THREADS         1
+#define MAX_N_THREADS             16
 #define DEFAULT_MESSAGE_INTERVAL  0
 
 /* Unidirectional steps per rnn_forward() call: bounds the scratch memory for
@@ -111,6 +113,7 @@ enum
   PROP_CHANNEL_MODE,
   PROP_MESSAGE_INTERVAL,
   PROP_WEIGHT_PRECISION,
+  PROP_N_THREADS,
 };
 
 enum
@@ -167,6 +170,7 @@ struct _GstRnnFilter
   GstRnnFilterChannelMode channel_mode;
   guint message_interval;
   GstRnnFilterWeightPrecision weight_precision;
+  guint n_threads;
 
   /* shared with other threads, under the object lock.  Only the streaming
    * thread (and start/stop, which never run beside it) replaces @model
@@ -1404,7 +1408,7 @@ gst_rnn_filter_start (GstBaseTransform *trans)
   GError *err = NULL;
   RnnModel *model, *old;
   const RnnConfig *cfg;
-  guint window;
+  guint window, n_threads;
 
   GST_OBJECT_LOCK (self);
   location = g_strdup (self->location);
@@ -1444,6 +1448,17 @@ gst_rnn_filter_start (GstBaseTransform *trans)
   g_free (location);
 
   self->fw = rnn_forward_new ();
+  GST_OBJECT_LOCK (self);
+  n_threads = self->n_threads;
+  GST_OBJECT_UNLOCK (self);
+  if (!rnn_forward_set_threads (self->fw, n_threads, &err)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
+        ("Could not start %u threads: %s", n_threads - 1, err->message), (NULL));
+    g_clear_error (&err);
+    g_clear_pointer (&self->fw, rnn_forward_free);
+    rnn_model_unref (model);
+    return FALSE;
+  }
   self->adapter = gst_adapter_new ();
   self->bad_total = 0;
   self->base_offset = 0;
@@ -1885,6 +1900,11 @@ gst_rnn_filter_set_property (GObject *object, guint prop_id,
       self->weight_precision = g_value_get_enum (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_N_THREADS:
+      GST_OBJECT_LOCK (self);
+      self->n_threads = g_value_get_uint (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     case PROP_MESSAGE_INTERVAL:
       GST_OBJECT_LOCK (self);
       self->message_interval = g_value_get_uint (value);
@@ -1924,6 +1944,9 @@ gst_rnn_filter_get_property (GObject *object, guint prop_id, GValue *value,
       break;
     case PROP_WEIGHT_PRECISION:
       g_value_set_enum (value, self->weight_precision);
+      break;
+    case PROP_N_THREADS:
+      g_value_set_uint (value, self->n_threads);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2035,6 +2058,15 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
           GST_TYPE_RNN_FILTER_WEIGHT_PRECISION, DEFAULT_WEIGHT_PRECISION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_N_THREADS,
+      g_param_spec_uint ("n-threads", "Threads",
+          "Threads the channels of an independent-mode stream are split "
+          "over, the streaming thread included; 1 runs everything on the "
+          "streaming thread.  The output is the same bits either way.  "
+          "Buffers with little work stay on one thread",
+          1, MAX_N_THREADS, DEFAULT_N_THREADS,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
       g_param_spec_uint ("message-interval", "Message interval",
           "Post an element message \"rnnfilter-output\" every N steps "
@@ -2102,6 +2134,7 @@ gst_rnn_filter_init (GstRnnFilter *self)
   self->window = DEFAULT_WINDOW;
   self->channel_mode = DEFAULT_CHANNEL_MODE;
   self->weight_precision = DEFAULT_WEIGHT_PRECISION;
+  self->n_threads = DEFAULT_N_THREADS;
   self->message_interval = DEFAULT_MESSAGE_INTERVAL;
   self->base_pts = GST_CLOCK_TIME_NONE;
   self->need_base = TRUE;

@@ -10,14 +10,44 @@
 #include <math.h>
 #include <string.h>
 
-struct _RnnForward {
+/* Scratch of one thread's share of the streams. */
+typedef struct {
   float *buf;           /* one allocation, carved below */
   gsize capacity;       /* floats */
+  float *xp;            /* [piece*nb][G*H] input projection of a piece of steps */
+  float *zero;          /* [2][nb][H] zero state (h, c) for windows */
+  float *pre;           /* [nb][G][ceil(H/8)*8] gate pre-activations of one step */
+} Scratch;
+
+#define MAX_THREADS 16
+
+/* One share of a call: streams b0 .. b0+nb-1. */
+typedef struct {
+  RnnForward *fw;
+  const RnnModel *m;
+  RnnState *state;
+  const float *x;
+  guint T, B;
+  gsize b0, nb;
+  float *y;
+  Scratch *scratch;
+} Share;
+
+struct _RnnForward {
+  float *buf;           /* shared by all threads' shares, carved below */
+  gsize capacity;       /* floats */
   float *xn;            /* [T*B][n_in] normalised input */
-  float *xp;            /* [piece*B][G*H] input projection of a piece of steps */
   float *seq[2];        /* [T*B][D*H] layer outputs, ping-pong */
-  float *zero;          /* [2][B][H] zero state (h, c) for windows */
-  float *pre;           /* [B][G][ceil(H/8)*8] gate pre-activations of one step */
+  Scratch own;          /* the calling thread's */
+
+  /* rnn_forward_set_threads () */
+  guint n_threads;
+  GThreadPool *pool;
+  Scratch worker[MAX_THREADS - 1];
+  Share shares[MAX_THREADS];
+  GMutex lock;
+  GCond done;
+  guint pending;        /* shares the workers have not finished */
 };
 
 /* Steps whose input projection is computed at once: enough rows for the
@@ -30,10 +60,16 @@ piece_steps (gsize B, gsize GH)
   return MAX (4, 8192 / MAX (1, B * GH));
 }
 
+static void run_share (gpointer data, gpointer user_data);
+
 RnnForward *
 rnn_forward_new (void)
 {
-  return g_new0 (RnnForward, 1);
+  RnnForward *fw = g_new0 (RnnForward, 1);
+  fw->n_threads = 1;
+  g_mutex_init (&fw->lock);
+  g_cond_init (&fw->done);
+  return fw;
 }
 
 void
@@ -41,46 +77,94 @@ rnn_forward_free (RnnForward *fw)
 {
   if (!fw)
     return;
+  if (fw->pool)
+    g_thread_pool_free (fw->pool, FALSE, TRUE);
   g_aligned_free (fw->buf);
+  g_aligned_free (fw->own.buf);
+  for (guint i = 0; i < MAX_THREADS - 1; i++)
+    g_aligned_free (fw->worker[i].buf);
+  g_mutex_clear (&fw->lock);
+  g_cond_clear (&fw->done);
   g_free (fw);
 }
 
-/* Carve the scratch buffers for @T steps of @B streams; reallocates only when
- * a larger size than ever before is asked for. */
+gboolean
+rnn_forward_set_threads (RnnForward *fw, guint n_threads, GError **error)
+{
+  g_return_val_if_fail (fw != NULL, FALSE);
+  g_return_val_if_fail (n_threads >= 1, FALSE);
+  n_threads = MIN (n_threads, MAX_THREADS);
+  if (n_threads == fw->n_threads)
+    return TRUE;
+  if (fw->pool) {
+    g_thread_pool_free (fw->pool, FALSE, TRUE);
+    fw->pool = NULL;
+  }
+  fw->n_threads = 1;
+  if (n_threads > 1) {
+    /* exclusive: the threads are made now and kept, so a call allocates
+     * nothing and never waits for a thread to start */
+    fw->pool = g_thread_pool_new (run_share, fw, (gint) n_threads - 1, TRUE, error);
+    if (!fw->pool)
+      return FALSE;
+  }
+  fw->n_threads = n_threads;
+  return TRUE;
+}
+
+guint
+rnn_forward_get_threads (const RnnForward *fw)
+{
+  g_return_val_if_fail (fw != NULL, 0);
+  return fw->n_threads;
+}
+
+#define R16(n) (((n) + 15) & ~(gsize) 15)   /* keeps parts 64-byte aligned */
+
+/* Carves the buffers shared by the shares of a call of @T steps of @B
+ * streams; reallocates only when a larger size than ever is asked for. */
 static void
 forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
 {
   const RnnConfig *c = &m->cfg;
-  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size;
-  const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
-  /* round every part up to 16 floats to keep them 64-byte aligned */
-#define R16(n) (((n) + 15) & ~(gsize) 15)
+  const gsize H = c->hidden_size, D = c->bidirectional ? 2 : 1;
+  const gsize TB = (gsize) T * B;
   const gsize n_xn = c->has_input_norm ? R16 (TB * c->input_size) : 0;
-  const gsize n_xp = R16 (MIN (T, piece_steps (B, G * H)) * B * G * H);
   const gsize n_seq = R16 (TB * D * H);
-  const gsize n_zero = R16 (2 * (gsize) B * H);
-  const gsize n_pre = R16 ((gsize) B * G * ((H + 7) & ~(gsize) 7));
-#undef R16
-  const gsize need = n_xn + n_xp + 2 * n_seq + n_zero + n_pre;
+  const gsize need = n_xn + 2 * n_seq;
 
   if (need > fw->capacity) {
     g_aligned_free (fw->buf);
     fw->buf = g_aligned_alloc (need, sizeof (float), 64);
     fw->capacity = need;
   }
-  float *p = fw->buf;
-  fw->xn = p;
-  p += n_xn;
-  fw->xp = p;
-  p += n_xp;
-  fw->seq[0] = p;
-  p += n_seq;
-  fw->seq[1] = p;
-  p += n_seq;
-  fw->zero = p;
-  p += n_zero;
-  fw->pre = p;
+  fw->xn = fw->buf;
+  fw->seq[0] = fw->buf + n_xn;
+  fw->seq[1] = fw->seq[0] + n_seq;
 }
+
+/* The same for one share of @nb streams. */
+static void
+scratch_reserve (Scratch *sc, const RnnModel *m, guint T, gsize nb)
+{
+  const RnnConfig *c = &m->cfg;
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size;
+  const gsize n_xp = R16 (MIN (T, piece_steps (nb, G * H)) * nb * G * H);
+  const gsize n_zero = R16 (2 * nb * H);
+  const gsize n_pre = R16 (nb * G * ((H + 7) & ~(gsize) 7));
+  const gsize need = n_xp + n_zero + n_pre;
+
+  if (need > sc->capacity) {
+    g_aligned_free (sc->buf);
+    sc->buf = g_aligned_alloc (need, sizeof (float), 64);
+    sc->capacity = need;
+  }
+  sc->xp = sc->buf;
+  sc->zero = sc->xp + n_xp;
+  sc->pre = sc->zero + n_zero;
+}
+
+#undef R16
 
 static inline float
 sigmoidf (float x)
@@ -149,17 +233,121 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
-static const float *
-normalise_input (const RnnModel *m, const float *x, gsize rows, float *xn)
+/* The whole model for streams b0 .. b0+nb-1 of a call of B streams (every
+ * [T][B][...] buffer keeps its full layout; a share touches only its own
+ * streams' columns, so shares can run on different threads).  Per stream
+ * the operations do not depend on the share: the projection kernel sums a
+ * row the same way whatever the row count, and the recurrent kernel runs
+ * each stream alike alone or in a group. */
+static void
+forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
+    RnnState *state, const float *x, guint T, guint B, gsize b0, gsize nb,
+    float *y)
 {
-  if (!m->cfg.has_input_norm)
-    return x;
-  const gsize n_in = m->cfg.input_size;
-  for (gsize t = 0; t < rows; t++)
-    for (gsize i = 0; i < n_in; i++)
-      xn[t * n_in + i] = (x[t * n_in + i] - m->in_mean[i]) / m->in_std[i];
-  return xn;
+  const RnnKernels *kern = rnn_kernels_get ();
+  const RnnConfig *c = &m->cfg;
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
+  const gsize D = c->bidirectional ? 2 : 1, DH = D * H;
+  const gboolean lstm = c->cell == RNN_CELL_LSTM, whole = nb == B;
+
+  /* rows t*B + b0 .. t*B + b0+nb-1 of a [T][B][n] buffer are contiguous:
+   * one kernel call for all T*B rows when the share is the whole call,
+   * else one per step */
+#define PROJECT(dst, src, n_src, W, bias, t0, len) \
+  G_STMT_START { \
+    if (whole) \
+      kern->project_rows ((dst), (src) + (t0) * B * (n_src), (W), (bias), \
+          (len) * B); \
+    else \
+      for (gsize t_ = 0; t_ < (len); t_++) \
+        kern->project_rows ((dst) + t_ * nb * (W)->N, \
+            (src) + (((t0) + t_) * B + b0) * (n_src), (W), (bias), nb); \
+  } G_STMT_END
+
+  gsize n_in = c->input_size;
+  const float *in = x;
+  if (c->has_input_norm) {
+    for (gsize t = 0; t < T; t++)
+      for (gsize b = b0; b < b0 + nb; b++)
+        for (gsize i = 0; i < n_in; i++) {
+          const gsize at = (t * B + b) * n_in + i;
+          fw->xn[at] = (x[at] - m->in_mean[i]) / m->in_std[i];
+        }
+    in = fw->xn;
+  }
+
+  const gsize piece = MIN (T, piece_steps (nb, GH));
+  for (guint k = 0; k < c->num_layers; k++) {
+    /* the last layer without a head writes straight into y */
+    float *out = (k + 1 == c->num_layers && !c->has_head) ? y : fw->seq[k & 1];
+    for (guint d = 0; d < D; d++) {
+      const RnnLayerParams *lp = &m->layers[k * D + d];
+      float *h, *cs = NULL;
+      if (state) {
+        h = rnn_state_h (state, k, d) + b0 * H;
+        cs = lstm ? rnn_state_c (state, k, d) + b0 * H : NULL;
+      } else {
+        h = sc->zero;
+        cs = lstm ? sc->zero + nb * H : NULL;
+        memset (sc->zero, 0, 2 * nb * H * sizeof (float));
+      }
+      const RnnPackedLayer *pk = &m->packed[k * D + d];
+      /* pieces of steps in the direction of time: project their input, then
+       * run the recurrence over them; each step reads the previous h from
+       * the output row written before it */
+      const float *h0 = h;
+      gsize h0_stride = H;
+      for (gsize done = 0; done < T; done += piece) {
+        const gsize len = MIN (piece, T - done);
+        const gsize t0 = d ? T - done - len : done;
+        float *o = out + (t0 * B + b0) * DH + d * H;
+        PROJECT (sc->xp, in, n_in, &pk->w_ih, lp->b_ih, t0, len);
+        kern->recur (c->cell, &pk->w_hh_blocked, lp->b_hh, sc->xp, len, nb, H,
+            d != 0, h0, h0_stride, cs, o, B * DH, DH, sc->pre);
+        h0 = d ? o : o + (len - 1) * B * DH;
+        h0_stride = DH;
+      }
+      if (state)
+        for (gsize b = 0; b < nb; b++)
+          memcpy (h + b * H, h0 + b * DH, H * sizeof (float));
+    }
+    in = out;
+    n_in = DH;
+  }
+  if (c->has_head) {
+    const gsize O = c->output_size;
+    if (whole) {
+      kern->project_rows (y, in, &m->head_w_p, m->head_b, (gsize) T * B);
+      rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
+    } else {
+      for (gsize t = 0; t < T; t++) {
+        float *yt = y + (t * B + b0) * O;
+        kern->project_rows (yt, in + (t * B + b0) * DH, &m->head_w_p,
+            m->head_b, nb);
+        rnn_head_activate (c->head_activation, yt, nb, O);
+      }
+    }
+  }
+#undef PROJECT
 }
+
+static void
+run_share (gpointer data, gpointer user_data)
+{
+  Share *sh = data;
+  RnnForward *fw = user_data;
+
+  forward_streams (fw, sh->scratch, sh->m, sh->state, sh->x, sh->T, sh->B,
+      sh->b0, sh->nb, sh->y);
+  g_mutex_lock (&fw->lock);
+  if (--fw->pending == 0)
+    g_cond_signal (&fw->done);
+  g_mutex_unlock (&fw->lock);
+}
+
+/* Below this many multiply-adds a call stays on one thread: handing work
+ * to another costs some microseconds. */
+#define MIN_WORK_PER_THREAD (1 << 18)
 
 void
 rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
@@ -177,57 +365,40 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     return;
 
   forward_reserve (fw, m, T, B);
-  const RnnKernels *kern = rnn_kernels_get ();
-  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
-  const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
-  const gboolean lstm = c->cell == RNN_CELL_LSTM;
 
-  const float *in = normalise_input (m, x, TB, fw->xn);
-  const gsize piece = MIN (T, piece_steps (B, GH)), DH = D * H;
-  gsize n_in = c->input_size;
-  for (guint k = 0; k < c->num_layers; k++) {
-    /* the last layer without a head writes straight into y */
-    float *out = (k + 1 == c->num_layers && !c->has_head) ? y : fw->seq[k & 1];
-    for (guint d = 0; d < D; d++) {
-      const RnnLayerParams *lp = &m->layers[k * D + d];
-      float *h, *cs = NULL;
-      if (state) {
-        h = rnn_state_h (state, k, d);
-        cs = rnn_state_c (state, k, d);
-      } else {
-        h = fw->zero;
-        cs = lstm ? fw->zero + B * H : NULL;
-        memset (fw->zero, 0, 2 * B * H * sizeof (float));
-      }
-      const RnnPackedLayer *pk = &m->packed[k * D + d];
-      /* pieces of steps in the direction of time: project their input, then
-       * run the recurrence over them; each step reads the previous h from
-       * the output row written before it */
-      const float *h0 = h;
-      gsize h0_stride = H;
-      for (gsize done = 0; done < T; done += piece) {
-        const gsize len = MIN (piece, T - done);
-        const gsize t0 = d ? T - done - len : done;
-        float *o = out + t0 * B * DH + d * H;
-        kern->project_rows (fw->xp, in + t0 * B * n_in, &pk->w_ih, lp->b_ih,
-            len * B);
-        kern->recur (c->cell, &pk->w_hh_blocked, lp->b_hh, fw->xp, len, B, H,
-            d != 0, h0, h0_stride, cs, o, B * DH, DH, fw->pre);
-        h0 = d ? o : o + (len - 1) * B * DH;
-        h0_stride = DH;
-      }
-      if (state)
-        for (gsize b = 0; b < B; b++)
-          memcpy (h + b * H, h0 + b * DH, H * sizeof (float));
-    }
-    in = out;
-    n_in = DH;
+  /* independent streams split over the threads, in shares of whole groups
+   * of four where possible (the recurrent kernel shares weight loads
+   * within a group) */
+  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size;
+  const gsize work = (gsize) T * B * G * H * (H + c->input_size)
+      * c->num_layers * (c->bidirectional ? 2 : 1);
+  guint n = MIN (fw->n_threads, B);
+  n = (guint) MIN ((gsize) n, MAX (1, work / MIN_WORK_PER_THREAD));
+  if (n <= 1) {
+    scratch_reserve (&fw->own, m, T, B);
+    forward_streams (fw, &fw->own, m, state, x, T, B, 0, B, y);
+    return;
   }
-  if (c->has_head) {
-    const gsize O = c->output_size;
-    kern->project_rows (y, in, &m->head_w_p, m->head_b, TB);
-    rnn_head_activate (c->head_activation, y, TB, O);
+  gsize per = (B + n - 1) / n;
+  if (per > 4)
+    per = (per + 3) / 4 * 4;
+  n = (guint) ((B + per - 1) / per);
+  g_mutex_lock (&fw->lock);
+  fw->pending = n - 1;
+  g_mutex_unlock (&fw->lock);
+  for (guint i = 0; i < n; i++) {
+    Share *sh = &fw->shares[i];
+    *sh = (Share) { fw, m, state, x, T, B, i * per, MIN (per, B - i * per), y,
+        i == 0 ? &fw->own : &fw->worker[i - 1] };
+    scratch_reserve (sh->scratch, m, T, sh->nb);
   }
+  for (guint i = 1; i < n; i++)
+    g_thread_pool_push (fw->pool, &fw->shares[i], NULL);
+  forward_streams (fw, &fw->own, m, state, x, T, B, 0, fw->shares[0].nb, y);
+  g_mutex_lock (&fw->lock);
+  while (fw->pending > 0)
+    g_cond_wait (&fw->done, &fw->lock);
+  g_mutex_unlock (&fw->lock);
 }
 
 /* ---- reference path ---------------------------------------------------- */

@@ -203,17 +203,26 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnState, rnn_state_free)
 /* ---- forward ------------------------------------------------------------- */
 
 /* Scratch memory for rnn_forward(); grows to the largest T*B seen, so a
- * steady stream allocates nothing.  One per thread. */
+ * steady stream allocates nothing.  One per calling thread (a forward
+ * object is not for concurrent calls). */
 typedef struct _RnnForward RnnForward;
 RnnForward *rnn_forward_new (void);
 void rnn_forward_free (RnnForward *fw);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnForward, rnn_forward_free)
 
+/* 1 (the default): rnn_forward() runs on the calling thread.  n > 1: calls
+ * with several streams (B >= 2) and enough work split the streams over the
+ * calling thread and n - 1 worker threads the object keeps (made here; at
+ * most 16 in all).  Results are the same bits either way.  Fails only if
+ * the threads cannot be made. */
+gboolean rnn_forward_set_threads (RnnForward *fw, guint n_threads, GError **error);
+guint rnn_forward_get_threads (const RnnForward *fw);
+
 /* x [T][B][I] -> y [T][B][O].
  * Unidirectional: @state (batch B) carries h, c in and out.
  * Bidirectional: @state must be NULL; the call is one window (each of the B
  * streams is one sequence), both directions start from zero.
- * The input projection of all T*B steps is one sgemm per layer/direction. */
+ * Our own kernels (no BLAS), so chunking and batching change no bit. */
 void rnn_forward (RnnForward *fw, const RnnModel *model, RnnState *state,
     const float *x, guint T, guint B, float *y);
 

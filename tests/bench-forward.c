@@ -1,7 +1,8 @@
 /* bench-forward MODEL --steps N --chunk C --repeats R
  * Streams N steps of one stream through the model in chunks of C steps and
  * prints the median steps per second over R runs.  Single-threaded BLAS.
- * --weights f16 runs with the opt-in float16 recurrent weights. */
+ * --weights f16 runs with the opt-in float16 recurrent weights; --threads N
+ * splits the streams over N threads. */
 #include "rnn.h"
 
 #include <cblas.h>
@@ -18,13 +19,15 @@ cmp_double (const void *a, const void *b)
 int
 main (int argc, char **argv)
 {
-  gint steps = 48000, chunk = 480, repeats = 7, batch = 1;
+  gint steps = 48000, chunk = 480, repeats = 7, batch = 1, threads = 1;
   g_autofree char *weights = NULL;
   GOptionEntry entries[] = {
     { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "steps per run", "N" },
     { "chunk", 0, 0, G_OPTION_ARG_INT, &chunk, "steps per call", "C" },
     { "repeats", 0, 0, G_OPTION_ARG_INT, &repeats, "runs (median printed)", "R" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "independent streams", "B" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads,
+      "threads the streams are split over (rnn_forward_set_threads)", "N" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &weights,
       "f32 (default) or f16 (opt-in float16 recurrent weights)", "P" },
     { NULL }
@@ -33,7 +36,7 @@ main (int argc, char **argv)
   GOptionContext *ctx = g_option_context_new ("MODEL - streaming forward throughput");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 2
-      || steps < 1 || chunk < 1 || repeats < 1 || batch < 1) {
+      || steps < 1 || chunk < 1 || repeats < 1 || batch < 1 || threads < 1) {
     g_printerr ("%s\n", error ? error->message : "usage: bench-forward MODEL [options]");
     return 2;
   }
@@ -62,6 +65,10 @@ main (int argc, char **argv)
     x[n] = 0.5f * sinf (0.01f * (float) n);
 
   g_autoptr (RnnForward) fw = rnn_forward_new ();
+  if (!rnn_forward_set_threads (fw, (guint) threads, &error)) {
+    g_printerr ("%s\n", error->message);
+    return 1;
+  }
   g_autoptr (RnnState) state = c->bidirectional ? NULL : rnn_state_new (model, batch);
   double *rates = g_new (double, repeats);
   for (gint r = 0; r < repeats; r++) {

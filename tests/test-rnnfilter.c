@@ -510,6 +510,28 @@ check_parity_vector (const char *name, guint I, gboolean bidirectional)
 
 static const char *cells[] = { "rnn_tanh", "rnn_relu", "lstm", "gru" };
 
+/* n-threads splits the channels of an independent stream over threads: the
+ * same bytes as one thread, in buffers big enough to be split. */
+static void
+test_threads (void)
+{
+  gchar *path = model_path ("lstm_L1_uni_I1_H33_none");
+  const guint C = 8, frames = 4800;
+  float *x = seq_vector (frames, frames, C);
+  GArray *one = run_once (path, 48000, C, x, frames, "channel-mode",
+      GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT, NULL);
+  GArray *three = run_once (path, 48000, C, x, frames, "channel-mode",
+      GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT, "n-threads", 3, NULL);
+
+  g_assert_cmpuint (one->len, ==, (gsize) frames * C * 33);
+  g_assert_cmpmem (one->data, one->len * sizeof (float), three->data,
+      three->len * sizeof (float));
+  g_array_unref (one);
+  g_array_unref (three);
+  g_free (x);
+  g_free (path);
+}
+
 /* weight-precision=float16: the element runs exactly what the core runs
  * with RNN_WEIGHTS_F16 (bit for bit), which is not what it runs by
  * default; a model beyond float16's range is refused with a message. */
@@ -2052,6 +2074,7 @@ main (int argc, char **argv)
       test_parity_bidirectional);
   g_test_add_func ("/rnnfilter/parity/frame-size", test_parity_frame_size);
   g_test_add_func ("/rnnfilter/parity/weight-precision", test_weight_precision);
+  g_test_add_func ("/rnnfilter/parity/threads", test_threads);
   g_test_add_func ("/rnnfilter/parity/independent", test_parity_independent);
   g_test_add_func ("/rnnfilter/parity/independent-bidirectional",
       test_parity_independent_bidirectional);
