@@ -104,7 +104,8 @@ rnn_forward_set_threads (RnnForward *fw, guint n_threads, GError **error)
   if (n_threads > 1) {
     /* exclusive: the threads are made now and kept, so a call allocates
      * nothing and never waits for a thread to start */
-    fw->pool = g_thread_pool_new (run_share, fw, (gint) n_threads - 1, TRUE, error);
+    fw->pool = g_thread_pool_new_full (run_share, fw, NULL, (gint) n_threads - 1,
+        TRUE, error);
     if (!fw->pool)
       return FALSE;
   }

@@ -8,6 +8,7 @@
 /* ---- allocation counter (tests/alloc-hook.h) ----------------------------- */
 
 #include "alloc-hook.h"
+#include "tsan-glib.h"
 
 /* ---- fixtures ------------------------------------------------------------ */
 

@@ -6,6 +6,7 @@
  * earlier run of the element itself.
  */
 #include "test-common.h"
+#include "tsan-glib.h"
 #include "../plugins/gstrnnelements.h"
 #include "../plugins/gstrnnfilter.h"
 
