@@ -5,10 +5,11 @@
  * Layout of a batch: B windows of T steps, time-major, so "row" r = t*B + b
  * of every [T][B][...] buffer is step t of window b.  Per layer and
  * direction, one sgemm projects the inputs of all T*B rows; the recurrence
- * runs step by step with the inference kernel (rnn_project_rows() with the
- * sealed, transposed W_hh) and the inference cell arithmetic, so the
- * training forward computes what rnn_forward() computes (to the last bits
- * of the sgemm's summation order).  Backward walks the
+ * runs step by step with the panel kernel (rnn_project_rows() with the
+ * sealed, transposed W_hh) and exponential-based activations, caching what
+ * backward needs.  It computes rnn_forward()'s function to within rounding
+ * (the inference kernel sums in another order and uses rational gate
+ * activations; both are held to PyTorch by the parity tests).  Backward walks the
  * steps in reverse, turning the gradient of each h into the gradients of
  * the gate pre-activations (dG, kept for every row); the weight gradients
  * are then one sgemm each over all T*B rows (dW_ih += dGᵀ·X,

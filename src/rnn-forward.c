@@ -1,8 +1,8 @@
 /* The forward pass: streaming (state carried across calls) and whole-window
- * (bidirectional).  The fast path projects the input of all T·B steps in one
- * call per layer and direction, then runs the fused recurrent kernel and
- * the gate nonlinearities per step; the naive path is the plain-loop
- * reference. */
+ * (bidirectional).  The fast path projects the input of a piece of steps at
+ * a time (our panel kernel), then runs the fused recurrent kernel (products,
+ * gate nonlinearities, state update) over the piece; the streams of a call
+ * may be split over threads.  The naive path is the plain-loop reference. */
 #include "rnn-private.h"
 #include "rnn-kernels.h"
 
