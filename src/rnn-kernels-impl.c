@@ -3,10 +3,12 @@
  *
  * Activations are vectorised here (GCC/Clang vector extensions, 8 lanes)
  * instead of calling libm's expf/tanhf per element: at H=128 the scalar
- * calls cost more than the whole recurrent product.  The polynomials are the
- * classic Cephes single-precision exp (range reduction by ln 2 and a
- * degree-5 polynomial, within a few ulp of libm); sigmoid and tanh are built
- * on it; the parity tests hold them to PyTorch.
+ * calls cost more than the whole recurrent product.  Two families: the
+ * exponential-based ones (Cephes' single-precision exp: range reduction by
+ * ln 2 and a degree-5 polynomial, within a few ulp of libm) for the Elman
+ * tanh cell and training, and a rational tanh (scripts/fit-tanh.py) for the
+ * LSTM and GRU gates, whose latency bounds a step; the parity tests hold
+ * both to PyTorch.
  * Never compile this with -ffinite-math-only: the element's non-finite
  * policy relies on NaN comparisons elsewhere, and clamps here must stay
  * well-defined. */
@@ -121,9 +123,10 @@ KFN (vtanh_exp) (v8sf x)
 
 /* tanh x ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh rounds to +-1 in
  * float), P and Q of degree 4 with positive coefficients (so both evaluate
- * to within an ulp or two), fitted here for this kernel (minimax of the
- * absolute error, tools in the commit message).  Against tanh in double:
- * at most 3.1e-7 (5 ulp, near |x| = 8.8), mean 0.8 ulp; relative precision
+ * to within an ulp or two), fitted for this kernel by scripts/fit-tanh.py
+ * (near-minimax absolute error), which also measures this evaluation
+ * against tanh in double: at most 3.3e-7 (about 5 ulp, near |x| = 8.5),
+ * mean 0.7 ulp; relative precision
  * near 0 is kept (tanh RNNs carry it over many steps).  Cheaper and shorter
  * in latency than an exponential and a division: the activation chain is
  * what bounds one stream's step.  Estrin's scheme halves the chain of the
@@ -357,8 +360,6 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
   KFN (store) (ho, hn, n);
 }
 
-/* Phase 1 of one stream at one step: all its blocks' products into @pre
- * (G * ceil(H/8) * 8 floats, 32-byte aligned). */
 /* Elman cells (one gate): four blocks at once, so that eight chains are in
  * flight as with the four gates of an LSTM block (one block alone keeps
  * only two and waits on them).  Per block the same operations as
@@ -394,6 +395,8 @@ KFN (recur_products_x4) (const float *restrict P, const guint16 *restrict P16,
     *(v8sf *) (pre + 8 * b) = (a0[b] + a1[b]) + *(const v8sf_u *) (bhh + 8 * b);
 }
 
+/* Phase 1 of one stream at one step: all its blocks' products into @pre
+ * (G * ceil(H/8) * 8 floats, 32-byte aligned). */
 static inline __attribute__ ((always_inline)) void
 KFN (stream_products) (const int G, const int half,
     const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,

@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""Fits the rational tanh of the inference kernels (src/rnn-kernels-impl.c,
+vtanh_fast) and measures it.
+
+    tanh x ~ x P(x^2) / Q(x^2),  |x| <= 9 (tanh rounds to +-1 in float beyond)
+
+P and Q have degree NP-1 and NQ in x^2 (default 4 and 4), Q(0) = 1.  The
+fit minimises the largest absolute error on a dense grid by Lawson's
+iteration: linearised least squares  x P(z) - t (Q(z) - 1) = t  (z = x^2,
+t = tanh x) with weights raised where the error is largest.  It prints the
+coefficients as float literals for the kernel, then the error of the
+float32 evaluation the kernel does (Estrin's scheme with fused
+multiply-adds, emulated in double and rounded to float at each step) against
+tanh in double over |x| <= 12.
+
+Usage: scripts/fit-tanh.py [NP NQ]
+"""
+
+import sys
+
+import numpy as np
+
+CLAMP = 9.0
+
+
+def fit(n_p, n_q, iters=300):
+    x = np.sort(np.concatenate([np.linspace(0, CLAMP, 40001)[1:],
+                                np.geomspace(1e-6, 0.1, 2000)]))
+    t, z = np.tanh(x), x * x
+    a = np.hstack([x[:, None] * z[:, None] ** np.arange(n_p),
+                   -(t[:, None] * z[:, None] ** np.arange(1, n_q + 1))])
+    w = np.ones_like(x)
+    best = None
+    for _ in range(iters):
+        sol, *_ = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)
+        p, q = sol[:n_p], np.concatenate([[1.0], sol[n_p:]])
+        err = np.abs(x * np.polyval(p[::-1], z) / np.polyval(q[::-1], z) - t)
+        m = err.max()
+        if best is None or m < best[0]:
+            best = (m, p, q)
+        w = w * np.sqrt(err / m) + 1e-15
+        w /= w.sum()
+    return best
+
+
+def f32(v):
+    return np.asarray(v, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def fma(a, b, c):
+    """a*b + c rounded once to float (exact product in double for floats)."""
+    return f32(a * b + c)
+
+
+def estrin5(z, z2, z4, c):
+    """c0 + c1 z + c2 z^2 + c3 z^3 + c4 z^4 as the kernel evaluates it."""
+    return fma(z4, c[4], fma(z2, fma(z, c[3], c[2]), fma(z, c[1], c[0])))
+
+
+def measure(p, q):
+    xf = f32(np.linspace(-12, 12, 2_400_001))
+    x = np.clip(xf, -CLAMP, CLAMP)
+    z = f32(x * x)
+    z2 = f32(z * z)
+    z4 = f32(z2 * z2)
+    num = f32(x * estrin5(z, z2, z4, f32(p)))
+    den = estrin5(z, z2, z4, f32(q))
+    y = f32(num / den)
+    ref = np.tanh(xf)
+    err = np.abs(y - ref)
+    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    return err.max(), xf[err.argmax()], (err / ulp).mean()
+
+
+def main():
+    n_p, n_q = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) == 3 else (5, 4)
+    m, p, q = fit(n_p, n_q)
+    print(f"fit: max abs error {m:.3g} (double) with P of {n_p} and Q of {n_q} + 1 coefficients")
+    print("P:", ", ".join(f"{np.float32(c):.9e}f" for c in p))
+    print("Q:", ", ".join(f"{np.float32(c):.9e}f" for c in q))
+    if n_p == 5 and n_q == 4:
+        e, at, mean_ulp = measure(p, q)
+        print(f"float32 evaluation: max abs error {e:.3g} at x = {at:.4f}, mean {mean_ulp:.2f} ulp")
+
+
+if __name__ == "__main__":
+    main()
