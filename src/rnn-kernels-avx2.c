@@ -9,6 +9,9 @@
 #define VMIN(a, b) ((v8sf) _mm256_min_ps ((__m256) (a), (__m256) (b)))
 #define VMAX(a, b) ((v8sf) _mm256_max_ps ((__m256) (a), (__m256) (b)))
 #define VFLOOR(a) ((v8sf) _mm256_floor_ps ((__m256) (a)))
+/* lane k of v in all lanes (one vpermps) */
+#define VLANE(v, k) \
+  ((v8sf) _mm256_permutevar8x32_ps ((__m256) (v), _mm256_set1_epi32 (k)))
 /* 8 float16 values to float32 (F16C) */
 #define VLOADH(p) ((v8sf) _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (p))))
 #include "rnn-kernels-impl.c"

@@ -319,45 +319,102 @@ KFN (recur_products) (const int G, const float *restrict P,
     *(v8sf *) (pre + 8 * g) = (a0[g] + a1[g]) + KFN (load) (bhh + g * H, n);
 }
 
+/* The gate arithmetic of one block: x projection XP[g] and recurrent sum
+ * (b_hh included) RP[g] per gate, the previous h (GRU) and c (LSTM, in and
+ * out); returns the new h. */
+static inline __attribute__ ((always_inline)) v8sf
+KFN (cell_math) (const RnnCell cell, const v8sf *XP, const v8sf *RP,
+    v8sf *c, v8sf hold)
+{
+  switch (cell) {
+    case RNN_CELL_RNN_TANH:
+      return KFN (vtanh_exp) (XP[0] + RP[0]);
+    case RNN_CELL_RNN_RELU:
+      return KFN (vmax) (XP[0] + RP[0], (v8sf) { 0 });
+    case RNN_CELL_LSTM:{
+      const v8sf i = KFN (vsigmoid_fast) (XP[0] + RP[0]);
+      const v8sf f = KFN (vsigmoid_fast) (XP[1] + RP[1]);
+      const v8sf gg = KFN (vtanh_fast) (XP[2] + RP[2]);
+      const v8sf o = KFN (vsigmoid_fast) (XP[3] + RP[3]);
+      const v8sf cn = f * *c + i * gg;
+      *c = cn;
+      return o * KFN (vtanh_fast) (cn);
+    }
+    case RNN_CELL_GRU:
+    default:{
+      /* b_hn stays inside r * (W_hn h + b_hn) */
+      const v8sf r = KFN (vsigmoid_fast) (XP[0] + RP[0]);
+      const v8sf z = KFN (vsigmoid_fast) (XP[1] + RP[1]);
+      const v8sf ng = KFN (vtanh_fast) (XP[2] + r * RP[2]);
+      return ((v8sf) { 1, 1, 1, 1, 1, 1, 1, 1 } - z) * ng + z * hold;
+    }
+  }
+}
+
 static inline __attribute__ ((always_inline)) void
 KFN (recur_update) (const RnnCell cell, const float *restrict pre,
     const float *restrict xp, gsize H, float *restrict c,
     const float *restrict hold, float *restrict ho, const gsize n)
 {
-  /* pre-activation = x projection + (recurrent sum + b_hh) */
-#define RP(g) (*(const v8sf *) (pre + 8 * (g)))
-#define XP(g) KFN (load) (xp + (g) * H, n)
-  v8sf hn;
-  switch (cell) {
-    case RNN_CELL_RNN_TANH:
-      hn = KFN (vtanh_exp) (XP (0) + RP (0));
-      break;
-    case RNN_CELL_RNN_RELU:
-      hn = KFN (vmax) (XP (0) + RP (0), (v8sf) { 0 });
-      break;
-    case RNN_CELL_LSTM:{
-      const v8sf i = KFN (vsigmoid_fast) (XP (0) + RP (0));
-      const v8sf f = KFN (vsigmoid_fast) (XP (1) + RP (1));
-      const v8sf gg = KFN (vtanh_fast) (XP (2) + RP (2));
-      const v8sf o = KFN (vsigmoid_fast) (XP (3) + RP (3));
-      const v8sf cn = f * KFN (load) (c, n) + i * gg;
-      KFN (store) (c, cn, n);
-      hn = o * KFN (vtanh_fast) (cn);
-      break;
-    }
-    case RNN_CELL_GRU:
-    default:{
-      /* b_hn stays inside r * (W_hn h + b_hn) */
-      const v8sf r = KFN (vsigmoid_fast) (XP (0) + RP (0));
-      const v8sf z = KFN (vsigmoid_fast) (XP (1) + RP (1));
-      const v8sf ng = KFN (vtanh_fast) (XP (2) + r * RP (2));
-      hn = ((v8sf) { 1, 1, 1, 1, 1, 1, 1, 1 } - z) * ng + z * KFN (load) (hold, n);
-      break;
-    }
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  v8sf XP[4], RP[4], cv = { 0 }, hv = { 0 };
+  for (int g = 0; g < G; g++) {
+    XP[g] = KFN (load) (xp + g * H, n);
+    RP[g] = *(const v8sf *) (pre + 8 * g);
   }
-#undef RP
-#undef XP
+  if (cell == RNN_CELL_LSTM)
+    cv = KFN (load) (c, n);
+  if (cell == RNN_CELL_GRU)
+    hv = KFN (load) (hold, n);
+  const v8sf hn = KFN (cell_math) (cell, XP, RP, &cv, hv);
+  if (cell == RNN_CELL_LSTM)
+    KFN (store) (c, cv, n);
   KFN (store) (ho, hn, n);
+}
+
+/* One stream of a model with H = 8 (one block, the common small audio
+ * model): h and c stay in registers from step to step and the products
+ * take h's lanes from the register, instead of a store and reloads per
+ * step on the critical path.  The operations are those of recur_products
+ * and recur_update, so the results are the same bits. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_h8) (const RnnCell cell, const float *restrict P,
+    const float *restrict bhh, const float *restrict xp, gsize T,
+    gboolean reverse, const float *restrict h0, float *restrict c,
+    float *restrict out, gsize row_stride)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  v8sf h = *(const v8sf_u *) h0, cv = { 0 }, bias[4];
+  if (cell == RNN_CELL_LSTM)
+    cv = *(const v8sf_u *) c;
+  for (int g = 0; g < G; g++)
+    bias[g] = *(const v8sf_u *) (bhh + 8 * g);
+  for (gsize s = 0; s < T; s++) {
+    const gsize t = reverse ? T - 1 - s : s;
+    v8sf a0[4], a1[4], XP[4], RP[4];
+    for (int g = 0; g < G; g++)
+      a0[g] = a1[g] = (v8sf) { 0 };
+    for (int k = 0; k < 8; k += 2) {
+      const float *p = P + k * G * 8;
+#ifdef VLANE
+      const v8sf hk0 = VLANE (h, k), hk1 = VLANE (h, k + 1);
+#else
+      const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
+#endif
+      for (int g = 0; g < G; g++) {
+        a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), hk0, a0[g]);
+        a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), hk1, a1[g]);
+      }
+    }
+    for (int g = 0; g < G; g++) {
+      RP[g] = (a0[g] + a1[g]) + bias[g];
+      XP[g] = *(const v8sf_u *) (xp + t * G * 8 + 8 * g);
+    }
+    h = KFN (cell_math) (cell, XP, RP, &cv, h);
+    *(v8sf_u *) (out + t * row_stride) = h;
+  }
+  if (cell == RNN_CELL_LSTM)
+    *(v8sf_u *) c = cv;
 }
 
 /* Elman cells (one gate): four blocks at once, so that eight chains are in
@@ -497,6 +554,10 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   const gsize GH = (gsize) G * H, GHp = (gsize) G * ((H + 7) & ~(gsize) 7);
   gsize tprev = 0;
+  if (H == 8 && B == 1 && !half && T > 0) {
+    KFN (recur_h8) (cell, W->data, bhh, xp, T, reverse, h0, c, out, row_stride);
+    return;
+  }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
 #define HIN(b) (s == 0 ? h0 + (b) * h0_stride \
