@@ -23,7 +23,6 @@ typedef struct {
 
 /* One share of a call: streams b0 .. b0+nb-1. */
 typedef struct {
-  RnnForward *fw;
   const RnnModel *m;
   RnnState *state;
   const float *x;
@@ -389,7 +388,7 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   g_mutex_unlock (&fw->lock);
   for (guint i = 0; i < n; i++) {
     Share *sh = &fw->shares[i];
-    *sh = (Share) { fw, m, state, x, T, B, i * per, MIN (per, B - i * per), y,
+    *sh = (Share) { m, state, x, T, B, i * per, MIN (per, B - i * per), y,
         i == 0 ? &fw->own : &fw->worker[i - 1] };
     scratch_reserve (sh->scratch, m, T, sh->nb);
   }

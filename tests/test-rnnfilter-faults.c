@@ -8,6 +8,7 @@
  * element itself.  Models are made here from a seeded generator.
  */
 #include "test-common.h"
+#include "test-harness.h"
 #include "alloc-hook.h"
 #include "tsan-glib.h"
 #include "../plugins/gstrnnelements.h"
@@ -179,14 +180,6 @@ record_probe (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
-static gchar *
-caps_string (guint rate, guint channels)
-{
-  return g_strdup_printf ("audio/x-raw, format=F32LE, layout=interleaved, "
-      "rate=%u, channels=%u%s", rate, channels,
-      channels > 2 ? ", channel-mask=(bitmask)0x0" : "");
-}
-
 static Rig *
 rig_new (const char *model, guint rate, guint channels, const char *first,
     ...)
@@ -279,26 +272,10 @@ rig_eos (Rig *r)
   g_assert_true (gst_harness_push_event (r->h, gst_event_new_eos ()));
 }
 
-/* The floats of every buffer pulled so far; @bufs (optional) gets the
- * buffers. */
 static GArray *
 rig_pull_all (Rig *r, GPtrArray *bufs)
 {
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (float));
-  GstBuffer *buf;
-
-  while ((buf = gst_harness_try_pull (r->h))) {
-    GstMapInfo map;
-
-    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
-    g_array_append_vals (out, map.data, map.size / sizeof (float));
-    gst_buffer_unmap (buf, &map);
-    if (bufs)
-      g_ptr_array_add (bufs, buf);
-    else
-      gst_buffer_unref (buf);
-  }
-  return out;
+  return harness_pull_floats (r->h, bufs);
 }
 
 /* The recorded src pad sequence as a string: "B4" a buffer of 4 floats,

@@ -6,6 +6,7 @@
  * earlier run of the element itself.
  */
 #include "test-common.h"
+#include "test-harness.h"
 #include "tsan-glib.h"
 #include "../plugins/gstrnnelements.h"
 #include "../plugins/gstrnnfilter.h"
@@ -225,14 +226,6 @@ make_filter (const char *model, const char *first_prop, va_list args)
   return e;
 }
 
-static gchar *
-caps_string (guint rate, guint channels)
-{
-  return g_strdup_printf ("audio/x-raw, format=F32LE, layout=interleaved, "
-      "rate=%u, channels=%u%s", rate, channels,
-      channels > 2 ? ", channel-mask=(bitmask)0x0" : "");
-}
-
 /* A started rnnfilter with @model, caps set unless @rate is 0.  Trailing
  * arguments: property name/value pairs, NULL-terminated. */
 static Rig *
@@ -319,27 +312,10 @@ rig_eos (Rig *r)
   g_assert_true (gst_harness_push_event (r->h, gst_event_new_eos ()));
 }
 
-/* Every output buffer so far, concatenated as floats; @bufs (optional)
- * receives the buffers themselves. */
 static GArray *
 rig_pull_all (Rig *r, GPtrArray *bufs)
 {
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (float));
-  GstBuffer *buf;
-
-  while ((buf = gst_harness_try_pull (r->h))) {
-    GstMapInfo map;
-
-    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
-    g_assert_cmpuint (map.size % sizeof (float), ==, 0);
-    g_array_append_vals (out, map.data, map.size / sizeof (float));
-    gst_buffer_unmap (buf, &map);
-    if (bufs)
-      g_ptr_array_add (bufs, buf);
-    else
-      gst_buffer_unref (buf);
-  }
-  return out;
+  return harness_pull_floats (r->h, bufs);
 }
 
 static guint
@@ -395,6 +371,39 @@ message_text (GstMessage *m)
   g_error_free (err);
   g_free (dbg);
   return text;
+}
+
+/* Plays @pipeline until EOS or an error (at most a minute) and returns that
+ * message; @started: what setting PLAYING returned.  The pipeline is back
+ * in NULL. */
+static GstMessage *
+pipeline_end (GstElement *pipeline, GstStateChangeReturn *started)
+{
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *m;
+
+  *started = gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_nonnull (m);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (bus);
+  return m;
+}
+
+/* Runs @pipeline to EOS; fails on an error. */
+static void
+run_pipeline (GstElement *pipeline)
+{
+  GstStateChangeReturn started;
+  GstMessage *m = pipeline_end (pipeline, &started);
+
+  g_assert_cmpint (started, !=, GST_STATE_CHANGE_FAILURE);
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    gchar *text = message_text (m);
+    g_error ("pipeline error: %s", text);
+  }
+  gst_message_unref (m);
 }
 
 /* ---- inputs ------------------------------------------------------------ */
@@ -571,41 +580,26 @@ test_weight_precision (void)
   g_free (want);
 
   /* a recurrent weight of 1e5 cannot be float16: a clear error at start */
-  {
-    float *p = rnn_model_get_params (m, NULL);
-    const gint t = rnn_model_find_tensor (m, "rnn.weight_hh_l1");
-    gchar *big;
-    GstElement *pipe;
-    GstBus *bus;
-    GstMessage *msg;
-    gchar *desc;
-
-    p[rnn_model_get_tensor_info (m, t)->offset] = 1e5f;
-    big = save_model (m, "f16-out-of-range.safetensors");
-    desc = g_strdup_printf ("audiotestsrc num-buffers=2 ! audio/x-raw,format=F32LE,"
-        "rate=48000,channels=1 ! rnnfilter model-location=\"%s\" "
-        "weight-precision=float16 ! fakesink", big);
-    pipe = gst_parse_launch (desc, &err);
-    g_assert_no_error (err);
-    bus = gst_element_get_bus (pipe);
-    gst_element_set_state (pipe, GST_STATE_PLAYING);
-    msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-        GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
-    g_assert_nonnull (msg);
-    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_ERROR);
-    {
-      gchar *text = message_text (msg);
-      g_assert_nonnull (strstr (text, "float16"));
-      g_assert_nonnull (strstr (text, "weight_hh of layer 1"));
-      g_free (text);
-    }
-    gst_message_unref (msg);
-    gst_element_set_state (pipe, GST_STATE_NULL);
-    gst_object_unref (bus);
-    gst_object_unref (pipe);
-    g_free (desc);
-    g_free (big);
-  }
+  float *p = rnn_model_get_params (m, NULL);
+  p[rnn_model_get_tensor_info (m,
+          rnn_model_find_tensor (m, "rnn.weight_hh_l1"))->offset] = 1e5f;
+  gchar *big = save_model (m, "f16-out-of-range.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=2 ! "
+      "audio/x-raw,format=F32LE,rate=48000,channels=1 ! rnnfilter "
+      "model-location=\"%s\" weight-precision=float16 ! fakesink", big);
+  GstElement *pipe = gst_parse_launch (desc, &err);
+  g_assert_no_error (err);
+  GstStateChangeReturn started;
+  GstMessage *msg = pipeline_end (pipe, &started);
+  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_ERROR);
+  gchar *text = message_text (msg);
+  g_assert_nonnull (strstr (text, "float16"));
+  g_assert_nonnull (strstr (text, "weight_hh of layer 1"));
+  g_free (text);
+  gst_message_unref (msg);
+  gst_object_unref (pipe);
+  g_free (desc);
+  g_free (big);
   rnn_model_unref (m);
   g_free (x);
   g_free (path);
@@ -1952,27 +1946,6 @@ on_handoff (GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data)
   guint64 *bytes = data;
 
   *bytes += gst_buffer_get_size (buf);
-}
-
-/* Runs @desc to EOS; fails on an error. */
-static void
-run_pipeline (GstElement *pipeline)
-{
-  GstBus *bus = gst_element_get_bus (pipeline);
-  GstMessage *m;
-
-  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_PLAYING), !=,
-      GST_STATE_CHANGE_FAILURE);
-  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-  g_assert_nonnull (m);
-  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
-    gchar *text = message_text (m);
-    g_error ("pipeline error: %s", text);
-  }
-  gst_message_unref (m);
-  gst_element_set_state (pipeline, GST_STATE_NULL);
-  gst_object_unref (bus);
 }
 
 static void

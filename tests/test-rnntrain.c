@@ -1395,6 +1395,19 @@ test_release_target (void)
 
 /* ---- whole pipelines ------------------------------------------------------------------- */
 
+/* gst-launch syntax to a PLAYING pipeline; @bus: its bus. */
+static GstElement *
+launch (const gchar *desc, GstBus **bus)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+
+  g_assert_no_error (err);
+  *bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  return p;
+}
+
 /* Both pads fed by one tee, the sink branch's queue small and the target
  * branch free to run ahead: rnntrain must keep taking data from the lane
  * that is behind.  (It used to drain the faster pad, after which the
@@ -1411,11 +1424,8 @@ test_pipeline_tee_unequal_branches (void)
       "rnntrain name=t model-location=%s epochs=0 hidden-size=2 seq-length=16 "
       "! fakesink s. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! "
       "audioamplify amplification=0.5 ! t.target", out);
-  GError *err = NULL;
-  GstElement *p = gst_parse_launch (desc, &err);
-  g_assert_no_error (err);
-  GstBus *bus = gst_element_get_bus (p);
-  gst_element_set_state (p, GST_STATE_PLAYING);
+  GstBus *bus;
+  GstElement *p = launch (desc, &bus);
   GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
       GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   g_assert_nonnull (m);         /* NULL: stalled for a minute */
@@ -1438,14 +1448,11 @@ test_pipeline_tee_target (void)
       "tee name=s s. ! queue ! rnntrain name=t model-location=%s epochs=2 "
       "hidden-size=4 seq-length=32 ! fakesink s. ! queue ! audioamplify "
       "amplification=0.5 ! t.target", out);
-  GError *err = NULL;
-  GstElement *p = gst_parse_launch (desc, &err);
-  g_assert_no_error (err);
-  GstBus *bus = gst_element_get_bus (p);
+  GstBus *bus;
+  GstElement *p = launch (desc, &bus);
   guint n_progress = 0, n_epoch = 0, start = 0, complete = 0;
   gboolean done = FALSE, eos = FALSE;
 
-  gst_element_set_state (p, GST_STATE_PLAYING);
   while (!eos) {
     GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
         GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT |
@@ -1515,12 +1522,8 @@ test_cancel (void)
   gchar *desc = g_strdup_printf ("audiotestsrc wave=white-noise num-buffers=10 "
       "samplesperbuffer=800 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! "
       "rnntrain model-location=%s epochs=100000 hidden-size=4 ! fakesink", out);
-  GError *err = NULL;
-  GstElement *p = gst_parse_launch (desc, &err);
-  g_assert_no_error (err);
-  GstBus *bus = gst_element_get_bus (p);
-
-  gst_element_set_state (p, GST_STATE_PLAYING);
+  GstBus *bus;
+  GstElement *p = launch (desc, &bus);
   GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
       GST_MESSAGE_PROGRESS);
   g_assert_nonnull (m);
