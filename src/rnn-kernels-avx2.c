@@ -12,6 +12,16 @@
 /* lane k of v in all lanes (one vpermps) */
 #define VLANE(v, k) \
   ((v8sf) _mm256_permutevar8x32_ps ((__m256) (v), _mm256_set1_epi32 (k)))
+/* the same, with the index hidden from the compiler so that it is not
+ * shared (and kept live) across uses */
+static inline __m256
+vlane_fresh (__m256 v, int k)
+{
+  __m256i i = _mm256_set1_epi32 (k);
+  __asm__ ("" : "+x" (i));
+  return _mm256_permutevar8x32_ps (v, i);
+}
+#define VLANE_FRESH(v, k) ((v8sf) vlane_fresh ((__m256) (v), (k)))
 /* 8 float16 values to float32 (F16C) */
 #define VLOADH(p) ((v8sf) _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (p))))
 #include "rnn-kernels-impl.c"
