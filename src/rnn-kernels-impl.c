@@ -22,6 +22,7 @@
 
 typedef float v8sf __attribute__ ((vector_size (32)));
 typedef gint32 v8si __attribute__ ((vector_size (32)));
+typedef float v4sf __attribute__ ((vector_size (16)));
 /* unaligned access to 8 floats */
 typedef float v8sf_u __attribute__ ((vector_size (32), aligned (4), may_alias));
 
@@ -172,6 +173,46 @@ KFN (store) (float *p, v8sf v, gsize n)
     *(v8sf_u *) p = v;
   else
     memcpy (p, &v, n * sizeof (float));
+}
+
+/* The lanes of @acc summed in a fixed tree: ((0+4) + (2+6)) + ((1+5) + (3+7)). */
+static inline float
+KFN (hsum) (v8sf acc)
+{
+  const v4sf t = __builtin_shufflevector (acc, acc, 0, 1, 2, 3)
+      + __builtin_shufflevector (acc, acc, 4, 5, 6, 7);
+  const v4sf u = t + __builtin_shufflevector (t, t, 2, 3, 2, 3);
+  return u[0] + u[1];
+}
+
+/* h · w over K values: lane j sums k = j, j+8, ... in k order (the first a
+ * plain product), then hsum (). */
+static inline float
+KFN (dot_row) (const float *restrict h, const float *restrict w, gsize K)
+{
+  const gsize n0 = MIN (8, K);
+  v8sf acc = KFN (load) (w, n0) * KFN (load) (h, n0);
+  for (gsize k = 8; k < K; k += 8) {
+    const gsize n = MIN (8, K - k);
+    acc = VFMA (KFN (load) (w + k, n), KFN (load) (h + k, n), acc);
+  }
+  return KFN (hsum) (acc);
+}
+
+void KFN (head_rows) (float *y, gsize ldy, const float *h, gsize ldh,
+    const float *W, const float *b, gsize M, gsize O, gsize K);
+
+/* The head's linear part, y[m][o] = h[m] · W[o] + b[o] (W [O][K] as
+ * stored): one dot_row () per output.  Its dependency chain is K/8 long
+ * where the panel form's (one output per lane, k in turn) was K: at one
+ * step per call that chain was exposed, 128 cycles at H = 32. */
+void
+KFN (head_rows) (float *y, gsize ldy, const float *h, gsize ldh,
+    const float *W, const float *b, gsize M, gsize O, gsize K)
+{
+  for (gsize m = 0; m < M; m++)
+    for (gsize o = 0; o < O; o++)
+      y[m * ldy + o] = KFN (dot_row) (h + m * ldh, W + o * K, K) + b[o];
 }
 
 /* acc += w * a: fused where the instruction set has FMA (VFMA is defined by
@@ -377,18 +418,40 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
  * take h's lanes from the register, instead of a store and reloads per
  * step on the critical path.  The operations are those of recur_products
  * and recur_update, so the results are the same bits. */
+/* With @io set (RecurIO), the input projection and the head's linear part
+ * are computed in the step loop instead of read from @xp and left to a
+ * later pass: each is project_rows ()'s arithmetic for its row (products in
+ * k order, the first a plain product, then the bias), so the bits are the
+ * same; off the step's critical path, they cost less than the two passes
+ * over memory (the per-sample audio model: one input, one output). */
+typedef struct {
+  const RnnPackedMatrix *w_ih;  /* [G*8][I], one panel of width G*8 */
+  const float *b_ih;
+  const float *x;               /* [T] rows of I, stride x_stride */
+  gsize x_stride;
+  const float *head_w;          /* [O][8] as stored */
+  gsize O;                      /* 0: no head */
+  const float *head_b;
+  float *y;                     /* [T] rows of O, stride y_stride */
+  gsize y_stride;
+} RecurIO;
+
 static inline __attribute__ ((always_inline)) void
 KFN (recur_h8) (const RnnCell cell, const float *restrict P,
     const float *restrict bhh, const float *restrict xp, gsize T,
     gboolean reverse, const float *restrict h0, float *restrict c,
-    float *restrict out, gsize row_stride)
+    float *restrict out, gsize row_stride, const RecurIO *io)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  v8sf h = *(const v8sf_u *) h0, cv = { 0 }, bias[4];
+  v8sf h = *(const v8sf_u *) h0, cv = { 0 }, bias[4], bih[4] = { { 0 } };
+  const gsize I = io ? io->w_ih->K : 0, O = io ? io->O : 0;
   if (cell == RNN_CELL_LSTM)
     cv = *(const v8sf_u *) c;
-  for (int g = 0; g < G; g++)
+  for (int g = 0; g < G; g++) {
     bias[g] = *(const v8sf_u *) (bhh + 8 * g);
+    if (io)
+      bih[g] = *(const v8sf_u *) (io->b_ih + 8 * g);
+  }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
     v8sf XP[4], RP[4];
@@ -431,10 +494,25 @@ KFN (recur_h8) (const RnnCell cell, const float *restrict P,
       for (int g = 0; g < G; g++)
         RP[g] = (a0[g] + a1[g]) + bias[g];
     }
-    for (int g = 0; g < G; g++)
-      XP[g] = *(const v8sf_u *) (xp + t * G * 8 + 8 * g);
+    if (io) {
+      const float *xt = io->x + t * io->x_stride, *w = io->w_ih->data;
+      for (int g = 0; g < G; g++) {
+        v8sf a = *(const v8sf_u *) (w + 8 * g) * KFN (splat) (xt[0]);
+        for (gsize i = 1; i < I; i++)
+          a = VFMA (*(const v8sf_u *) (w + i * G * 8 + 8 * g),
+              KFN (splat) (xt[i]), a);
+        XP[g] = a + bih[g];
+      }
+    } else {
+      for (int g = 0; g < G; g++)
+        XP[g] = *(const v8sf_u *) (xp + t * G * 8 + 8 * g);
+    }
     h = KFN (cell_math) (cell, XP, RP, &cv, h);
     *(v8sf_u *) (out + t * row_stride) = h;
+    /* head_rows ()'s arithmetic, h from the register */
+    for (gsize o = 0; o < O; o++)
+      io->y[t * io->y_stride + o] =
+          KFN (hsum) (*(const v8sf_u *) (io->head_w + 8 * o) * h) + io->head_b[o];
   }
   if (cell == RNN_CELL_LSTM)
     *(v8sf_u *) c = cv;
@@ -578,7 +656,8 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   const gsize GH = (gsize) G * H, GHp = (gsize) G * ((H + 7) & ~(gsize) 7);
   gsize tprev = 0;
   if (H == 8 && B == 1 && !half && T > 0) {
-    KFN (recur_h8) (cell, W->data, bhh, xp, T, reverse, h0, c, out, row_stride);
+    KFN (recur_h8) (cell, W->data, bhh, xp, T, reverse, h0, c, out, row_stride,
+        NULL);
     return;
   }
   for (gsize s = 0; s < T; s++) {
@@ -637,6 +716,35 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
   RECUR_CELLS (0);
 #undef RECUR_CELLS
 #undef RECUR_CASE
+}
+
+void KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+    const float *b_ih, const float *x, gsize x_stride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, const float *h0,
+    float *c, float *out, gsize row_stride, const float *head_w, gsize O,
+    const float *head_b, float *y, gsize y_stride);
+
+void
+KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+    const float *b_ih, const float *x, gsize x_stride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, const float *h0,
+    float *c, float *out, gsize row_stride, const float *head_w, gsize O,
+    const float *head_b, float *y, gsize y_stride)
+{
+  const RecurIO io = { W_ih, b_ih, x, x_stride, head_w, O, head_b, y, y_stride };
+  /* one instance per cell, as in recur () */
+#define H8_CASE(CELL) \
+    case CELL: \
+      KFN (recur_h8) (CELL, W->data, bhh, NULL, T, FALSE, h0, c, out, \
+          row_stride, &io); \
+      break
+  switch (cell) {
+    H8_CASE (RNN_CELL_RNN_TANH);
+    H8_CASE (RNN_CELL_RNN_RELU);
+    H8_CASE (RNN_CELL_LSTM);
+    H8_CASE (RNN_CELL_GRU);
+  }
+#undef H8_CASE
 }
 
 void KFN (sigmoid_array) (float *v, gsize n);

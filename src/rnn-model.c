@@ -421,8 +421,6 @@ rnn_model_seal (RnnModel *model)
           + blocked_size (G, H);
     if (model->precision == RNN_WEIGHTS_F16)     /* the float16 copies */
       total += LD * (blocked_size (G, H) + 1) / 2;
-    if (c->has_head)
-      total += packed_size (c->output_size, D * H);
     model->packed = g_new0 (RnnPackedLayer, LD);
     model->packed_slab = g_malloc_n (total, sizeof (float));
   }
@@ -435,10 +433,6 @@ rnn_model_seal (RnnModel *model)
     p += packed_size (GH, H);
     pack_blocked (&model->packed[l].w_hh_blocked, p, lp->w_hh, G, H);
     p += blocked_size (G, H);
-  }
-  if (c->has_head) {
-    pack_matrix (&model->head_w_p, p, model->head_w, c->output_size, D * H);
-    p += packed_size (c->output_size, D * H);
   }
   if (model->precision == RNN_WEIGHTS_F16) {
     /* after the float32 parts, so that those stay 4-byte aligned */

@@ -39,7 +39,6 @@ struct _RnnModel {
   float *head_w, *head_b;   /* [O][D*H], [O] or NULL */
   float *in_mean, *in_std;  /* [I] or NULL */
   RnnPackedLayer *packed;   /* [L][D]; NULL until sealed */
-  RnnPackedMatrix head_w_p; /* from head.weight [O][D*H]; data NULL without head */
   float *packed_slab;       /* owns the packed data */
   RnnWeightPrecision precision;
   GPtrArray *meta;          /* sorted keys, NULL-terminated */

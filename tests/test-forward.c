@@ -210,7 +210,9 @@ static void
 test_batch (void)
 {
   /* 6 streams: the kernel runs a group of four (sharing weight loads) and
-   * two single streams; every one must equal its own run */
+   * two single streams; every one must equal its own run, which for one
+   * layer of H = 8 takes the kernel with the input projection and the head
+   * fused in (recur_h8_io) */
   const guint T = 97, B = 6;
   for (guint n = 0; n < fixtures->len; n++) {
     const Fixture *f = g_ptr_array_index (fixtures, n);
