@@ -455,6 +455,10 @@ KFN (recur_h8) (const RnnCell cell, const float *restrict P,
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
     v8sf XP[4], RP[4];
+    /* W_hh read in place each step: hoisted, its 1 KB was copied to the
+     * stack at every call (the loop's registers cannot hold it), a cost
+     * paid for nothing at one step per call */
+    __asm__ ("" : "+r" (P));
     if (G == 4) {
       /* LSTM: gate by gate, the lanes of h taken afresh for each
        * (VLANE_FRESH): with the four gates' accumulators and the eight
