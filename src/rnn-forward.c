@@ -276,12 +276,11 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
     in = fw->xn;
   }
 
-  /* one layer of 8 units and a few inputs and outputs, one stream: the
-   * per-sample audio model, where the two projection passes cost a fifth
-   * of the time; the kernel computes them in its step loop instead (same
-   * bits) */
+  /* one layer of 8 units and a few inputs and outputs: the per-sample
+   * audio model, where the two projection passes cost a fifth of the time;
+   * the kernel computes them in its step loop instead (same bits) */
   const gsize O = c->has_head ? c->output_size : 0;
-  const gboolean fused = kern->recur_h8_io && H == 8 && nb == 1
+  const gboolean fused = kern->recur_h8_io && H == 8
       && c->num_layers == 1 && D == 1 && n_in <= 8 && O <= 8
       && !m->packed[0].w_hh_blocked.half;
 
@@ -308,8 +307,9 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
       gsize h0_stride = H;
       if (fused) {
         kern->recur_h8_io (c->cell, &pk->w_ih, lp->b_ih, in + b0 * n_in,
-            B * n_in, &pk->w_hh_blocked, lp->b_hh, T, h0, cs, out + b0 * DH,
-            B * DH, m->head_w, O, m->head_b, y + b0 * O, B * O);
+            B * n_in, n_in, &pk->w_hh_blocked, lp->b_hh, T, nb, h0, H, cs,
+            out + b0 * DH, B * DH, DH, m->head_w, O, m->head_b, y + b0 * O,
+            B * O, O);
         h0 = out + ((gsize) (T - 1) * B + b0) * DH;
         h0_stride = DH;
       }
@@ -332,7 +332,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
   }
   if (c->has_head && fused) {
     for (gsize t = 0; t < T; t++)
-      rnn_head_activate (c->head_activation, y + (t * B + b0) * O, 1, O);
+      rnn_head_activate (c->head_activation, y + (t * B + b0) * O, nb, O);
   } else if (c->has_head) {
     for (gsize t = 0; t < T; t++) {
       float *yt = y + (t * B + b0) * O;

@@ -9,9 +9,13 @@
 #define VMIN(a, b) ((v8sf) _mm256_min_ps ((__m256) (a), (__m256) (b)))
 #define VMAX(a, b) ((v8sf) _mm256_max_ps ((__m256) (a), (__m256) (b)))
 #define VFLOOR(a) ((v8sf) _mm256_floor_ps ((__m256) (a)))
-/* lane k of v in all lanes (one vpermps) */
+/* lane k (a constant) of v in all lanes: the 128-bit half duplicated
+ * (shared by the four lanes of that half), then an in-lane shuffle with an
+ * immediate; unlike vpermps no index vector, eight of which (one per lane)
+ * took registers the H = 8 kernel needs */
 #define VLANE(v, k) \
-  ((v8sf) _mm256_permutevar8x32_ps ((__m256) (v), _mm256_set1_epi32 (k)))
+  ((v8sf) _mm256_permute_ps (_mm256_permute2f128_ps ((__m256) (v), \
+          (__m256) (v), (k) < 4 ? 0x00 : 0x11), ((k) & 3) * 0x55))
 /* the same, with the index hidden from the compiler so that it is not
  * shared (and kept live) across uses */
 static inline __m256

@@ -427,26 +427,103 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
 typedef struct {
   const RnnPackedMatrix *w_ih;  /* [G*8][I], one panel of width G*8 */
   const float *b_ih;
-  const float *x;               /* [T] rows of I, stride x_stride */
-  gsize x_stride;
+  const float *x;               /* [T][streams] rows of I */
+  gsize x_stride, x_sstride;    /* per step, per stream */
   const float *head_w;          /* [O][8] as stored */
   gsize O;                      /* 0: no head */
   const float *head_b;
-  float *y;                     /* [T] rows of O, stride y_stride */
-  gsize y_stride;
+  float *y;                     /* [T][streams] rows of O */
+  gsize y_stride, y_sstride;
 } RecurIO;
 
-static inline __attribute__ ((always_inline)) void
-KFN (recur_h8) (const RnnCell cell, const float *restrict P,
-    const float *restrict bhh, const float *restrict xp, gsize T,
-    gboolean reverse, const float *restrict h0, float *restrict c,
-    float *restrict out, gsize row_stride, const RecurIO *io)
+/* One step of one stream of H = 8: the recurrent products from h in a
+ * register, the input projection (read from @xpt, or computed from @xt
+ * with @io), the cell; returns the new h. */
+static inline __attribute__ ((always_inline)) v8sf
+KFN (h8_step) (const RnnCell cell, const float *restrict P,
+    const v8sf *bias, const v8sf *bih, const RecurIO *io,
+    const float *restrict xt, const float *restrict xpt, v8sf h, v8sf *cv)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  v8sf h = *(const v8sf_u *) h0, cv = { 0 }, bias[4], bih[4] = { { 0 } };
-  const gsize I = io ? io->w_ih->K : 0, O = io ? io->O : 0;
-  if (cell == RNN_CELL_LSTM)
-    cv = *(const v8sf_u *) c;
+  v8sf XP[4], RP[4];
+  if (G == 4) {
+    /* LSTM: gate by gate, the lanes of h taken afresh for each
+     * (VLANE_FRESH): with the four gates' accumulators and the eight lanes
+     * live at once the compiler spilled accumulators, putting stores and
+     * reloads on the chain (10 % slower; the three-gate GRU is 4 % faster
+     * all at once) */
+    for (int g = 0; g < G; g++) {
+      v8sf a0 = { 0 }, a1 = { 0 };
+      for (int k = 0; k < 8; k += 2) {
+        const float *p = P + k * G * 8 + 8 * g;
+#ifdef VLANE_FRESH
+        const v8sf hk0 = VLANE_FRESH (h, k), hk1 = VLANE_FRESH (h, k + 1);
+#else
+        const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
+#endif
+        a0 = VFMA (*(const v8sf_u *) p, hk0, a0);
+        a1 = VFMA (*(const v8sf_u *) (p + G * 8), hk1, a1);
+      }
+      RP[g] = (a0 + a1) + bias[g];
+    }
+  } else {
+    v8sf a0[4], a1[4];
+    for (int g = 0; g < G; g++)
+      a0[g] = a1[g] = (v8sf) { 0 };
+    for (int k = 0; k < 8; k += 2) {
+      const float *p = P + k * G * 8;
+#ifdef VLANE
+      const v8sf hk0 = VLANE (h, k), hk1 = VLANE (h, k + 1);
+#else
+      const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
+#endif
+      for (int g = 0; g < G; g++) {
+        a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), hk0, a0[g]);
+        a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), hk1, a1[g]);
+      }
+    }
+    for (int g = 0; g < G; g++)
+      RP[g] = (a0[g] + a1[g]) + bias[g];
+  }
+  if (io) {
+    const float *w = io->w_ih->data;
+    const gsize I = io->w_ih->K;
+    for (int g = 0; g < G; g++) {
+      v8sf a = *(const v8sf_u *) (w + 8 * g) * KFN (splat) (xt[0]);
+      for (gsize i = 1; i < I; i++)
+        a = VFMA (*(const v8sf_u *) (w + i * G * 8 + 8 * g),
+            KFN (splat) (xt[i]), a);
+      XP[g] = a + bih[g];
+    }
+  } else {
+    for (int g = 0; g < G; g++)
+      XP[g] = *(const v8sf_u *) (xpt + 8 * g);
+  }
+  return KFN (cell_math) (cell, XP, RP, cv, h);
+}
+
+/* @S (1 or 2) streams of a model with H = 8 (one block, the common small
+ * audio model), stream q's rows at +q * the stream strides: h and c stay in
+ * registers from step to step and the products take h's lanes from the
+ * register, instead of a store and reloads per step on the critical path.
+ * Two streams' steps are independent chains that the processor overlaps.
+ * The operations are those of recur_products and recur_update, so the
+ * results are the same bits. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
+    const float *restrict bhh, const float *restrict xp, gsize xp_stride,
+    gsize T, gboolean reverse, const float *restrict h0, gsize h0_stride,
+    float *restrict c, float *restrict out, gsize row_stride,
+    gsize stream_stride, const RecurIO *io)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  v8sf h[2], cv[2] = { { 0 } }, bias[4], bih[4] = { { 0 } };
+  const gsize O = io ? io->O : 0;
+  for (int q = 0; q < S; q++) {
+    h[q] = *(const v8sf_u *) (h0 + q * h0_stride);
+    if (cell == RNN_CELL_LSTM)
+      cv[q] = *(const v8sf_u *) (c + 8 * q);
+  }
   for (int g = 0; g < G; g++) {
     bias[g] = *(const v8sf_u *) (bhh + 8 * g);
     if (io)
@@ -454,72 +531,55 @@ KFN (recur_h8) (const RnnCell cell, const float *restrict P,
   }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
-    v8sf XP[4], RP[4];
     /* W_hh read in place each step: hoisted, its 1 KB was copied to the
      * stack at every call (the loop's registers cannot hold it), a cost
      * paid for nothing at one step per call */
     __asm__ ("" : "+r" (P));
-    if (G == 4) {
-      /* LSTM: gate by gate, the lanes of h taken afresh for each
-       * (VLANE_FRESH): with the four gates' accumulators and the eight
-       * lanes live at once the compiler spilled accumulators, putting
-       * stores and reloads on the chain (10 % slower; the three-gate GRU
-       * is 4 % faster all at once) */
-      for (int g = 0; g < G; g++) {
-        v8sf a0 = { 0 }, a1 = { 0 };
-        for (int k = 0; k < 8; k += 2) {
-          const float *p = P + k * G * 8 + 8 * g;
-#ifdef VLANE_FRESH
-          const v8sf hk0 = VLANE_FRESH (h, k), hk1 = VLANE_FRESH (h, k + 1);
-#else
-          const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
-#endif
-          a0 = VFMA (*(const v8sf_u *) p, hk0, a0);
-          a1 = VFMA (*(const v8sf_u *) (p + G * 8), hk1, a1);
-        }
-        RP[g] = (a0 + a1) + bias[g];
-      }
-    } else {
-      v8sf a0[4], a1[4];
-      for (int g = 0; g < G; g++)
-        a0[g] = a1[g] = (v8sf) { 0 };
-      for (int k = 0; k < 8; k += 2) {
-        const float *p = P + k * G * 8;
-#ifdef VLANE
-        const v8sf hk0 = VLANE (h, k), hk1 = VLANE (h, k + 1);
-#else
-        const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
-#endif
-        for (int g = 0; g < G; g++) {
-          a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), hk0, a0[g]);
-          a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), hk1, a1[g]);
-        }
-      }
-      for (int g = 0; g < G; g++)
-        RP[g] = (a0[g] + a1[g]) + bias[g];
+    for (int q = 0; q < S; q++) {
+      h[q] = KFN (h8_step) (cell, P, bias, bih, io,
+          io ? io->x + t * io->x_stride + q * io->x_sstride : NULL,
+          io ? NULL : xp + t * xp_stride + q * G * 8, h[q], &cv[q]);
+      *(v8sf_u *) (out + t * row_stride + q * stream_stride) = h[q];
+      /* head_rows ()'s arithmetic, h from the register */
+      for (gsize o = 0; o < O; o++)
+        io->y[t * io->y_stride + q * io->y_sstride + o] =
+            KFN (hsum) (*(const v8sf_u *) (io->head_w + 8 * o) * h[q])
+            + io->head_b[o];
     }
-    if (io) {
-      const float *xt = io->x + t * io->x_stride, *w = io->w_ih->data;
-      for (int g = 0; g < G; g++) {
-        v8sf a = *(const v8sf_u *) (w + 8 * g) * KFN (splat) (xt[0]);
-        for (gsize i = 1; i < I; i++)
-          a = VFMA (*(const v8sf_u *) (w + i * G * 8 + 8 * g),
-              KFN (splat) (xt[i]), a);
-        XP[g] = a + bih[g];
-      }
-    } else {
-      for (int g = 0; g < G; g++)
-        XP[g] = *(const v8sf_u *) (xp + t * G * 8 + 8 * g);
-    }
-    h = KFN (cell_math) (cell, XP, RP, &cv, h);
-    *(v8sf_u *) (out + t * row_stride) = h;
-    /* head_rows ()'s arithmetic, h from the register */
-    for (gsize o = 0; o < O; o++)
-      io->y[t * io->y_stride + o] =
-          KFN (hsum) (*(const v8sf_u *) (io->head_w + 8 * o) * h) + io->head_b[o];
   }
   if (cell == RNN_CELL_LSTM)
-    *(v8sf_u *) c = cv;
+    for (int q = 0; q < S; q++)
+      *(v8sf_u *) (c + 8 * q) = cv[q];
+}
+
+/* Every stream of a call with H = 8, in pairs. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_h8_streams) (const RnnCell cell, const float *restrict P,
+    const float *restrict bhh, const float *restrict xp, gsize T, gsize B,
+    gboolean reverse, const float *restrict h0, gsize h0_stride,
+    float *restrict c, float *restrict out, gsize row_stride,
+    gsize stream_stride, const RecurIO *io)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  const gsize GH = (gsize) G * 8;
+  for (gsize b = 0; b < B; b += 2) {
+    const float *xpb = xp ? xp + b * GH : NULL;
+    RecurIO sub, *p = NULL;
+    if (io) {
+      sub = *io;
+      sub.x += b * io->x_sstride;
+      sub.y += b * io->y_sstride;
+      p = &sub;
+    }
+    if (b + 2 <= B)
+      KFN (recur_h8) (cell, 2, P, bhh, xpb, B * GH, T, reverse,
+          h0 + b * h0_stride, h0_stride, c ? c + b * 8 : NULL,
+          out + b * stream_stride, row_stride, stream_stride, p);
+    else
+      KFN (recur_h8) (cell, 1, P, bhh, xpb, B * GH, T, reverse,
+          h0 + b * h0_stride, h0_stride, c ? c + b * 8 : NULL,
+          out + b * stream_stride, row_stride, stream_stride, p);
+  }
 }
 
 /* Elman cells (one gate): four blocks at once, so that eight chains are in
@@ -659,9 +719,9 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   const gsize GH = (gsize) G * H, GHp = (gsize) G * ((H + 7) & ~(gsize) 7);
   gsize tprev = 0;
-  if (H == 8 && B == 1 && !half && T > 0) {
-    KFN (recur_h8) (cell, W->data, bhh, xp, T, reverse, h0, c, out, row_stride,
-        NULL);
+  if (H == 8 && !half && T > 0) {
+    KFN (recur_h8_streams) (cell, W->data, bhh, xp, T, B, reverse, h0,
+        h0_stride, c, out, row_stride, stream_stride, NULL);
     return;
   }
   for (gsize s = 0; s < T; s++) {
@@ -723,24 +783,27 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
 }
 
 void KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
-    const float *b_ih, const float *x, gsize x_stride,
-    const RnnPackedMatrix *W, const float *bhh, gsize T, const float *h0,
-    float *c, float *out, gsize row_stride, const float *head_w, gsize O,
-    const float *head_b, float *y, gsize y_stride);
+    const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
+    const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
+    gsize stream_stride, const float *head_w, gsize O, const float *head_b,
+    float *y, gsize y_stride, gsize y_sstride);
 
 void
 KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
-    const float *b_ih, const float *x, gsize x_stride,
-    const RnnPackedMatrix *W, const float *bhh, gsize T, const float *h0,
-    float *c, float *out, gsize row_stride, const float *head_w, gsize O,
-    const float *head_b, float *y, gsize y_stride)
+    const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
+    const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
+    gsize stream_stride, const float *head_w, gsize O, const float *head_b,
+    float *y, gsize y_stride, gsize y_sstride)
 {
-  const RecurIO io = { W_ih, b_ih, x, x_stride, head_w, O, head_b, y, y_stride };
+  const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
+    y, y_stride, y_sstride };
   /* one instance per cell, as in recur () */
 #define H8_CASE(CELL) \
     case CELL: \
-      KFN (recur_h8) (CELL, W->data, bhh, NULL, T, FALSE, h0, c, out, \
-          row_stride, &io); \
+      KFN (recur_h8_streams) (CELL, W->data, bhh, NULL, T, B, FALSE, h0, \
+          h0_stride, c, out, row_stride, stream_stride, &io); \
       break
   switch (cell) {
     H8_CASE (RNN_CELL_RNN_TANH);

@@ -23,17 +23,18 @@ typedef struct {
       const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
       const float *h0, gsize h0_stride, float *c, float *out,
       gsize row_stride, gsize stream_stride, float *pre);
-  /* recur () for one stream of H = 8 with float32 W_hh, forward in time,
-   * with the input projection fused in (x: T rows of I = W_ih->K <= 8
-   * inputs, stride x_stride; W_ih [G*8][I] packed in one panel, b_ih) and,
-   * when O > 0, the head's linear part (y: T rows of O <= 8, stride
-   * y_stride): the same bits as project_rows () before recur () and
-   * head_rows () after it. */
+  /* recur () for B streams of H = 8 with float32 W_hh, forward in time,
+   * with the input projection fused in (x: rows of I = W_ih->K <= 8 inputs,
+   * strides x_stride per step and x_sstride per stream; W_ih [G*8][I]
+   * packed in one panel, b_ih) and, when O > 0, the head's linear part (y:
+   * rows of O <= 8, strides y_stride, y_sstride): the same bits as
+   * project_rows () before recur () and head_rows () after it. */
   void (*recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
-      const float *b_ih, const float *x, gsize x_stride,
-      const RnnPackedMatrix *W, const float *bhh, gsize T, const float *h0,
-      float *c, float *out, gsize row_stride, const float *head_w, gsize O,
-      const float *head_b, float *y, gsize y_stride);
+      const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
+      const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
+      const float *h0, gsize h0_stride, float *c, float *out,
+      gsize row_stride, gsize stream_stride, const float *head_w, gsize O,
+      const float *head_b, float *y, gsize y_stride, gsize y_sstride);
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */
