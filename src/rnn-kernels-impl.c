@@ -342,14 +342,29 @@ KFN (recur_products) (const int G, const float *restrict P,
   for (int g = 0; g < G; g++)
     a0[g] = a1[g] = (v8sf) { 0 };
   gsize k = 0;
+#define PRODUCTS_PAIR(h0, h1, i) \
+  for (int g = 0; g < G; g++) { \
+    a0[g] = VFMA (PANEL_LOAD (P, P16, (i) + 8 * g), (h0), a0[g]); \
+    a1[g] = VFMA (PANEL_LOAD (P, P16, (i) + G * 8 + 8 * g), (h1), a1[g]); \
+  }
+#ifdef VLANE
+  /* eight h values per vector load, their lanes spread by shuffles: eight
+   * broadcast loads per eight k would make the loads (one per FMA already
+   * for the weights) the bound */
+  for (; k + 8 <= K; k += 8) {
+    const v8sf hv = *(const v8sf_u *) (hin + k);
+    const gsize i = k * (gsize) G * 8;
+    PRODUCTS_PAIR (VLANE (hv, 0), VLANE (hv, 1), i);
+    PRODUCTS_PAIR (VLANE (hv, 2), VLANE (hv, 3), i + 2 * G * 8);
+    PRODUCTS_PAIR (VLANE (hv, 4), VLANE (hv, 5), i + 4 * G * 8);
+    PRODUCTS_PAIR (VLANE (hv, 6), VLANE (hv, 7), i + 6 * G * 8);
+  }
+#endif
   for (; k + 2 <= K; k += 2) {
     const gsize i = k * (gsize) G * 8;
-    const v8sf h0 = KFN (splat) (hin[k]), h1 = KFN (splat) (hin[k + 1]);
-    for (int g = 0; g < G; g++) {
-      a0[g] = VFMA (PANEL_LOAD (P, P16, i + 8 * g), h0, a0[g]);
-      a1[g] = VFMA (PANEL_LOAD (P, P16, i + G * 8 + 8 * g), h1, a1[g]);
-    }
+    PRODUCTS_PAIR (KFN (splat) (hin[k]), KFN (splat) (hin[k + 1]), i);
   }
+#undef PRODUCTS_PAIR
   if (k < K) {
     const gsize i = k * (gsize) G * 8;
     const v8sf h0 = KFN (splat) (hin[k]);
@@ -601,13 +616,24 @@ KFN (recur_products_x4) (const float *restrict P, const guint16 *restrict P16,
   }
   (void) Pb16;                  /* unused where PANEL_LOAD ignores float16 */
   gsize k = 0;
-  for (; k + 2 <= K; k += 2) {
-    const v8sf h0 = KFN (splat) (hin[k]), h1 = KFN (splat) (hin[k + 1]);
-    for (int b = 0; b < 4; b++) {
-      a0[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], k * 8), h0, a0[b]);
-      a1[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], k * 8 + 8), h1, a1[b]);
-    }
+#define PRODUCTS_PAIR(h0, h1, k) \
+  for (int b = 0; b < 4; b++) { \
+    a0[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], (k) * 8), (h0), a0[b]); \
+    a1[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], (k) * 8 + 8), (h1), a1[b]); \
   }
+#ifdef VLANE
+  /* as in recur_products () */
+  for (; k + 8 <= K; k += 8) {
+    const v8sf hv = *(const v8sf_u *) (hin + k);
+    PRODUCTS_PAIR (VLANE (hv, 0), VLANE (hv, 1), k);
+    PRODUCTS_PAIR (VLANE (hv, 2), VLANE (hv, 3), k + 2);
+    PRODUCTS_PAIR (VLANE (hv, 4), VLANE (hv, 5), k + 4);
+    PRODUCTS_PAIR (VLANE (hv, 6), VLANE (hv, 7), k + 6);
+  }
+#endif
+  for (; k + 2 <= K; k += 2)
+    PRODUCTS_PAIR (KFN (splat) (hin[k]), KFN (splat) (hin[k + 1]), k);
+#undef PRODUCTS_PAIR
   if (k < K) {
     const v8sf h0 = KFN (splat) (hin[k]);
     for (int b = 0; b < 4; b++)
