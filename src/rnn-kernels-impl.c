@@ -146,11 +146,23 @@ KFN (vtanh_fast) (v8sf x)
   return (x * p) / q;
 }
 
-/* sigmoid x = (1 + tanh (x/2)) / 2 */
+/* sigmoid x = (1 + tanh (x/2)) / 2, with the halving folded into the
+ * coefficients: P'(x^2) = P(x^2/4)/4 and Q'(x^2) = Q(x^2/4) take the
+ * coefficients scaled by powers of two, so every intermediate is exactly
+ * the one of vtanh_fast (x/2) scaled by a power of two and the result is
+ * the same bits, one multiplication shorter. */
 static inline v8sf
 KFN (vsigmoid_fast) (v8sf x)
 {
-  return VFMA (KFN (vtanh_fast) (x * S (0.5f)), S (0.5f), S (0.5f));
+  x = KFN (vmin) (KFN (vmax) (x, S (-18.0f)), S (18.0f));
+  const v8sf z = x * x, z2 = z * z, z4 = z2 * z2;
+  const v8sf p = VFMA (z4, S (1.318402520e-08f / 1024),
+      VFMA (z2, VFMA (z, S (2.047166838e-05f / 256), S (3.486571181e-03f / 64)),
+          VFMA (z, S (1.337318838e-01f / 16), S (9.999999063e-01f / 4))));
+  const v8sf q = VFMA (z4, S (7.702576703e-07f / 256),
+      VFMA (z2, VFMA (z, S (3.271368481e-04f / 64), S (2.584193751e-02f / 16)),
+          VFMA (z, S (4.670648522e-01f / 4), S (1.0f))));
+  return (x * p) / q + S (0.5f);
 }
 
 #undef S
