@@ -498,18 +498,26 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
     v8sf a0[4], a1[4];
     for (int g = 0; g < G; g++)
       a0[g] = a1[g] = (v8sf) { 0 };
-    for (int k = 0; k < 8; k += 2) {
-      const float *p = P + k * G * 8;
+    /* written out: VLANE takes its lane as an immediate, a constant even
+     * where the compiler does not unroll (-O0, -O1 for the sanitizers) */
 #ifdef VLANE
-      const v8sf hk0 = VLANE (h, k), hk1 = VLANE (h, k + 1);
+#define H8_LANE(k) VLANE (h, k)
 #else
-      const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
+#define H8_LANE(k) KFN (splat) (h[k])
 #endif
-      for (int g = 0; g < G; g++) {
-        a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), hk0, a0[g]);
-        a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), hk1, a1[g]);
-      }
+#define H8_PAIR(k) \
+    for (int g = 0; g < G; g++) { \
+      const float *p = P + (k) * G * 8; \
+      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), H8_LANE (k), a0[g]); \
+      a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), H8_LANE ((k) + 1), \
+          a1[g]); \
     }
+    H8_PAIR (0);
+    H8_PAIR (2);
+    H8_PAIR (4);
+    H8_PAIR (6);
+#undef H8_PAIR
+#undef H8_LANE
     for (int g = 0; g < G; g++)
       RP[g] = (a0[g] + a1[g]) + bias[g];
   }
