@@ -233,6 +233,19 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
+/* One layer of 8 units and a few inputs and outputs: the per-sample audio
+ * model, where the two projection passes cost a fifth of the time; its
+ * kernel computes them in the step loop instead (same bits). */
+static gboolean
+h8_fused (const RnnKernels *kern, const RnnModel *m)
+{
+  const RnnConfig *c = &m->cfg;
+  return kern->recur_h8_io && c->hidden_size == 8 && c->num_layers == 1
+      && !c->bidirectional && c->input_size <= 8
+      && (!c->has_head || c->output_size <= 8)
+      && !m->packed[0].w_hh_blocked.half;
+}
+
 /* The whole model for streams b0 .. b0+nb-1 of a call of B streams (every
  * [T][B][...] buffer keeps its full layout; a share touches only its own
  * streams' columns, so shares can run on different threads).  Per stream
@@ -276,13 +289,8 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
     in = fw->xn;
   }
 
-  /* one layer of 8 units and a few inputs and outputs: the per-sample
-   * audio model, where the two projection passes cost a fifth of the time;
-   * the kernel computes them in its step loop instead (same bits) */
   const gsize O = c->has_head ? c->output_size : 0;
-  const gboolean fused = kern->recur_h8_io && H == 8
-      && c->num_layers == 1 && D == 1 && n_in <= 8 && O <= 8
-      && !m->packed[0].w_hh_blocked.half;
+  const gboolean fused = h8_fused (kern, m);
 
   const gsize piece = MIN (T, piece_steps (nb, GH));
   for (guint k = 0; k < c->num_layers; k++) {
@@ -309,7 +317,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
         kern->recur_h8_io (c->cell, &pk->w_ih, lp->b_ih, in + b0 * n_in,
             B * n_in, n_in, &pk->w_hh_blocked, lp->b_hh, T, nb, h0, H, cs,
             out + b0 * DH, B * DH, DH, m->head_w, O, m->head_b, y + b0 * O,
-            B * O, O);
+            B * O, O, NULL);
         h0 = out + ((gsize) (T - 1) * B + b0) * DH;
         h0_stride = DH;
       }
@@ -377,8 +385,6 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   if (T == 0 || B == 0)
     return;
 
-  forward_reserve (fw, m, T, B);
-
   /* independent streams split over the threads, in shares of whole groups
    * of four where possible (the recurrent kernel shares weight loads
    * within a group) */
@@ -387,6 +393,27 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
       * c->num_layers * (c->bidirectional ? 2 : 1);
   guint n = MIN (fw->n_threads, B);
   n = (guint) MIN ((gsize) n, MAX (1, work / MIN_WORK_PER_THREAD));
+
+  const RnnKernels *kern = rnn_kernels_get ();
+  if (n <= 1 && !c->has_input_norm && h8_fused (kern, m)) {
+    /* straight to the kernel: no scratch, no h rows unless they are the
+     * output, the last h written into the state.  The general path's
+     * bookkeeping costs some hundred instructions per call, as much as a
+     * step of this model, which matters at one sample per call. */
+    const RnnLayerParams *lp = &m->layers[0];
+    const RnnPackedLayer *pk = &m->packed[0];
+    const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
+    float *h = rnn_state_h (state, 0, 0);
+    float *cs = c->cell == RNN_CELL_LSTM ? rnn_state_c (state, 0, 0) : NULL;
+    kern->recur_h8_io (c->cell, &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
+        &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H, H,
+        m->head_w, O, m->head_b, y, B * O, O, h);
+    if (O && c->head_activation != RNN_HEAD_ACT_NONE)
+      rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
+    return;
+  }
+
+  forward_reserve (fw, m, T, B);
   if (n <= 1) {
     scratch_reserve (&fw->own, m, T, B);
     forward_streams (fw, &fw->own, m, state, x, T, B, 0, B, y);

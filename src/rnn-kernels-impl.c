@@ -462,6 +462,7 @@ typedef struct {
   const float *head_b;
   float *y;                     /* [T][streams] rows of O */
   gsize y_stride, y_sstride;
+  float *h_final;               /* [streams][8]: the last h, or NULL */
 } RecurIO;
 
 /* One step of one stream of H = 8: the recurrent products from h in a
@@ -575,7 +576,8 @@ KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
       h[q] = KFN (h8_step) (cell, P, bias, bih, io,
           io ? io->x + t * io->x_stride + q * io->x_sstride : NULL,
           io ? NULL : xp + t * xp_stride + q * G * 8, h[q], &cv[q]);
-      *(v8sf_u *) (out + t * row_stride + q * stream_stride) = h[q];
+      if (out)
+        *(v8sf_u *) (out + t * row_stride + q * stream_stride) = h[q];
       /* head_rows ()'s arithmetic, h from the register */
       for (gsize o = 0; o < O; o++)
         io->y[t * io->y_stride + q * io->y_sstride + o] =
@@ -586,6 +588,9 @@ KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
   if (cell == RNN_CELL_LSTM)
     for (int q = 0; q < S; q++)
       *(v8sf_u *) (c + 8 * q) = cv[q];
+  if (io && io->h_final)
+    for (int q = 0; q < S; q++)
+      *(v8sf_u *) (io->h_final + 8 * q) = h[q];
 }
 
 /* Every stream of a call with H = 8, in pairs. */
@@ -605,16 +610,18 @@ KFN (recur_h8_streams) (const RnnCell cell, const float *restrict P,
       sub = *io;
       sub.x += b * io->x_sstride;
       sub.y += b * io->y_sstride;
+      if (sub.h_final)
+        sub.h_final += b * 8;
       p = &sub;
     }
     if (b + 2 <= B)
       KFN (recur_h8) (cell, 2, P, bhh, xpb, B * GH, T, reverse,
           h0 + b * h0_stride, h0_stride, c ? c + b * 8 : NULL,
-          out + b * stream_stride, row_stride, stream_stride, p);
+          out ? out + b * stream_stride : NULL, row_stride, stream_stride, p);
     else
       KFN (recur_h8) (cell, 1, P, bhh, xpb, B * GH, T, reverse,
           h0 + b * h0_stride, h0_stride, c ? c + b * 8 : NULL,
-          out + b * stream_stride, row_stride, stream_stride, p);
+          out ? out + b * stream_stride : NULL, row_stride, stream_stride, p);
   }
 }
 
@@ -834,7 +841,7 @@ void KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
     const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
     const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
     gsize stream_stride, const float *head_w, gsize O, const float *head_b,
-    float *y, gsize y_stride, gsize y_sstride);
+    float *y, gsize y_stride, gsize y_sstride, float *h_final);
 
 void
 KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
@@ -842,10 +849,10 @@ KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
     const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
     const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
     gsize stream_stride, const float *head_w, gsize O, const float *head_b,
-    float *y, gsize y_stride, gsize y_sstride)
+    float *y, gsize y_stride, gsize y_sstride, float *h_final)
 {
   const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
-    y, y_stride, y_sstride };
+    y, y_stride, y_sstride, h_final };
   /* one instance per cell, as in recur () */
 #define H8_CASE(CELL) \
     case CELL: \

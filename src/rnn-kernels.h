@@ -28,13 +28,16 @@ typedef struct {
    * strides x_stride per step and x_sstride per stream; W_ih [G*8][I]
    * packed in one panel, b_ih) and, when O > 0, the head's linear part (y:
    * rows of O <= 8, strides y_stride, y_sstride): the same bits as
-   * project_rows () before recur () and head_rows () after it. */
+   * project_rows () before recur () and head_rows () after it.  out may be
+   * NULL (no h rows written); h_final, when set, receives each stream's
+   * last h ([B][8]). */
   void (*recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
       const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
       const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
       const float *h0, gsize h0_stride, float *c, float *out,
       gsize row_stride, gsize stream_stride, const float *head_w, gsize O,
-      const float *head_b, float *y, gsize y_stride, gsize y_sstride);
+      const float *head_b, float *y, gsize y_stride, gsize y_sstride,
+      float *h_final);
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */
