@@ -159,12 +159,6 @@ train_reserve (RnnTrain *tr, const RnnModel *m, guint T, guint B)
  * recurrent side (W_hh, b_hh).  What flows on to the previous h besides
  * dgh·W_hh is written to @dh_prev (GRU) or carried in @dc (LSTM). */
 
-static inline float
-sigmoidf (float x)
-{
-  return 1.0f / (1.0f + expf (-x));
-}
-
 /* Elman RNN: h' = act(xp + hp). */
 static void
 elman_forward (float *restrict h, float *restrict out, const float *restrict xp,
