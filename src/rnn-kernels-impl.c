@@ -146,23 +146,11 @@ KFN (vtanh_fast) (v8sf x)
   return (x * p) / q;
 }
 
-/* sigmoid x = (1 + tanh (x/2)) / 2, with the halving folded into the
- * coefficients: P'(x^2) = P(x^2/4)/4 and Q'(x^2) = Q(x^2/4) take the
- * coefficients scaled by powers of two, so every intermediate is exactly
- * the one of vtanh_fast (x/2) scaled by a power of two and the result is
- * the same bits, one multiplication shorter. */
+/* sigmoid x = (1 + tanh (x/2)) / 2 */
 static inline v8sf
 KFN (vsigmoid_fast) (v8sf x)
 {
-  x = KFN (vmin) (KFN (vmax) (x, S (-18.0f)), S (18.0f));
-  const v8sf z = x * x, z2 = z * z, z4 = z2 * z2;
-  const v8sf p = VFMA (z4, S (1.318402520e-08f / 1024),
-      VFMA (z2, VFMA (z, S (2.047166838e-05f / 256), S (3.486571181e-03f / 64)),
-          VFMA (z, S (1.337318838e-01f / 16), S (9.999999063e-01f / 4))));
-  const v8sf q = VFMA (z4, S (7.702576703e-07f / 256),
-      VFMA (z2, VFMA (z, S (3.271368481e-04f / 64), S (2.584193751e-02f / 16)),
-          VFMA (z, S (4.670648522e-01f / 4), S (1.0f))));
-  return (x * p) / q + S (0.5f);
+  return VFMA (KFN (vtanh_fast) (x * S (0.5f)), S (0.5f), S (0.5f));
 }
 
 #undef S
@@ -441,11 +429,6 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
   KFN (store) (ho, hn, n);
 }
 
-/* One stream of a model with H = 8 (one block, the common small audio
- * model): h and c stay in registers from step to step and the products
- * take h's lanes from the register, instead of a store and reloads per
- * step on the critical path.  The operations are those of recur_products
- * and recur_update, so the results are the same bits. */
 /* With @io set (RecurIO), the input projection and the head's linear part
  * are computed in the step loop instead of read from @xp and left to a
  * later pass: each is project_rows ()'s arithmetic for its row (products in
@@ -476,17 +459,16 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   v8sf XP[4], RP[4];
   if (G == 4) {
-    /* LSTM: gate by gate, the lanes of h taken afresh for each
-     * (VLANE_FRESH): with the four gates' accumulators and the eight lanes
-     * live at once the compiler spilled accumulators, putting stores and
-     * reloads on the chain (10 % slower; the three-gate GRU is 4 % faster
-     * all at once) */
+    /* LSTM: gate by gate (VLANE_OPAQUE, see rnn-kernels-avx2.c): with
+     * the four gates' accumulators live at once the compiler spilled
+     * accumulators, putting stores and reloads on the chain (10 % slower;
+     * the three-gate GRU is 4 % faster all at once) */
     for (int g = 0; g < G; g++) {
       v8sf a0 = { 0 }, a1 = { 0 };
       for (int k = 0; k < 8; k += 2) {
         const float *p = P + k * G * 8 + 8 * g;
-#ifdef VLANE_FRESH
-        const v8sf hk0 = VLANE_FRESH (h, k), hk1 = VLANE_FRESH (h, k + 1);
+#ifdef VLANE_OPAQUE
+        const v8sf hk0 = VLANE_OPAQUE (h, k), hk1 = VLANE_OPAQUE (h, k + 1);
 #else
         const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
 #endif
