@@ -194,6 +194,8 @@ rnn_project_rows (float *C, const float *A, const RnnPackedMatrix *W,
 void
 rnn_head_activate (RnnHeadActivation act, float *y, gsize rows, gsize O)
 {
+  if (act == RNN_HEAD_ACT_NONE)
+    return;
   for (gsize t = 0; t < rows; t++) {
     float *v = y + t * O;
     switch (act) {
@@ -338,16 +340,13 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
     in = out;
     n_in = DH;
   }
-  if (c->has_head && fused) {
-    for (gsize t = 0; t < T; t++)
-      rnn_head_activate (c->head_activation, y + (t * B + b0) * O, nb, O);
-  } else if (c->has_head) {
-    for (gsize t = 0; t < T; t++) {
-      float *yt = y + (t * B + b0) * O;
+  /* the head (its linear part already computed by the fused kernel) */
+  for (gsize t = 0; t < T && c->has_head; t++) {
+    float *yt = y + (t * B + b0) * O;
+    if (!fused)
       kern->head_rows (yt, O, in + (t * B + b0) * DH, DH, m->head_w,
           m->head_b, nb, O, DH);
-      rnn_head_activate (c->head_activation, yt, nb, O);
-    }
+    rnn_head_activate (c->head_activation, yt, nb, O);
   }
 #undef PROJECT
 }
@@ -366,6 +365,16 @@ run_share (gpointer data, gpointer user_data)
   g_mutex_unlock (&fw->lock);
 }
 
+/* The state a call of B streams needs: none for a bidirectional model
+ * (each window starts from zero), else one that fits the model. */
+static gboolean
+state_matches (const RnnModel *m, const RnnState *state, guint B)
+{
+  if (m->cfg.bidirectional)
+    return state == NULL;
+  return state != NULL && state->batch == B && rnn_state_fits (state, m);
+}
+
 /* Below this many multiply-adds a call stays on one thread: handing work
  * to another costs some microseconds. */
 #define MIN_WORK_PER_THREAD (1 << 18)
@@ -376,12 +385,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
 {
   g_return_if_fail (fw != NULL && m != NULL && x != NULL && y != NULL);
   g_return_if_fail (m->packed != NULL);
+  g_return_if_fail (state_matches (m, state, B));
   const RnnConfig *c = &m->cfg;
-  if (c->bidirectional)
-    g_return_if_fail (state == NULL);
-  else
-    g_return_if_fail (state != NULL && state->batch == B
-        && rnn_state_fits (state, m));
   if (T == 0 || B == 0)
     return;
 
@@ -408,7 +413,7 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     kern->recur_h8_io (c->cell, &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
         &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H, H,
         m->head_w, O, m->head_b, y, B * O, O, h);
-    if (O && c->head_activation != RNN_HEAD_ACT_NONE)
+    if (O)
       rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
     return;
   }
@@ -448,12 +453,8 @@ rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
     guint T, guint B, float *y)
 {
   g_return_if_fail (m != NULL && x != NULL && y != NULL);
+  g_return_if_fail (state_matches (m, state, B));
   const RnnConfig *c = &m->cfg;
-  if (c->bidirectional)
-    g_return_if_fail (state == NULL);
-  else
-    g_return_if_fail (state != NULL && state->batch == B
-        && rnn_state_fits (state, m));
 
   const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
   const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
