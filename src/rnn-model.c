@@ -241,7 +241,7 @@ rnn_model_unref (RnnModel *model)
   g_free (model->params);
   g_free (model->layers);
   g_free (model->packed);
-  g_free (model->packed_slab);
+  g_aligned_free (model->packed_slab);
   g_hash_table_unref (model->meta_values);
   g_ptr_array_unref (model->meta);
   g_free (model);
@@ -393,7 +393,7 @@ rnn_model_set_weight_precision (RnnModel *model, RnnWeightPrecision precision,
   model->precision = precision;
   /* the packed slab's size depends on the precision: build it anew */
   g_clear_pointer (&model->packed, g_free);
-  g_clear_pointer (&model->packed_slab, g_free);
+  g_clear_pointer (&model->packed_slab, g_aligned_free);
   rnn_model_seal (model);
   return TRUE;
 }
@@ -422,7 +422,7 @@ rnn_model_seal (RnnModel *model)
     if (model->precision == RNN_WEIGHTS_F16)     /* the float16 copies */
       total += LD * (blocked_size (G, H) + 1) / 2;
     model->packed = g_new0 (RnnPackedLayer, LD);
-    model->packed_slab = g_malloc_n (total, sizeof (float));
+    model->packed_slab = g_aligned_alloc (total, sizeof (float), 64);
   }
   float *p = model->packed_slab;
   for (gsize l = 0; l < LD; l++) {
