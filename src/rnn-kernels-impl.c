@@ -850,6 +850,78 @@ KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
 #undef H8_CASE
 }
 
+/* One stream of 8 < H <= RNN_IO_MAX_H units, forward in time, step by
+ * step: project_rows () of the step's input row, the recurrent products
+ * and the cell as recur (), the head's linear part as head_rows (); so the
+ * same bits as those three in turn, without the general path's passes and
+ * bookkeeping, which at one sample per call cost as much as a step (the
+ * per-sample audio model).  h rows go to @out when set, else to a stack
+ * pair; the last h to @h_final when set. */
+static inline __attribute__ ((always_inline)) void
+KFN (recur1_io_cell) (const RnnCell cell, const int half,
+    const RnnPackedMatrix *W, const float *restrict bhh, gsize T, gsize H,
+    const float *h0, float *restrict c, float *restrict out,
+    gsize row_stride, const RecurIO *io)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  float pre[4 * RNN_IO_MAX_H] __attribute__ ((aligned (64)));
+  float xp[4 * RNN_IO_MAX_H] __attribute__ ((aligned (64)));
+  float hbuf[2][RNN_IO_MAX_H] __attribute__ ((aligned (64)));
+  const float *hin = h0;
+  for (gsize t = 0; t < T; t++) {
+    float *ho = out ? out + t * row_stride : hbuf[t & 1];
+    KFN (project_rows) (xp, io->x + t * io->x_stride, io->w_ih, io->b_ih, 1);
+    KFN (stream_products) (G, half, W, bhh, H, hin, pre);
+    KFN (stream_update) (cell, G, pre, xp, H, hin, c, ho);
+    KFN (head_rows) (io->y + t * io->y_stride, 0, ho, 0, io->head_w,
+        io->head_b, 1, io->O, H);
+    hin = ho;
+  }
+  if (io->h_final && io->h_final != hin)
+    memcpy (io->h_final, hin, H * sizeof (float));
+}
+
+void KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+    const float *b_ih, const float *x, gsize x_stride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize H,
+    const float *h0, float *c, float *out, gsize row_stride,
+    const float *head_w, gsize O, const float *head_b, float *y,
+    gsize y_stride, float *h_final);
+
+void
+KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+    const float *b_ih, const float *x, gsize x_stride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize H,
+    const float *h0, float *c, float *out, gsize row_stride,
+    const float *head_w, gsize O, const float *head_b, float *y,
+    gsize y_stride, float *h_final)
+{
+  const RecurIO io = { W_ih, b_ih, x, x_stride, 0, head_w, O, head_b,
+    y, y_stride, 0, h_final };
+  /* one instance per cell and weight format, as in recur () */
+#define IO_CASE(CELL, HALF) \
+    case CELL: \
+      KFN (recur1_io_cell) (CELL, HALF, W, bhh, T, H, h0, c, out, \
+          row_stride, &io); \
+      break
+#define IO_CELLS(HALF) \
+  switch (cell) { \
+    IO_CASE (RNN_CELL_RNN_TANH, HALF); \
+    IO_CASE (RNN_CELL_RNN_RELU, HALF); \
+    IO_CASE (RNN_CELL_LSTM, HALF); \
+    IO_CASE (RNN_CELL_GRU, HALF); \
+  }
+#ifdef VLOADH
+  if (W->half) {
+    IO_CELLS (1);
+    return;
+  }
+#endif
+  IO_CELLS (0);
+#undef IO_CELLS
+#undef IO_CASE
+}
+
 void KFN (sigmoid_array) (float *v, gsize n);
 void KFN (tanh_array) (float *v, gsize n);
 

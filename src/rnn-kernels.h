@@ -5,6 +5,10 @@
 
 #include "rnn-private.h"
 
+/* the largest H of recur1_io () (its scratch is on the stack: 10 KB); past
+ * it a step costs far more than a call's bookkeeping */
+#define RNN_IO_MAX_H 256
+
 typedef struct {
   const char *name;
   /* C[M][N] = A[M][K] · Wᵀ + bias[N]; every element summed in one fixed
@@ -38,6 +42,16 @@ typedef struct {
       gsize row_stride, gsize stream_stride, const float *head_w, gsize O,
       const float *head_b, float *y, gsize y_stride, gsize y_sstride,
       float *h_final);
+  /* The same for one stream of 8 < H <= RNN_IO_MAX_H units, any weight
+   * format: x rows of I = W_ih->K inputs (stride x_stride), W_ih
+   * packed as usual, y rows of O outputs (stride y_stride).  h0 may be
+   * h_final. */
+  void (*recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+      const float *b_ih, const float *x, gsize x_stride,
+      const RnnPackedMatrix *W, const float *bhh, gsize T, gsize H,
+      const float *h0, float *c, float *out, gsize row_stride,
+      const float *head_w, gsize O, const float *head_b, float *y,
+      gsize y_stride, float *h_final);
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */
