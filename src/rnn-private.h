@@ -39,7 +39,9 @@ struct _RnnModel {
   float *head_w, *head_b;   /* [O][D*H], [O] or NULL */
   float *in_mean, *in_std;  /* [I] or NULL */
   RnnPackedLayer *packed;   /* [L][D]; NULL until sealed */
-  float *packed_slab;       /* owns the packed data */
+  float *packed_slab;       /* owns the packed data; 64-byte aligned
+                             * (g_aligned_alloc), so that no vector load of
+                             * a panel crosses a cache line */
   RnnWeightPrecision precision;
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
