@@ -164,35 +164,42 @@ test_naive_vs_fast (void)
   }
 }
 
-/* The same T=1000 sequence in chunks of 1, 7, 64 and all at once. */
+/* The same T=1000 sequence in chunks of 1, 7, 64 and all at once, with
+ * float32 and with float16 recurrent weights (chunks of one or two steps
+ * take the direct one-stream path of rnn_forward (), longer ones the
+ * general path). */
 static void
 test_chunking (void)
 {
   const guint T = 1000, chunks[] = { 1, 7, 64, T };
   guint checked = 0;
-  for (guint n = 0; n < fixtures->len; n++) {
-    const Fixture *f = g_ptr_array_index (fixtures, n);
+  for (guint n = 0; n < 2 * fixtures->len; n++) {
+    const Fixture *f = g_ptr_array_index (fixtures, n % fixtures->len);
     const RnnConfig *c = rnn_model_get_config (f->model);
     if (c->bidirectional)
       continue;
+    const gboolean f16 = n >= fixtures->len;
+    g_autoptr (RnnModel) model = rnn_model_copy (f->model);
+    if (f16)
+      g_assert_true (rnn_model_set_weight_precision (model, RNN_WEIGHTS_F16, NULL));
     const guint I = c->input_size, O = rnn_model_get_output_size (f->model);
     float *x = g_new (float, (gsize) T * I);
     fixture_fill (x, T, 1, 0, I, T);
     float *ref = NULL;
     for (guint k = 0; k < G_N_ELEMENTS (chunks); k++) {
       float *y = g_new (float, (gsize) T * O);
-      g_autoptr (RnnState) state = rnn_state_new (f->model, 1);
+      g_autoptr (RnnState) state = rnn_state_new (model, 1);
       g_autoptr (RnnForward) fw = rnn_forward_new ();
       for (guint t0 = 0; t0 < T; t0 += chunks[k]) {
         guint len = MIN (chunks[k], T - t0);
-        rnn_forward (fw, f->model, state, x + (gsize) t0 * I, len, 1, y + (gsize) t0 * O);
+        rnn_forward (fw, model, state, x + (gsize) t0 * I, len, 1, y + (gsize) t0 * O);
       }
       if (!ref) {
         ref = y;
       } else {
         if (memcmp (ref, y, sizeof (float) * T * O) != 0)
-          g_test_message ("%s: chunks of %u differ from chunks of %u", f->name,
-              chunks[k], chunks[0]);
+          g_test_message ("%s%s: chunks of %u differ from chunks of %u", f->name,
+              f16 ? " (float16 weights)" : "", chunks[k], chunks[0]);
         g_assert_cmpmem (ref, sizeof (float) * T * O, y, sizeof (float) * T * O);
         g_free (y);
       }
