@@ -235,14 +235,17 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
-/* One layer of 8 units and a few inputs and outputs: the per-sample audio
- * model, where the two projection passes cost a fifth of the time; its
- * kernel computes them in the step loop instead (same bits). */
+/* One layer of 8 units (any number of streams) or of 16 (one stream), and
+ * a few inputs and outputs: the per-sample audio model, where the two
+ * projection passes cost a fifth of the time; its kernel keeps h and c in
+ * registers and computes them in the step loop instead (same bits). */
 static gboolean
-h8_fused (const RnnKernels *kern, const RnnModel *m)
+small_fused (const RnnKernels *kern, const RnnModel *m, gsize nb)
 {
   const RnnConfig *c = &m->cfg;
-  return kern->recur_h8_io && c->hidden_size == 8 && c->num_layers == 1
+  return kern->recur_small_io
+      && (c->hidden_size == 8 || (c->hidden_size == 16 && nb == 1))
+      && c->num_layers == 1
       && !c->bidirectional && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8)
       && !m->packed[0].w_hh_blocked.half;
@@ -292,7 +295,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
   }
 
   const gsize O = c->has_head ? c->output_size : 0;
-  const gboolean fused = h8_fused (kern, m);
+  const gboolean fused = small_fused (kern, m, nb);
 
   const gsize piece = MIN (T, piece_steps (nb, GH));
   for (guint k = 0; k < c->num_layers; k++) {
@@ -316,7 +319,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
       const float *h0 = h;
       gsize h0_stride = H;
       if (fused) {
-        kern->recur_h8_io (c->cell, &pk->w_ih, lp->b_ih, in + b0 * n_in,
+        kern->recur_small_io (c->cell, &pk->w_ih, lp->b_ih, in + b0 * n_in,
             B * n_in, n_in, &pk->w_hh_blocked, lp->b_hh, T, nb, h0, H, cs,
             out + b0 * DH, B * DH, DH, m->head_w, O, m->head_b, y + b0 * O,
             B * O, O, NULL);
@@ -407,7 +410,7 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const gboolean one = B == 1 && T <= 2 && H > 8 && H <= RNN_IO_MAX_H
       && c->num_layers == 1 && !c->bidirectional && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8);
-  if (n <= 1 && !c->has_input_norm && (h8_fused (kern, m) || one)) {
+  if (n <= 1 && !c->has_input_norm && (small_fused (kern, m, B) || one)) {
     /* straight to the kernel: no scratch, no h rows unless they are the
      * output, the last h written into the state.  The general path's
      * bookkeeping (projection and head passes, scratch, state copy) costs
@@ -418,8 +421,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
     float *h = rnn_state_h (state, 0, 0);
     float *cs = c->cell == RNN_CELL_LSTM ? rnn_state_c (state, 0, 0) : NULL;
-    if (H == 8)
-      kern->recur_h8_io (c->cell, &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
+    if (small_fused (kern, m, B))
+      kern->recur_small_io (c->cell, &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
           &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
           H, m->head_w, O, m->head_b, y, B * O, O, h);
     else

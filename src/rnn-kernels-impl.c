@@ -575,6 +575,124 @@ KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
       *(v8sf_u *) (io->h_final + 8 * q) = h[q];
 }
 
+/* One step of one stream of H = 16, h and c in two registers each (h[0]
+ * units 0-7, h[1] units 8-15): per block of 8 units the products of its
+ * gates from both halves of the old h, its input projection, its cell.
+ * The operations and their order are recur_products ()'s (two chains, even
+ * and odd k, k ascending, then b_hh), project_rows ()'s and cell_math ()'s,
+ * so the results are the same bits as the general path's. */
+static inline __attribute__ ((always_inline)) void
+KFN (h16_step) (const RnnCell cell, const float *restrict P,
+    const v8sf bias[2][4], const v8sf bih[2][4], const RecurIO *io,
+    const float *restrict xt, const float *restrict xpt, v8sf *h, v8sf *cv)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  const gsize panel = 16 * (gsize) G * 8;
+  v8sf XP[2][4], RP[2][4];
+  /* both blocks' products first, then both cells: the second block's
+   * products do not wait behind the first block's cell.  Per block all
+   * gates at once, k outer (recur_products ()'s shape: each lane of h
+   * spread once for the G gates) */
+  for (int b = 0; b < 2; b++) {
+    const float *Pb = P + b * panel;
+    v8sf a0[4], a1[4];
+    for (int g = 0; g < G; g++)
+      a0[g] = a1[g] = (v8sf) { 0 };
+#ifdef VLANE
+#define H16_LANE(kb, k) VLANE (h[kb], k)
+#else
+#define H16_LANE(kb, k) KFN (splat) (h[kb][k])
+#endif
+#define H16_PAIR(kb, k) \
+    for (int g = 0; g < G; g++) { \
+      const float *p = Pb + (8 * (kb) + (k)) * G * 8; \
+      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), H16_LANE (kb, k), a0[g]); \
+      a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), \
+          H16_LANE (kb, (k) + 1), a1[g]); \
+    }
+    H16_PAIR (0, 0);
+    H16_PAIR (0, 2);
+    H16_PAIR (0, 4);
+    H16_PAIR (0, 6);
+    H16_PAIR (1, 0);
+    H16_PAIR (1, 2);
+    H16_PAIR (1, 4);
+    H16_PAIR (1, 6);
+#undef H16_PAIR
+#undef H16_LANE
+    for (int g = 0; g < G; g++)
+      RP[b][g] = (a0[g] + a1[g]) + bias[b][g];
+  }
+  for (int b = 0; b < 2; b++) {
+    if (io) {
+      /* W_ih packed in one panel (G * 16 <= 64 columns): row g*16 + 8b + j */
+      const float *w = io->w_ih->data + 8 * b;
+      const gsize I = io->w_ih->K, wi = io->w_ih->width;
+      for (int g = 0; g < G; g++) {
+        v8sf a = *(const v8sf_u *) (w + 16 * g) * KFN (splat) (xt[0]);
+        for (gsize i = 1; i < I; i++)
+          a = VFMA (*(const v8sf_u *) (w + i * wi + 16 * g),
+              KFN (splat) (xt[i]), a);
+        XP[b][g] = a + bih[b][g];
+      }
+    } else {
+      for (int g = 0; g < G; g++)
+        XP[b][g] = *(const v8sf_u *) (xpt + 16 * g + 8 * b);
+    }
+  }
+  const v8sf h0 = KFN (cell_math) (cell, XP[0], RP[0], &cv[0], h[0]);
+  h[1] = KFN (cell_math) (cell, XP[1], RP[1], &cv[1], h[1]);
+  h[0] = h0;
+}
+
+/* One stream of H = 16, @T steps forward in time (see h16_step ()); rows
+ * as recur_h8 (), the head as head_rows () (dot_row ()'s order). */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_h16) (const RnnCell cell, const float *restrict P,
+    const float *restrict bhh, const float *restrict xp, gsize xp_stride,
+    gsize T, gboolean reverse, const float *restrict h0, float *restrict c,
+    float *restrict out, gsize row_stride, const RecurIO *io)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  v8sf h[2], cv[2] = { { 0 }, { 0 } }, bias[2][4], bih[2][4];
+  const gsize O = io ? io->O : 0;
+  for (int b = 0; b < 2; b++) {
+    h[b] = *(const v8sf_u *) (h0 + 8 * b);
+    if (cell == RNN_CELL_LSTM)
+      cv[b] = *(const v8sf_u *) (c + 8 * b);
+    for (int g = 0; g < G; g++) {
+      bias[b][g] = *(const v8sf_u *) (bhh + 16 * g + 8 * b);
+      bih[b][g] = (v8sf) { 0 };
+      if (io)
+        bih[b][g] = *(const v8sf_u *) (io->b_ih + 16 * g + 8 * b);
+    }
+  }
+  for (gsize s = 0; s < T; s++) {
+    const gsize t = reverse ? T - 1 - s : s;
+    __asm__ ("" : "+r" (P));    /* as in recur_h8 () */
+    KFN (h16_step) (cell, P, bias, bih, io, io ? io->x + t * io->x_stride : NULL,
+        io ? NULL : xp + t * xp_stride, h, cv);
+    if (out) {
+      *(v8sf_u *) (out + t * row_stride) = h[0];
+      *(v8sf_u *) (out + t * row_stride + 8) = h[1];
+    }
+    for (gsize o = 0; o < O; o++) {
+      const float *w = io->head_w + 16 * o;
+      const v8sf acc = VFMA (*(const v8sf_u *) (w + 8), h[1],
+          *(const v8sf_u *) w * h[0]);
+      io->y[t * io->y_stride + o] = KFN (hsum) (acc) + io->head_b[o];
+    }
+  }
+  if (cell == RNN_CELL_LSTM) {
+    *(v8sf_u *) c = cv[0];
+    *(v8sf_u *) (c + 8) = cv[1];
+  }
+  if (io && io->h_final) {
+    *(v8sf_u *) io->h_final = h[0];
+    *(v8sf_u *) (io->h_final + 8) = h[1];
+  }
+}
+
 /* Every stream of a call with H = 8, in pairs. */
 static inline __attribute__ ((always_inline)) void
 KFN (recur_h8_streams) (const RnnCell cell, const float *restrict P,
@@ -760,6 +878,11 @@ KFN (recur_cell) (const RnnCell cell, const int half,
         h0_stride, c, out, row_stride, stream_stride, NULL);
     return;
   }
+  if (H == 16 && B == 1 && !half && T > 0) {
+    KFN (recur_h16) (cell, W->data, bhh, xp, GH, T, reverse, h0, c, out,
+        row_stride, NULL);
+    return;
+  }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
 #define HIN(b) (s == 0 ? h0 + (b) * h0_stride \
@@ -818,7 +941,7 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
 #undef RECUR_CASE
 }
 
-void KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+void KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
     const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
     const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
     const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
@@ -826,7 +949,7 @@ void KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
     float *y, gsize y_stride, gsize y_sstride, float *h_final);
 
 void
-KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
+KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
     const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
     const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
     const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
@@ -841,6 +964,22 @@ KFN (recur_h8_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
       KFN (recur_h8_streams) (CELL, W->data, bhh, NULL, T, B, FALSE, h0, \
           h0_stride, c, out, row_stride, stream_stride, &io); \
       break
+  if (W->K == 16) {
+    /* one stream of H = 16 (see rnn_kernels.h) */
+#define H16_CASE(CELL) \
+    case CELL: \
+      KFN (recur_h16) (CELL, W->data, bhh, NULL, 0, T, FALSE, h0, c, out, \
+          row_stride, &io); \
+      break
+    switch (cell) {
+      H16_CASE (RNN_CELL_RNN_TANH);
+      H16_CASE (RNN_CELL_RNN_RELU);
+      H16_CASE (RNN_CELL_LSTM);
+      H16_CASE (RNN_CELL_GRU);
+    }
+#undef H16_CASE
+    return;
+  }
   switch (cell) {
     H8_CASE (RNN_CELL_RNN_TANH);
     H8_CASE (RNN_CELL_RNN_RELU);

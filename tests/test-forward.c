@@ -2,6 +2,7 @@
  * invariants (chunking, batching), naive vs fast path, no allocation in the
  * steady state. */
 #include "test-common.h"
+#include "rnn-train.h"
 
 #include <stdlib.h>
 
@@ -211,6 +212,78 @@ test_chunking (void)
   g_assert_cmpuint (checked, >, 100);
 }
 
+/* The kernels by hidden size: H = 8 and 16 have register kernels (h and c
+ * held across steps, input projection and head fused), other sizes the
+ * general one, and one stream at a step or two per call the direct path
+ * (recur1_io).  The fixtures have H = 1, 8 and 33; this covers 16 and the
+ * multiples of 8 on random models (every cell, 1 or 3 inputs, with and
+ * without a head): for one stream, one call of T steps, calls of one step
+ * and the same stream inside a call of three (the general kernel) give
+ * the same bits, and the naive loops agree within 2e-6. */
+static void
+test_kernel_sizes (void)
+{
+  const guint T = 150, sizes[] = { 8, 16, 24, 32 };
+  guint checked = 0;
+  for (guint cell = 0; cell < 4; cell++)
+    for (guint si = 0; si < G_N_ELEMENTS (sizes); si++)
+      for (guint variant = 0; variant < 4; variant++) {
+        RnnConfig cfg;
+        rnn_config_init (&cfg);
+        cfg.cell = (RnnCell) cell;
+        cfg.hidden_size = sizes[si];
+        cfg.input_size = variant & 1 ? 3 : 1;
+        cfg.has_head = (variant & 2) != 0;
+        cfg.output_size = cfg.has_head ? 2 : 0;
+        cfg.head_activation = RNN_HEAD_ACT_NONE;
+        g_autoptr (GError) error = NULL;
+        g_autoptr (RnnModel) m = rnn_model_new (&cfg, &error);
+        g_assert_no_error (error);
+        rnn_train_init_params (m, 1000 + checked);
+        rnn_model_seal (m);
+        const guint I = cfg.input_size, O = rnn_model_get_output_size (m), B = 3;
+        float *x = g_new (float, (gsize) T * B * I);
+        for (guint b = 0; b < B; b++)
+          fixture_fill (x, T, B, b, I, 300 + b);
+        float *xs = g_new (float, (gsize) T * I);
+        fixture_fill (xs, T, 1, 0, I, 301);       /* stream 1's sequence */
+        float *ys[4];
+        for (guint k = 0; k < 4; k++)
+          ys[k] = g_new (float, (gsize) T * (k == 3 ? B : 1) * O);
+        g_autoptr (RnnForward) fw = rnn_forward_new ();
+        g_autoptr (RnnState) s0 = rnn_state_new (m, 1);
+        rnn_forward_naive (m, s0, xs, T, 1, ys[0]);
+        g_autoptr (RnnState) s1 = rnn_state_new (m, 1);
+        rnn_forward (fw, m, s1, xs, T, 1, ys[1]);
+        g_autoptr (RnnState) s2 = rnn_state_new (m, 1);
+        for (guint t = 0; t < T; t++)
+          rnn_forward (fw, m, s2, xs + (gsize) t * I, 1, 1, ys[2] + (gsize) t * O);
+        g_autoptr (RnnState) s3 = rnn_state_new (m, B);
+        rnn_forward (fw, m, s3, x, T, B, ys[3]);
+        for (guint t = 0; t < T; t++) {
+          const float *row = ys[1] + (gsize) t * O;
+          if (memcmp (row, ys[2] + (gsize) t * O, O * sizeof (float)) != 0
+              || memcmp (row, ys[3] + ((gsize) t * B + 1) * O, O * sizeof (float)) != 0)
+            g_error ("cell %u H=%u I=%u O=%u: step %u differs between one call, "
+                "calls of one step and a call of three streams", cell,
+                cfg.hidden_size, I, O, t);
+        }
+        double worst = 0.0;
+        for (gsize i = 0; i < (gsize) T * O; i++)
+          worst = MAX (worst, fabs ((double) ys[1][i] - ys[0][i])
+              / MAX (1.0, fabs (ys[0][i])));
+        if (worst > 2e-6)
+          g_error ("cell %u H=%u I=%u O=%u: fast vs naive %.3g", cell,
+              cfg.hidden_size, I, O, worst);
+        for (guint k = 0; k < 4; k++)
+          g_free (ys[k]);
+        g_free (x);
+        g_free (xs);
+        checked++;
+      }
+  g_assert_cmpuint (checked, ==, 64);
+}
+
 /* B streams in one call equal B separate runs, bit for bit; also for
  * bidirectional windows. */
 static void
@@ -219,7 +292,7 @@ test_batch (void)
   /* 6 streams: the kernel runs a group of four (sharing weight loads) and
    * two single streams; every one must equal its own run, which for one
    * layer of H = 8 takes the kernel with the input projection and the head
-   * fused in (recur_h8_io) */
+   * fused in (recur_small_io) */
   const guint T = 97, B = 6;
   for (guint n = 0; n < fixtures->len; n++) {
     const Fixture *f = g_ptr_array_index (fixtures, n);
@@ -520,6 +593,7 @@ main (int argc, char **argv)
   g_test_add_func ("/forward/naive/matches-torch", test_parity_naive);
   g_test_add_func ("/forward/naive/matches-fast", test_naive_vs_fast);
   g_test_add_func ("/forward/streaming/chunking-is-bit-exact", test_chunking);
+  g_test_add_func ("/forward/fast/kernel-sizes", test_kernel_sizes);
   g_test_add_func ("/forward/streaming/batch-equals-separate-runs", test_batch);
   g_test_add_func ("/forward/streaming/threads-change-nothing", test_threads);
   g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
