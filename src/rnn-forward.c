@@ -235,7 +235,8 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
-/* One layer of 8 units (any number of streams) or of 16 (one stream), and
+/* One layer of 8 units (any number of streams) or of 16, 24 or 32 (one
+ * stream), and
  * a few inputs and outputs: the per-sample audio model, where the two
  * projection passes cost a fifth of the time; its kernel keeps h and c in
  * registers and computes them in the step loop instead (same bits). */
@@ -244,7 +245,8 @@ small_fused (const RnnKernels *kern, const RnnModel *m, gsize nb)
 {
   const RnnConfig *c = &m->cfg;
   return kern->recur_small_io
-      && (c->hidden_size == 8 || (c->hidden_size == 16 && nb == 1))
+      && (c->hidden_size == 8 || (nb == 1 && c->hidden_size % 8 == 0
+              && c->hidden_size <= 32))
       && c->num_layers == 1
       && !c->bidirectional && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8)

@@ -575,121 +575,159 @@ KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
       *(v8sf_u *) (io->h_final + 8 * q) = h[q];
 }
 
-/* One step of one stream of H = 16, h and c in two registers each (h[0]
- * units 0-7, h[1] units 8-15): per block of 8 units the products of its
- * gates from both halves of the old h, its input projection, its cell.
- * The operations and their order are recur_products ()'s (two chains, even
- * and odd k, k ascending, then b_hh), project_rows ()'s and cell_math ()'s,
- * so the results are the same bits as the general path's. */
+/* One step of one stream of H = 8 NB units (NB = 2 .. 4), h in NB registers
+ * (h[b]: units 8b .. 8b+7) and c beside it: first every block's products
+ * from the old h, then every block's input projection and cell.  The
+ * operations and their order are recur_products ()'s (two chains, even and
+ * odd k, k ascending, then b_hh), project_rows ()'s and cell_math ()'s, so
+ * the results are the same bits as the general path's, without h's store
+ * and reload and the general loop's bookkeeping per step.  @xoff [NB][G]:
+ * where the W_ih rows of gate g, block b start in W_ih's packed panels. */
 static inline __attribute__ ((always_inline)) void
-KFN (h16_step) (const RnnCell cell, const float *restrict P,
-    const v8sf bias[2][4], const v8sf bih[2][4], const RecurIO *io,
-    const float *restrict xt, const float *restrict xpt, v8sf *h, v8sf *cv)
+KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
+    const v8sf bias[4][4], const v8sf bih[4][4], const gsize xoff[4][4],
+    const RecurIO *io, const float *restrict xt, const float *restrict xpt,
+    v8sf *h, v8sf *cv)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  const gsize panel = 16 * (gsize) G * 8;
-  v8sf XP[2][4], RP[2][4];
-  /* both blocks' products first, then both cells: the second block's
-   * products do not wait behind the first block's cell.  Per block all
-   * gates at once, k outer (recur_products ()'s shape: each lane of h
-   * spread once for the G gates) */
-  for (int b = 0; b < 2; b++) {
+  const gsize H = 8 * (gsize) NB, panel = H * (gsize) G * 8;
+  v8sf XP[4][4], RP[4][4], hn[4];
+  /* every block's products first, then the cells: a block's products do
+   * not wait behind the previous block's cell.  Per block all gates at
+   * once, k outer (recur_products ()'s shape: each lane of h spread once
+   * for the G gates; gate by gate was 8 % slower than the general path) */
+#ifdef VLANE
+#define HREG_LANE(kb, k) VLANE (h[kb], k)
+#else
+#define HREG_LANE(kb, k) KFN (splat) (h[kb][k])
+#endif
+  if (G == 1) {
+    /* Elman cells: every block at once (recur_products_x4 ()'s shape),
+     * 2 NB chains in flight instead of two */
+    v8sf a0[4], a1[4];
+    for (int b = 0; b < NB; b++)
+      a0[b] = a1[b] = (v8sf) { 0 };
+#define HREG_PAIR1(kb, k) \
+    for (int b = 0; b < NB; b++) { \
+      const float *p = P + b * panel + (8 * (kb) + (k)) * 8; \
+      a0[b] = VFMA (*(const v8sf_u *) p, HREG_LANE (kb, k), a0[b]); \
+      a1[b] = VFMA (*(const v8sf_u *) (p + 8), HREG_LANE (kb, (k) + 1), a1[b]); \
+    }
+    for (int kb = 0; kb < NB; kb++) {
+      HREG_PAIR1 (kb, 0);
+      HREG_PAIR1 (kb, 2);
+      HREG_PAIR1 (kb, 4);
+      HREG_PAIR1 (kb, 6);
+    }
+#undef HREG_PAIR1
+    for (int b = 0; b < NB; b++)
+      RP[b][0] = (a0[b] + a1[b]) + bias[b][0];
+  }
+  for (int b = 0; b < NB && G > 1; b++) {
     const float *Pb = P + b * panel;
     v8sf a0[4], a1[4];
     for (int g = 0; g < G; g++)
       a0[g] = a1[g] = (v8sf) { 0 };
-#ifdef VLANE
-#define H16_LANE(kb, k) VLANE (h[kb], k)
-#else
-#define H16_LANE(kb, k) KFN (splat) (h[kb][k])
-#endif
-#define H16_PAIR(kb, k) \
+#define HREG_PAIR(kb, k) \
     for (int g = 0; g < G; g++) { \
       const float *p = Pb + (8 * (kb) + (k)) * G * 8; \
-      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), H16_LANE (kb, k), a0[g]); \
+      a0[g] = VFMA (*(const v8sf_u *) (p + 8 * g), HREG_LANE (kb, k), a0[g]); \
       a1[g] = VFMA (*(const v8sf_u *) (p + G * 8 + 8 * g), \
-          H16_LANE (kb, (k) + 1), a1[g]); \
+          HREG_LANE (kb, (k) + 1), a1[g]); \
     }
-    H16_PAIR (0, 0);
-    H16_PAIR (0, 2);
-    H16_PAIR (0, 4);
-    H16_PAIR (0, 6);
-    H16_PAIR (1, 0);
-    H16_PAIR (1, 2);
-    H16_PAIR (1, 4);
-    H16_PAIR (1, 6);
-#undef H16_PAIR
-#undef H16_LANE
+    /* lanes as immediates (see H8_PAIR) */
+    for (int kb = 0; kb < NB; kb++) {
+      HREG_PAIR (kb, 0);
+      HREG_PAIR (kb, 2);
+      HREG_PAIR (kb, 4);
+      HREG_PAIR (kb, 6);
+    }
+#undef HREG_PAIR
     for (int g = 0; g < G; g++)
       RP[b][g] = (a0[g] + a1[g]) + bias[b][g];
   }
-  for (int b = 0; b < 2; b++) {
+#undef HREG_LANE
+  for (int b = 0; b < NB; b++) {
     if (io) {
-      /* W_ih packed in one panel (G * 16 <= 64 columns): row g*16 + 8b + j */
-      const float *w = io->w_ih->data + 8 * b;
+      const float *w = io->w_ih->data;
       const gsize I = io->w_ih->K, wi = io->w_ih->width;
       for (int g = 0; g < G; g++) {
-        v8sf a = *(const v8sf_u *) (w + 16 * g) * KFN (splat) (xt[0]);
+        const float *wg = w + xoff[b][g];
+        v8sf a = *(const v8sf_u *) wg * KFN (splat) (xt[0]);
         for (gsize i = 1; i < I; i++)
-          a = VFMA (*(const v8sf_u *) (w + i * wi + 16 * g),
-              KFN (splat) (xt[i]), a);
+          a = VFMA (*(const v8sf_u *) (wg + i * wi), KFN (splat) (xt[i]), a);
         XP[b][g] = a + bih[b][g];
       }
     } else {
       for (int g = 0; g < G; g++)
-        XP[b][g] = *(const v8sf_u *) (xpt + 16 * g + 8 * b);
+        XP[b][g] = *(const v8sf_u *) (xpt + H * g + 8 * b);
     }
+    hn[b] = KFN (cell_math) (cell, XP[b], RP[b], &cv[b], h[b]);
   }
-  const v8sf h0 = KFN (cell_math) (cell, XP[0], RP[0], &cv[0], h[0]);
-  h[1] = KFN (cell_math) (cell, XP[1], RP[1], &cv[1], h[1]);
-  h[0] = h0;
+  for (int b = 0; b < NB; b++)
+    h[b] = hn[b];
 }
 
-/* One stream of H = 16, @T steps forward in time (see h16_step ()); rows
- * as recur_h8 (), the head as head_rows () (dot_row ()'s order). */
+/* One stream of H = 8 NB units, @T steps (see hreg_step ()); rows as
+ * recur_h8 (), the head as head_rows () (dot_row ()'s order). */
 static inline __attribute__ ((always_inline)) void
-KFN (recur_h16) (const RnnCell cell, const float *restrict P,
+KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
     const float *restrict bhh, const float *restrict xp, gsize xp_stride,
     gsize T, gboolean reverse, const float *restrict h0, float *restrict c,
     float *restrict out, gsize row_stride, const RecurIO *io)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  v8sf h[2], cv[2] = { { 0 }, { 0 } }, bias[2][4], bih[2][4];
+  const gsize H = 8 * (gsize) NB;
+  v8sf h[4], cv[4] = { { 0 } }, bias[4][4], bih[4][4];
+  gsize xoff[4][4] = { { 0 } };
   const gsize O = io ? io->O : 0;
-  for (int b = 0; b < 2; b++) {
+  for (int b = 0; b < NB; b++) {
     h[b] = *(const v8sf_u *) (h0 + 8 * b);
     if (cell == RNN_CELL_LSTM)
       cv[b] = *(const v8sf_u *) (c + 8 * b);
-    for (int g = 0; g < G; g++) {
-      bias[b][g] = *(const v8sf_u *) (bhh + 16 * g + 8 * b);
-      bih[b][g] = (v8sf) { 0 };
-      if (io)
-        bih[b][g] = *(const v8sf_u *) (io->b_ih + 16 * g + 8 * b);
-    }
   }
+  /* rows r = g H + 8 b in turn, 8 at a time; 8 rows from a multiple of 8
+   * stay within one of W_ih's panels (their width is a multiple of 8), and
+   * the panel and offset follow without a division (a call of one step
+   * pays this set-up once per step) */
+  gsize at = 0, col = 0;
+  for (int g = 0; g < G; g++)
+    for (int b = 0; b < NB; b++) {
+      const gsize r = g * H + 8 * b;
+      bias[b][g] = *(const v8sf_u *) (bhh + r);
+      bih[b][g] = (v8sf) { 0 };
+      if (io) {
+        xoff[b][g] = at + col;
+        bih[b][g] = *(const v8sf_u *) (io->b_ih + r);
+        col += 8;
+        if (col == io->w_ih->width) {
+          col = 0;
+          at += io->w_ih->K * io->w_ih->width;
+        }
+      }
+    }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
     __asm__ ("" : "+r" (P));    /* as in recur_h8 () */
-    KFN (h16_step) (cell, P, bias, bih, io, io ? io->x + t * io->x_stride : NULL,
+    KFN (hreg_step) (cell, NB, P, bias, bih, xoff, io,
+        io ? io->x + t * io->x_stride : NULL,
         io ? NULL : xp + t * xp_stride, h, cv);
-    if (out) {
-      *(v8sf_u *) (out + t * row_stride) = h[0];
-      *(v8sf_u *) (out + t * row_stride + 8) = h[1];
-    }
+    if (out)
+      for (int b = 0; b < NB; b++)
+        *(v8sf_u *) (out + t * row_stride + 8 * b) = h[b];
     for (gsize o = 0; o < O; o++) {
-      const float *w = io->head_w + 16 * o;
-      const v8sf acc = VFMA (*(const v8sf_u *) (w + 8), h[1],
-          *(const v8sf_u *) w * h[0]);
+      const float *w = io->head_w + H * o;
+      v8sf acc = *(const v8sf_u *) w * h[0];
+      for (int b = 1; b < NB; b++)
+        acc = VFMA (*(const v8sf_u *) (w + 8 * b), h[b], acc);
       io->y[t * io->y_stride + o] = KFN (hsum) (acc) + io->head_b[o];
     }
   }
-  if (cell == RNN_CELL_LSTM) {
-    *(v8sf_u *) c = cv[0];
-    *(v8sf_u *) (c + 8) = cv[1];
-  }
-  if (io && io->h_final) {
-    *(v8sf_u *) io->h_final = h[0];
-    *(v8sf_u *) (io->h_final + 8) = h[1];
+  for (int b = 0; b < NB; b++) {
+    if (cell == RNN_CELL_LSTM)
+      *(v8sf_u *) (c + 8 * b) = cv[b];
+    if (io && io->h_final)
+      *(v8sf_u *) (io->h_final + 8 * b) = h[b];
   }
 }
 
@@ -878,9 +916,21 @@ KFN (recur_cell) (const RnnCell cell, const int half,
         h0_stride, c, out, row_stride, stream_stride, NULL);
     return;
   }
-  if (H == 16 && B == 1 && !half && T > 0) {
-    KFN (recur_h16) (cell, W->data, bhh, xp, GH, T, reverse, h0, c, out,
-        row_stride, NULL);
+  if (B == 1 && !half && T > 0 && H >= 16 && H <= 32 && H % 8 == 0) {
+    switch (H) {
+      case 16:
+        KFN (recur_hreg) (cell, 2, W->data, bhh, xp, GH, T, reverse, h0, c,
+            out, row_stride, NULL);
+        break;
+      case 24:
+        KFN (recur_hreg) (cell, 3, W->data, bhh, xp, GH, T, reverse, h0, c,
+            out, row_stride, NULL);
+        break;
+      default:
+        KFN (recur_hreg) (cell, 4, W->data, bhh, xp, GH, T, reverse, h0, c,
+            out, row_stride, NULL);
+        break;
+    }
     return;
   }
   for (gsize s = 0; s < T; s++) {
@@ -964,20 +1014,28 @@ KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
       KFN (recur_h8_streams) (CELL, W->data, bhh, NULL, T, B, FALSE, h0, \
           h0_stride, c, out, row_stride, stream_stride, &io); \
       break
-  if (W->K == 16) {
-    /* one stream of H = 16 (see rnn_kernels.h) */
-#define H16_CASE(CELL) \
+  if (W->K > 8) {
+    /* one stream of H = 16, 24 or 32 (see rnn_kernels.h) */
+#define HREG_CASE(CELL, NB) \
     case CELL: \
-      KFN (recur_h16) (CELL, W->data, bhh, NULL, 0, T, FALSE, h0, c, out, \
-          row_stride, &io); \
+      KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0, c, \
+          out, row_stride, &io); \
       break
-    switch (cell) {
-      H16_CASE (RNN_CELL_RNN_TANH);
-      H16_CASE (RNN_CELL_RNN_RELU);
-      H16_CASE (RNN_CELL_LSTM);
-      H16_CASE (RNN_CELL_GRU);
+#define HREG_CELLS(NB) \
+    switch (cell) { \
+      HREG_CASE (RNN_CELL_RNN_TANH, NB); \
+      HREG_CASE (RNN_CELL_RNN_RELU, NB); \
+      HREG_CASE (RNN_CELL_LSTM, NB); \
+      HREG_CASE (RNN_CELL_GRU, NB); \
     }
-#undef H16_CASE
+    if (W->K == 16)
+      HREG_CELLS (2)
+    else if (W->K == 24)
+      HREG_CELLS (3)
+    else
+      HREG_CELLS (4)
+#undef HREG_CELLS
+#undef HREG_CASE
     return;
   }
   switch (cell) {

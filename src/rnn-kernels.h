@@ -27,10 +27,10 @@ typedef struct {
       const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
       const float *h0, gsize h0_stride, float *c, float *out,
       gsize row_stride, gsize stream_stride, float *pre);
-  /* recur () for B streams of H = 8, or one stream (B = 1) of H = 16, with
-   * float32 W_hh (H = W->K), forward in time, with the input projection
-   * fused in (x: rows of I = W_ih->K <= 8 inputs, strides x_stride per step
-   * and x_sstride per stream; W_ih [G*H][I] packed in one panel, b_ih) and,
+  /* recur () for B streams of H = 8, or one stream (B = 1) of H = 16, 24
+   * or 32, with float32 W_hh (H = W->K), forward in time, with the input
+   * projection fused in (x: rows of I = W_ih->K <= 8 inputs, strides
+   * x_stride per step and x_sstride per stream; W_ih [G*H][I], b_ih) and,
    * when O > 0, the head's linear part (y: rows of O <= 8, strides
    * y_stride, y_sstride): the same bits as project_rows () before recur ()
    * and head_rows () after it.  out may be NULL (no h rows written);
