@@ -236,10 +236,10 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
 }
 
 /* One layer of 8 units (any number of streams) or of 16, 24 or 32 (one
- * stream), and
- * a few inputs and outputs: the per-sample audio model, where the two
- * projection passes cost a fifth of the time; its kernel keeps h and c in
- * registers and computes them in the step loop instead (same bits). */
+ * stream), and a few inputs and outputs: the per-sample audio model, where
+ * the two projection passes cost a fifth of the time; its kernel keeps h
+ * and c in registers and computes them in the step loop instead (same
+ * bits). */
 static gboolean
 small_fused (const RnnKernels *kern, const RnnModel *m, gsize nb)
 {
