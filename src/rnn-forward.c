@@ -412,6 +412,27 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const gboolean one = B == 1 && T <= 2 && H > 8 && H <= RNN_IO_MAX_H
       && c->num_layers == 1 && !c->bidirectional && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8);
+  if (n <= 1 && B == 1 && !c->has_input_norm && c->num_layers == 2
+      && !c->bidirectional && H == 8 && c->input_size <= 8
+      && (!c->has_head || c->output_size <= 8) && kern->recur_small2_io
+      && !m->packed[0].w_hh_blocked.half) {
+    /* two layers of 8 units, one stream: both in one kernel, h and c of
+     * both in registers, layer 1 fed from layer 0's registers (LSTM: 1.44x
+     * faster at 480 steps per call, 2.1x at one) */
+    const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
+    const gboolean lstm = c->cell == RNN_CELL_LSTM;
+    float *const hs[2] = { rnn_state_h (state, 0, 0), rnn_state_h (state, 1, 0) };
+    float *const cs[2] = { lstm ? rnn_state_c (state, 0, 0) : NULL,
+      lstm ? rnn_state_c (state, 1, 0) : NULL };
+    kern->recur_small2_io (c->cell, &m->packed[0].w_ih, m->layers[0].b_ih, x,
+        n_in, &m->packed[0].w_hh_blocked, m->layers[0].b_hh,
+        &m->packed[1].w_ih, m->layers[1].b_ih, &m->packed[1].w_hh_blocked,
+        m->layers[1].b_hh, T, hs, cs, O ? NULL : y, H, m->head_w, O,
+        m->head_b, y, O);
+    if (O)
+      rnn_head_activate (c->head_activation, y, T, O);
+    return;
+  }
   if (n <= 1 && !c->has_input_norm && (small_fused (kern, m, B) || one)) {
     /* straight to the kernel: no scratch, no h rows unless they are the
      * output, the last h written into the state.  The general path's

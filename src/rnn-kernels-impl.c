@@ -587,7 +587,7 @@ static inline __attribute__ ((always_inline)) void
 KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
     const v8sf bias[4][4], const v8sf bih[4][4], const gsize xoff[4][4],
     const RecurIO *io, const float *restrict xt, const float *restrict xpt,
-    v8sf *h, v8sf *cv)
+    const v8sf *xr, const RnnPackedMatrix *Wx, v8sf *h, v8sf *cv)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   const gsize H = 8 * (gsize) NB, panel = H * (gsize) G * 8;
@@ -658,6 +658,38 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
           a = VFMA (*(const v8sf_u *) (wg + i * wi), KFN (splat) (xt[i]), a);
         XP[b][g] = a + bih[b][g];
       }
+    } else if (xr) {
+      /* the input is the previous layer's h, in registers (NB of them):
+       * project_rows ()'s order per row (a plain product, k ascending,
+       * then b_ih), the gates' chains side by side */
+      const gsize wi = Wx->width;
+      v8sf a[4];
+#ifdef VLANE
+#define XREG_LANE(kb, k) VLANE (xr[kb], k)
+#else
+#define XREG_LANE(kb, k) KFN (splat) (xr[kb][k])
+#endif
+      for (int g = 0; g < G; g++)
+        a[g] = *(const v8sf_u *) (Wx->data + xoff[b][g]) * XREG_LANE (0, 0);
+#define XREG_K(kb, k) \
+      if ((kb) > 0 || (k) > 0) \
+        for (int g = 0; g < G; g++) \
+          a[g] = VFMA (*(const v8sf_u *) (Wx->data + xoff[b][g] \
+                  + (8 * (gsize) (kb) + (k)) * wi), XREG_LANE (kb, k), a[g]);
+      for (int kb = 0; kb < NB; kb++) {
+        XREG_K (kb, 0);
+        XREG_K (kb, 1);
+        XREG_K (kb, 2);
+        XREG_K (kb, 3);
+        XREG_K (kb, 4);
+        XREG_K (kb, 5);
+        XREG_K (kb, 6);
+        XREG_K (kb, 7);
+      }
+#undef XREG_K
+#undef XREG_LANE
+      for (int g = 0; g < G; g++)
+        XP[b][g] = a[g] + bih[b][g];
     } else {
       for (int g = 0; g < G; g++)
         XP[b][g] = *(const v8sf_u *) (xpt + H * g + 8 * b);
@@ -666,6 +698,37 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
   }
   for (int b = 0; b < NB; b++)
     h[b] = hn[b];
+}
+
+/* hreg_step ()'s constants for one layer: b_hh and b_ih per block and
+ * gate, and where W_ih's rows for them start (@Wi NULL: no input
+ * projection here).  Rows r = g H + 8 b in turn, 8 at a time; 8 rows from a
+ * multiple of 8 stay within one of W_ih's panels (their width is a
+ * multiple of 8), and the panel and offset follow without a division (a
+ * call of one step pays this set-up once per step). */
+static inline __attribute__ ((always_inline)) void
+KFN (hreg_setup) (const int G, const int NB, const float *restrict bhh,
+    const RnnPackedMatrix *Wi, const float *restrict bi, v8sf bias[4][4],
+    v8sf bih[4][4], gsize xoff[4][4])
+{
+  const gsize H = 8 * (gsize) NB;
+  gsize at = 0, col = 0;
+  for (int g = 0; g < G; g++)
+    for (int b = 0; b < NB; b++) {
+      const gsize r = g * H + 8 * b;
+      bias[b][g] = *(const v8sf_u *) (bhh + r);
+      bih[b][g] = (v8sf) { 0 };
+      xoff[b][g] = 0;
+      if (Wi) {
+        xoff[b][g] = at + col;
+        bih[b][g] = *(const v8sf_u *) (bi + r);
+        col += 8;
+        if (col == Wi->width) {
+          col = 0;
+          at += Wi->K * Wi->width;
+        }
+      }
+    }
 }
 
 /* One stream of H = 8 NB units, @T steps (see hreg_step ()); rows as
@@ -686,32 +749,14 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
     if (cell == RNN_CELL_LSTM)
       cv[b] = *(const v8sf_u *) (c + 8 * b);
   }
-  /* rows r = g H + 8 b in turn, 8 at a time; 8 rows from a multiple of 8
-   * stay within one of W_ih's panels (their width is a multiple of 8), and
-   * the panel and offset follow without a division (a call of one step
-   * pays this set-up once per step) */
-  gsize at = 0, col = 0;
-  for (int g = 0; g < G; g++)
-    for (int b = 0; b < NB; b++) {
-      const gsize r = g * H + 8 * b;
-      bias[b][g] = *(const v8sf_u *) (bhh + r);
-      bih[b][g] = (v8sf) { 0 };
-      if (io) {
-        xoff[b][g] = at + col;
-        bih[b][g] = *(const v8sf_u *) (io->b_ih + r);
-        col += 8;
-        if (col == io->w_ih->width) {
-          col = 0;
-          at += io->w_ih->K * io->w_ih->width;
-        }
-      }
-    }
+  KFN (hreg_setup) (G, NB, bhh, io ? io->w_ih : NULL, io ? io->b_ih : NULL,
+      bias, bih, xoff);
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
     __asm__ ("" : "+r" (P));    /* as in recur_h8 () */
     KFN (hreg_step) (cell, NB, P, bias, bih, xoff, io,
         io ? io->x + t * io->x_stride : NULL,
-        io ? NULL : xp + t * xp_stride, h, cv);
+        io ? NULL : xp + t * xp_stride, NULL, NULL, h, cv);
     if (out)
       for (int b = 0; b < NB; b++)
         *(v8sf_u *) (out + t * row_stride + 8 * b) = h[b];
@@ -728,6 +773,63 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
       *(v8sf_u *) (c + 8 * b) = cv[b];
     if (io && io->h_final)
       *(v8sf_u *) (io->h_final + 8 * b) = h[b];
+  }
+}
+
+/* Two layers of one stream, H = 8 NB units each (NB = 1 is instantiated),
+ * @T steps: per step layer
+ * 0's step (input projection fused) and then layer 1's, its input the new
+ * h of layer 0 taken from the registers; the head from layer 1's h.  Layer
+ * 1's step at t and layer 0's at t + 1 are independent chains, which the
+ * processor overlaps.  The same bits as the general path (each layer's
+ * operations are hreg_step ()'s). */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
+    const float *restrict P0, const float *restrict bhh0,
+    const RnnPackedMatrix *W1x, const float *restrict bih1,
+    const float *restrict P1, const float *restrict bhh1, gsize T,
+    float *const hs[2], float *const cs[2], float *restrict out,
+    gsize row_stride)
+{
+  const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
+  const gsize H = 8 * (gsize) NB, O = io->O;
+  v8sf h0[4], h1[4], c0[4] = { { 0 } }, c1[4] = { { 0 } };
+  v8sf bias0[4][4], bi0[4][4], bias1[4][4], bi1[4][4];
+  gsize xoff0[4][4], xoff1[4][4];
+  for (int b = 0; b < NB; b++) {
+    h0[b] = *(const v8sf_u *) (hs[0] + 8 * b);
+    h1[b] = *(const v8sf_u *) (hs[1] + 8 * b);
+    if (cell == RNN_CELL_LSTM) {
+      c0[b] = *(const v8sf_u *) (cs[0] + 8 * b);
+      c1[b] = *(const v8sf_u *) (cs[1] + 8 * b);
+    }
+  }
+  KFN (hreg_setup) (G, NB, bhh0, io->w_ih, io->b_ih, bias0, bi0, xoff0);
+  KFN (hreg_setup) (G, NB, bhh1, W1x, bih1, bias1, bi1, xoff1);
+  for (gsize t = 0; t < T; t++) {
+    __asm__ ("" : "+r" (P0), "+r" (P1));        /* as in recur_h8 () */
+    KFN (hreg_step) (cell, NB, P0, bias0, bi0, xoff0, io,
+        io->x + t * io->x_stride, NULL, NULL, NULL, h0, c0);
+    KFN (hreg_step) (cell, NB, P1, bias1, bi1, xoff1, NULL, NULL, NULL, h0,
+        W1x, h1, c1);
+    if (out)
+      for (int b = 0; b < NB; b++)
+        *(v8sf_u *) (out + t * row_stride + 8 * b) = h1[b];
+    for (gsize o = 0; o < O; o++) {
+      const float *w = io->head_w + H * o;
+      v8sf acc = *(const v8sf_u *) w * h1[0];
+      for (int b = 1; b < NB; b++)
+        acc = VFMA (*(const v8sf_u *) (w + 8 * b), h1[b], acc);
+      io->y[t * io->y_stride + o] = KFN (hsum) (acc) + io->head_b[o];
+    }
+  }
+  for (int b = 0; b < NB; b++) {
+    *(v8sf_u *) (hs[0] + 8 * b) = h0[b];
+    *(v8sf_u *) (hs[1] + 8 * b) = h1[b];
+    if (cell == RNN_CELL_LSTM) {
+      *(v8sf_u *) (cs[0] + 8 * b) = c0[b];
+      *(v8sf_u *) (cs[1] + 8 * b) = c1[b];
+    }
   }
 }
 
@@ -1117,6 +1219,49 @@ KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
   IO_CELLS (0);
 #undef IO_CELLS
 #undef IO_CASE
+}
+
+void KFN (recur_small2_io) (RnnCell cell, const RnnPackedMatrix *W_ih0,
+    const float *b_ih0, const float *x, gsize x_stride,
+    const RnnPackedMatrix *W0, const float *bhh0,
+    const RnnPackedMatrix *W_ih1, const float *b_ih1,
+    const RnnPackedMatrix *W1, const float *bhh1, gsize T,
+    float *const h[2], float *const c[2], float *out, gsize row_stride,
+    const float *head_w, gsize O, const float *head_b, float *y,
+    gsize y_stride);
+
+void
+KFN (recur_small2_io) (RnnCell cell, const RnnPackedMatrix *W_ih0,
+    const float *b_ih0, const float *x, gsize x_stride,
+    const RnnPackedMatrix *W0, const float *bhh0,
+    const RnnPackedMatrix *W_ih1, const float *b_ih1,
+    const RnnPackedMatrix *W1, const float *bhh1, gsize T,
+    float *const h[2], float *const c[2], float *out, gsize row_stride,
+    const float *head_w, gsize O, const float *head_b, float *y,
+    gsize y_stride)
+{
+  const RecurIO io = { W_ih0, b_ih0, x, x_stride, 0, head_w, O, head_b,
+    y, y_stride, 0, NULL };
+  /* one instance per cell and size, as in recur () */
+#define HREG2_CASE(CELL, NB) \
+    case CELL: \
+      KFN (recur_hreg2) (CELL, NB, &io, W0->data, bhh0, W_ih1, b_ih1, \
+          W1->data, bhh1, T, h, c, out, row_stride); \
+      break
+#define HREG2_CELLS(NB) \
+    switch (cell) { \
+      HREG2_CASE (RNN_CELL_RNN_TANH, NB); \
+      HREG2_CASE (RNN_CELL_RNN_RELU, NB); \
+      HREG2_CASE (RNN_CELL_LSTM, NB); \
+      HREG2_CASE (RNN_CELL_GRU, NB); \
+    }
+  /* H = 8 only: at H = 16 and 32 layer 1's input projection, one chain of
+   * H products per row as project_rows () sums it, sat on the step's
+   * critical path, and the pair ran 15-35 % slower than the general path
+   * (1.44x faster at H = 8) */
+  HREG2_CELLS (1)
+#undef HREG2_CELLS
+#undef HREG2_CASE
 }
 
 void KFN (sigmoid_array) (float *v, gsize n);

@@ -52,6 +52,20 @@ typedef struct {
       const float *h0, float *c, float *out, gsize row_stride,
       const float *head_w, gsize O, const float *head_b, float *y,
       gsize y_stride, float *h_final);
+  /* Two layers of one stream, H = W0->K = 8 units each, float32, forward
+   * in time: layer 0 as recur_small_io () with x rows
+   * (I <= 8, stride x_stride), layer 1 on layer 0's h (W_ih1, b_ih1), then
+   * y rows of O <= 8 outputs from layer 1's h (or, with O = 0, out rows of
+   * H); h[l] and c[l] (LSTM) are each layer's state, read and updated.  The
+   * same bits as the general path. */
+  void (*recur_small2_io) (RnnCell cell, const RnnPackedMatrix *W_ih0,
+      const float *b_ih0, const float *x, gsize x_stride,
+      const RnnPackedMatrix *W0, const float *bhh0,
+      const RnnPackedMatrix *W_ih1, const float *b_ih1,
+      const RnnPackedMatrix *W1, const float *bhh1, gsize T,
+      float *const h[2], float *const c[2], float *out, gsize row_stride,
+      const float *head_w, gsize O, const float *head_b, float *y,
+      gsize y_stride);
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */

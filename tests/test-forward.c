@@ -214,10 +214,11 @@ test_chunking (void)
 
 /* The kernels by hidden size: H = 8 and 16 have register kernels (h and c
  * held across steps, input projection and head fused), other sizes the
- * general one, and one stream at a step or two per call the direct path
- * (recur1_io).  The fixtures have H = 1, 8 and 33; this covers 16 and the
- * multiples of 8 on random models (every cell, 1 or 3 inputs, with and
- * without a head): for one stream, one call of T steps, calls of one step
+ * general one, two layers of 8 units for one stream a kernel of their own,
+ * and one stream at a step or two per call the direct path (recur1_io).
+ * The fixtures have H = 1, 8 and 33; this covers 16 and the multiples of 8
+ * on random models (every cell, 1 or 3 inputs, with and without a head,
+ * one or two layers): for one stream, one call of T steps, calls of one step
  * and the same stream inside a call of three (the general kernel) give
  * the same bits, and the naive loops agree within 2e-6. */
 static void
@@ -227,11 +228,12 @@ test_kernel_sizes (void)
   guint checked = 0;
   for (guint cell = 0; cell < 4; cell++)
     for (guint si = 0; si < G_N_ELEMENTS (sizes); si++)
-      for (guint variant = 0; variant < 4; variant++) {
+      for (guint variant = 0; variant < 8; variant++) {
         RnnConfig cfg;
         rnn_config_init (&cfg);
         cfg.cell = (RnnCell) cell;
         cfg.hidden_size = sizes[si];
+        cfg.num_layers = variant & 4 ? 2 : 1;
         cfg.input_size = variant & 1 ? 3 : 1;
         cfg.has_head = (variant & 2) != 0;
         cfg.output_size = cfg.has_head ? 2 : 0;
@@ -264,24 +266,24 @@ test_kernel_sizes (void)
           const float *row = ys[1] + (gsize) t * O;
           if (memcmp (row, ys[2] + (gsize) t * O, O * sizeof (float)) != 0
               || memcmp (row, ys[3] + ((gsize) t * B + 1) * O, O * sizeof (float)) != 0)
-            g_error ("cell %u H=%u I=%u O=%u: step %u differs between one call, "
-                "calls of one step and a call of three streams", cell,
-                cfg.hidden_size, I, O, t);
+            g_error ("cell %u H=%u L=%u I=%u O=%u: step %u differs between one "
+                "call, calls of one step and a call of three streams", cell,
+                cfg.hidden_size, cfg.num_layers, I, O, t);
         }
         double worst = 0.0;
         for (gsize i = 0; i < (gsize) T * O; i++)
           worst = MAX (worst, fabs ((double) ys[1][i] - ys[0][i])
               / MAX (1.0, fabs (ys[0][i])));
         if (worst > 2e-6)
-          g_error ("cell %u H=%u I=%u O=%u: fast vs naive %.3g", cell,
-              cfg.hidden_size, I, O, worst);
+          g_error ("cell %u H=%u L=%u I=%u O=%u: fast vs naive %.3g", cell,
+              cfg.hidden_size, cfg.num_layers, I, O, worst);
         for (guint k = 0; k < 4; k++)
           g_free (ys[k]);
         g_free (x);
         g_free (xs);
         checked++;
       }
-  g_assert_cmpuint (checked, ==, 64);
+  g_assert_cmpuint (checked, ==, 128);
 }
 
 /* B streams in one call equal B separate runs, bit for bit; also for
