@@ -731,6 +731,24 @@ KFN (hreg_setup) (const int G, const int NB, const float *restrict bhh,
     }
 }
 
+/* Step @t's outputs from h in NB registers: the h row to @row when set,
+ * and the head's linear part as head_rows () (dot_row ()'s order). */
+static inline __attribute__ ((always_inline)) void
+KFN (hreg_emit) (const int NB, const v8sf *h, float *restrict row,
+    const RecurIO *io, gsize t)
+{
+  if (row)
+    for (int b = 0; b < NB; b++)
+      *(v8sf_u *) (row + 8 * b) = h[b];
+  for (gsize o = 0; io && o < io->O; o++) {
+    const float *w = io->head_w + 8 * (gsize) NB * o;
+    v8sf acc = *(const v8sf_u *) w * h[0];
+    for (int b = 1; b < NB; b++)
+      acc = VFMA (*(const v8sf_u *) (w + 8 * b), h[b], acc);
+    io->y[t * io->y_stride + o] = KFN (hsum) (acc) + io->head_b[o];
+  }
+}
+
 /* One stream of H = 8 NB units, @T steps (see hreg_step ()); rows as
  * recur_h8 (), the head as head_rows () (dot_row ()'s order). */
 static inline __attribute__ ((always_inline)) void
@@ -740,10 +758,8 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
     float *restrict out, gsize row_stride, const RecurIO *io)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  const gsize H = 8 * (gsize) NB;
   v8sf h[4], cv[4] = { { 0 } }, bias[4][4], bih[4][4];
   gsize xoff[4][4] = { { 0 } };
-  const gsize O = io ? io->O : 0;
   for (int b = 0; b < NB; b++) {
     h[b] = *(const v8sf_u *) (h0 + 8 * b);
     if (cell == RNN_CELL_LSTM)
@@ -757,16 +773,7 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
     KFN (hreg_step) (cell, NB, P, bias, bih, xoff, io,
         io ? io->x + t * io->x_stride : NULL,
         io ? NULL : xp + t * xp_stride, NULL, NULL, h, cv);
-    if (out)
-      for (int b = 0; b < NB; b++)
-        *(v8sf_u *) (out + t * row_stride + 8 * b) = h[b];
-    for (gsize o = 0; o < O; o++) {
-      const float *w = io->head_w + H * o;
-      v8sf acc = *(const v8sf_u *) w * h[0];
-      for (int b = 1; b < NB; b++)
-        acc = VFMA (*(const v8sf_u *) (w + 8 * b), h[b], acc);
-      io->y[t * io->y_stride + o] = KFN (hsum) (acc) + io->head_b[o];
-    }
+    KFN (hreg_emit) (NB, h, out ? out + t * row_stride : NULL, io, t);
   }
   for (int b = 0; b < NB; b++) {
     if (cell == RNN_CELL_LSTM)
@@ -792,7 +799,6 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
     gsize row_stride)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  const gsize H = 8 * (gsize) NB, O = io->O;
   v8sf h0[4], h1[4], c0[4] = { { 0 } }, c1[4] = { { 0 } };
   v8sf bias0[4][4], bi0[4][4], bias1[4][4], bi1[4][4];
   gsize xoff0[4][4], xoff1[4][4];
@@ -812,16 +818,7 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
         io->x + t * io->x_stride, NULL, NULL, NULL, h0, c0);
     KFN (hreg_step) (cell, NB, P1, bias1, bi1, xoff1, NULL, NULL, NULL, h0,
         W1x, h1, c1);
-    if (out)
-      for (int b = 0; b < NB; b++)
-        *(v8sf_u *) (out + t * row_stride + 8 * b) = h1[b];
-    for (gsize o = 0; o < O; o++) {
-      const float *w = io->head_w + H * o;
-      v8sf acc = *(const v8sf_u *) w * h1[0];
-      for (int b = 1; b < NB; b++)
-        acc = VFMA (*(const v8sf_u *) (w + 8 * b), h1[b], acc);
-      io->y[t * io->y_stride + o] = KFN (hsum) (acc) + io->head_b[o];
-    }
+    KFN (hreg_emit) (NB, h1, out ? out + t * row_stride : NULL, io, t);
   }
   for (int b = 0; b < NB; b++) {
     *(v8sf_u *) (hs[0] + 8 * b) = h0[b];
