@@ -47,6 +47,8 @@ struct _RnnForward {
   GMutex lock;
   GCond done;
   guint pending;        /* shares the workers have not finished */
+
+  gboolean plain;       /* rnn_forward_set_plain () */
 };
 
 /* Steps whose input projection is computed at once: enough rows for the
@@ -245,8 +247,7 @@ small_fused (const RnnKernels *kern, const RnnModel *m, gsize nb)
 {
   const RnnConfig *c = &m->cfg;
   return kern->recur_small_io
-      && (c->hidden_size == 8 || (nb == 1 && c->hidden_size % 8 == 0
-              && c->hidden_size <= 32))
+      && c->hidden_size % 8 == 0 && c->hidden_size <= 32
       && c->num_layers == 1
       && !c->bidirectional && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8)
@@ -297,7 +298,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
   }
 
   const gsize O = c->has_head ? c->output_size : 0;
-  const gboolean fused = small_fused (kern, m, nb);
+  const gboolean fused = !fw->plain && small_fused (kern, m, nb);
 
   const gsize piece = MIN (T, piece_steps (nb, GH));
   for (guint k = 0; k < c->num_layers; k++) {
@@ -380,6 +381,13 @@ state_matches (const RnnModel *m, const RnnState *state, guint B)
   return state != NULL && state->batch == B && rnn_state_fits (state, m);
 }
 
+void
+rnn_forward_set_plain (RnnForward *fw, gboolean plain)
+{
+  g_return_if_fail (fw != NULL);
+  fw->plain = plain;
+}
+
 /* Below this many multiply-adds a call stays on one thread: handing work
  * to another costs some microseconds. */
 #define MIN_WORK_PER_THREAD (1 << 18)
@@ -412,7 +420,7 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const gboolean one = B == 1 && T <= 2 && H > 8 && H <= RNN_IO_MAX_H
       && c->num_layers == 1 && !c->bidirectional && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8);
-  if (n <= 1 && B == 1 && !c->has_input_norm && c->num_layers == 2
+  if (!fw->plain && n <= 1 && B == 1 && !c->has_input_norm && c->num_layers == 2
       && !c->bidirectional && H == 8 && c->input_size <= 8
       && (!c->has_head || c->output_size <= 8) && kern->recur_small2_io
       && !m->packed[0].w_hh_blocked.half) {
@@ -433,7 +441,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
       rnn_head_activate (c->head_activation, y, T, O);
     return;
   }
-  if (n <= 1 && !c->has_input_norm && (small_fused (kern, m, B) || one)) {
+  if (!fw->plain && n <= 1 && !c->has_input_norm
+      && (small_fused (kern, m, B) || one)) {
     /* straight to the kernel: no scratch, no h rows unless they are the
      * output, the last h written into the state.  The general path's
      * bookkeeping (projection and head passes, scratch, state copy) costs

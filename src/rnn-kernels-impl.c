@@ -1114,11 +1114,21 @@ KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
           h0_stride, c, out, row_stride, stream_stride, &io); \
       break
   if (W->K > 8) {
-    /* one stream of H = 16, 24 or 32 (see rnn_kernels.h) */
+    /* H = 16, 24 or 32: stream after stream (see rnn_kernels.h) */
+    const gsize H = W->K;
+    for (gsize b = 0; b < B; b++) {
+      RecurIO sub = io;
+      sub.x += b * x_sstride;
+      sub.y += b * y_sstride;
+      if (sub.h_final)
+        sub.h_final += b * H;
+      const float *h0b = h0 + b * h0_stride;
+      float *cb = c ? c + b * H : NULL;
+      float *ob = out ? out + b * stream_stride : NULL;
 #define HREG_CASE(CELL, NB) \
     case CELL: \
-      KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0, c, \
-          out, row_stride, &io); \
+      KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
+          ob, row_stride, &sub); \
       break
 #define HREG_CELLS(NB) \
     switch (cell) { \
@@ -1127,12 +1137,13 @@ KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
       HREG_CASE (RNN_CELL_LSTM, NB); \
       HREG_CASE (RNN_CELL_GRU, NB); \
     }
-    if (W->K == 16)
-      HREG_CELLS (2)
-    else if (W->K == 24)
-      HREG_CELLS (3)
-    else
-      HREG_CELLS (4)
+      if (H == 16)
+        HREG_CELLS (2)
+      else if (H == 24)
+        HREG_CELLS (3)
+      else
+        HREG_CELLS (4)
+    }
 #undef HREG_CELLS
 #undef HREG_CASE
     return;

@@ -68,3 +68,8 @@ void rnn_linear_rows (float *C, const float *A, const float *W,
     const float *bias, gsize M, gsize N, gsize K);
 /* Applies the head activation in place to @rows rows of @O values. */
 void rnn_head_activate (RnnHeadActivation act, float *y, gsize rows, gsize O);
+/* For tests: with @plain set, @fw takes none of its fused paths (the input
+ * projection and head inside the register kernels, the direct calls of one
+ * stream), only the passes of the general path, so that the fused paths
+ * can be compared with it bit for bit. */
+void rnn_forward_set_plain (RnnForward *fw, gboolean plain);
