@@ -246,7 +246,7 @@ static gboolean
 small_fused (const RnnKernels *kern, const RnnModel *m, gsize nb)
 {
   const RnnConfig *c = &m->cfg;
-  return kern->recur_small_io
+  return kern->recur_small_io && kern->recur_hreg_io
       && c->hidden_size % 8 == 0 && c->hidden_size <= 32
       && c->num_layers == 1
       && !c->bidirectional && c->input_size <= 8
@@ -322,7 +322,8 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
       const float *h0 = h;
       gsize h0_stride = H;
       if (fused) {
-        kern->recur_small_io (c->cell, &pk->w_ih, lp->b_ih, in + b0 * n_in,
+        (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
+            &pk->w_ih, lp->b_ih, in + b0 * n_in,
             B * n_in, n_in, &pk->w_hh_blocked, lp->b_hh, T, nb, h0, H, cs,
             out + b0 * DH, B * DH, DH, m->head_w, O, m->head_b, y + b0 * O,
             B * O, O, NULL);
@@ -454,7 +455,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     float *h = rnn_state_h (state, 0, 0);
     float *cs = c->cell == RNN_CELL_LSTM ? rnn_state_c (state, 0, 0) : NULL;
     if (small_fused (kern, m, B))
-      kern->recur_small_io (c->cell, &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
+      (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
+          &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
           &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
           H, m->head_w, O, m->head_b, y, B * O, O, h);
     else

@@ -34,7 +34,8 @@ vlane_opaque (__m256 v, int k)
 
 static const RnnKernels kernels = {
   "avx2-fma", project_rows_avx2,
-  recur_avx2, recur_small_io_avx2, recur1_io_avx2,
+  recur_avx2, recur_small_io_avx2,
+  recur_hreg_io_avx2, recur1_io_avx2,
   recur_small2_io_avx2,
   head_rows_avx2,
   sigmoid_array_avx2, tanh_array_avx2,

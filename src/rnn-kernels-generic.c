@@ -6,7 +6,8 @@
 
 static const RnnKernels kernels = {
   "generic", project_rows_generic,
-  recur_generic, recur_small_io_generic, recur1_io_generic,
+  recur_generic, recur_small_io_generic,
+  recur_hreg_io_generic, recur1_io_generic,
   recur_small2_io_generic,
   head_rows_generic,
   sigmoid_array_generic, tanh_array_generic,

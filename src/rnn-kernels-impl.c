@@ -1090,20 +1090,61 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
 #undef RECUR_CASE
 }
 
-void KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
-    const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
-    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
-    const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
-    gsize stream_stride, const float *head_w, gsize O, const float *head_b,
-    float *y, gsize y_stride, gsize y_sstride, float *h_final);
+/* the parameters of RnnSmallIoFn (rnn-kernels.h) */
+#define SMALL_IO_PARAMS (RnnCell cell, const RnnPackedMatrix *W_ih,\
+    const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,\
+    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,\
+    const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,\
+    gsize stream_stride, const float *head_w, gsize O, const float *head_b,\
+    float *y, gsize y_stride, gsize y_sstride, float *h_final)
+
+void KFN (recur_hreg_io) SMALL_IO_PARAMS;
+
+/* recur_small_io () for H = 16, 24 or 32, stream after stream (a function
+ * of its own: inside recur_small_io () it made every call of the H = 8
+ * kernel cost some 40 instructions more) */
+void
+KFN (recur_hreg_io) SMALL_IO_PARAMS
+{
+  const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
+    y, y_stride, y_sstride, h_final };
+  const gsize H = W->K;
+  for (gsize b = 0; b < B; b++) {
+    RecurIO sub = io;
+    sub.x += b * x_sstride;
+    sub.y += b * y_sstride;
+    if (sub.h_final)
+      sub.h_final += b * H;
+    const float *h0b = h0 + b * h0_stride;
+    float *cb = c ? c + b * H : NULL;
+    float *ob = out ? out + b * stream_stride : NULL;
+#define HREG_CASE(CELL, NB) \
+  case CELL: \
+    KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
+        ob, row_stride, &sub); \
+    break
+#define HREG_CELLS(NB) \
+  switch (cell) { \
+    HREG_CASE (RNN_CELL_RNN_TANH, NB); \
+    HREG_CASE (RNN_CELL_RNN_RELU, NB); \
+    HREG_CASE (RNN_CELL_LSTM, NB); \
+    HREG_CASE (RNN_CELL_GRU, NB); \
+  }
+    if (H == 16)
+      HREG_CELLS (2)
+    else if (H == 24)
+      HREG_CELLS (3)
+    else
+      HREG_CELLS (4)
+  }
+#undef HREG_CELLS
+#undef HREG_CASE
+}
+
+void KFN (recur_small_io) SMALL_IO_PARAMS;
 
 void
-KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
-    const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
-    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
-    const float *h0, gsize h0_stride, float *c, float *out, gsize row_stride,
-    gsize stream_stride, const float *head_w, gsize O, const float *head_b,
-    float *y, gsize y_stride, gsize y_sstride, float *h_final)
+KFN (recur_small_io) SMALL_IO_PARAMS
 {
   const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
     y, y_stride, y_sstride, h_final };
@@ -1113,41 +1154,6 @@ KFN (recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
       KFN (recur_h8_streams) (CELL, W->data, bhh, NULL, T, B, FALSE, h0, \
           h0_stride, c, out, row_stride, stream_stride, &io); \
       break
-  if (W->K > 8) {
-    /* H = 16, 24 or 32: stream after stream (see rnn_kernels.h) */
-    const gsize H = W->K;
-    for (gsize b = 0; b < B; b++) {
-      RecurIO sub = io;
-      sub.x += b * x_sstride;
-      sub.y += b * y_sstride;
-      if (sub.h_final)
-        sub.h_final += b * H;
-      const float *h0b = h0 + b * h0_stride;
-      float *cb = c ? c + b * H : NULL;
-      float *ob = out ? out + b * stream_stride : NULL;
-#define HREG_CASE(CELL, NB) \
-    case CELL: \
-      KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
-          ob, row_stride, &sub); \
-      break
-#define HREG_CELLS(NB) \
-    switch (cell) { \
-      HREG_CASE (RNN_CELL_RNN_TANH, NB); \
-      HREG_CASE (RNN_CELL_RNN_RELU, NB); \
-      HREG_CASE (RNN_CELL_LSTM, NB); \
-      HREG_CASE (RNN_CELL_GRU, NB); \
-    }
-      if (H == 16)
-        HREG_CELLS (2)
-      else if (H == 24)
-        HREG_CELLS (3)
-      else
-        HREG_CELLS (4)
-    }
-#undef HREG_CELLS
-#undef HREG_CASE
-    return;
-  }
   switch (cell) {
     H8_CASE (RNN_CELL_RNN_TANH);
     H8_CASE (RNN_CELL_RNN_RELU);

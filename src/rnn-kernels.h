@@ -9,6 +9,15 @@
  * it a step costs far more than a call's bookkeeping */
 #define RNN_IO_MAX_H 256
 
+/* see RnnKernels.recur_small_io */
+typedef void (*RnnSmallIoFn) (RnnCell cell, const RnnPackedMatrix *W_ih,
+    const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
+    const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
+    const float *h0, gsize h0_stride, float *c, float *out,
+    gsize row_stride, gsize stream_stride, const float *head_w, gsize O,
+    const float *head_b, float *y, gsize y_stride, gsize y_sstride,
+    float *h_final);
+
 typedef struct {
   const char *name;
   /* C[M][N] = A[M][K] · Wᵀ + bias[N]; every element summed in one fixed
@@ -27,21 +36,15 @@ typedef struct {
       const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
       const float *h0, gsize h0_stride, float *c, float *out,
       gsize row_stride, gsize stream_stride, float *pre);
-  /* recur () for B streams of H = 8, or one stream (B = 1) of H = 16, 24
-   * or 32, with float32 W_hh (H = W->K), forward in time, with the input
-   * projection fused in (x: rows of I = W_ih->K <= 8 inputs, strides
+  /* recur () for B streams of H = 8 (recur_small_io) or of H = 16, 24 or
+   * 32 (recur_hreg_io), with float32 W_hh (H = W->K), forward in time,
+   * with the input projection fused in (x: rows of I = W_ih->K <= 8 inputs, strides
    * x_stride per step and x_sstride per stream; W_ih [G*H][I], b_ih) and,
    * when O > 0, the head's linear part (y: rows of O <= 8, strides
    * y_stride, y_sstride): the same bits as project_rows () before recur ()
    * and head_rows () after it.  out may be NULL (no h rows written);
    * h_final, when set, receives each stream's last h ([B][H]). */
-  void (*recur_small_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
-      const float *b_ih, const float *x, gsize x_stride, gsize x_sstride,
-      const RnnPackedMatrix *W, const float *bhh, gsize T, gsize B,
-      const float *h0, gsize h0_stride, float *c, float *out,
-      gsize row_stride, gsize stream_stride, const float *head_w, gsize O,
-      const float *head_b, float *y, gsize y_stride, gsize y_sstride,
-      float *h_final);
+  RnnSmallIoFn recur_small_io, recur_hreg_io;
   /* The same for one stream of 8 < H <= RNN_IO_MAX_H units, any weight
    * format: x rows of I = W_ih->K inputs (stride x_stride), W_ih
    * packed as usual, y rows of O outputs (stride y_stride).  h0 may be
