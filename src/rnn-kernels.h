@@ -38,12 +38,12 @@ typedef struct {
       gsize row_stride, gsize stream_stride, float *pre);
   /* recur () for B streams of H = 8 (recur_small_io) or of H = 16, 24 or
    * 32 (recur_hreg_io), with float32 W_hh (H = W->K), forward in time,
-   * with the input projection fused in (x: rows of I = W_ih->K <= 8 inputs, strides
-   * x_stride per step and x_sstride per stream; W_ih [G*H][I], b_ih) and,
-   * when O > 0, the head's linear part (y: rows of O <= 8, strides
-   * y_stride, y_sstride): the same bits as project_rows () before recur ()
-   * and head_rows () after it.  out may be NULL (no h rows written);
-   * h_final, when set, receives each stream's last h ([B][H]). */
+   * with the input projection fused in (x: rows of I = W_ih->K <= 8
+   * inputs, strides x_stride per step and x_sstride per stream; W_ih
+   * [G*H][I], b_ih) and, when O > 0, the head's linear part (y: rows of
+   * O <= 8, strides y_stride, y_sstride): the same bits as project_rows ()
+   * before recur () and head_rows () after it.  out may be NULL (no h rows
+   * written); h_final, when set, receives each stream's last h ([B][H]). */
   RnnSmallIoFn recur_small_io, recur_hreg_io;
   /* The same for one stream of 8 < H <= RNN_IO_MAX_H units, any weight
    * format: x rows of I = W_ih->K inputs (stride x_stride), W_ih
