@@ -221,8 +221,9 @@ test_chunking (void)
  * the multiples of 8 up to 32 on random models (every cell, 1 or 3
  * inputs, with and without a head, one or two layers): for three streams
  * the fused paths give the general path's bits (its passes, forced by
- * rnn_forward_set_plain ()); for one stream, one call of T steps, calls of
- * one step and the same stream inside a call of three give the same bits;
+ * rnn_forward_set_plain ()) and split over two threads; for one stream,
+ * one call of T steps, calls of one step and the same stream inside a call
+ * of three give the same bits;
  * and the naive loops agree within 2e-6. */
 static void
 test_kernel_sizes (void)
@@ -274,6 +275,14 @@ test_kernel_sizes (void)
         if (memcmp (yp, ys[3], (gsize) T * B * O * sizeof (float)) != 0)
           g_error ("cell %u H=%u L=%u I=%u O=%u: the fused paths differ from "
               "the general one", cell, cfg.hidden_size, cfg.num_layers, I, O);
+        /* and split over two threads (shares of two and one stream) */
+        g_autoptr (RnnForward) two = rnn_forward_new ();
+        g_assert_true (rnn_forward_set_threads (two, 2, NULL));
+        g_autoptr (RnnState) s5 = rnn_state_new (m, B);
+        rnn_forward (two, m, s5, x, T, B, yp);
+        if (memcmp (yp, ys[3], (gsize) T * B * O * sizeof (float)) != 0)
+          g_error ("cell %u H=%u L=%u I=%u O=%u: two threads change the "
+              "output", cell, cfg.hidden_size, cfg.num_layers, I, O);
         g_free (yp);
         for (guint t = 0; t < T; t++) {
           const float *row = ys[1] + (gsize) t * O;
