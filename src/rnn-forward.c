@@ -414,16 +414,45 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   n = (guint) MIN ((gsize) n, MAX (1, work / MIN_WORK_PER_THREAD));
 
   const RnnKernels *kern = rnn_kernels_get ();
+  /* the direct paths, the most common first (checks cost instructions in
+   * every call of one sample) */
+  const gboolean direct = !fw->plain && n <= 1 && !c->has_input_norm;
+  const gboolean small = direct && small_fused (kern, m, B);
   /* one stream of H > 8, a step or two per call: past that, the general
    * path's passes over a whole chunk cost less per step than the direct
    * path's per-step calls (LSTM H=64: 185 instructions more per step, 376
    * fewer per call) */
-  const gboolean one = B == 1 && T <= 2 && H > 8 && H <= RNN_IO_MAX_H
-      && c->num_layers == 1 && !c->bidirectional && c->input_size <= 8
-      && (!c->has_head || c->output_size <= 8);
-  if (!fw->plain && n <= 1 && B == 1 && !c->has_input_norm && c->num_layers == 2
-      && !c->bidirectional && H == 8 && c->input_size <= 8
-      && (!c->has_head || c->output_size <= 8) && kern->recur_small2_io
+  const gboolean one = !small && direct && B == 1 && T <= 2 && H > 8
+      && H <= RNN_IO_MAX_H && c->num_layers == 1 && !c->bidirectional
+      && c->input_size <= 8 && (!c->has_head || c->output_size <= 8);
+  if (small || one) {
+    /* straight to the kernel: no scratch, no h rows unless they are the
+     * output, the last h written into the state.  The general path's
+     * bookkeeping (projection and head passes, scratch, state copy) costs
+     * some 700 instructions per call, as much as a step of these models,
+     * which matters at one sample per call. */
+    const RnnLayerParams *lp = &m->layers[0];
+    const RnnPackedLayer *pk = &m->packed[0];
+    const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
+    float *h = rnn_state_h (state, 0, 0);
+    float *cs = c->cell == RNN_CELL_LSTM ? rnn_state_c (state, 0, 0) : NULL;
+    if (small)
+      (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
+          &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
+          &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
+          H, m->head_w, O, m->head_b, y, B * O, O, h);
+    else
+      kern->recur1_io (c->cell, &pk->w_ih, lp->b_ih, x, n_in,
+          &pk->w_hh_blocked, lp->b_hh, T, H, h, cs, O ? NULL : y, H,
+          m->head_w, O, m->head_b, y, O, h);
+    if (O)
+      rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
+    return;
+  }
+
+  if (direct && B == 1 && c->num_layers == 2 && !c->bidirectional && H == 8
+      && c->input_size <= 8 && (!c->has_head || c->output_size <= 8)
+      && kern->recur_small2_io
       && !m->packed[0].w_hh_blocked.half) {
     /* two layers of 8 units, one stream: both in one kernel, h and c of
      * both in registers, layer 1 fed from layer 0's registers (LSTM: 1.44x
@@ -442,32 +471,6 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
       rnn_head_activate (c->head_activation, y, T, O);
     return;
   }
-  if (!fw->plain && n <= 1 && !c->has_input_norm
-      && (small_fused (kern, m, B) || one)) {
-    /* straight to the kernel: no scratch, no h rows unless they are the
-     * output, the last h written into the state.  The general path's
-     * bookkeeping (projection and head passes, scratch, state copy) costs
-     * some 700 instructions per call, as much as a step of these models,
-     * which matters at one sample per call. */
-    const RnnLayerParams *lp = &m->layers[0];
-    const RnnPackedLayer *pk = &m->packed[0];
-    const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
-    float *h = rnn_state_h (state, 0, 0);
-    float *cs = c->cell == RNN_CELL_LSTM ? rnn_state_c (state, 0, 0) : NULL;
-    if (small_fused (kern, m, B))
-      (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
-          &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
-          &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
-          H, m->head_w, O, m->head_b, y, B * O, O, h);
-    else
-      kern->recur1_io (c->cell, &pk->w_ih, lp->b_ih, x, n_in,
-          &pk->w_hh_blocked, lp->b_hh, T, H, h, cs, O ? NULL : y, H,
-          m->head_w, O, m->head_b, y, O, h);
-    if (O)
-      rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
-    return;
-  }
-
   forward_reserve (fw, m, T, B);
   if (n <= 1) {
     scratch_reserve (&fw->own, m, T, B);
