@@ -1054,6 +1054,17 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   }
 }
 
+/* One case per cell: the kernels are instantiated per cell (and weight
+ * format or size, @A), so that the gate count and the arithmetic are
+ * constants inside their loops. */
+#define CELL_SWITCH(cell, CASE, A) \
+  switch (cell) { \
+    CASE (RNN_CELL_RNN_TANH, A); \
+    CASE (RNN_CELL_RNN_RELU, A); \
+    CASE (RNN_CELL_LSTM, A); \
+    CASE (RNN_CELL_GRU, A); \
+  }
+
 void KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
     const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
     const float *h0, gsize h0_stride, float *c, float *out,
@@ -1065,28 +1076,19 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
     const float *h0, gsize h0_stride, float *c, float *out,
     gsize row_stride, gsize stream_stride, float *pre)
 {
-  /* one instance per cell (and weight format), so that the gate count and
-   * the arithmetic are constants inside the loops */
+  /* one instance per cell and weight format (CELL_SWITCH) */
 #define RECUR_CASE(CELL, HALF) \
     case CELL: \
       KFN (recur_cell) (CELL, HALF, W, bhh, xp, T, B, H, reverse, h0, \
           h0_stride, c, out, row_stride, stream_stride, pre); \
       break
-#define RECUR_CELLS(HALF) \
-  switch (cell) { \
-    RECUR_CASE (RNN_CELL_RNN_TANH, HALF); \
-    RECUR_CASE (RNN_CELL_RNN_RELU, HALF); \
-    RECUR_CASE (RNN_CELL_LSTM, HALF); \
-    RECUR_CASE (RNN_CELL_GRU, HALF); \
-  }
 #ifdef VLOADH
   if (W->half) {
-    RECUR_CELLS (1);
+    CELL_SWITCH (cell, RECUR_CASE, 1);
     return;
   }
 #endif
-  RECUR_CELLS (0);
-#undef RECUR_CELLS
+  CELL_SWITCH (cell, RECUR_CASE, 0);
 #undef RECUR_CASE
 }
 
@@ -1123,21 +1125,13 @@ KFN (recur_hreg_io) SMALL_IO_PARAMS
     KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
         ob, row_stride, &sub); \
     break
-#define HREG_CELLS(NB) \
-  switch (cell) { \
-    HREG_CASE (RNN_CELL_RNN_TANH, NB); \
-    HREG_CASE (RNN_CELL_RNN_RELU, NB); \
-    HREG_CASE (RNN_CELL_LSTM, NB); \
-    HREG_CASE (RNN_CELL_GRU, NB); \
-  }
     if (H == 16)
-      HREG_CELLS (2)
+      CELL_SWITCH (cell, HREG_CASE, 2)
     else if (H == 24)
-      HREG_CELLS (3)
+      CELL_SWITCH (cell, HREG_CASE, 3)
     else
-      HREG_CELLS (4)
+      CELL_SWITCH (cell, HREG_CASE, 4)
   }
-#undef HREG_CELLS
 #undef HREG_CASE
 }
 
@@ -1149,17 +1143,12 @@ KFN (recur_small_io) SMALL_IO_PARAMS
   const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
     y, y_stride, y_sstride, h_final };
   /* one instance per cell, as in recur () */
-#define H8_CASE(CELL) \
+#define H8_CASE(CELL, UNUSED) \
     case CELL: \
       KFN (recur_h8_streams) (CELL, W->data, bhh, NULL, T, B, FALSE, h0, \
           h0_stride, c, out, row_stride, stream_stride, &io); \
       break
-  switch (cell) {
-    H8_CASE (RNN_CELL_RNN_TANH);
-    H8_CASE (RNN_CELL_RNN_RELU);
-    H8_CASE (RNN_CELL_LSTM);
-    H8_CASE (RNN_CELL_GRU);
-  }
+  CELL_SWITCH (cell, H8_CASE, 0);
 #undef H8_CASE
 }
 
@@ -1217,21 +1206,13 @@ KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
       KFN (recur1_io_cell) (CELL, HALF, W, bhh, T, H, h0, c, out, \
           row_stride, &io); \
       break
-#define IO_CELLS(HALF) \
-  switch (cell) { \
-    IO_CASE (RNN_CELL_RNN_TANH, HALF); \
-    IO_CASE (RNN_CELL_RNN_RELU, HALF); \
-    IO_CASE (RNN_CELL_LSTM, HALF); \
-    IO_CASE (RNN_CELL_GRU, HALF); \
-  }
 #ifdef VLOADH
   if (W->half) {
-    IO_CELLS (1);
+    CELL_SWITCH (cell, IO_CASE, 1);
     return;
   }
 #endif
-  IO_CELLS (0);
-#undef IO_CELLS
+  CELL_SWITCH (cell, IO_CASE, 0);
 #undef IO_CASE
 }
 
@@ -1262,19 +1243,11 @@ KFN (recur_small2_io) (RnnCell cell, const RnnPackedMatrix *W_ih0,
       KFN (recur_hreg2) (CELL, NB, &io, W0->data, bhh0, W_ih1, b_ih1, \
           W1->data, bhh1, T, h, c, out, row_stride); \
       break
-#define HREG2_CELLS(NB) \
-    switch (cell) { \
-      HREG2_CASE (RNN_CELL_RNN_TANH, NB); \
-      HREG2_CASE (RNN_CELL_RNN_RELU, NB); \
-      HREG2_CASE (RNN_CELL_LSTM, NB); \
-      HREG2_CASE (RNN_CELL_GRU, NB); \
-    }
   /* H = 8 only: at H = 16 and 32 layer 1's input projection, one chain of
    * H products per row as project_rows () sums it, sat on the step's
    * critical path, and the pair ran 15-35 % slower than the general path
    * (1.44x faster at H = 8) */
-  HREG2_CELLS (1)
-#undef HREG2_CELLS
+  CELL_SWITCH (cell, HREG2_CASE, 1)
 #undef HREG2_CASE
 }
 
