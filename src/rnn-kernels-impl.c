@@ -758,10 +758,13 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
     float *restrict out, gsize row_stride, const RecurIO *io)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  v8sf h[4], cv[4] = { { 0 } }, bias[4][4], bih[4][4];
-  gsize xoff[4][4] = { { 0 } };
+  /* no initialiser for the whole arrays: GCC cleared them with rep stos,
+   * some 60 cycles of every one-sample call */
+  v8sf h[4], cv[4], bias[4][4], bih[4][4];
+  gsize xoff[4][4];              /* hreg_setup () sets the used ones */
   for (int b = 0; b < NB; b++) {
     h[b] = *(const v8sf_u *) (h0 + 8 * b);
+    cv[b] = (v8sf) { 0 };
     if (cell == RNN_CELL_LSTM)
       cv[b] = *(const v8sf_u *) (c + 8 * b);
   }
@@ -842,8 +845,9 @@ KFN (recur_h8_streams) (const RnnCell cell, const float *restrict P,
   const gsize GH = (gsize) G * 8;
   for (gsize b = 0; b < B; b += 2) {
     const float *xpb = xp ? xp + b * GH : NULL;
-    RecurIO sub, *p = NULL;
-    if (io) {
+    RecurIO sub;
+    const RecurIO *p = io;      /* no copy for the first pair */
+    if (io && b) {
       sub = *io;
       sub.x += b * io->x_sstride;
       sub.y += b * io->y_sstride;
@@ -1112,18 +1116,23 @@ KFN (recur_hreg_io) SMALL_IO_PARAMS
     y, y_stride, y_sstride, h_final };
   const gsize H = W->K;
   for (gsize b = 0; b < B; b++) {
-    RecurIO sub = io;
-    sub.x += b * x_sstride;
-    sub.y += b * y_sstride;
-    if (sub.h_final)
-      sub.h_final += b * H;
+    RecurIO sub;
+    const RecurIO *p = &io;     /* no copy for the first stream */
+    if (b) {
+      sub = io;
+      sub.x += b * x_sstride;
+      sub.y += b * y_sstride;
+      if (sub.h_final)
+        sub.h_final += b * H;
+      p = &sub;
+    }
     const float *h0b = h0 + b * h0_stride;
     float *cb = c ? c + b * H : NULL;
     float *ob = out ? out + b * stream_stride : NULL;
 #define HREG_CASE(CELL, NB) \
   case CELL: \
     KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
-        ob, row_stride, &sub); \
+        ob, row_stride, p); \
     break
     if (H == 16)
       CELL_SWITCH (cell, HREG_CASE, 2)
