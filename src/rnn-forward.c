@@ -237,21 +237,35 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
-/* One layer of 8 units (any number of streams) or of 16, 24 or 32 (one
- * stream), and a few inputs and outputs: the per-sample audio model, where
- * the two projection passes cost a fifth of the time; its kernel keeps h
- * and c in registers and computes them in the step loop instead (same
- * bits). */
-static gboolean
-small_fused (const RnnKernels *kern, const RnnModel *m, gsize nb)
+RnnDirect
+rnn_forward_direct_kind (const RnnModel *m)
 {
   const RnnConfig *c = &m->cfg;
-  return kern->recur_small_io && kern->recur_hreg_io
-      && c->hidden_size % 8 == 0 && c->hidden_size <= 32
-      && c->num_layers == 1
-      && !c->bidirectional && c->input_size <= 8
-      && (!c->has_head || c->output_size <= 8)
-      && !m->packed[0].w_hh_blocked.half;
+  const gsize H = c->hidden_size;
+  const gboolean half = m->packed && m->packed[0].w_hh_blocked.half != NULL;
+  /* (an input normalisation is checked by rnn_forward (): the general
+   * path normalises into scratch, then takes the small kernel too) */
+  if (c->bidirectional || c->input_size > 8
+      || (c->has_head && c->output_size > 8))
+    return RNN_DIRECT_NONE;
+  /* one layer of 8 units (any number of streams) or of 16, 24 or 32: the
+   * per-sample audio model, where the two projection passes cost a fifth
+   * of the time; its kernel keeps h and c in registers and computes them
+   * in the step loop instead (same bits) */
+  if (c->num_layers == 1 && H % 8 == 0 && H <= 32 && !half)
+    return RNN_DIRECT_SMALL;
+  /* two layers of 8 units: both in one kernel, h and c of both in
+   * registers, layer 1 fed from layer 0's registers (LSTM: 1.44x faster
+   * at 480 steps per call, 2.1x at one) */
+  if (c->num_layers == 2 && H == 8 && !half)
+    return RNN_DIRECT_SMALL2;
+  /* one stream of H > 8, a step or two per call: past that, the general
+   * path's passes over a whole chunk cost less per step than the direct
+   * path's per-step calls (LSTM H=64: 185 instructions more per step, 376
+   * fewer per call) */
+  if (c->num_layers == 1 && H > 8 && H <= RNN_IO_MAX_H)
+    return RNN_DIRECT_ONE;
+  return RNN_DIRECT_NONE;
 }
 
 /* The whole model for streams b0 .. b0+nb-1 of a call of B streams (every
@@ -298,7 +312,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
   }
 
   const gsize O = c->has_head ? c->output_size : 0;
-  const gboolean fused = !fw->plain && small_fused (kern, m, nb);
+  const gboolean fused = !fw->plain && m->direct == RNN_DIRECT_SMALL;
 
   const gsize piece = MIN (T, piece_steps (nb, GH));
   for (guint k = 0; k < c->num_layers; k++) {
@@ -373,14 +387,26 @@ run_share (gpointer data, gpointer user_data)
 }
 
 /* The state a call of B streams needs: none for a bidirectional model
- * (each window starts from zero), else one that fits the model. */
-static gboolean
+ * (each window starts from zero), else one that fits the model (the
+ * fields compared here, not rnn_state_fits (): this runs in every call of
+ * one sample). */
+static inline gboolean
 state_matches (const RnnModel *m, const RnnState *state, guint B)
 {
-  if (m->cfg.bidirectional)
+  const RnnConfig *c = &m->cfg;
+  if (c->bidirectional)
     return state == NULL;
-  return state != NULL && state->batch == B && rnn_state_fits (state, m);
+  return state != NULL && state->batch == B
+      && (state->cell == RNN_CELL_LSTM) == (c->cell == RNN_CELL_LSTM)
+      && state->layers == c->num_layers && state->dirs == 1
+      && state->hidden == c->hidden_size;
 }
+
+/* layer k's h and c (LSTM) in a state that state_matches () (one
+ * direction) */
+#define STATE_H(s, k) ((s)->data + (gsize) (k) * (s)->per_block)
+#define STATE_C(s, k) \
+  ((s)->data + (gsize) ((s)->layers + (k)) * (s)->per_block)
 
 void
 rnn_forward_set_plain (RnnForward *fw, gboolean plain)
@@ -407,25 +433,22 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   /* independent streams split over the threads, in shares of whole groups
    * of four where possible (the recurrent kernel shares weight loads
    * within a group) */
-  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size;
-  const gsize work = (gsize) T * B * G * H * (H + c->input_size)
-      * c->num_layers * (c->bidirectional ? 2 : 1);
-  guint n = MIN (fw->n_threads, B);
-  n = (guint) MIN ((gsize) n, MAX (1, work / MIN_WORK_PER_THREAD));
+  const gsize H = c->hidden_size;
+  guint n = 1;
+  if (fw->n_threads > 1 && B > 1) {
+    const gsize work = (gsize) T * B * rnn_cell_gates (c->cell) * H
+        * (H + c->input_size) * c->num_layers * (c->bidirectional ? 2 : 1);
+    n = MIN (fw->n_threads, B);
+    n = (guint) MIN ((gsize) n, MAX (1, work / MIN_WORK_PER_THREAD));
+  }
 
   const RnnKernels *kern = rnn_kernels_get ();
-  /* the direct paths, the most common first (checks cost instructions in
-   * every call of one sample) */
-  const gboolean direct = !fw->plain && n <= 1 && !c->has_input_norm;
-  const gboolean small = direct && small_fused (kern, m, B);
-  /* one stream of H > 8, a step or two per call: past that, the general
-   * path's passes over a whole chunk cost less per step than the direct
-   * path's per-step calls (LSTM H=64: 185 instructions more per step, 376
-   * fewer per call) */
-  const gboolean one = !small && direct && B == 1 && T <= 2 && H > 8
-      && H <= RNN_IO_MAX_H && c->num_layers == 1 && !c->bidirectional
-      && c->input_size <= 8 && (!c->has_head || c->output_size <= 8);
-  if (small || one) {
+  /* the direct paths (RnnDirect), chosen per model at seal */
+  const RnnDirect direct = fw->plain || n > 1 || c->has_input_norm
+      ? RNN_DIRECT_NONE : m->direct;
+  const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
+  if (direct == RNN_DIRECT_SMALL
+      || (direct == RNN_DIRECT_ONE && B == 1 && T <= 2)) {
     /* straight to the kernel: no scratch, no h rows unless they are the
      * output, the last h written into the state.  The general path's
      * bookkeeping (projection and head passes, scratch, state copy) costs
@@ -433,10 +456,9 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
      * which matters at one sample per call. */
     const RnnLayerParams *lp = &m->layers[0];
     const RnnPackedLayer *pk = &m->packed[0];
-    const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
-    float *h = rnn_state_h (state, 0, 0);
-    float *cs = c->cell == RNN_CELL_LSTM ? rnn_state_c (state, 0, 0) : NULL;
-    if (small)
+    float *h = STATE_H (state, 0);
+    float *cs = c->cell == RNN_CELL_LSTM ? STATE_C (state, 0) : NULL;
+    if (direct == RNN_DIRECT_SMALL)
       (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
           &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
           &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
@@ -449,19 +471,11 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
       rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
     return;
   }
-
-  if (direct && B == 1 && c->num_layers == 2 && !c->bidirectional && H == 8
-      && c->input_size <= 8 && (!c->has_head || c->output_size <= 8)
-      && kern->recur_small2_io
-      && !m->packed[0].w_hh_blocked.half) {
-    /* two layers of 8 units, one stream: both in one kernel, h and c of
-     * both in registers, layer 1 fed from layer 0's registers (LSTM: 1.44x
-     * faster at 480 steps per call, 2.1x at one) */
-    const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
+  if (direct == RNN_DIRECT_SMALL2 && B == 1) {
     const gboolean lstm = c->cell == RNN_CELL_LSTM;
-    float *const hs[2] = { rnn_state_h (state, 0, 0), rnn_state_h (state, 1, 0) };
-    float *const cs[2] = { lstm ? rnn_state_c (state, 0, 0) : NULL,
-      lstm ? rnn_state_c (state, 1, 0) : NULL };
+    float *const hs[2] = { STATE_H (state, 0), STATE_H (state, 1) };
+    float *const cs[2] = { lstm ? STATE_C (state, 0) : NULL,
+      lstm ? STATE_C (state, 1) : NULL };
     kern->recur_small2_io (c->cell, &m->packed[0].w_ih, m->layers[0].b_ih, x,
         n_in, &m->packed[0].w_hh_blocked, m->layers[0].b_hh,
         &m->packed[1].w_ih, m->layers[1].b_ih, &m->packed[1].w_hh_blocked,

@@ -448,6 +448,7 @@ rnn_model_seal (RnnModel *model)
       q += n + (n & 1);
     }
   }
+  model->direct = rnn_forward_direct_kind (model);
 }
 
 const RnnConfig *

@@ -28,6 +28,25 @@ typedef struct {
   RnnPackedMatrix w_hh_blocked;
 } RnnPackedLayer;
 
+/* rnn_forward ()'s direct paths: straight to one kernel, without the
+ * general path's passes and bookkeeping (which cost as much as a step of
+ * these models at one sample per call).  Chosen per model at
+ * rnn_model_seal () (rnn_forward_direct_kind ()), so that a call of one
+ * sample does not test the configuration again. */
+typedef enum {
+  RNN_DIRECT_NONE,
+  /* one layer of H = 8, 16, 24 or 32, float32, <= 8 inputs and outputs:
+   * recur_small_io () / recur_hreg_io (), any number of streams */
+  RNN_DIRECT_SMALL,
+  /* two layers of H = 8, the same limits: recur_small2_io (), one stream */
+  RNN_DIRECT_SMALL2,
+  /* one layer of 8 < H <= RNN_IO_MAX_H otherwise: recur1_io (), one stream
+   * at one or two steps per call */
+  RNN_DIRECT_ONE,
+} RnnDirect;
+
+RnnDirect rnn_forward_direct_kind (const RnnModel *m);
+
 struct _RnnModel {
   gatomicrefcount ref_count;
   RnnConfig cfg;
@@ -43,6 +62,7 @@ struct _RnnModel {
                              * (g_aligned_alloc), so that no vector load of
                              * a panel crosses a cache line */
   RnnWeightPrecision precision;
+  RnnDirect direct;         /* set by rnn_model_seal () */
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
 };
