@@ -430,9 +430,9 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   if (T == 0 || B == 0)
     return;
 
-  /* independent streams split over the threads, in shares of whole groups
-   * of four where possible (the recurrent kernel shares weight loads
-   * within a group) */
+  /* independent streams split over the threads, in shares of a multiple
+   * of four streams where possible (the recurrent kernel shares weight
+   * loads within groups of two to four) */
   const gsize H = c->hidden_size;
   guint n = 1;
   if (fw->n_threads > 1 && B > 1) {

@@ -936,52 +936,87 @@ KFN (stream_products) (const int G, const int half,
         H, pre + full * G, H - full);
 }
 
-/* Phase 1 for four streams at once: each weight loaded once for all four
- * (at H >= 64 a step is bound by streaming W_hh from L2; this divides that
- * traffic by four).  Gate by gate so that the accumulators fit the
- * registers; per stream the operations and their order are those of
- * recur_products(), so the results are the same bits. */
+/* Phase 1 for S = 2 to 4 streams at once, gates g0 .. g0+NG-1 of one
+ * block: each weight loaded once for all S (at H >= 64 a step is bound by
+ * streaming W_hh from L2; this divides that traffic by S), and each
+ * broadcast h value used for NG gates.  Four streams gate by gate took a
+ * broadcast per FMA and 25 % more instructions (LSTM, 8 streams); the
+ * tiles recur_products_s () picks keep the 2 S NG accumulators within the
+ * registers.  Per stream the operations and their order are those of
+ * recur_products() (even and odd k in two chains, then b_hh), so the
+ * results are the same bits. */
 static inline __attribute__ ((always_inline)) void
-KFN (recur_products4) (const int G, const float *restrict P,
-    const guint16 *restrict P16, gsize K, const float *const hin[4],
-    const float *restrict bhh, gsize H, float *const pre[4], const gsize n)
+KFN (recur_products_tile) (const int G, const int S, const int g0,
+    const int NG, const float *restrict P, const guint16 *restrict P16,
+    gsize K, const float *const hin[4], const float *restrict bhh, gsize H,
+    float *const pre[4], const gsize n)
 {
-  for (int g = 0; g < G; g++) {
-    v8sf a0[4], a1[4];
-    for (int s = 0; s < 4; s++)
-      a0[s] = a1[s] = (v8sf) { 0 };
-    gsize k = 0;
-    for (; k + 2 <= K; k += 2) {
-      const gsize i = k * (gsize) G * 8 + 8 * g;
-      const v8sf w0 = PANEL_LOAD (P, P16, i), w1 = PANEL_LOAD (P, P16, i + G * 8);
-      for (int s = 0; s < 4; s++) {
-        a0[s] = VFMA (w0, KFN (splat) (hin[s][k]), a0[s]);
-        a1[s] = VFMA (w1, KFN (splat) (hin[s][k + 1]), a1[s]);
-      }
-    }
-    if (k < K) {
-      const v8sf w0 = PANEL_LOAD (P, P16, k * (gsize) G * 8 + 8 * g);
-      for (int s = 0; s < 4; s++)
-        a0[s] = VFMA (w0, KFN (splat) (hin[s][k]), a0[s]);
-    }
-    const v8sf b = KFN (load) (bhh + g * H, n);
-    for (int s = 0; s < 4; s++)
-      *(v8sf *) (pre[s] + 8 * g) = (a0[s] + a1[s]) + b;
+  v8sf a0[4][3], a1[4][3];
+  for (int s = 0; s < S; s++)
+    for (int q = 0; q < NG; q++)
+      a0[s][q] = a1[s][q] = (v8sf) { 0 };
+  gsize k = 0;
+#define TILE_K(acc, kk) \
+  G_STMT_START { \
+    const gsize i_ = (kk) * (gsize) G * 8 + 8 * g0; \
+    v8sf w_[3]; \
+    for (int q = 0; q < NG; q++) \
+      w_[q] = PANEL_LOAD (P, P16, i_ + 8 * q); \
+    for (int s = 0; s < S; s++) { \
+      const v8sf hk_ = KFN (splat) (hin[s][kk]); \
+      for (int q = 0; q < NG; q++) \
+        acc[s][q] = VFMA (w_[q], hk_, acc[s][q]); \
+    } \
+  } G_STMT_END
+  for (; k + 2 <= K; k += 2) {
+    TILE_K (a0, k);
+    TILE_K (a1, k + 1);
+  }
+  if (k < K)
+    TILE_K (a0, k);
+#undef TILE_K
+  for (int q = 0; q < NG; q++) {
+    const v8sf b = KFN (load) (bhh + (g0 + q) * H, n);
+    for (int s = 0; s < S; s++)
+      *(v8sf *) (pre[s] + 8 * (g0 + q)) = (a0[s][q] + a1[s][q]) + b;
   }
 }
 
+/* S streams' products for one block, in tiles: LSTM gates 0-1 and 2-3;
+ * GRU 0-1 and 2, or all three for two streams; Elman's one gate (S = 4
+ * there). */
 static inline __attribute__ ((always_inline)) void
-KFN (stream_products4) (const int G, const int half,
+KFN (recur_products_s) (const int G, const int S, const float *restrict P,
+    const guint16 *restrict P16, gsize K, const float *const hin[4],
+    const float *restrict bhh, gsize H, float *const pre[4], const gsize n)
+{
+  if (G == 3 && S == 2) {
+    /* the three gates of two streams: twelve accumulators */
+    KFN (recur_products_tile) (G, S, 0, 3, P, P16, K, hin, bhh, H, pre, n);
+    return;
+  }
+  if (G >= 2)
+    KFN (recur_products_tile) (G, S, 0, 2, P, P16, K, hin, bhh, H, pre, n);
+  if (G == 4)
+    KFN (recur_products_tile) (G, S, 2, 2, P, P16, K, hin, bhh, H, pre, n);
+  if (G == 3)
+    KFN (recur_products_tile) (G, S, 2, 1, P, P16, K, hin, bhh, H, pre, n);
+  if (G == 1)
+    KFN (recur_products_tile) (G, S, 0, 1, P, P16, K, hin, bhh, H, pre, n);
+}
+
+static inline __attribute__ ((always_inline)) void
+KFN (stream_products_s) (const int G, const int half, const int S,
     const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,
     const float *const hin[4], float *const pre[4])
 {
   const gsize K = W->K, panel = K * (gsize) G * 8;
   for (gsize j = 0; j < H; j += 8) {
     const gsize blk = j / 8;
-    float *const p4[4] = { pre[0] + j * G, pre[1] + j * G, pre[2] + j * G,
-      pre[3] + j * G };
-    KFN (recur_products4) (G, W->data + blk * panel,
-        half ? W->half + blk * panel : NULL, K, hin, bhh + j, H, p4,
+    float *const ps[4] = { pre[0] + j * G, pre[1] + j * G,
+      S > 2 ? pre[2] + j * G : NULL, S > 3 ? pre[3] + j * G : NULL };
+    KFN (recur_products_s) (G, S, W->data + blk * panel,
+        half ? W->half + blk * panel : NULL, K, hin, bhh + j, H, ps,
         MIN (8, H - j));
   }
 }
@@ -1041,12 +1076,25 @@ KFN (recur_cell) (const RnnCell cell, const int half,
 #define HIN(b) (s == 0 ? h0 + (b) * h0_stride \
         : out + tprev * row_stride + (b) * stream_stride)
     gsize b = 0;
-    for (; b + 4 <= B; b += 4) {
-      const float *const h4[4] = { HIN (b), HIN (b + 1), HIN (b + 2), HIN (b + 3) };
-      float *const p4[4] = { pre + b * GHp, pre + (b + 1) * GHp,
-        pre + (b + 2) * GHp, pre + (b + 3) * GHp };
-      KFN (stream_products4) (G, half, W, bhh, H, h4, p4);
-    }
+    /* groups of three streams (four for Elman cells, whose one gate
+     * leaves registers for them), then a group of what remains */
+#define GROUP(S) \
+    G_STMT_START { \
+      const float *const hs_[4] = { HIN (b), HIN (b + 1), \
+        (S) > 2 ? HIN (b + 2) : NULL, (S) > 3 ? HIN (b + 3) : NULL }; \
+      float *const ps_[4] = { pre + b * GHp, pre + (b + 1) * GHp, \
+        (S) > 2 ? pre + (b + 2) * GHp : NULL, \
+        (S) > 3 ? pre + (b + 3) * GHp : NULL }; \
+      KFN (stream_products_s) (G, half, (S), W, bhh, H, hs_, ps_); \
+      b += (S); \
+    } G_STMT_END
+    while (G == 1 && b + 4 <= B)
+      GROUP (4);
+    while (b + 3 <= B)
+      GROUP (3);
+    if (b + 2 == B)
+      GROUP (2);
+#undef GROUP
     for (; b < B; b++)
       KFN (stream_products) (G, half, W, bhh, H, HIN (b), pre + b * GHp);
     for (gsize b = 0; b < B; b++)

@@ -313,11 +313,12 @@ test_kernel_sizes (void)
 static void
 test_batch (void)
 {
-  /* 6 streams: the kernel runs a group of four (sharing weight loads) and
-   * two single streams; every one must equal its own run, which for one
-   * layer of H = 8 takes the kernel with the input projection and the head
-   * fused in (recur_small_io) */
-  const guint T = 97, B = 6;
+  /* 8 streams: the kernel runs groups sharing weight loads (LSTM and GRU:
+   * three, three and two streams; Elman cells: four and four), or for H = 8
+   * four pairs; every one must equal its own run, which for one layer of
+   * H = 8 takes the kernel with the input projection and the head fused in
+   * (recur_small_io) */
+  const guint T = 97, B = 8;
   for (guint n = 0; n < fixtures->len; n++) {
     const Fixture *f = g_ptr_array_index (fixtures, n);
     const RnnConfig *c = rnn_model_get_config (f->model);
