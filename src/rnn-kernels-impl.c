@@ -585,13 +585,17 @@ KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
  * where the W_ih rows of gate g, block b start in W_ih's packed panels. */
 static inline __attribute__ ((always_inline)) void
 KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
-    const v8sf bias[4][4], const v8sf bih[4][4], const gsize xoff[4][4],
+    const float *restrict bhh, const float *restrict bi,
+    const gsize xoff[4][4],
     const RecurIO *io, const float *restrict xt, const float *restrict xpt,
     const v8sf *xr, const RnnPackedMatrix *Wx, v8sf *h, v8sf *cv)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   const gsize H = 8 * (gsize) NB, panel = H * (gsize) G * 8;
   v8sf XP[4][4], RP[4][4], hn[4];
+  /* b_hh and b_ih of gate g, block b, read in place (copied per call into
+   * arrays, they cost some 70 instructions of every one-sample call) */
+#define BIAS(p, b, g) (*(const v8sf_u *) ((p) + (g) * H + 8 * (b)))
   /* every block's products first, then the cells: a block's products do
    * not wait behind the previous block's cell.  Per block all gates at
    * once, k outer (recur_products ()'s shape: each lane of h spread once
@@ -621,7 +625,7 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
     }
 #undef HREG_PAIR1
     for (int b = 0; b < NB; b++)
-      RP[b][0] = (a0[b] + a1[b]) + bias[b][0];
+      RP[b][0] = (a0[b] + a1[b]) + BIAS (bhh, b, 0);
   }
   for (int b = 0; b < NB && G > 1; b++) {
     const float *Pb = P + b * panel;
@@ -644,7 +648,7 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
     }
 #undef HREG_PAIR
     for (int g = 0; g < G; g++)
-      RP[b][g] = (a0[g] + a1[g]) + bias[b][g];
+      RP[b][g] = (a0[g] + a1[g]) + BIAS (bhh, b, g);
   }
 #undef HREG_LANE
   for (int b = 0; b < NB; b++) {
@@ -656,7 +660,7 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
         v8sf a = *(const v8sf_u *) wg * KFN (splat) (xt[0]);
         for (gsize i = 1; i < I; i++)
           a = VFMA (*(const v8sf_u *) (wg + i * wi), KFN (splat) (xt[i]), a);
-        XP[b][g] = a + bih[b][g];
+        XP[b][g] = a + BIAS (bi, b, g);
       }
     } else if (xr) {
       /* the input is the previous layer's h, in registers (NB of them):
@@ -689,7 +693,7 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
 #undef XREG_K
 #undef XREG_LANE
       for (int g = 0; g < G; g++)
-        XP[b][g] = a[g] + bih[b][g];
+        XP[b][g] = a[g] + BIAS (bi, b, g);
     } else {
       for (int g = 0; g < G; g++)
         XP[b][g] = *(const v8sf_u *) (xpt + H * g + 8 * b);
@@ -698,30 +702,24 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
   }
   for (int b = 0; b < NB; b++)
     h[b] = hn[b];
+#undef BIAS
 }
 
-/* hreg_step ()'s constants for one layer: b_hh and b_ih per block and
- * gate, and where W_ih's rows for them start (@Wi NULL: no input
- * projection here).  Rows r = g H + 8 b in turn, 8 at a time; 8 rows from a
+/* hreg_step ()'s constants for one layer: where W_ih's rows of gate g,
+ * block b start (@Wi NULL: no input projection here).  Rows r = g H + 8 b in turn, 8 at a time; 8 rows from a
  * multiple of 8 stay within one of W_ih's panels (their width is a
  * multiple of 8), and the panel and offset follow without a division (a
  * call of one step pays this set-up once per step). */
 static inline __attribute__ ((always_inline)) void
-KFN (hreg_setup) (const int G, const int NB, const float *restrict bhh,
-    const RnnPackedMatrix *Wi, const float *restrict bi, v8sf bias[4][4],
-    v8sf bih[4][4], gsize xoff[4][4])
+KFN (hreg_setup) (const int G, const int NB, const RnnPackedMatrix *Wi,
+    gsize xoff[4][4])
 {
-  const gsize H = 8 * (gsize) NB;
   gsize at = 0, col = 0;
   for (int g = 0; g < G; g++)
     for (int b = 0; b < NB; b++) {
-      const gsize r = g * H + 8 * b;
-      bias[b][g] = *(const v8sf_u *) (bhh + r);
-      bih[b][g] = (v8sf) { 0 };
       xoff[b][g] = 0;
       if (Wi) {
         xoff[b][g] = at + col;
-        bih[b][g] = *(const v8sf_u *) (bi + r);
         col += 8;
         if (col == Wi->width) {
           col = 0;
@@ -760,7 +758,7 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   /* no initialiser for the whole arrays: GCC cleared them with rep stos,
    * some 60 cycles of every one-sample call */
-  v8sf h[4], cv[4], bias[4][4], bih[4][4];
+  v8sf h[4], cv[4];
   gsize xoff[4][4];              /* hreg_setup () sets the used ones */
   for (int b = 0; b < NB; b++) {
     h[b] = *(const v8sf_u *) (h0 + 8 * b);
@@ -768,12 +766,11 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const float *restrict P,
     if (cell == RNN_CELL_LSTM)
       cv[b] = *(const v8sf_u *) (c + 8 * b);
   }
-  KFN (hreg_setup) (G, NB, bhh, io ? io->w_ih : NULL, io ? io->b_ih : NULL,
-      bias, bih, xoff);
+  KFN (hreg_setup) (G, NB, io ? io->w_ih : NULL, xoff);
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
     __asm__ ("" : "+r" (P));    /* as in recur_h8 () */
-    KFN (hreg_step) (cell, NB, P, bias, bih, xoff, io,
+    KFN (hreg_step) (cell, NB, P, bhh, io ? io->b_ih : NULL, xoff, io,
         io ? io->x + t * io->x_stride : NULL,
         io ? NULL : xp + t * xp_stride, NULL, NULL, h, cv);
     KFN (hreg_emit) (NB, h, out ? out + t * row_stride : NULL, io, t);
@@ -803,7 +800,6 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   v8sf h0[4], h1[4], c0[4] = { { 0 } }, c1[4] = { { 0 } };
-  v8sf bias0[4][4], bi0[4][4], bias1[4][4], bi1[4][4];
   gsize xoff0[4][4], xoff1[4][4];
   for (int b = 0; b < NB; b++) {
     h0[b] = *(const v8sf_u *) (hs[0] + 8 * b);
@@ -813,13 +809,20 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
       c1[b] = *(const v8sf_u *) (cs[1] + 8 * b);
     }
   }
-  KFN (hreg_setup) (G, NB, bhh0, io->w_ih, io->b_ih, bias0, bi0, xoff0);
-  KFN (hreg_setup) (G, NB, bhh1, W1x, bih1, bias1, bi1, xoff1);
+  KFN (hreg_setup) (G, NB, io->w_ih, xoff0);
+  KFN (hreg_setup) (G, NB, W1x, xoff1);
+  /* the four bias rows copied to the stack: read in place, as
+   * recur_hreg () does, this loop ran 11 % slower (LSTM 2x8) */
+  float bias[4][4 * 32] __attribute__ ((aligned (32)));
+  const float *const from[4] = { bhh0, io->b_ih, bhh1, bih1 };
+  for (int q = 0; q < 4; q++)
+    for (int i = 0; i < G * NB; i++)
+      *(v8sf *) (bias[q] + 8 * i) = *(const v8sf_u *) (from[q] + 8 * i);
   for (gsize t = 0; t < T; t++) {
     __asm__ ("" : "+r" (P0), "+r" (P1));        /* as in recur_h8 () */
-    KFN (hreg_step) (cell, NB, P0, bias0, bi0, xoff0, io,
+    KFN (hreg_step) (cell, NB, P0, bias[0], bias[1], xoff0, io,
         io->x + t * io->x_stride, NULL, NULL, NULL, h0, c0);
-    KFN (hreg_step) (cell, NB, P1, bias1, bi1, xoff1, NULL, NULL, NULL, h0,
+    KFN (hreg_step) (cell, NB, P1, bias[2], bias[3], xoff1, NULL, NULL, NULL, h0,
         W1x, h1, c1);
     KFN (hreg_emit) (NB, h1, out ? out + t * row_stride : NULL, io, t);
   }
