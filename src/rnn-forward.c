@@ -237,12 +237,24 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
+/* The first layer fits a register kernel with its input projection fused
+ * in (recur_small_io (), recur_hreg_io ()): H = 8, 16, 24 or 32, <= 8
+ * inputs, one direction, float32 weights. */
+static gboolean
+first_layer_fuses (const RnnModel *m)
+{
+  const RnnConfig *c = &m->cfg;
+  return c->hidden_size % 8 == 0 && c->hidden_size <= 32
+      && !c->bidirectional && c->input_size <= 8
+      && !m->packed[0].w_hh_blocked.half;
+}
+
 RnnDirect
 rnn_forward_direct_kind (const RnnModel *m)
 {
   const RnnConfig *c = &m->cfg;
   const gsize H = c->hidden_size;
-  const gboolean half = m->packed && m->packed[0].w_hh_blocked.half != NULL;
+  const gboolean half = m->packed[0].w_hh_blocked.half != NULL;
   /* (an input normalisation is checked by rnn_forward (): the general
    * path normalises into scratch, then takes the small kernel too) */
   if (c->bidirectional || c->input_size > 8
@@ -252,7 +264,7 @@ rnn_forward_direct_kind (const RnnModel *m)
    * per-sample audio model, where the two projection passes cost a fifth
    * of the time; its kernel keeps h and c in registers and computes them
    * in the step loop instead (same bits) */
-  if (c->num_layers == 1 && H % 8 == 0 && H <= 32 && !half)
+  if (c->num_layers == 1 && first_layer_fuses (m))
     return RNN_DIRECT_SMALL;
   /* two layers of 8 units: both in one kernel, h and c of both in
    * registers, layer 1 fed from layer 0's registers (LSTM: 1.44x faster
@@ -317,9 +329,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
    * layer the head too: a second layer's input is too wide for the fused
    * projection, but the first layer's pass is saved (LSTM 2x32: 1,890 ->
    * 1,510 instructions per step for that layer) */
-  const gboolean fused0 = !fw->plain && c->hidden_size % 8 == 0
-      && c->hidden_size <= 32 && !c->bidirectional && c->input_size <= 8
-      && !m->packed[0].w_hh_blocked.half;
+  const gboolean fused0 = !fw->plain && first_layer_fuses (m);
   const gboolean fused = fused0 && m->direct == RNN_DIRECT_SMALL;
 
   const gsize piece = MIN (T, piece_steps (nb, GH));
@@ -330,8 +340,8 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
       const RnnLayerParams *lp = &m->layers[k * D + d];
       float *h, *cs = NULL;
       if (state) {
-        h = rnn_state_h (state, k, d) + b0 * H;
-        cs = lstm ? rnn_state_c (state, k, d) + b0 * H : NULL;
+        h = rnn_state_h_block (state, k, d) + b0 * H;
+        cs = lstm ? rnn_state_c_block (state, k, d) + b0 * H : NULL;
       } else {
         h = sc->zero;
         cs = lstm ? sc->zero + nb * H : NULL;
@@ -397,26 +407,15 @@ run_share (gpointer data, gpointer user_data)
 }
 
 /* The state a call of B streams needs: none for a bidirectional model
- * (each window starts from zero), else one that fits the model (the
- * fields compared here, not rnn_state_fits (): this runs in every call of
- * one sample). */
+ * (each window starts from zero), else one that fits the model. */
 static inline gboolean
 state_matches (const RnnModel *m, const RnnState *state, guint B)
 {
-  const RnnConfig *c = &m->cfg;
-  if (c->bidirectional)
+  if (m->cfg.bidirectional)
     return state == NULL;
   return state != NULL && state->batch == B
-      && (state->cell == RNN_CELL_LSTM) == (c->cell == RNN_CELL_LSTM)
-      && state->layers == c->num_layers && state->dirs == 1
-      && state->hidden == c->hidden_size;
+      && rnn_state_shape_fits (state, m);
 }
-
-/* layer k's h and c (LSTM) in a state that state_matches () (one
- * direction) */
-#define STATE_H(s, k) ((s)->data + (gsize) (k) * (s)->per_block)
-#define STATE_C(s, k) \
-  ((s)->data + (gsize) ((s)->layers + (k)) * (s)->per_block)
 
 void
 rnn_forward_set_plain (RnnForward *fw, gboolean plain)
@@ -466,8 +465,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
      * which matters at one sample per call. */
     const RnnLayerParams *lp = &m->layers[0];
     const RnnPackedLayer *pk = &m->packed[0];
-    float *h = STATE_H (state, 0);
-    float *cs = c->cell == RNN_CELL_LSTM ? STATE_C (state, 0) : NULL;
+    float *h = rnn_state_h_block (state, 0, 0);
+    float *cs = rnn_state_c_block (state, 0, 0);
     if (direct == RNN_DIRECT_SMALL)
       (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
           &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
@@ -482,10 +481,10 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     return;
   }
   if (direct == RNN_DIRECT_SMALL2 && B == 1) {
-    const gboolean lstm = c->cell == RNN_CELL_LSTM;
-    float *const hs[2] = { STATE_H (state, 0), STATE_H (state, 1) };
-    float *const cs[2] = { lstm ? STATE_C (state, 0) : NULL,
-      lstm ? STATE_C (state, 1) : NULL };
+    float *const hs[2] = { rnn_state_h_block (state, 0, 0),
+      rnn_state_h_block (state, 1, 0) };
+    float *const cs[2] = { rnn_state_c_block (state, 0, 0),
+      rnn_state_c_block (state, 1, 0) };
     kern->recur_small2_io (c->cell, &m->packed[0].w_ih, m->layers[0].b_ih, x,
         n_in, &m->packed[0].w_hh_blocked, m->layers[0].b_hh,
         &m->packed[1].w_ih, m->layers[1].b_ih, &m->packed[1].w_hh_blocked,

@@ -706,10 +706,11 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
 }
 
 /* hreg_step ()'s constants for one layer: where W_ih's rows of gate g,
- * block b start (@Wi NULL: no input projection here).  Rows r = g H + 8 b in turn, 8 at a time; 8 rows from a
- * multiple of 8 stay within one of W_ih's panels (their width is a
- * multiple of 8), and the panel and offset follow without a division (a
- * call of one step pays this set-up once per step). */
+ * block b start (@Wi NULL: no input projection here).  Rows r = g H + 8 b
+ * in turn, 8 at a time; 8 rows from a multiple of 8 stay within one of
+ * W_ih's panels (their width is a multiple of 8), and the panel and
+ * offset follow without a division (a call of one step pays this set-up
+ * once per step). */
 static inline __attribute__ ((always_inline)) void
 KFN (hreg_setup) (const int G, const int NB, const RnnPackedMatrix *Wi,
     gsize xoff[4][4])

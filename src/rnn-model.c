@@ -660,25 +660,19 @@ gboolean
 rnn_state_fits (const RnnState *state, const RnnModel *model)
 {
   g_return_val_if_fail (state != NULL && model != NULL, FALSE);
-  return (state->cell == RNN_CELL_LSTM) == (model->cfg.cell == RNN_CELL_LSTM)
-      && state->layers == model->cfg.num_layers
-      && state->dirs == rnn_model_get_num_directions (model)
-      && state->hidden == model->cfg.hidden_size;
+  return rnn_state_shape_fits (state, model);
 }
 
 float *
 rnn_state_h (RnnState *state, guint k, guint d)
 {
   g_return_val_if_fail (state != NULL && k < state->layers && d < state->dirs, NULL);
-  return state->data + (gsize) (k * state->dirs + d) * state->per_block;
+  return rnn_state_h_block (state, k, d);
 }
 
 float *
 rnn_state_c (RnnState *state, guint k, guint d)
 {
   g_return_val_if_fail (state != NULL && k < state->layers && d < state->dirs, NULL);
-  if (state->cell != RNN_CELL_LSTM)
-    return NULL;
-  return state->data
-      + (gsize) (state->layers * state->dirs + k * state->dirs + d) * state->per_block;
+  return rnn_state_c_block (state, k, d);
 }

@@ -75,6 +75,34 @@ struct _RnnState {
   float *data;
 };
 
+/* rnn_state_fits () and the blocks of rnn_state_h () / rnn_state_c ()
+ * without their argument checks, for rnn_forward (), which runs them in
+ * every call of one sample after checking its arguments once. */
+static inline gboolean
+rnn_state_shape_fits (const RnnState *state, const RnnModel *model)
+{
+  return (state->cell == RNN_CELL_LSTM) == (model->cfg.cell == RNN_CELL_LSTM)
+      && state->layers == model->cfg.num_layers
+      && state->dirs == (model->cfg.bidirectional ? 2u : 1u)
+      && state->hidden == model->cfg.hidden_size;
+}
+
+static inline float *
+rnn_state_h_block (const RnnState *state, guint k, guint d)
+{
+  return state->data + (gsize) (k * state->dirs + d) * state->per_block;
+}
+
+/* NULL unless LSTM */
+static inline float *
+rnn_state_c_block (const RnnState *state, guint k, guint d)
+{
+  if (state->cell != RNN_CELL_LSTM)
+    return NULL;
+  return state->data
+      + (gsize) (state->layers * state->dirs + k * state->dirs + d) * state->per_block;
+}
+
 /* Kernels of rnn-forward.c shared with the training code. */
 
 /* C[M][N] = A[M][K] · Wᵀ + bias[N] with W packed (N, K from @W).  Every
