@@ -347,6 +347,24 @@ KFN (recur_products) (const int G, const float *restrict P,
     a0[g] = VFMA (PANEL_LOAD (P, P16, (i) + 8 * g), (h0), a0[g]); \
     a1[g] = VFMA (PANEL_LOAD (P, P16, (i) + G * 8 + 8 * g), (h1), a1[g]); \
   }
+#ifdef VLOADH
+  /* float16: a loop of its own, eight k per iteration; in the loop shared
+   * with float32 GCC tested P16 before every pair of loads and spent some
+   * 30 instructions per eight FMAs (2x float32's per step at H=64, bound
+   * by the instruction rate) */
+  if (P16) {
+    for (; k + 8 <= K; k += 8) {
+      const gsize i = k * (gsize) G * 8;
+      for (int kk = 0; kk < 8; kk += 2)
+        for (int g = 0; g < G; g++) {
+          a0[g] = VFMA (VLOADH (P16 + i + kk * G * 8 + 8 * g),
+              KFN (splat) (hin[k + kk]), a0[g]);
+          a1[g] = VFMA (VLOADH (P16 + i + (kk + 1) * G * 8 + 8 * g),
+              KFN (splat) (hin[k + kk + 1]), a1[g]);
+        }
+    }
+  }
+#endif
 #ifdef VLANE
   /* eight h values per vector load, their lanes spread by shuffles: eight
    * broadcast loads per eight k would make the loads (one per FMA already
@@ -960,24 +978,39 @@ KFN (recur_products_tile) (const int G, const int S, const int g0,
     for (int q = 0; q < NG; q++)
       a0[s][q] = a1[s][q] = (v8sf) { 0 };
   gsize k = 0;
-#define TILE_K(acc, kk) \
+#define TILE_K(acc, kk, LOAD) \
   G_STMT_START { \
     const gsize i_ = (kk) * (gsize) G * 8 + 8 * g0; \
     v8sf w_[3]; \
     for (int q = 0; q < NG; q++) \
-      w_[q] = PANEL_LOAD (P, P16, i_ + 8 * q); \
+      w_[q] = LOAD (i_ + 8 * q); \
     for (int s = 0; s < S; s++) { \
       const v8sf hk_ = KFN (splat) (hin[s][kk]); \
       for (int q = 0; q < NG; q++) \
         acc[s][q] = VFMA (w_[q], hk_, acc[s][q]); \
     } \
   } G_STMT_END
-  for (; k + 2 <= K; k += 2) {
-    TILE_K (a0, k);
-    TILE_K (a1, k + 1);
-  }
-  if (k < K)
-    TILE_K (a0, k);
+  /* the weight format tested once, not per load (as recur_products ()) */
+#define TILE_LOOP(LOAD) \
+  G_STMT_START { \
+    for (; k + 2 <= K; k += 2) { \
+      TILE_K (a0, k, LOAD); \
+      TILE_K (a1, k + 1, LOAD); \
+    } \
+    if (k < K) \
+      TILE_K (a0, k, LOAD); \
+  } G_STMT_END
+#define TILE_F32(i) ((v8sf) *(const v8sf_u *) (P + (i)))
+#ifdef VLOADH
+#define TILE_F16(i) VLOADH (P16 + (i))
+  if (P16)
+    TILE_LOOP (TILE_F16);
+  else
+#undef TILE_F16
+#endif
+    TILE_LOOP (TILE_F32);
+#undef TILE_F32
+#undef TILE_LOOP
 #undef TILE_K
   for (int q = 0; q < NG; q++) {
     const v8sf b = KFN (load) (bhh + (g0 + q) * H, n);
