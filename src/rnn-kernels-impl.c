@@ -912,6 +912,18 @@ KFN (recur_products_x4) (const float *restrict P, const guint16 *restrict P16,
     a0[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], (k) * 8), (h0), a0[b]); \
     a1[b] = VFMA (PANEL_LOAD (Pb[b], Pb16[b], (k) * 8 + 8), (h1), a1[b]); \
   }
+#ifdef VLOADH
+  /* float16: a loop of its own, as in recur_products () */
+  if (P16)
+    for (; k + 8 <= K; k += 8)
+      for (int kk = 0; kk < 8; kk += 2)
+        for (int b = 0; b < 4; b++) {
+          a0[b] = VFMA (VLOADH (Pb16[b] + (k + kk) * 8),
+              KFN (splat) (hin[k + kk]), a0[b]);
+          a1[b] = VFMA (VLOADH (Pb16[b] + (k + kk) * 8 + 8),
+              KFN (splat) (hin[k + kk + 1]), a1[b]);
+        }
+#endif
 #ifdef VLANE
   /* as in recur_products () */
   for (; !P16 && k + 8 <= K; k += 8) {
