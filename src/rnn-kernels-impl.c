@@ -946,6 +946,45 @@ KFN (recur_products_x4) (const float *restrict P, const guint16 *restrict P16,
     *(v8sf *) (pre + 8 * b) = (a0[b] + a1[b]) + *(const v8sf_u *) (bhh + 8 * b);
 }
 
+#ifdef VLOADH
+/* GRU with float16 weights: two blocks at once.  One block's six chains
+ * (three gates, even and odd k) kept 1.5 FMAs per cycle in flight, and a
+ * block's products are too long for the processor to overlap the next
+ * block's; twelve chains also share each broadcast h value between six
+ * FMAs.  Per block the operations of recur_products (). */
+static inline __attribute__ ((always_inline)) void
+KFN (recur_products_gru16) (const guint16 *restrict P16, gsize panel,
+    gsize K, const float *restrict hin, const float *restrict bhh, gsize H,
+    float *restrict pre)
+{
+  v8sf a0[2][3], a1[2][3];
+  for (int b = 0; b < 2; b++)
+    for (int g = 0; g < 3; g++)
+      a0[b][g] = a1[b][g] = (v8sf) { 0 };
+  gsize k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const v8sf h0 = KFN (splat) (hin[k]), h1 = KFN (splat) (hin[k + 1]);
+    for (int b = 0; b < 2; b++)
+      for (int g = 0; g < 3; g++) {
+        const guint16 *p = P16 + b * panel + k * 24 + 8 * g;
+        a0[b][g] = VFMA (VLOADH (p), h0, a0[b][g]);
+        a1[b][g] = VFMA (VLOADH (p + 24), h1, a1[b][g]);
+      }
+  }
+  if (k < K) {
+    const v8sf h0 = KFN (splat) (hin[k]);
+    for (int b = 0; b < 2; b++)
+      for (int g = 0; g < 3; g++)
+        a0[b][g] = VFMA (VLOADH (P16 + b * panel + k * 24 + 8 * g), h0,
+            a0[b][g]);
+  }
+  for (int b = 0; b < 2; b++)
+    for (int g = 0; g < 3; g++)
+      *(v8sf *) (pre + 24 * b + 8 * g) = (a0[b][g] + a1[b][g])
+          + *(const v8sf_u *) (bhh + g * H + 8 * b);
+}
+#endif
+
 /* Phase 1 of one stream at one step: all its blocks' products into @pre
  * (G * ceil(H/8) * 8 floats, 32-byte aligned). */
 static inline __attribute__ ((always_inline)) void
@@ -960,6 +999,12 @@ KFN (stream_products) (const int G, const int half,
       KFN (recur_products_x4) (W->data + j0 / 8 * panel,
           half ? W->half + j0 / 8 * panel : NULL, panel, K, hin, bhh + j0,
           pre + j0);
+#ifdef VLOADH
+  if (G == 3 && half)
+    for (; j0 + 16 <= full; j0 += 16)
+      KFN (recur_products_gru16) (W->half + j0 / 8 * panel, panel, K, hin,
+          bhh + j0, H, pre + j0 * G);
+#endif
   for (gsize j = j0; j < full; j += 8)
     KFN (recur_products) (G, W->data + j / 8 * panel,
         half ? W->half + j / 8 * panel : NULL, K, hin, bhh + j, H,
