@@ -1130,6 +1130,46 @@ KFN (stream_update) (const RnnCell cell, const int G, const float *restrict pre,
         c ? c + full : NULL, hin + full, ho + full, H - full);
 }
 
+/* One case per cell: the kernels are instantiated per cell (and weight
+ * format or size, @A), so that the gate count and the arithmetic are
+ * constants inside their loops. */
+#define CELL_SWITCH(cell, CASE, A) \
+  switch (cell) { \
+    CASE (RNN_CELL_RNN_TANH, A); \
+    CASE (RNN_CELL_RNN_RELU, A); \
+    CASE (RNN_CELL_LSTM, A); \
+    CASE (RNN_CELL_GRU, A); \
+  }
+
+/* CASE per cell and per block count NB = H / 8 (H = 16, 24 or 32) */
+#define HREG_SIZES(cell, H, CASE) \
+  G_STMT_START { \
+    if ((H) == 16) \
+      CELL_SWITCH (cell, CASE, 2) \
+    else if ((H) == 24) \
+      CELL_SWITCH (cell, CASE, 3) \
+    else \
+      CELL_SWITCH (cell, CASE, 4) \
+  } G_STMT_END
+
+/* recur_hreg () fed by the projection pass (@xp), for H = 16, 24 or 32.
+ * A function of its own, as recur_hreg_io (): inlined into recur () among
+ * all the other paths, GCC kept h in memory and spilled accumulators in
+ * the products loop (LSTM 2x32: 40 stack accesses in the step). */
+static void __attribute__ ((noinline))
+KFN (recur_hreg_xp) (const RnnCell cell, const float *P, const float *bhh,
+    const float *xp, gsize xp_stride, gsize T, gboolean reverse,
+    const float *h0, float *c, float *out, gsize row_stride, gsize H)
+{
+#define HREG_CASE(CELL, NB) \
+  case CELL: \
+    KFN (recur_hreg) (CELL, NB, P, bhh, xp, xp_stride, T, reverse, h0, c, \
+        out, row_stride, NULL); \
+    break
+  HREG_SIZES (cell, H, HREG_CASE);
+#undef HREG_CASE
+}
+
 /* Per step, the products of every stream, then the updates of every
  * stream: several streams' independent chains then overlap (one stream
  * alone is bound by the latency of its step). */
@@ -1149,20 +1189,8 @@ KFN (recur_cell) (const RnnCell cell, const int half,
     return;
   }
   if (B == 1 && !half && T > 0 && H >= 16 && H <= 32 && H % 8 == 0) {
-    switch (H) {
-      case 16:
-        KFN (recur_hreg) (cell, 2, W->data, bhh, xp, GH, T, reverse, h0, c,
-            out, row_stride, NULL);
-        break;
-      case 24:
-        KFN (recur_hreg) (cell, 3, W->data, bhh, xp, GH, T, reverse, h0, c,
-            out, row_stride, NULL);
-        break;
-      default:
-        KFN (recur_hreg) (cell, 4, W->data, bhh, xp, GH, T, reverse, h0, c,
-            out, row_stride, NULL);
-        break;
-    }
+    KFN (recur_hreg_xp) (cell, W->data, bhh, xp, GH, T, reverse, h0, c, out,
+        row_stride, H);
     return;
   }
   for (gsize s = 0; s < T; s++) {
@@ -1200,16 +1228,6 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   }
 }
 
-/* One case per cell: the kernels are instantiated per cell (and weight
- * format or size, @A), so that the gate count and the arithmetic are
- * constants inside their loops. */
-#define CELL_SWITCH(cell, CASE, A) \
-  switch (cell) { \
-    CASE (RNN_CELL_RNN_TANH, A); \
-    CASE (RNN_CELL_RNN_RELU, A); \
-    CASE (RNN_CELL_LSTM, A); \
-    CASE (RNN_CELL_GRU, A); \
-  }
 
 void KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
     const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
@@ -1276,12 +1294,7 @@ KFN (recur_hreg_io) SMALL_IO_PARAMS
     KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
         ob, row_stride, p); \
     break
-    if (H == 16)
-      CELL_SWITCH (cell, HREG_CASE, 2)
-    else if (H == 24)
-      CELL_SWITCH (cell, HREG_CASE, 3)
-    else
-      CELL_SWITCH (cell, HREG_CASE, 4)
+    HREG_SIZES (cell, H, HREG_CASE);
   }
 #undef HREG_CASE
 }
