@@ -1099,22 +1099,6 @@ KFN (recur_products_s) (const int G, const int S, const float *restrict P,
     KFN (recur_products_tile) (G, S, 0, 1, P, P16, K, hin, bhh, H, pre, n);
 }
 
-static inline __attribute__ ((always_inline)) void
-KFN (stream_products_s) (const int G, const int half, const int S,
-    const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,
-    const float *const hin[4], float *const pre[4])
-{
-  const gsize K = W->K, panel = K * (gsize) G * 8;
-  for (gsize j = 0; j < H; j += 8) {
-    const gsize blk = j / 8;
-    float *const ps[4] = { pre[0] + j * G, pre[1] + j * G,
-      S > 2 ? pre[2] + j * G : NULL, S > 3 ? pre[3] + j * G : NULL };
-    KFN (recur_products_s) (G, S, W->data + blk * panel,
-        half ? W->half + blk * panel : NULL, K, hin, bhh + j, H, ps,
-        MIN (8, H - j));
-  }
-}
-
 /* Phase 2 of one stream at one step: activations and state update. */
 static inline __attribute__ ((always_inline)) void
 KFN (stream_update) (const RnnCell cell, const int G, const float *restrict pre,
@@ -1182,6 +1166,7 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   /* not rnn_cell_gates (): the count must be a constant here */
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   const gsize GH = (gsize) G * H, GHp = (gsize) G * ((H + 7) & ~(gsize) 7);
+  const gsize K = W->K, panel = K * (gsize) G * 8;
   gsize tprev = 0;
   if (H == 8 && !half && T > 0) {
     KFN (recur_h8_streams) (cell, W->data, bhh, xp, T, B, reverse, h0,
@@ -1199,23 +1184,32 @@ KFN (recur_cell) (const RnnCell cell, const int half,
         : out + tprev * row_stride + (b) * stream_stride)
     gsize b = 0;
     /* groups of three streams (four for Elman cells, whose one gate
-     * leaves registers for them), then a group of what remains */
+     * leaves registers for them), then a group of what remains; block by
+     * block, every group in turn: a block's panel (16 KB at H=128) comes
+     * from L2 once per step and stays in L1 for the other groups.  Group
+     * after group through all of W_hh, each group streamed it from L2 */
 #define GROUP(S) \
     G_STMT_START { \
       const float *const hs_[4] = { HIN (b), HIN (b + 1), \
         (S) > 2 ? HIN (b + 2) : NULL, (S) > 3 ? HIN (b + 3) : NULL }; \
-      float *const ps_[4] = { pre + b * GHp, pre + (b + 1) * GHp, \
-        (S) > 2 ? pre + (b + 2) * GHp : NULL, \
-        (S) > 3 ? pre + (b + 3) * GHp : NULL }; \
-      KFN (stream_products_s) (G, half, (S), W, bhh, H, hs_, ps_); \
+      float *const ps_[4] = { pre + b * GHp + j * G, \
+        pre + (b + 1) * GHp + j * G, \
+        (S) > 2 ? pre + (b + 2) * GHp + j * G : NULL, \
+        (S) > 3 ? pre + (b + 3) * GHp + j * G : NULL }; \
+      KFN (recur_products_s) (G, (S), W->data + j / 8 * panel, \
+          half ? W->half + j / 8 * panel : NULL, K, hs_, bhh + j, H, ps_, \
+          MIN (8, H - j)); \
       b += (S); \
     } G_STMT_END
-    while (G == 1 && b + 4 <= B)
-      GROUP (4);
-    while (b + 3 <= B)
-      GROUP (3);
-    if (b + 2 == B)
-      GROUP (2);
+    for (gsize j = 0; j < H && B >= 2; j += 8) {
+      b = 0;
+      while (G == 1 && b + 4 <= B)
+        GROUP (4);
+      while (b + 3 <= B)
+        GROUP (3);
+      if (b + 2 == B)
+        GROUP (2);
+    }
 #undef GROUP
     for (; b < B; b++)
       KFN (stream_products) (G, half, W, bhh, H, HIN (b), pre + b * GHp);
