@@ -1209,6 +1209,14 @@ KFN (recur_cell) (const RnnCell cell, const int half,
         GROUP (3);
       if (b + 2 == B)
         GROUP (2);
+      /* one stream left (B = 4, 7, ...: each thread's share of 8 streams
+       * on 2 threads): its products of this block too, from L1 */
+      if (G > 1 && b + 1 == B) {
+        KFN (recur_products) (G, W->data + j / 8 * panel,
+            half ? W->half + j / 8 * panel : NULL, K, HIN (b), bhh + j, H,
+            pre + b * GHp + j * G, MIN (8, H - j));
+        b++;
+      }
     }
 #undef GROUP
     for (; b < B; b++)
