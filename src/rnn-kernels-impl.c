@@ -990,29 +990,61 @@ KFN (recur_products_gru16) (const guint16 *restrict P16, gsize panel,
 static inline __attribute__ ((always_inline)) void
 KFN (stream_products) (const int G, const int half,
     const RnnPackedMatrix *restrict W, const float *restrict bhh, gsize H,
-    const float *restrict hin, float *restrict pre)
+    const float *restrict hin, float *restrict pre, const gboolean back)
 {
   const gsize K = W->K, panel = K * (gsize) G * 8, full = H / 8 * 8;
-  gsize j0 = 0;
-  if (G == 1)
-    for (; j0 + 32 <= full; j0 += 32)
-      KFN (recur_products_x4) (W->data + j0 / 8 * panel,
-          half ? W->half + j0 / 8 * panel : NULL, panel, K, hin, bhh + j0,
-          pre + j0);
+  /* units of blocks: four at once for Elman cells, two for the float16
+   * GRU, else one; then single blocks, then a partial one */
 #ifdef VLOADH
-  if (G == 3 && half)
-    for (; j0 + 16 <= full; j0 += 16)
-      KFN (recur_products_gru16) (W->half + j0 / 8 * panel, panel, K, hin,
-          bhh + j0, H, pre + j0 * G);
+  const gboolean gru16 = G == 3 && half;
+#else
+  const gboolean gru16 = FALSE;
 #endif
-  for (gsize j = j0; j < full; j += 8)
-    KFN (recur_products) (G, W->data + j / 8 * panel,
-        half ? W->half + j / 8 * panel : NULL, K, hin, bhh + j, H,
-        pre + j * G, 8);
-  if (full < H)
-    KFN (recur_products) (G, W->data + full / 8 * panel,
-        half ? W->half + full / 8 * panel : NULL, K, hin, bhh + full,
-        H, pre + full * G, H - full);
+  const gsize uw = G == 1 ? 32 : gru16 ? 16 : 8, wide = full / uw * uw;
+#define UNIT(j, w) \
+  G_STMT_START { \
+    const gsize j_ = (j); \
+    const float *P_ = W->data + j_ / 8 * panel; \
+    const guint16 *P16_ = half ? W->half + j_ / 8 * panel : NULL; \
+    if ((w) == 32) \
+      KFN (recur_products_x4) (P_, P16_, panel, K, hin, bhh + j_, pre + j_); \
+    else if ((w) == 16) \
+      UNIT_GRU16 (j_); \
+    else \
+      KFN (recur_products) (G, P_, P16_, K, hin, bhh + j_, H, pre + j_ * G, \
+          MIN (8, H - j_)); \
+  } G_STMT_END
+#ifdef VLOADH
+#define UNIT_GRU16(j) \
+  KFN (recur_products_gru16) (W->half + (j) / 8 * panel, panel, K, hin, \
+      bhh + (j), H, pre + (j) * G)
+#else
+#define UNIT_GRU16(j) g_assert_not_reached ()
+#endif
+  /* @back: the blocks in reverse order (every other step), so that a step
+   * starts with the panels the previous one read last, still in L1; in
+   * one direction a W_hh larger than the cache misses on every panel
+   * (least recently used goes first).  Each block's arithmetic is the
+   * same either way.  Float32 only: with float16 weights (LSTM H=256,
+   * 512 KB) and for the stream groups it measured 0.92-1.05x, in
+   * float32 for one stream 1.02-1.10x. */
+  if (!back) {
+    for (gsize j = 0; j < wide; j += uw)
+      UNIT (j, uw);
+    for (gsize j = wide; j < full; j += 8)
+      UNIT (j, 8);
+    if (full < H)
+      UNIT (full, 8);
+  } else {
+    if (full < H)
+      UNIT (full, 8);
+    for (gsize j = full; j > wide; j -= 8)
+      UNIT (j - 8, 8);
+    for (gsize j = wide; j > 0; j -= uw)
+      UNIT (j - uw, uw);
+  }
+#undef UNIT_GRU16
+#undef UNIT
 }
 
 /* Phase 1 for S = 2 to 4 streams at once, gates g0 .. g0+NG-1 of one
@@ -1220,7 +1252,8 @@ KFN (recur_cell) (const RnnCell cell, const int half,
     }
 #undef GROUP
     for (; b < B; b++)
-      KFN (stream_products) (G, half, W, bhh, H, HIN (b), pre + b * GHp);
+      KFN (stream_products) (G, half, W, bhh, H, HIN (b), pre + b * GHp,
+          !half && (s & 1));
     for (gsize b = 0; b < B; b++)
       KFN (stream_update) (cell, G, pre + b * GHp, xp + (t * B + b) * GH, H,
           HIN (b), c ? c + b * H : NULL,
@@ -1339,7 +1372,7 @@ KFN (recur1_io_cell) (const RnnCell cell, const int half,
   for (gsize t = 0; t < T; t++) {
     float *ho = out ? out + t * row_stride : hbuf[t & 1];
     KFN (project_rows) (xp, io->x + t * io->x_stride, io->w_ih, io->b_ih, 1);
-    KFN (stream_products) (G, half, W, bhh, H, hin, pre);
+    KFN (stream_products) (G, half, W, bhh, H, hin, pre, FALSE);
     KFN (stream_update) (cell, G, pre, xp, H, hin, c, ho);
     KFN (head_rows) (io->y + t * io->y_stride, 0, ho, 0, io->head_w,
         io->head_b, 1, io->O, H);
