@@ -413,13 +413,20 @@ rnn_model_seal (RnnModel *model)
   const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
   const gsize D = rnn_model_get_num_directions (model);
   const gsize LD = (gsize) c->num_layers * D;
+  /* float16 loads only where a layer's float32 W_hh exceeds the 32 KB L1:
+   * below, it stays in L1 and the register kernels on the float32 copy of
+   * the rounded values (the same numbers, so the same outputs) ran faster
+   * than the float16 loads (LSTM H = 8 / 16 / 32 0.80 / 0.83 / 0.70x, tanh
+   * RNN H=64 0.87x with them) */
+  const gboolean f16_loads = model->precision == RNN_WEIGHTS_F16
+      && G * H * H * sizeof (float) > 32768;
 
   if (!model->packed) {
     gsize total = 0;
     for (gsize l = 0; l < LD; l++)
       total += packed_size (GH, model->layers[l].in_size) + packed_size (GH, H)
           + blocked_size (G, H);
-    if (model->precision == RNN_WEIGHTS_F16)     /* the float16 copies */
+    if (f16_loads)                               /* the float16 copies */
       total += LD * (blocked_size (G, H) + 1) / 2;
     model->packed = g_new0 (RnnPackedLayer, LD);
     model->packed_slab = g_aligned_alloc (total, sizeof (float), 64);
@@ -435,17 +442,22 @@ rnn_model_seal (RnnModel *model)
     p += blocked_size (G, H);
   }
   if (model->precision == RNN_WEIGHTS_F16) {
-    /* after the float32 parts, so that those stay 4-byte aligned */
+    /* the float32 weights rounded in place; their float16 bits after the
+     * float32 parts, so that those stay 4-byte aligned */
     guint16 *q = (guint16 *) p;
     for (gsize l = 0; l < LD; l++) {
       RnnPackedMatrix *pm = &model->packed[l].w_hh_blocked;
       const gsize n = blocked_size (G, H);
       for (gsize i = 0; i < n; i++) {
-        q[i] = f32_to_f16_bits (pm->data[i]);
-        pm->data[i] = f16_bits_to_f32 (q[i]);
+        const guint16 bits = f32_to_f16_bits (pm->data[i]);
+        pm->data[i] = f16_bits_to_f32 (bits);
+        if (f16_loads)
+          q[i] = bits;
       }
-      pm->half = q;
-      q += n + (n & 1);
+      if (f16_loads) {
+        pm->half = q;
+        q += n + (n & 1);
+      }
     }
   }
   model->direct = rnn_forward_direct_kind (model);

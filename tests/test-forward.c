@@ -308,6 +308,37 @@ test_kernel_sizes (void)
   g_assert_cmpuint (checked, ==, 128);
 }
 
+/* B streams of @model in one call equal B separate runs, bit for bit. */
+static void
+assert_batch_equals_separate (const RnnModel *model, guint T, guint B)
+{
+  const RnnConfig *c = rnn_model_get_config (model);
+  const guint I = c->input_size, O = rnn_model_get_output_size (model);
+  float *x = g_new (float, (gsize) T * B * I);
+  float *y = g_new (float, (gsize) T * B * O);
+  float *xs = g_new (float, (gsize) T * I);
+  float *ys = g_new (float, (gsize) T * O);
+  for (guint b = 0; b < B; b++)
+    fixture_fill (x, T, B, b, I, 500 + b);       /* a different sequence each */
+  g_autoptr (RnnForward) fw = rnn_forward_new ();
+  RnnState *state = c->bidirectional ? NULL : rnn_state_new (model, B);
+  rnn_forward (fw, model, state, x, T, B, y);
+  rnn_state_free (state);
+  for (guint b = 0; b < B; b++) {
+    fixture_fill (xs, T, 1, 0, I, 500 + b);
+    state = c->bidirectional ? NULL : rnn_state_new (model, 1);
+    rnn_forward (fw, model, state, xs, T, 1, ys);
+    rnn_state_free (state);
+    for (guint t = 0; t < T; t++)
+      g_assert_cmpmem (ys + (gsize) t * O, O * sizeof (float),
+          y + ((gsize) t * B + b) * O, O * sizeof (float));
+  }
+  g_free (x);
+  g_free (y);
+  g_free (xs);
+  g_free (ys);
+}
+
 /* B streams in one call equal B separate runs, bit for bit; also for
  * bidirectional windows. */
 static void
@@ -320,39 +351,14 @@ test_batch (void)
    * (recur_small_io).  7 streams: three, three and one left over, which
    * takes each block in the groups' pass (Elman: four and three; H = 8:
    * three pairs and one alone).  Then again with float16 recurrent weights
-   * (the groups' converting loads against one stream's). */
-  const guint T = 97;
+   * (the fixtures' W_hh fit L1, so the float32 copy of the rounded values;
+   * test_f16_loads has the float16 loads). */
   for (guint n = 0; n < 4 * fixtures->len; n++) {
     const Fixture *f = g_ptr_array_index (fixtures, n % fixtures->len);
-    const guint B = n < 2 * fixtures->len ? 8 : 7;
     g_autoptr (RnnModel) model = rnn_model_copy (f->model);
     if (n / fixtures->len % 2)
       g_assert_true (rnn_model_set_weight_precision (model, RNN_WEIGHTS_F16, NULL));
-    const RnnConfig *c = rnn_model_get_config (model);
-    const guint I = c->input_size, O = rnn_model_get_output_size (model);
-    float *x = g_new (float, (gsize) T * B * I);
-    float *y = g_new (float, (gsize) T * B * O);
-    float *xs = g_new (float, (gsize) T * I);
-    float *ys = g_new (float, (gsize) T * O);
-    for (guint b = 0; b < B; b++)
-      fixture_fill (x, T, B, b, I, 500 + b);       /* a different sequence each */
-    g_autoptr (RnnForward) fw = rnn_forward_new ();
-    RnnState *state = c->bidirectional ? NULL : rnn_state_new (model, B);
-    rnn_forward (fw, model, state, x, T, B, y);
-    rnn_state_free (state);
-    for (guint b = 0; b < B; b++) {
-      fixture_fill (xs, T, 1, 0, I, 500 + b);
-      state = c->bidirectional ? NULL : rnn_state_new (model, 1);
-      rnn_forward (fw, model, state, xs, T, 1, ys);
-      rnn_state_free (state);
-      for (guint t = 0; t < T; t++)
-        g_assert_cmpmem (ys + (gsize) t * O, O * sizeof (float),
-            y + ((gsize) t * B + b) * O, O * sizeof (float));
-    }
-    g_free (x);
-    g_free (y);
-    g_free (xs);
-    g_free (ys);
+    assert_batch_equals_separate (model, 97, n < 2 * fixtures->len ? 8 : 7);
   }
 }
 
@@ -522,6 +528,66 @@ test_f16_rounding (void)
  * model whose W_hh is rounded to float16 computes (naive path, PyTorch's
  * formulas): the opt-in changes nothing but the weights.  Also reports how
  * far that is from PyTorch's float32 outputs (the accuracy of the mode). */
+/* A float32 copy of @model with its recurrent weights rounded to float16. */
+static RnnModel *
+rounded_copy (const RnnModel *model)
+{
+  RnnModel *rounded = rnn_model_copy (model);
+  float *params = rnn_model_get_params (rounded, NULL);
+  for (guint i = 0; i < rnn_model_get_n_tensors (rounded); i++) {
+    const RnnParamInfo *ti = rnn_model_get_tensor_info (rounded, i);
+    if (strstr (ti->name, "weight_hh"))
+      for (gsize j = 0; j < ti->numel; j++)
+        params[ti->offset + j] = rnn_round_to_f16 (params[ti->offset + j]);
+  }
+  rnn_model_seal (rounded);
+  return rounded;
+}
+
+/* Models whose float32 W_hh exceed L1 (32 KB) take the float16 loads
+ * (smaller ones, the fixtures among them, keep the float32 copy of the
+ * rounded values): their outputs equal the float32 kernels' on the rounded
+ * model bit for bit, one stream and 8 or 7 streams (the groups' loads),
+ * with partial blocks and odd row counts (H = 67, 75). */
+static void
+test_f16_loads (void)
+{
+  static const struct { RnnCell cell; guint H, layers; } cases[] = {
+    { RNN_CELL_LSTM, 64, 1 }, { RNN_CELL_LSTM, 67, 2 },
+    { RNN_CELL_GRU, 64, 1 }, { RNN_CELL_GRU, 75, 1 },
+    { RNN_CELL_RNN_TANH, 128, 1 }, { RNN_CELL_RNN_RELU, 99, 1 },
+    { RNN_CELL_LSTM, 33, 1 },           /* 17 KB: no float16 loads */
+  };
+  for (guint n = 0; n < G_N_ELEMENTS (cases); n++) {
+    RnnConfig cfg;
+    rnn_config_init (&cfg);
+    cfg.cell = cases[n].cell;
+    cfg.input_size = 3;
+    cfg.hidden_size = cases[n].H;
+    cfg.num_layers = cases[n].layers;
+    cfg.has_head = TRUE;
+    cfg.output_size = 2;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (RnnModel) model = rnn_model_new (&cfg, &error);
+    g_assert_no_error (error);
+    rnn_train_init_params (model, 7 + n);
+    g_autoptr (RnnModel) half = rnn_model_copy (model);
+    g_assert_true (rnn_model_set_weight_precision (half, RNN_WEIGHTS_F16, NULL));
+    const gsize G = rnn_cell_gates (cfg.cell), H = cfg.hidden_size;
+    g_assert_true ((half->packed[0].w_hh_blocked.half != NULL)
+        == (G * H * H * sizeof (float) > 32768));
+    RnnModel *rounded = rounded_copy (model);
+    const guint T = 150, O = cfg.output_size;
+    float *y = run_sequence (half, T, FALSE), *y32 = run_sequence (rounded, T, FALSE);
+    g_assert_cmpmem (y, (gsize) T * O * sizeof (float), y32, (gsize) T * O * sizeof (float));
+    g_free (y);
+    g_free (y32);
+    rnn_model_unref (rounded);
+    assert_batch_equals_separate (half, 40, 8);
+    assert_batch_equals_separate (half, 40, 7);
+  }
+}
+
 static void
 test_f16_weights (void)
 {
@@ -542,15 +608,7 @@ test_f16_weights (void)
     g_assert_cmpint (rnn_model_get_weight_precision (half2), ==, RNN_WEIGHTS_F16);
     rnn_model_unref (half2);
 
-    RnnModel *rounded = rnn_model_copy (f->model);
-    float *params = rnn_model_get_params (rounded, NULL);
-    for (guint i = 0; i < rnn_model_get_n_tensors (rounded); i++) {
-      const RnnParamInfo *ti = rnn_model_get_tensor_info (rounded, i);
-      if (strstr (ti->name, "weight_hh"))
-        for (gsize j = 0; j < ti->numel; j++)
-          params[ti->offset + j] = rnn_round_to_f16 (params[ti->offset + j]);
-    }
-    rnn_model_seal (rounded);
+    RnnModel *rounded = rounded_copy (f->model);
 
     float *y = run_sequence (half, T, FALSE);
     float *ref = run_sequence (rounded, T, TRUE);
@@ -627,6 +685,7 @@ main (int argc, char **argv)
   g_test_add_func ("/forward/streaming/chunking-is-bit-exact", test_chunking);
   g_test_add_func ("/forward/fast/kernel-sizes", test_kernel_sizes);
   g_test_add_func ("/forward/streaming/batch-equals-separate-runs", test_batch);
+  g_test_add_func ("/forward/f16/loads-equal-rounded-float32", test_f16_loads);
   g_test_add_func ("/forward/streaming/threads-change-nothing", test_threads);
   g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
   g_test_add_func ("/forward/fast/no-allocation-in-steady-state", test_no_allocation);
