@@ -239,14 +239,15 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
 
 /* The first layer fits a register kernel with its input projection fused
  * in (recur_small_io (), recur_hreg_io ()): H = 8, 16, 24 or 32, <= 8
- * inputs, one direction, float32 weights. */
+ * inputs, one direction.  (Float16 weights too: a W_hh this small gets no
+ * float16 loads, see rnn_model_seal (); its float32 weights hold the
+ * rounded values.) */
 static gboolean
 first_layer_fuses (const RnnModel *m)
 {
   const RnnConfig *c = &m->cfg;
   return c->hidden_size % 8 == 0 && c->hidden_size <= 32
-      && !c->bidirectional && c->input_size <= 8
-      && !m->packed[0].w_hh_blocked.half;
+      && !c->bidirectional && c->input_size <= 8;
 }
 
 RnnDirect
@@ -254,7 +255,6 @@ rnn_forward_direct_kind (const RnnModel *m)
 {
   const RnnConfig *c = &m->cfg;
   const gsize H = c->hidden_size;
-  const gboolean half = m->packed[0].w_hh_blocked.half != NULL;
   /* (an input normalisation is checked by rnn_forward (): the general
    * path normalises into scratch, then takes the small kernel too) */
   if (c->bidirectional || c->input_size > 8
@@ -269,7 +269,7 @@ rnn_forward_direct_kind (const RnnModel *m)
   /* two layers of 8 units: both in one kernel, h and c of both in
    * registers, layer 1 fed from layer 0's registers (LSTM: 1.44x faster
    * at 480 steps per call, 2.1x at one) */
-  if (c->num_layers == 2 && H == 8 && !half)
+  if (c->num_layers == 2 && H == 8)
     return RNN_DIRECT_SMALL2;
   /* one stream of H > 8, a step or two per call: past that, the general
    * path's passes over a whole chunk cost less per step than the direct
@@ -325,7 +325,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
 
   const gsize O = c->has_head ? c->output_size : 0;
   /* the first layer in the register kernel with its input projection
-   * fused in (<= 8 inputs, H = 8 - 32, float32; same bits), and for one
+   * fused in (<= 8 inputs, H = 8 - 32; same bits), and for one
    * layer the head too: a second layer's input is too wide for the fused
    * projection, but the first layer's pass is saved (LSTM 2x32: 1,890 ->
    * 1,510 instructions per step for that layer) */

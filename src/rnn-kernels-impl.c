@@ -1200,6 +1200,8 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   const gsize GH = (gsize) G * H, GHp = (gsize) G * ((H + 7) & ~(gsize) 7);
   const gsize K = W->K, panel = K * (gsize) G * 8;
   gsize tprev = 0;
+  /* (@half is a constant: these tests keep the register kernels out of
+   * the float16 instance, which H <= 32 never reaches, rnn_model_seal ()) */
   if (H == 8 && !half && T > 0) {
     KFN (recur_h8_streams) (cell, W->data, bhh, xp, T, B, reverse, h0,
         h0_stride, c, out, row_stride, stream_stride, NULL);
