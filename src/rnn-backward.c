@@ -4,16 +4,19 @@
  *
  * Layout of a batch: B windows of T steps, time-major, so "row" r = t*B + b
  * of every [T][B][...] buffer is step t of window b.  Per layer and
- * direction, one sgemm projects the inputs of all T*B rows; the recurrence
+ * direction, one sgemm projects the inputs of a piece of steps (256 KB of
+ * rows, which stay in L2 until their steps run); the recurrence
  * runs step by step with the panel kernel (rnn_project_rows() with the
  * sealed, transposed W_hh) and exponential-based activations, caching what
  * backward needs.  It computes rnn_forward()'s function to within rounding
  * (the inference kernel sums in another order and uses rational gate
  * activations; both are held to PyTorch by the parity tests).  Backward walks the
  * steps in reverse, turning the gradient of each h into the gradients of
- * the gate pre-activations (dG, kept for every row); the weight gradients
- * are then one sgemm each over all T*B rows (dW_ih += dGᵀ·X,
- * dW_hh += dGᵀ·H_prev), the biases column sums, and the gradient passed down
+ * the gate pre-activations (dG, kept for every row) and summing each
+ * step's rows into the bias gradients (and into dW_ih when the layer has
+ * at most SMALL_IN inputs) while they are in L1; dW_hh is then one sgemm
+ * over all T*B rows (dW_hh += dGᵀ·H_prev, likewise dW_ih += dGᵀ·X for
+ * wider inputs), and the gradient passed down
  * to the layer below one more sgemm (dX = dG·W_ih). */
 #include "rnn-private.h"
 #include "rnn-kernels.h"
@@ -47,7 +50,8 @@ struct _RnnTrain {
   float *z;                         /* [T][B][O] head logits (head only) */
   float *y;                         /* [T][B][O] head output after its activation */
   /* scratch */
-  float *xp;                        /* [T][B][G*H] input projection */
+  float *xp;                        /* [xp_steps][B][G*H] input projection */
+  gsize xp_steps;                   /* steps per projected piece */
   float *hp;                        /* [B][G*H] recurrent projection of one step */
   /* backward */
   float *dz;                        /* [T][B][O] dLoss/d(logits), from the loss */
@@ -57,6 +61,8 @@ struct _RnnTrain {
   float *dh[2];                     /* [B][H] dLoss/dh through the recurrence, ping-pong */
   float *dc;                        /* [B][H] dLoss/dc through the recurrence, LSTM */
   float *dxn;                       /* [T][B][I] dLoss/d(normalised input) */
+  float *db_sum;                    /* [2][G*H] per layer: the bias gradients' sums */
+  float *dw_sum;                    /* [SMALL_IN][G*H] per layer: dW_ih's, transposed */
 
   /* what the last forward pass ran */
   const RnnModel *model;
@@ -82,6 +88,15 @@ rnn_train_free (RnnTrain *tr)
 }
 
 #define R16(n) (((n) + 15) & ~(gsize) 15)
+
+/* Input projections of at most this many floats at once (256 KB): a
+ * piece of steps stays in L2 until the steps read it; all T*B rows at
+ * once (8 MB for LSTM H=64, T=256, B=32) went to memory and back. */
+#define XP_PIECE 65536
+/* Layers with at most this many inputs accumulate dW_ih step by step, with
+ * the bias gradients (sums over the rows of dG_t while they are in L1);
+ * wider ones take one sgemm over all rows. */
+#define SMALL_IN 4
 
 /* Takes @n floats (rounded up to 16, keeping 64-byte alignment) at *off;
  * returns the pointer when @base is set, NULL while only measuring. */
@@ -118,7 +133,8 @@ train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
   }
   tr->z = carve (base, &off, c->has_head ? TB * O : 0);
   tr->y = carve (base, &off, c->has_head ? TB * O : 0);
-  tr->xp = carve (base, &off, TB * GH);
+  tr->xp_steps = CLAMP (XP_PIECE / (B * GH), 1, T);
+  tr->xp = carve (base, &off, tr->xp_steps * B * GH);
   tr->hp = carve (base, &off, B * GH);
   tr->dz = carve (base, &off, TB * O);
   tr->dout[0] = carve (base, &off, TB * DH);
@@ -129,6 +145,8 @@ train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
   tr->dh[1] = carve (base, &off, B * H);
   tr->dc = carve (base, &off, lstm ? B * H : 0);
   tr->dxn = carve (base, &off, TB * n_in);
+  tr->db_sum = carve (base, &off, 2 * GH);
+  tr->dw_sum = carve (base, &off, SMALL_IN * GH);
   return off;
 }
 
@@ -362,11 +380,17 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
           memset (lc->c + init * BH, 0, BH * sizeof (float));
       }
 
-      rnn_linear_rows (tr->xp, in, lp->w_ih, lp->b_ih, TB, GH, lp->in_size);
+      const gsize P = tr->xp_steps;
+      gsize piece = G_MAXSIZE;           /* first step of the projected piece */
       for (gsize s = 0; s < T; s++) {
         const gsize t = d ? T - 1 - s : s;
         const gsize prev = d ? t + 1 : t, cur = d ? t : t + 1;
-        const float *xp = tr->xp + t * B * GH, *h_prev = lc->h + prev * BH;
+        if (t / P * P != piece) {
+          piece = t / P * P;
+          rnn_linear_rows (tr->xp, in + piece * B * lp->in_size, lp->w_ih, lp->b_ih,
+              MIN (P, T - piece) * B, GH, lp->in_size);
+        }
+        const float *xp = tr->xp + (t - piece) * B * GH, *h_prev = lc->h + prev * BH;
         float *h = lc->h + cur * BH, *o = out + t * B * DH + d * H;
 
         rnn_project_rows (tr->hp, h_prev, &m->packed[k * D + d].w_hh, lp->b_hh, B);
@@ -654,6 +678,26 @@ input_grad (float *dx, const float *dy, const float *w, gsize M, gsize N,
       (int) N, 1.0f, dy, (int) N, w, (int) K, beta, dx, (int) K);
 }
 
+/* @db[N] += column sums of @dg [B][N] and, for @n_in > 0, @dw [n_in][N] +=
+ * @x [B][n_in]ᵀ·@dg: one step's rows, while they are in L1 (a pass over all
+ * T*B rows per sum afterwards read them back from memory). */
+static void
+step_sums_add (float *restrict db, float *restrict dw, const float *restrict dg,
+    const float *restrict x, gsize B, gsize N, gsize n_in)
+{
+  for (gsize b = 0; b < B; b++) {
+    const float *g = dg + b * N;
+    for (gsize j = 0; j < N; j++)
+      db[j] += g[j];
+    for (gsize i = 0; i < n_in; i++) {
+      const float xi = x[b * n_in + i];
+      float *w = dw + i * N;
+      for (gsize j = 0; j < N; j++)
+        w[j] += g[j] * xi;
+    }
+  }
+}
+
 /* Backward through layer k, direction d: from @dcur [T][B][D*H] (the
  * gradient of the layer's output), accumulates the layer's four parameter
  * gradients into @grads and, when @din is set, writes (@din_beta 0) or adds
@@ -676,8 +720,11 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
    * for the GRU's n rows, where r scales W_hn h + b_hn */
   float *dgh = gru ? tr->dgh : tr->dgx;
   float *dh_rec = tr->dh[0], *dh_next = tr->dh[1];
+  const gsize n_in = lp->in_size, n_small = n_in <= SMALL_IN ? n_in : 0;
 
   memset (dh_rec, 0, BH * sizeof (float));
+  memset (tr->db_sum, 0, 2 * GH * sizeof (float));
+  memset (tr->dw_sum, 0, n_small * GH * sizeof (float));
   if (tr->dc)
     memset (tr->dc, 0, BH * sizeof (float));
 
@@ -703,6 +750,9 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
             lc->hn + t * BH, lc->h + prev * BH, DH, B, H);
         break;
     }
+    step_sums_add (tr->db_sum, tr->dw_sum, dgx_t, in + t * B * n_in, B, GH, n_small);
+    if (gru)
+      step_sums_add (tr->db_sum + GH, NULL, dgh_t, NULL, B, GH, 0);
     /* dLoss/dh_prev = dG_h·W_hh (+ z·dh for the GRU); the initial state is
      * detached, so the first step needs none */
     if (s > 0) {
@@ -715,10 +765,18 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
 
   /* the weight gradients over all T*B rows at once */
   const float *h_prev = lc->h + (d ? BH : 0);     /* [T][B][H], see LayerCache */
-  weight_grad_add (dw_ih, tr->dgx, in, TB, GH, lp->in_size);
+  if (n_small) {
+    for (gsize j = 0; j < GH; j++)
+      for (gsize i = 0; i < n_in; i++)
+        dw_ih[j * n_in + i] += tr->dw_sum[i * GH + j];
+  } else {
+    weight_grad_add (dw_ih, tr->dgx, in, TB, GH, n_in);
+  }
   weight_grad_add (dw_hh, dgh, h_prev, TB, GH, H);
-  colsum_add (db_ih, tr->dgx, TB, GH);
-  colsum_add (db_hh, dgh, TB, GH);
+  for (gsize j = 0; j < GH; j++) {
+    db_ih[j] += tr->db_sum[j];
+    db_hh[j] += tr->db_sum[gru ? GH + j : j];
+  }
   if (din)
     input_grad (din, tr->dgx, lp->w_ih, TB, GH, lp->in_size, din_beta);
 }

@@ -1051,6 +1051,53 @@ test_carried_state (void)
       "output, max abs difference %.2e%s", checked, worst, bitwise ? " (bitwise equal)" : "");
 }
 
+/* The training forward projects its inputs a piece of steps at a time
+ * (256 KB of rows, rnn-backward.c); at these sizes T*B*G*H is 2.5 to 9
+ * times that, so pieces meet, the last one partial, in both directions.
+ * Its outputs must still be rnn_forward ()'s function: a piece projected
+ * from the wrong rows changes them by far more than rounding. */
+static void
+test_projection_pieces (void)
+{
+  const RnnCell cells[] = { RNN_CELL_LSTM, RNN_CELL_GRU, RNN_CELL_RNN_TANH };
+  const guint T = 60, B = 64;
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  g_autoptr (RnnForward) fw = rnn_forward_new ();
+  double worst = 0.0;
+  for (guint ci = 0; ci < G_N_ELEMENTS (cells); ci++)
+    for (guint bidi = 0; bidi < 2; bidi++) {
+      RnnConfig cfg;
+      rnn_config_init (&cfg);
+      cfg.cell = cells[ci];
+      cfg.input_size = 3;
+      cfg.hidden_size = 40;
+      cfg.num_layers = 2;
+      cfg.bidirectional = bidi;
+      cfg.has_head = TRUE;
+      cfg.output_size = 2;
+      g_autoptr (RnnModel) m = rnn_model_new (&cfg, NULL);
+      rnn_train_init_params (m, 11 + ci);
+      rnn_model_seal (m);
+      const gsize TB = (gsize) T * B;
+      float *x = g_new (float, TB * cfg.input_size);
+      float *yt = g_new (float, TB * cfg.output_size);
+      float *yi = g_new (float, TB * cfg.output_size);
+      for (gsize n = 0; n < TB * cfg.input_size; n++)
+        x[n] = sinf (0.37f * (float) n) + 0.3f * cosf (0.011f * (float) n);
+      g_autoptr (RnnState) st = bidi ? NULL : rnn_state_new (m, B);
+      rnn_train_forward (tr, yt, NULL, x, m, T, B);
+      rnn_forward (fw, m, st, x, T, B, yi);
+      const double e = max_abs_diff (yt, yi, TB * cfg.output_size);
+      g_test_message ("%s%s: training forward vs inference, max abs difference %.2e",
+          rnn_cell_to_string (cfg.cell), bidi ? " bidirectional" : "", e);
+      worst = MAX (worst, e);
+      g_free (x);
+      g_free (yt);
+      g_free (yi);
+    }
+  g_assert_cmpfloat (worst, <=, 1e-5);
+}
+
 /* A training loop at a size already seen allocates nothing. */
 static void
 test_no_allocation (void)
@@ -1354,6 +1401,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/backward/deterministic", test_deterministic);
   g_test_add_func ("/train/backward/batch-is-mean-of-windows", test_batch_is_mean_of_windows);
   g_test_add_func ("/train/forward/carried-state-equals-inference", test_carried_state);
+  g_test_add_func ("/train/forward/projection-pieces-equal-inference", test_projection_pieces);
   g_test_add_func ("/train/no-allocation-in-steady-state", test_no_allocation);
   g_test_add_func ("/train/loss/refuses-bad-data", test_loss_errors);
   g_test_add_func ("/train/n-trainable-excludes-input-norm", test_n_trainable);
