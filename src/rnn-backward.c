@@ -12,12 +12,14 @@
  * (the inference kernel sums in another order and uses rational gate
  * activations; both are held to PyTorch by the parity tests).  Backward walks the
  * steps in reverse, turning the gradient of each h into the gradients of
- * the gate pre-activations (dG, kept for every row) and summing each
- * step's rows into the bias gradients (and into dW_ih when the layer has
- * at most SMALL_IN inputs) while they are in L1; dW_hh is then one sgemm
- * over all T*B rows (dW_hh += dGᵀ·H_prev, likewise dW_ih += dGᵀ·X for
- * wider inputs), and the gradient passed down
- * to the layer below one more sgemm (dX = dG·W_ih). */
+ * the gate pre-activations (dG) and summing each step's rows into the
+ * bias gradients (and into dW_ih when the layer has at most SMALL_IN
+ * inputs) while they are in L1.  dG is kept for a piece of steps (the
+ * forward's piece size); when the walk leaves a piece, one sgemm over its
+ * rows adds dW_hh += dGᵀ·H_prev (likewise dW_ih += dGᵀ·X for wider inputs),
+ * and one more gives the gradient passed down to the layer below
+ * (dX = dG·W_ih), while those rows of dG are in L2.  (All T*B rows at once
+ * went through memory: 8 MB of dG for LSTM H=64, T=256, B=32.) */
 #include "rnn-private.h"
 #include "rnn-kernels.h"
 #include "rnn-train.h"
@@ -56,8 +58,8 @@ struct _RnnTrain {
   /* backward */
   float *dz;                        /* [T][B][O] dLoss/d(logits), from the loss */
   float *dout[2];                   /* [T][B][D*H] dLoss/d(layer output), ping-pong */
-  float *dgx;                       /* [T][B][G*H] dLoss/d(input-side pre-activations) */
-  float *dgh;                       /* [T][B][G*H] dLoss/d(recurrent-side ones), GRU */
+  float *dgx;                       /* [xp_steps][B][G*H] dLoss/d(input-side pre-activations) */
+  float *dgh;                       /* [xp_steps][B][G*H] dLoss/d(recurrent-side ones), GRU */
   float *dh[2];                     /* [B][H] dLoss/dh through the recurrence, ping-pong */
   float *dc;                        /* [B][H] dLoss/dc through the recurrence, LSTM */
   float *dxn;                       /* [T][B][I] dLoss/d(normalised input) */
@@ -139,8 +141,8 @@ train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
   tr->dz = carve (base, &off, TB * O);
   tr->dout[0] = carve (base, &off, TB * DH);
   tr->dout[1] = carve (base, &off, TB * DH);
-  tr->dgx = carve (base, &off, TB * GH);
-  tr->dgh = carve (base, &off, gru ? TB * GH : 0);
+  tr->dgx = carve (base, &off, tr->xp_steps * B * GH);
+  tr->dgh = carve (base, &off, gru ? tr->xp_steps * B * GH : 0);
   tr->dh[0] = carve (base, &off, B * H);
   tr->dh[1] = carve (base, &off, B * H);
   tr->dc = carve (base, &off, lstm ? B * H : 0);
@@ -707,7 +709,7 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
     const float *dcur, const float *in, const RnnModel *m, guint k, guint d)
 {
   const RnnConfig *c = &m->cfg;
-  const gsize T = tr->T, B = tr->B, TB = T * B;
+  const gsize T = tr->T, B = tr->B;
   const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
   const gsize D = c->bidirectional ? 2 : 1, DH = D * H, BH = B * H;
   const RnnLayerParams *lp = &m->layers[k * D + d];
@@ -721,6 +723,8 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
   float *dgh = gru ? tr->dgh : tr->dgx;
   float *dh_rec = tr->dh[0], *dh_next = tr->dh[1];
   const gsize n_in = lp->in_size, n_small = n_in <= SMALL_IN ? n_in : 0;
+  const gsize P = tr->xp_steps;
+  const float *h_prev = lc->h + (d ? BH : 0);     /* [T][B][H], see LayerCache */
 
   memset (dh_rec, 0, BH * sizeof (float));
   memset (tr->db_sum, 0, 2 * GH * sizeof (float));
@@ -733,7 +737,7 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
     const gsize t = d ? T - 1 - s : s;
     const gsize prev = d ? t + 1 : t, cur = d ? t : t + 1;
     const float *dh_out = dcur + t * B * DH + d * H;
-    float *dgx_t = tr->dgx + t * B * GH, *dgh_t = dgh + t * B * GH;
+    float *dgx_t = tr->dgx + t % P * B * GH, *dgh_t = dgh + t % P * B * GH;
 
     switch (c->cell) {
       case RNN_CELL_RNN_TANH:
@@ -761,24 +765,25 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
       dh_rec = dh_next;
       dh_next = tmp;
     }
+    /* a piece of steps done (the next step in this walk is in another):
+     * its rows' weight gradients and input gradient, one sgemm each,
+     * while dG is in L2 */
+    if (s == 0 || (d ? t + 1 : t - 1) / P != t / P) {
+      const gsize p0 = t / P * P, M = MIN (P, T - p0) * B;
+      weight_grad_add (dw_hh, dgh, h_prev + p0 * BH, M, GH, H);
+      if (!n_small)
+        weight_grad_add (dw_ih, tr->dgx, in + p0 * B * n_in, M, GH, n_in);
+      if (din)
+        input_grad (din + p0 * B * n_in, tr->dgx, lp->w_ih, M, GH, n_in, din_beta);
+    }
   }
 
-  /* the weight gradients over all T*B rows at once */
-  const float *h_prev = lc->h + (d ? BH : 0);     /* [T][B][H], see LayerCache */
-  if (n_small) {
-    for (gsize j = 0; j < GH; j++)
-      for (gsize i = 0; i < n_in; i++)
-        dw_ih[j * n_in + i] += tr->dw_sum[i * GH + j];
-  } else {
-    weight_grad_add (dw_ih, tr->dgx, in, TB, GH, n_in);
-  }
-  weight_grad_add (dw_hh, dgh, h_prev, TB, GH, H);
   for (gsize j = 0; j < GH; j++) {
+    for (gsize i = 0; i < n_small; i++)
+      dw_ih[j * n_in + i] += tr->dw_sum[i * GH + j];
     db_ih[j] += tr->db_sum[j];
     db_hh[j] += tr->db_sum[gru ? GH + j : j];
   }
-  if (din)
-    input_grad (din, tr->dgx, lp->w_ih, TB, GH, lp->in_size, din_beta);
 }
 
 void

@@ -1051,51 +1051,141 @@ test_carried_state (void)
       "output, max abs difference %.2e%s", checked, worst, bitwise ? " (bitwise equal)" : "");
 }
 
-/* The training forward projects its inputs a piece of steps at a time
- * (256 KB of rows, rnn-backward.c); at these sizes T*B*G*H is 2.5 to 9
- * times that, so pieces meet, the last one partial, in both directions.
- * Its outputs must still be rnn_forward ()'s function: a piece projected
- * from the wrong rows changes them by far more than rounding. */
+/* Sizes where the training passes work a piece of steps at a time (at
+ * most 256 KB of rows of G*H, rnn-backward.c): with T = 60, B = 64 and
+ * H = 40, T*B*G*H is 2.5 to 9 times that, so pieces meet, the last one
+ * partial, in both directions; one window alone (B = 1) fits one piece. */
+#define PIECES_T 60
+#define PIECES_B 64
+
+static RnnModel *
+pieces_model (RnnCell cell, gboolean bidi, guint32 seed)
+{
+  RnnConfig cfg;
+  rnn_config_init (&cfg);
+  cfg.cell = cell;
+  cfg.input_size = 3;
+  cfg.hidden_size = 40;
+  cfg.num_layers = 2;
+  cfg.bidirectional = bidi;
+  cfg.has_head = TRUE;
+  cfg.output_size = 2;
+  RnnModel *m = rnn_model_new (&cfg, NULL);
+  rnn_train_init_params (m, seed);
+  rnn_model_seal (m);
+  return m;
+}
+
+static float *
+pieces_signal (gsize n, float f)
+{
+  float *v = g_new (float, n);
+  for (gsize i = 0; i < n; i++)
+    v[i] = sinf (f * (float) i) + 0.3f * cosf (0.011f * (float) i);
+  return v;
+}
+
+static const RnnCell pieces_cells[] = { RNN_CELL_LSTM, RNN_CELL_GRU, RNN_CELL_RNN_TANH };
+
+/* The training forward's outputs at these sizes are rnn_forward ()'s
+ * function: a piece projected from the wrong rows changes them by far more
+ * than rounding. */
 static void
 test_projection_pieces (void)
 {
-  const RnnCell cells[] = { RNN_CELL_LSTM, RNN_CELL_GRU, RNN_CELL_RNN_TANH };
-  const guint T = 60, B = 64;
+  const guint T = PIECES_T, B = PIECES_B;
+  const gsize TB = (gsize) T * B;
   g_autoptr (RnnTrain) tr = rnn_train_new ();
   g_autoptr (RnnForward) fw = rnn_forward_new ();
   double worst = 0.0;
-  for (guint ci = 0; ci < G_N_ELEMENTS (cells); ci++)
+  for (guint ci = 0; ci < G_N_ELEMENTS (pieces_cells); ci++)
     for (guint bidi = 0; bidi < 2; bidi++) {
-      RnnConfig cfg;
-      rnn_config_init (&cfg);
-      cfg.cell = cells[ci];
-      cfg.input_size = 3;
-      cfg.hidden_size = 40;
-      cfg.num_layers = 2;
-      cfg.bidirectional = bidi;
-      cfg.has_head = TRUE;
-      cfg.output_size = 2;
-      g_autoptr (RnnModel) m = rnn_model_new (&cfg, NULL);
-      rnn_train_init_params (m, 11 + ci);
-      rnn_model_seal (m);
-      const gsize TB = (gsize) T * B;
-      float *x = g_new (float, TB * cfg.input_size);
-      float *yt = g_new (float, TB * cfg.output_size);
-      float *yi = g_new (float, TB * cfg.output_size);
-      for (gsize n = 0; n < TB * cfg.input_size; n++)
-        x[n] = sinf (0.37f * (float) n) + 0.3f * cosf (0.011f * (float) n);
+      g_autoptr (RnnModel) m = pieces_model (pieces_cells[ci], bidi, 11 + ci);
+      const RnnConfig *c = rnn_model_get_config (m);
+      float *x = pieces_signal (TB * c->input_size, 0.37f);
+      float *yt = g_new (float, TB * c->output_size);
+      float *yi = g_new (float, TB * c->output_size);
       g_autoptr (RnnState) st = bidi ? NULL : rnn_state_new (m, B);
       rnn_train_forward (tr, yt, NULL, x, m, T, B);
       rnn_forward (fw, m, st, x, T, B, yi);
-      const double e = max_abs_diff (yt, yi, TB * cfg.output_size);
+      const double e = max_abs_diff (yt, yi, TB * c->output_size);
       g_test_message ("%s%s: training forward vs inference, max abs difference %.2e",
-          rnn_cell_to_string (cfg.cell), bidi ? " bidirectional" : "", e);
+          rnn_cell_to_string (c->cell), bidi ? " bidirectional" : "", e);
       worst = MAX (worst, e);
       g_free (x);
       g_free (yt);
       g_free (yi);
     }
   g_assert_cmpfloat (worst, <=, 1e-5);
+}
+
+/* The backward pass takes the weight and input gradients a piece of steps
+ * at a time: a batch of B windows (many pieces) gives the mean of the B
+ * single-window gradients (one piece each), and each window's input
+ * gradient. */
+static void
+test_backward_pieces (void)
+{
+  const guint T = PIECES_T, B = PIECES_B;
+  const gsize TB = (gsize) T * B;
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  double worst = 0.0, worst_dx = 0.0;
+  for (guint ci = 0; ci < G_N_ELEMENTS (pieces_cells); ci++)
+    for (guint bidi = 0; bidi < 2; bidi++) {
+      g_autoptr (RnnModel) m = pieces_model (pieces_cells[ci], bidi, 21 + ci);
+      const RnnConfig *c = rnn_model_get_config (m);
+      const gsize I = c->input_size, O = c->output_size;
+      gsize n_params;
+      rnn_model_peek_params (m, &n_params);
+      float *x = pieces_signal (TB * I, 0.37f), *target = pieces_signal (TB * O, 0.05f);
+      float *gb = g_new0 (float, n_params), *gs = g_new0 (float, n_params);
+      float *dxb = g_new (float, TB * I), *dxs = g_new (float, TB * I);
+      double lb;
+      rnn_train_forward (tr, NULL, NULL, x, m, T, B);
+      g_assert_true (rnn_train_loss (tr, &lb, target, NULL, RNN_LOSS_MSE, 0, NULL));
+      rnn_train_backward (tr, gb, dxb, m);
+
+      float *xw = g_new (float, (gsize) T * I), *tw = g_new (float, (gsize) T * O);
+      float *dxw = g_new (float, (gsize) T * I);
+      for (guint b = 0; b < B; b++) {
+        for (guint t = 0; t < T; t++) {
+          memcpy (xw + t * I, x + ((gsize) t * B + b) * I, I * sizeof (float));
+          memcpy (tw + t * O, target + ((gsize) t * B + b) * O, O * sizeof (float));
+        }
+        double l;
+        rnn_train_forward (tr, NULL, NULL, xw, m, T, 1);
+        g_assert_true (rnn_train_loss (tr, &l, tw, NULL, RNN_LOSS_MSE, 0, NULL));
+        rnn_train_backward (tr, gs, dxw, m);     /* accumulates */
+        /* the batch's loss is the mean over windows: its dx is 1/B of theirs */
+        for (guint t = 0; t < T; t++)
+          for (gsize i = 0; i < I; i++)
+            dxs[((gsize) t * B + b) * I + i] = dxw[t * I + i] / (float) B;
+      }
+      for (gsize j = 0; j < n_params; j++)
+        gs[j] /= (float) B;
+      for (guint i = 0; i < rnn_model_get_n_tensors (m); i++) {
+        const RnnParamInfo *ti = rnn_model_get_tensor_info (m, i);
+        const double e = rel_err (gb + ti->offset, gs + ti->offset, ti->numel);
+        if (e > 1e-5)
+          g_test_message ("%s%s %s: relative difference %.2e", rnn_cell_to_string (c->cell),
+              bidi ? " bidirectional" : "", ti->name, e);
+        worst = MAX (worst, e);
+      }
+      worst_dx = MAX (worst_dx, rel_err (dxb, dxs, TB * I));
+      g_free (x);
+      g_free (target);
+      g_free (gb);
+      g_free (gs);
+      g_free (dxb);
+      g_free (dxs);
+      g_free (xw);
+      g_free (tw);
+      g_free (dxw);
+    }
+  g_test_message ("batch of %u windows vs the mean of single windows: worst relative "
+      "difference %.2e (parameters), %.2e (input)", B, worst, worst_dx);
+  g_assert_cmpfloat (worst, <=, 1e-5);
+  g_assert_cmpfloat (worst_dx, <=, 1e-5);
 }
 
 /* A training loop at a size already seen allocates nothing. */
@@ -1402,6 +1492,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/backward/batch-is-mean-of-windows", test_batch_is_mean_of_windows);
   g_test_add_func ("/train/forward/carried-state-equals-inference", test_carried_state);
   g_test_add_func ("/train/forward/projection-pieces-equal-inference", test_projection_pieces);
+  g_test_add_func ("/train/backward/pieces-equal-single-windows", test_backward_pieces);
   g_test_add_func ("/train/no-allocation-in-steady-state", test_no_allocation);
   g_test_add_func ("/train/loss/refuses-bad-data", test_loss_errors);
   g_test_add_func ("/train/n-trainable-excludes-input-norm", test_n_trainable);
