@@ -716,8 +716,13 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
       for (int g = 0; g < G; g++)
         XP[b][g] = *(const v8sf_u *) (xpt + H * g + 8 * b);
     }
-    hn[b] = KFN (cell_math) (cell, XP[b], RP[b], &cv[b], h[b]);
   }
+  /* the cells in a loop of their own, unrolled: in the projection's loop,
+   * one body per block, they ran 4-9 % slower (LSTM / GRU H=32; 19 % for
+   * the GRU at one sample per call) */
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; b++)
+    hn[b] = KFN (cell_math) (cell, XP[b], RP[b], &cv[b], h[b]);
   for (int b = 0; b < NB; b++)
     h[b] = hn[b];
 #undef BIAS
