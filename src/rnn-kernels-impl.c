@@ -669,10 +669,20 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
       RP[b][g] = (a0[g] + a1[g]) + BIAS (bhh, b, g);
   }
 #undef HREG_LANE
+  /* unrolled, with one input (the audio models) taken apart: its product
+   * and the bias, no loop over inputs; 1.04-1.07x at chunk 480 for LSTM
+   * H = 16-32 and GRU H=16 (either change alone gained nothing) */
+#pragma GCC unroll 4
   for (int b = 0; b < NB; b++) {
     if (io) {
       const float *w = io->w_ih->data;
       const gsize I = io->w_ih->K, wi = io->w_ih->width;
+      if (I == 1) {
+        const v8sf x0 = KFN (splat) (xt[0]);
+        for (int g = 0; g < G; g++)
+          XP[b][g] = *(const v8sf_u *) (w + xoff[b][g]) * x0 + BIAS (bi, b, g);
+        continue;
+      }
       for (int g = 0; g < G; g++) {
         const float *wg = w + xoff[b][g];
         v8sf a = *(const v8sf_u *) wg * KFN (splat) (xt[0]);
