@@ -808,6 +808,20 @@ ensure_scratch (GstRnnFilter *self, guint T)
   }
 }
 
+/* TRUE when none of the @n floats at @in is an infinity or a NaN (the
+ * exponent bits all set): a branch-free test the compiler vectorises. */
+static gboolean
+all_finite (const guint8 *in, gsize n)
+{
+  guint32 bad = 0;
+  for (gsize i = 0; i < n; i++) {
+    guint32 u;
+    memcpy (&u, in + i * sizeof (float), sizeof u);
+    bad |= (u & 0x7f800000u) == 0x7f800000u;
+  }
+  return !bad;
+}
+
 /* x[t][b][f·C_in + c] from @frames interleaved input frames (the rest of the
  * T·F_in frames are zeros); non-finite values become 0.0 (see the element
  * documentation) and are counted per channel run. */
@@ -817,6 +831,24 @@ fill_input (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T)
   const RnnLayout *l = &self->layout;
   const guint C = l->in_channels;
   float *x = self->x;
+
+  /* x in the input's own order (every mixed layout, and independent
+   * channels of one input each): a copy when every value is finite and
+   * no channel is inside a non-finite run (whose end the loop below
+   * records); element by element, that loop cost some 50 instructions
+   * per sample, a seventh of an LSTM H=8 step */
+  if (!l->independent || l->f_in == 1) {
+    gboolean in_run = FALSE;
+    for (guint c = 0; c < C; c++)
+      in_run |= self->bad_run[c];
+    const gsize total = (gsize) T * l->f_in * C;
+    const gsize n = MIN ((gsize) frames * C, total);
+    if (!in_run && all_finite (in, n)) {
+      memcpy (x, in, n * sizeof (float));
+      memset (x + n, 0, (total - n) * sizeof (float));
+      return;
+    }
+  }
 
   for (guint t = 0; t < T; t++) {
     for (guint f = 0; f < l->f_in; f++) {

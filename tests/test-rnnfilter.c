@@ -1587,6 +1587,43 @@ test_non_finite (void)
   g_free (path);
 }
 
+/* A run that ends with its buffer is closed by the next value, even when
+ * that buffer is all finite (which the element copies without looking at
+ * each value): a later run in a third buffer is a new run and warns again,
+ * and the outputs are those of the input with zeros in the runs. */
+static void
+test_non_finite_run_at_buffer_end (void)
+{
+  gchar *path = model_path ("lstm_L2_uni_I1_H33_linear");
+  float *x = seq_vector (1440, 1440, 1), *clean = seq_vector (1440, 1440, 1);
+  GArray *got, *want;
+  Rig *r;
+
+  for (guint i = 470; i < 480; i++)     /* the last ten of buffer 0 */
+    x[i] = NAN, clean[i] = 0.0f;
+  for (guint i = 960; i < 965; i++)     /* the first five of buffer 2; buffer
+                                         * 1 is all finite */
+    x[i] = NAN, clean[i] = 0.0f;
+
+  r = rig_new (path, 48000, 1, NULL);
+  rig_push_chunked (r, x, 1440, 480);
+  rig_eos (r);
+  got = rig_pull_all (r, NULL);
+  g_assert_cmpuint (count_warnings (r->bus, "Non-finite"), ==, 2);
+  rig_free (r);
+
+  want = run_once (path, 48000, 1, clean, 1440, NULL);
+  g_assert_cmpuint (got->len, ==, want->len);
+  g_assert_cmpmem (got->data, got->len * sizeof (float), want->data,
+      want->len * sizeof (float));
+
+  g_array_unref (got);
+  g_array_unref (want);
+  g_free (x);
+  g_free (clean);
+  g_free (path);
+}
+
 /* A dead channel (all NaN) in independent mode is one run: one warning;
  * the other channel is unaffected. */
 static void
@@ -2071,6 +2108,8 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/model/swap-keeps-state", test_swap_keeps_state);
   g_test_add_func ("/rnnfilter/model/reload-on-change", test_reload_on_change);
   g_test_add_func ("/rnnfilter/non-finite/runs", test_non_finite);
+  g_test_add_func ("/rnnfilter/non-finite/run-ending-with-its-buffer",
+      test_non_finite_run_at_buffer_end);
   g_test_add_func ("/rnnfilter/non-finite/dead-channel",
       test_non_finite_channel);
   g_test_add_func ("/rnnfilter/messages/softmax", test_messages);
