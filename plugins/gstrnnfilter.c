@@ -889,8 +889,10 @@ write_output (GstRnnFilter *self, float *out, guint64 out_frames)
 {
   const RnnLayout *l = &self->layout;
 
-  if (!l->independent) {
-    memcpy (out, self->y, out_frames * l->c_out * sizeof (float));
+  /* one stream, or independent channels of one output frame each: y
+   * is already in the output's order */
+  if (!l->independent || l->f_out == 1) {
+    memcpy (out, self->y, out_frames * l->out_channels * sizeof (float));
     return;
   }
   for (guint64 k = 0; k < out_frames; k++) {
