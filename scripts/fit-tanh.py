@@ -8,10 +8,10 @@ P and Q have degree NP-1 and NQ in x^2 (default 4 and 4), Q(0) = 1.  The
 fit minimises the largest absolute error on a dense grid by Lawson's
 iteration: linearised least squares  x P(z) - t (Q(z) - 1) = t  (z = x^2,
 t = tanh x) with weights raised where the error is largest.  It prints the
-coefficients as float literals for the kernel, then the error of the
-float32 evaluation the kernel does (Estrin's scheme with fused
-multiply-adds, emulated in double and rounded to float at each step) against
-tanh in double over |x| <= 12.
+coefficients as float literals for the kernel, then the error of the two
+float32 evaluations the kernel does (Horner's scheme for the LSTM,
+Estrin's for the GRU, with fused multiply-adds, emulated in double and
+rounded to float at each step) against tanh in double over |x| <= 12.
 
 Usage: scripts/fit-tanh.py [NP NQ]
 """
@@ -53,18 +53,31 @@ def fma(a, b, c):
 
 
 def estrin5(z, z2, z4, c):
-    """c0 + c1 z + c2 z^2 + c3 z^3 + c4 z^4 as the kernel evaluates it."""
+    """c0 + c1 z + c2 z^2 + c3 z^3 + c4 z^4 as vtanh_fast_short () does."""
     return fma(z4, c[4], fma(z2, fma(z, c[3], c[2]), fma(z, c[1], c[0])))
 
 
-def measure(p, q):
+def horner5(z, c):
+    """The same as vtanh_fast () does: (((c4 z + c3) z + c2) z + c1) z + c0,
+    one rounding per step."""
+    r = fma(z, c[4], c[3])
+    for i in (2, 1, 0):
+        r = fma(r, z, c[i])
+    return r
+
+
+def measure(p, q, horner):
     xf = f32(np.linspace(-12, 12, 2_400_001))
     x = np.clip(xf, -CLAMP, CLAMP)
     z = f32(x * x)
-    z2 = f32(z * z)
-    z4 = f32(z2 * z2)
-    num = f32(x * estrin5(z, z2, z4, f32(p)))
-    den = estrin5(z, z2, z4, f32(q))
+    if horner:
+        num = f32(x * horner5(z, f32(p)))
+        den = horner5(z, f32(q))
+    else:
+        z2 = f32(z * z)
+        z4 = f32(z2 * z2)
+        num = f32(x * estrin5(z, z2, z4, f32(p)))
+        den = estrin5(z, z2, z4, f32(q))
     y = f32(num / den)
     ref = np.tanh(xf)
     err = np.abs(y - ref)
@@ -79,8 +92,10 @@ def main():
     print("P:", ", ".join(f"{np.float32(c):.9e}f" for c in p))
     print("Q:", ", ".join(f"{np.float32(c):.9e}f" for c in q))
     if n_p == 5 and n_q == 4:
-        e, at, mean_ulp = measure(p, q)
-        print(f"float32 evaluation: max abs error {e:.3g} at x = {at:.4f}, mean {mean_ulp:.2f} ulp")
+        for name, horner in (("Horner (LSTM)", True), ("Estrin (GRU)", False)):
+            e, at, mean_ulp = measure(p, q, horner)
+            print(f"float32 evaluation, {name}: max abs error {e:.3g} at x = {at:.4f}, "
+                  f"mean {mean_ulp:.2f} ulp")
 
 
 if __name__ == "__main__":
