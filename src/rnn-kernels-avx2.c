@@ -16,18 +16,6 @@
 #define VLANE(v, k) \
   ((v8sf) _mm256_permute_ps (_mm256_permute2f128_ps ((__m256) (v), \
           (__m256) (v), (k) < 4 ? 0x00 : 0x11), ((k) & 3) * 0x55))
-/* lane k by vpermps, its index vector made opaque to the compiler (an
- * empty asm; GCC may still share equal ones).  This changes how the H = 8
- * LSTM loop is allocated and scheduled: with it, that loop measured 8-10 %
- * faster than with the immediate-shuffle VLANE or a plain vpermps. */
-static inline __m256
-vlane_opaque (__m256 v, int k)
-{
-  __m256i i = _mm256_set1_epi32 (k);
-  __asm__ ("" : "+x" (i));
-  return _mm256_permutevar8x32_ps (v, i);
-}
-#define VLANE_OPAQUE(v, k) ((v8sf) vlane_opaque ((__m256) (v), (k)))
 /* 8 float16 values to float32 (F16C) */
 #define VLOADH(p) ((v8sf) _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (p))))
 #include "rnn-kernels-impl.c"

@@ -511,19 +511,18 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   v8sf XP[4], RP[4];
   if (G == 4) {
-    /* LSTM: gate by gate (VLANE_OPAQUE, see rnn-kernels-avx2.c): with
-     * the four gates' accumulators live at once the compiler spilled
-     * accumulators, putting stores and reloads on the chain (10 % slower;
-     * the three-gate GRU is 4 % faster all at once) */
+    /* LSTM: gate by gate: with the four gates' accumulators live at once
+     * the compiler spilled accumulators, putting stores and reloads on the
+     * chain (10 % slower; the three-gate GRU is 4 % faster all at once).
+     * h's lanes spread as the compiler likes: vpermps with index vectors
+     * hidden from it (once 8-10 % faster) costs, since the tanh became
+     * Horner's, six index loads per step and 40 instructions per call:
+     * 1.02x in buffers, 1.07x at one sample per call without it */
     for (int g = 0; g < G; g++) {
       v8sf a0 = { 0 }, a1 = { 0 };
       for (int k = 0; k < 8; k += 2) {
         const float *p = P + k * G * 8 + 8 * g;
-#ifdef VLANE_OPAQUE
-        const v8sf hk0 = VLANE_OPAQUE (h, k), hk1 = VLANE_OPAQUE (h, k + 1);
-#else
         const v8sf hk0 = KFN (splat) (h[k]), hk1 = KFN (splat) (h[k + 1]);
-#endif
         a0 = VFMA (*(const v8sf_u *) p, hk0, a0);
         a1 = VFMA (*(const v8sf_u *) (p + G * 8), hk1, a1);
       }
