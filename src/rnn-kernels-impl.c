@@ -505,7 +505,7 @@ typedef struct {
  * with @io), the cell; returns the new h. */
 static inline __attribute__ ((always_inline)) v8sf
 KFN (h8_step) (const RnnCell cell, const float *restrict P,
-    const v8sf *bias, const v8sf *bih, const RecurIO *io,
+    const float *restrict bias, const float *restrict bih, const RecurIO *io,
     const float *restrict xt, const float *restrict xpt, v8sf h, v8sf *cv)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
@@ -526,7 +526,7 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
         a0 = VFMA (*(const v8sf_u *) p, hk0, a0);
         a1 = VFMA (*(const v8sf_u *) (p + G * 8), hk1, a1);
       }
-      RP[g] = (a0 + a1) + bias[g];
+      RP[g] = (a0 + a1) + *(const v8sf_u *) (bias + 8 * g);
     }
   } else {
     v8sf a0[4], a1[4];
@@ -553,7 +553,7 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
 #undef H8_PAIR
 #undef H8_LANE
     for (int g = 0; g < G; g++)
-      RP[g] = (a0[g] + a1[g]) + bias[g];
+      RP[g] = (a0[g] + a1[g]) + *(const v8sf_u *) (bias + 8 * g);
   }
   if (io) {
     const float *w = io->w_ih->data;
@@ -563,7 +563,7 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
       for (gsize i = 1; i < I; i++)
         a = VFMA (*(const v8sf_u *) (w + i * G * 8 + 8 * g),
             KFN (splat) (xt[i]), a);
-      XP[g] = a + bih[g];
+      XP[g] = a + *(const v8sf_u *) (bih + 8 * g);
     }
   } else {
     for (int g = 0; g < G; g++)
@@ -580,24 +580,35 @@ KFN (h8_step) (const RnnCell cell, const float *restrict P,
  * The operations are those of recur_products and recur_update, so the
  * results are the same bits. */
 static inline __attribute__ ((always_inline)) void
-KFN (recur_h8) (const RnnCell cell, const int S, const float *restrict P,
+KFN (recur_h8) (const RnnCell cell, const int S, const int one,
+    const float *restrict P,
     const float *restrict bhh, const float *restrict xp, gsize xp_stride,
     gsize T, gboolean reverse, const float *restrict h0, gsize h0_stride,
     float *restrict c, float *restrict out, gsize row_stride,
     gsize stream_stride, const RecurIO *io)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
-  v8sf h[2], cv[2] = { { 0 } }, bias[4], bih[4] = { { 0 } };
+  v8sf h[2], cv[2] = { { 0 } };
   const gsize O = io ? io->O : 0;
   for (int q = 0; q < S; q++) {
     h[q] = *(const v8sf_u *) (h0 + q * h0_stride);
     if (cell == RNN_CELL_LSTM)
       cv[q] = *(const v8sf_u *) (c + 8 * q);
   }
-  for (int g = 0; g < G; g++) {
-    bias[g] = *(const v8sf_u *) (bhh + 8 * g);
-    if (io)
-      bih[g] = *(const v8sf_u *) (io->b_ih + 8 * g);
+  /* the biases copied to the stack for a loop of steps (at fixed offsets
+   * from the stack pointer: a pointer chosen at run time between the
+   * copy and the original took a register, 0.98x), read in place by the
+   * one-step instance (@one: T = 1), which would copy them for nothing */
+  float bcopy[2][32] __attribute__ ((aligned (32)));
+  const float *bias = bhh, *bih = io ? io->b_ih : NULL;
+  if (!one) {
+    for (int g = 0; g < G; g++) {
+      *(v8sf *) (bcopy[0] + 8 * g) = *(const v8sf_u *) (bhh + 8 * g);
+      if (io)
+        *(v8sf *) (bcopy[1] + 8 * g) = *(const v8sf_u *) (io->b_ih + 8 * g);
+    }
+    bias = bcopy[0];
+    bih = bcopy[1];
   }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
@@ -937,11 +948,11 @@ KFN (recur_h8_streams) (const RnnCell cell, const float *restrict P,
       p = &sub;
     }
     if (b + 2 <= B)
-      KFN (recur_h8) (cell, 2, P, bhh, xpb, B * GH, T, reverse,
+      KFN (recur_h8) (cell, 2, 0, P, bhh, xpb, B * GH, T, reverse,
           h0 + b * h0_stride, h0_stride, c ? c + b * 8 : NULL,
           out ? out + b * stream_stride : NULL, row_stride, stream_stride, p);
     else
-      KFN (recur_h8) (cell, 1, P, bhh, xpb, B * GH, T, reverse,
+      KFN (recur_h8) (cell, 1, 0, P, bhh, xpb, B * GH, T, reverse,
           h0 + b * h0_stride, h0_stride, c ? c + b * 8 : NULL,
           out ? out + b * stream_stride : NULL, row_stride, stream_stride, p);
   }
@@ -1360,6 +1371,10 @@ KFN (recur) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
     gsize stream_stride, const float *head_w, gsize O, const float *head_b,\
     float *y, gsize y_stride, gsize y_sstride, float *h_final)
 
+/* SMALL_IO_PARAMS as a RecurIO */
+#define SMALL_IO_RECORD { W_ih, b_ih, x, x_stride, x_sstride, head_w, O,\
+    head_b, y, y_stride, y_sstride, h_final }
+
 void KFN (recur_hreg_io) SMALL_IO_PARAMS;
 
 /* recur_small_io () for H = 16, 24 or 32, stream after stream (a function
@@ -1368,8 +1383,7 @@ void KFN (recur_hreg_io) SMALL_IO_PARAMS;
 void
 KFN (recur_hreg_io) SMALL_IO_PARAMS
 {
-  const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
-    y, y_stride, y_sstride, h_final };
+  const RecurIO io = SMALL_IO_RECORD;
   const gsize H = W->K;
   for (gsize b = 0; b < B; b++) {
     RecurIO sub;
@@ -1391,7 +1405,33 @@ KFN (recur_hreg_io) SMALL_IO_PARAMS
         ob, row_stride, p); \
     break
     HREG_SIZES (cell, H, HREG_CASE);
+#undef HREG_CASE
   }
+}
+
+void KFN (recur_hreg_io1) SMALL_IO_PARAMS;
+
+/* recur_hreg_io () for one stream at one step (RnnKernels.recur_hreg_io1:
+ * T = B = 1, the per-sample audio model called once per sample), an
+ * instance with no loop.  In the looped instance GCC sets up the loop's
+ * constants (h's lanes, the activations' coefficients) before the loop,
+ * spills them to the stack and saves the arguments every path needs: a
+ * cost paid at every call of one step.  The same operations in the same
+ * order, so the same bits. */
+void
+KFN (recur_hreg_io1) SMALL_IO_PARAMS
+{
+  const RecurIO io = SMALL_IO_RECORD;
+  (void) T;
+  (void) B;
+  (void) h0_stride;
+  (void) stream_stride;
+#define HREG_CASE(CELL, NB) \
+  case CELL: \
+    KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, 1, FALSE, h0, c, \
+        out, row_stride, &io); \
+    break
+  HREG_SIZES (cell, W->K, HREG_CASE);
 #undef HREG_CASE
 }
 
@@ -1400,13 +1440,31 @@ void KFN (recur_small_io) SMALL_IO_PARAMS;
 void
 KFN (recur_small_io) SMALL_IO_PARAMS
 {
-  const RecurIO io = { W_ih, b_ih, x, x_stride, x_sstride, head_w, O, head_b,
-    y, y_stride, y_sstride, h_final };
+  const RecurIO io = SMALL_IO_RECORD;
   /* one instance per cell, as in recur () */
 #define H8_CASE(CELL, UNUSED) \
     case CELL: \
       KFN (recur_h8_streams) (CELL, W->data, bhh, NULL, T, B, FALSE, h0, \
           h0_stride, c, out, row_stride, stream_stride, &io); \
+      break
+  CELL_SWITCH (cell, H8_CASE, 0);
+#undef H8_CASE
+}
+
+void KFN (recur_small_io1) SMALL_IO_PARAMS;
+
+/* recur_small_io () for one stream at one step (see recur_hreg_io1 ()) */
+void
+KFN (recur_small_io1) SMALL_IO_PARAMS
+{
+  const RecurIO io = SMALL_IO_RECORD;
+  (void) T;
+  (void) B;
+  (void) stream_stride;
+#define H8_CASE(CELL, UNUSED) \
+    case CELL: \
+      KFN (recur_h8) (CELL, 1, 1, W->data, bhh, NULL, 0, 1, FALSE, h0, \
+          h0_stride, c, out, row_stride, 0, &io); \
       break
   CELL_SWITCH (cell, H8_CASE, 0);
 #undef H8_CASE
@@ -1432,7 +1490,19 @@ KFN (recur1_io_cell) (const RnnCell cell, const int half,
   const float *hin = h0;
   for (gsize t = 0; t < T; t++) {
     float *ho = out ? out + t * row_stride : hbuf[t & 1];
-    KFN (project_rows) (xp, io->x + t * io->x_stride, io->w_ih, io->b_ih, 1);
+    if (io->w_ih->K == 1) {
+      /* one input: project_rows ()'s operations for K = 1 (a plain
+       * product, then b_ih), whose panels then hold W_ih's column in
+       * order; without the panel loop's bookkeeping */
+      const v8sf x0 = KFN (splat) (io->x[t * io->x_stride]);
+      const gsize GH = (gsize) G * H;
+      for (gsize n = 0; n < GH; n += 8) {
+        const gsize m = MIN (8, GH - n);
+        KFN (store) (xp + n, *(const v8sf_u *) (io->w_ih->data + n) * x0
+            + KFN (load) (io->b_ih + n, m), m);
+      }
+    } else
+      KFN (project_rows) (xp, io->x + t * io->x_stride, io->w_ih, io->b_ih, 1);
     KFN (stream_products) (G, half, W, bhh, H, hin, pre, FALSE);
     KFN (stream_update) (cell, G, pre, xp, H, hin, c, ho);
     KFN (head_rows) (io->y + t * io->y_stride, 0, ho, 0, io->head_w,
@@ -1460,11 +1530,17 @@ KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
 {
   const RecurIO io = { W_ih, b_ih, x, x_stride, 0, head_w, O, head_b,
     y, y_stride, 0, h_final };
-  /* one instance per cell and weight format, as in recur () */
+  /* one instance per cell and weight format, as in recur (), and of
+   * each one for a single step (one sample per call: 1.03-1.04x at H=64,
+   * LSTM and GRU; see recur_hreg_io1 ()) and one for more */
 #define IO_CASE(CELL, HALF) \
     case CELL: \
-      KFN (recur1_io_cell) (CELL, HALF, W, bhh, T, H, h0, c, out, \
-          row_stride, &io); \
+      if (T == 1) \
+        KFN (recur1_io_cell) (CELL, HALF, W, bhh, 1, H, h0, c, out, \
+            row_stride, &io); \
+      else \
+        KFN (recur1_io_cell) (CELL, HALF, W, bhh, T, H, h0, c, out, \
+            row_stride, &io); \
       break
 #ifdef VLOADH
   if (W->half) {

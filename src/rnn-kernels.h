@@ -69,6 +69,9 @@ typedef struct {
       float *const h[2], float *const c[2], float *out, gsize row_stride,
       const float *head_w, gsize O, const float *head_b, float *y,
       gsize y_stride);
+  /* recur_small_io () and recur_hreg_io () for one stream at one step
+   * (T = B = 1 only): instances without a loop, for calls of one sample */
+  RnnSmallIoFn recur_small_io1, recur_hreg_io1;
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */
