@@ -438,6 +438,17 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const RnnConfig *c = &m->cfg;
   if (T == 0 || B == 0)
     return;
+  /* one sample of one stream of the small models (the per-sample audio
+   * model driven sample by sample): RnnStep1's kernel, before any other
+   * bookkeeping */
+  if (T == 1 && B == 1 && m->direct == RNN_DIRECT_SMALL && !fw->plain
+      && !c->has_input_norm) {
+    m->step1.fn (&m->step1, x, rnn_state_h_block (state, 0, 0),
+        rnn_state_c_block (state, 0, 0), y);
+    if (m->step1.O)
+      rnn_head_activate (c->head_activation, y, 1, m->step1.O);
+    return;
+  }
 
   /* independent streams split over the threads, in shares of a multiple
    * of four streams where possible (the recurrent kernel shares weight
@@ -467,11 +478,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     const RnnPackedLayer *pk = &m->packed[0];
     float *h = rnn_state_h_block (state, 0, 0);
     float *cs = rnn_state_c_block (state, 0, 0);
-    /* one sample of one stream: the kernels' instances without a loop */
-    const gboolean one = T == 1 && B == 1;
     if (direct == RNN_DIRECT_SMALL)
-      (H == 8 ? (one ? kern->recur_small_io1 : kern->recur_small_io)
-          : (one ? kern->recur_hreg_io1 : kern->recur_hreg_io)) (c->cell,
+      (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
           &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
           &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
           H, m->head_w, O, m->head_b, y, B * O, O, h);

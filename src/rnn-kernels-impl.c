@@ -1409,32 +1409,6 @@ KFN (recur_hreg_io) SMALL_IO_PARAMS
   }
 }
 
-void KFN (recur_hreg_io1) SMALL_IO_PARAMS;
-
-/* recur_hreg_io () for one stream at one step (RnnKernels.recur_hreg_io1:
- * T = B = 1, the per-sample audio model called once per sample), an
- * instance with no loop.  In the looped instance GCC sets up the loop's
- * constants (h's lanes, the activations' coefficients) before the loop,
- * spills them to the stack and saves the arguments every path needs: a
- * cost paid at every call of one step.  The same operations in the same
- * order, so the same bits. */
-void
-KFN (recur_hreg_io1) SMALL_IO_PARAMS
-{
-  const RecurIO io = SMALL_IO_RECORD;
-  (void) T;
-  (void) B;
-  (void) h0_stride;
-  (void) stream_stride;
-#define HREG_CASE(CELL, NB) \
-  case CELL: \
-    KFN (recur_hreg) (CELL, NB, W->data, bhh, NULL, 0, 1, FALSE, h0, c, \
-        out, row_stride, &io); \
-    break
-  HREG_SIZES (cell, W->K, HREG_CASE);
-#undef HREG_CASE
-}
-
 void KFN (recur_small_io) SMALL_IO_PARAMS;
 
 void
@@ -1451,22 +1425,37 @@ KFN (recur_small_io) SMALL_IO_PARAMS
 #undef H8_CASE
 }
 
-void KFN (recur_small_io1) SMALL_IO_PARAMS;
+void KFN (recur_step1) (const RnnStep1 *s, const float *x, float *h,
+    float *c, float *y);
 
-/* recur_small_io () for one stream at one step (see recur_hreg_io1 ()) */
+/* recur_small_io () or recur_hreg_io () for one stream at one step
+ * (RnnKernels.recur_step1), an instance without a loop: in the looped
+ * instances GCC sets up the loop's constants (h's lanes, biases, the
+ * activations' coefficients) before the loop and spills them to the
+ * stack, a cost paid at every call of one sample.  The same operations
+ * in the same order, so the same bits. */
 void
-KFN (recur_small_io1) SMALL_IO_PARAMS
+KFN (recur_step1) (const RnnStep1 *s, const float *x, float *h, float *c,
+    float *y)
 {
-  const RecurIO io = SMALL_IO_RECORD;
-  (void) T;
-  (void) B;
-  (void) stream_stride;
+  const RecurIO io = { s->w_ih, s->b_ih, x, 0, 0, s->head_w, s->O,
+    s->head_b, y, 0, 0, h };
+  float *out = s->O ? NULL : y;
 #define H8_CASE(CELL, UNUSED) \
     case CELL: \
-      KFN (recur_h8) (CELL, 1, 1, W->data, bhh, NULL, 0, 1, FALSE, h0, \
-          h0_stride, c, out, row_stride, 0, &io); \
+      KFN (recur_h8) (CELL, 1, 1, s->w_hh->data, s->b_hh, NULL, 0, 1, FALSE, \
+          h, 0, c, out, 0, 0, &io); \
       break
-  CELL_SWITCH (cell, H8_CASE, 0);
+#define HREG_CASE(CELL, NB) \
+  case CELL: \
+    KFN (recur_hreg) (CELL, NB, s->w_hh->data, s->b_hh, NULL, 0, 1, FALSE, \
+        h, c, out, 0, &io); \
+    break
+  if (s->H == 8)
+    CELL_SWITCH (s->cell, H8_CASE, 0)
+  else
+    HREG_SIZES (s->cell, s->H, HREG_CASE);
+#undef HREG_CASE
 #undef H8_CASE
 }
 

@@ -69,9 +69,12 @@ typedef struct {
       float *const h[2], float *const c[2], float *out, gsize row_stride,
       const float *head_w, gsize O, const float *head_b, float *y,
       gsize y_stride);
-  /* recur_small_io () and recur_hreg_io () for one stream at one step
-   * (T = B = 1 only): instances without a loop, for calls of one sample */
-  RnnSmallIoFn recur_small_io1, recur_hreg_io1;
+  /* recur_small_io () or recur_hreg_io () for one stream at one step
+   * (RnnStep1: the model's weights; x [I]; h [H] and c [H] (LSTM) read
+   * and updated; y [O], the head's linear part, or with O = 0 h's row):
+   * an instance without a loop, for calls of one sample.  The same bits. */
+  void (*recur_step1) (const RnnStep1 *s, const float *x, float *h,
+      float *c, float *y);
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */

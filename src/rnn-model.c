@@ -1,6 +1,7 @@
 /* RnnModel: a configuration plus one slab of parameters with a pointer table,
  * and RnnState: the carried h (and c) of every layer and direction. */
 #include "rnn-private.h"
+#include "rnn-kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -461,6 +462,13 @@ rnn_model_seal (RnnModel *model)
     }
   }
   model->direct = rnn_forward_direct_kind (model);
+  if (model->direct == RNN_DIRECT_SMALL)
+    model->step1 = (RnnStep1) {
+      rnn_kernels_get ()->recur_step1, model->cfg.cell, H,
+      model->cfg.has_head ? model->cfg.output_size : 0,
+      &model->packed[0].w_ih, &model->packed[0].w_hh_blocked,
+      model->layers[0].b_ih, model->layers[0].b_hh, model->head_w,
+      model->head_b };
 }
 
 const RnnConfig *

@@ -47,6 +47,21 @@ typedef enum {
 
 RnnDirect rnn_forward_direct_kind (const RnnModel *m);
 
+/* What a call of one sample of one stream needs on the RNN_DIRECT_SMALL
+ * path, gathered by rnn_model_seal (): the kernel (RnnKernels.recur_step1)
+ * then takes five arguments in registers, where the general entry's 23
+ * cost some 40 instructions to pass and as many to take apart, at every
+ * sample. */
+typedef struct _RnnStep1 RnnStep1;
+struct _RnnStep1 {
+  void (*fn) (const RnnStep1 *s, const float *x, float *h, float *c,
+      float *y);
+  RnnCell cell;
+  gsize H, O;
+  const RnnPackedMatrix *w_ih, *w_hh;   /* packed; w_hh gate-blocked */
+  const float *b_ih, *b_hh, *head_w, *head_b;
+};
+
 struct _RnnModel {
   gatomicrefcount ref_count;
   RnnConfig cfg;
@@ -63,6 +78,7 @@ struct _RnnModel {
                              * a panel crosses a cache line */
   RnnWeightPrecision precision;
   RnnDirect direct;         /* set by rnn_model_seal () */
+  RnnStep1 step1;           /* set by rnn_model_seal () for RNN_DIRECT_SMALL */
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
 };
