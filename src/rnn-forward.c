@@ -428,6 +428,9 @@ rnn_forward_set_plain (RnnForward *fw, gboolean plain)
  * to another costs some microseconds. */
 #define MIN_WORK_PER_THREAD (1 << 18)
 
+static void forward_call (RnnForward *fw, const RnnModel *m,
+    RnnState *state, const float *x, guint T, guint B, float *y);
+
 void
 rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     const float *x, guint T, guint B, float *y)
@@ -440,16 +443,25 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     return;
   /* one sample of one stream of the small models (the per-sample audio
    * model driven sample by sample): RnnStep1's kernel, before any other
-   * bookkeeping */
+   * bookkeeping.  Everything else is forward_call ()'s, a function of its
+   * own, so that this path does not pay for its prologue (six registers
+   * saved and restored) */
   if (T == 1 && B == 1 && m->direct == RNN_DIRECT_SMALL && !fw->plain
       && !c->has_input_norm) {
     m->step1.fn (&m->step1, x, rnn_state_h_block (state, 0, 0),
         rnn_state_c_block (state, 0, 0), y);
-    if (m->step1.O)
+    if (m->step1.O && c->head_activation != RNN_HEAD_ACT_NONE)
       rnn_head_activate (c->head_activation, y, 1, m->step1.O);
     return;
   }
+  forward_call (fw, m, state, x, T, B, y);
+}
 
+static void __attribute__ ((noinline))
+forward_call (RnnForward *fw, const RnnModel *m, RnnState *state,
+    const float *x, guint T, guint B, float *y)
+{
+  const RnnConfig *c = &m->cfg;
   /* independent streams split over the threads, in shares of a multiple
    * of four streams where possible (the recurrent kernel shares weight
    * loads within groups of two to four) */
