@@ -441,13 +441,12 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const RnnConfig *c = &m->cfg;
   if (T == 0 || B == 0)
     return;
-  /* one sample of one stream of the small models (the per-sample audio
-   * model driven sample by sample): RnnStep1's kernel, before any other
-   * bookkeeping.  Everything else is forward_call ()'s, a function of its
-   * own, so that this path does not pay for its prologue (six registers
-   * saved and restored) */
-  if (T == 1 && B == 1 && m->direct == RNN_DIRECT_SMALL && !fw->plain
-      && !c->has_input_norm) {
+  /* one sample of one stream of a model with a direct path (the
+   * per-sample audio model driven sample by sample): RnnStep1's kernel,
+   * before any other bookkeeping.  Everything else is forward_call ()'s,
+   * a function of its own, so that this path does not pay for its
+   * prologue (six registers saved and restored) */
+  if (T == 1 && B == 1 && m->step1.fn && !fw->plain && !c->has_input_norm) {
     m->step1.fn (&m->step1, x, rnn_state_h_block (state, 0, 0),
         rnn_state_c_block (state, 0, 0), y);
     if (m->step1.O && c->head_activation != RNN_HEAD_ACT_NONE)

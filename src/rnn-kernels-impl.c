@@ -1464,6 +1464,10 @@ KFN (recur_small_io) SMALL_IO_PARAMS
 #undef H8_CASE
 }
 
+/* a one-step kernel's RnnStep1 and arguments as a RecurIO */
+#define STEP1_RECORD { s->w_ih, s->b_ih, x, 0, 0, s->head_w, s->O,\
+    s->head_b, y, 0, 0, h }
+
 void KFN (recur_step1) (const RnnStep1 *s, const float *x, float *h,
     float *c, float *y);
 
@@ -1477,8 +1481,7 @@ void
 KFN (recur_step1) (const RnnStep1 *s, const float *x, float *h, float *c,
     float *y)
 {
-  const RecurIO io = { s->w_ih, s->b_ih, x, 0, 0, s->head_w, s->O,
-    s->head_b, y, 0, 0, h };
+  const RecurIO io = STEP1_RECORD;
   float *out = s->O ? NULL : y;
 #define H8_CASE(CELL, UNUSED) \
     case CELL: \
@@ -1558,17 +1561,12 @@ KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
 {
   const RecurIO io = { W_ih, b_ih, x, x_stride, 0, head_w, O, head_b,
     y, y_stride, 0, h_final };
-  /* one instance per cell and weight format, as in recur (), and of
-   * each one for a single step (one sample per call: 1.03-1.04x at H=64,
-   * LSTM and GRU; see recur_hreg_io1 ()) and one for more */
+  /* one instance per cell and weight format, as in recur () (one sample
+   * per call takes recur1_step1 ()) */
 #define IO_CASE(CELL, HALF) \
     case CELL: \
-      if (T == 1) \
-        KFN (recur1_io_cell) (CELL, HALF, W, bhh, 1, H, h0, c, out, \
-            row_stride, &io); \
-      else \
-        KFN (recur1_io_cell) (CELL, HALF, W, bhh, T, H, h0, c, out, \
-            row_stride, &io); \
+      KFN (recur1_io_cell) (CELL, HALF, W, bhh, T, H, h0, c, out, \
+          row_stride, &io); \
       break
 #ifdef VLOADH
   if (W->half) {
@@ -1577,6 +1575,37 @@ KFN (recur1_io) (RnnCell cell, const RnnPackedMatrix *W_ih,
   }
 #endif
   CELL_SWITCH (cell, IO_CASE, 0);
+#undef IO_CASE
+}
+
+void KFN (recur1_step1) (const RnnStep1 *s, const float *x, float *h,
+    float *c, float *y);
+
+/* recur1_io () for one step (RnnKernels.recur1_step1), an instance without
+ * a loop, as recur_step1 (): 1.03-1.04x at H=64 (LSTM and GRU) against
+ * the looped one, the same bits. */
+void
+KFN (recur1_step1) (const RnnStep1 *s, const float *x, float *h, float *c,
+    float *y)
+{
+  const RecurIO io = STEP1_RECORD;
+  float *out = s->O ? NULL : y;
+  /* read once: the kernel's stores (h, c, y) might alias *s as far as the
+   * compiler knows, and it read s->H again in every loop */
+  const gsize H = s->H;
+  const RnnPackedMatrix *const W = s->w_hh;
+  const float *const bhh = s->b_hh;
+#define IO_CASE(CELL, HALF) \
+    case CELL: \
+      KFN (recur1_io_cell) (CELL, HALF, W, bhh, 1, H, h, c, out, 0, &io); \
+      break
+#ifdef VLOADH
+  if (W->half) {
+    CELL_SWITCH (s->cell, IO_CASE, 1);
+    return;
+  }
+#endif
+  CELL_SWITCH (s->cell, IO_CASE, 0);
 #undef IO_CASE
 }
 

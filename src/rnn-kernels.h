@@ -75,6 +75,9 @@ typedef struct {
    * an instance without a loop, for calls of one sample.  The same bits. */
   void (*recur_step1) (const RnnStep1 *s, const float *x, float *h,
       float *c, float *y);
+  /* recur1_io () for one step, as recur_step1 () (RNN_DIRECT_ONE) */
+  void (*recur1_step1) (const RnnStep1 *s, const float *x, float *h,
+      float *c, float *y);
   /* y[m][o] = h[m] · W[o] + b[o] for M rows (strides ldy, ldh), W [O][K]
    * as stored: per output a dot product in 8 lanes, then a fixed tree;
    * the same order for any M. */

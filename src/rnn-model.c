@@ -462,9 +462,11 @@ rnn_model_seal (RnnModel *model)
     }
   }
   model->direct = rnn_forward_direct_kind (model);
-  if (model->direct == RNN_DIRECT_SMALL)
+  model->step1.fn = NULL;
+  if (model->direct == RNN_DIRECT_SMALL || model->direct == RNN_DIRECT_ONE)
     model->step1 = (RnnStep1) {
-      rnn_kernels_get ()->recur_step1, model->cfg.cell, H,
+      model->direct == RNN_DIRECT_SMALL ? rnn_kernels_get ()->recur_step1
+          : rnn_kernels_get ()->recur1_step1, model->cfg.cell, H,
       model->cfg.has_head ? model->cfg.output_size : 0,
       &model->packed[0].w_ih, &model->packed[0].w_hh_blocked,
       model->layers[0].b_ih, model->layers[0].b_hh, model->head_w,

@@ -48,7 +48,8 @@ typedef enum {
 RnnDirect rnn_forward_direct_kind (const RnnModel *m);
 
 /* What a call of one sample of one stream needs on the RNN_DIRECT_SMALL
- * path, gathered by rnn_model_seal (): the kernel (RnnKernels.recur_step1)
+ * and RNN_DIRECT_ONE paths, gathered by rnn_model_seal (): the kernel
+ * (RnnKernels.recur_step1 or recur1_step1)
  * then takes five arguments in registers, where the general entry's 23
  * cost some 40 instructions to pass and as many to take apart, at every
  * sample. */
@@ -78,7 +79,7 @@ struct _RnnModel {
                              * a panel crosses a cache line */
   RnnWeightPrecision precision;
   RnnDirect direct;         /* set by rnn_model_seal () */
-  RnnStep1 step1;           /* set by rnn_model_seal () for RNN_DIRECT_SMALL */
+  RnnStep1 step1;           /* set by rnn_model_seal () (fn NULL: none) */
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
 };

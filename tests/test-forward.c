@@ -82,6 +82,26 @@ expected_output (const Fixture *f, guint T, GArray **steps)
   return y;
 }
 
+/* Runs sequence T of the fixtures through @model from zero state, one
+ * sample per call (rnn_forward ()'s one-sample paths). */
+static float *
+run_sample_by_sample (const RnnModel *model, guint T)
+{
+  const RnnConfig *c = rnn_model_get_config (model);
+  const guint I = c->input_size, O = rnn_model_get_output_size (model);
+  float *x = g_new (float, (gsize) T * I);
+  float *y = g_new (float, (gsize) T * O);
+  fixture_fill (x, T, 1, 0, I, T);
+  RnnState *state = rnn_state_new (model, 1);
+  RnnForward *fw = rnn_forward_new ();
+  for (guint t = 0; t < T; t++)
+    rnn_forward (fw, model, state, x + (gsize) t * I, 1, 1, y + (gsize) t * O);
+  rnn_forward_free (fw);
+  rnn_state_free (state);
+  g_free (x);
+  return y;
+}
+
 /* Runs sequence T of the fixtures through @model from zero state. */
 static float *
 run_sequence (const RnnModel *model, guint T, gboolean naive)
@@ -547,7 +567,8 @@ rounded_copy (const RnnModel *model)
 /* Models whose float32 W_hh exceed L1 (32 KB) take the float16 loads
  * (smaller ones, the fixtures among them, keep the float32 copy of the
  * rounded values): their outputs equal the float32 kernels' on the rounded
- * model bit for bit, one stream and 8 or 7 streams (the groups' loads),
+ * model bit for bit, one stream in one call and sample by sample, and 8
+ * or 7 streams (the groups' loads),
  * with partial blocks and odd row counts (H = 67, 75). */
 static void
 test_f16_loads (void)
@@ -579,6 +600,11 @@ test_f16_loads (void)
     RnnModel *rounded = rounded_copy (model);
     const guint T = 150, O = cfg.output_size;
     float *y = run_sequence (half, T, FALSE), *y32 = run_sequence (rounded, T, FALSE);
+    g_assert_cmpmem (y, (gsize) T * O * sizeof (float), y32, (gsize) T * O * sizeof (float));
+    g_free (y);
+    /* one sample per call: for one layer the direct path's one-step
+     * kernel (recur1_step1 ()), with the float16 loads */
+    y = run_sample_by_sample (half, T);
     g_assert_cmpmem (y, (gsize) T * O * sizeof (float), y32, (gsize) T * O * sizeof (float));
     g_free (y);
     g_free (y32);
