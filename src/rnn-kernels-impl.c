@@ -869,29 +869,12 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
 #undef BIAS
 }
 
-/* hreg_step ()'s constants for one layer: where W_ih's rows of gate g,
- * block b start (@Wi NULL: no input projection here).  Rows r = g H + 8 b
- * in turn, 8 at a time; 8 rows from a multiple of 8 stay within one of
- * W_ih's panels (their width is a multiple of 8), and the panel and
- * offset follow without a division (a call of one step pays this set-up
- * once per step). */
+/* hreg_step ()'s constants for one layer (rnn_hreg_offsets ()) */
 static inline __attribute__ ((always_inline)) void
 KFN (hreg_setup) (const int G, const int NB, const RnnPackedMatrix *Wi,
     gsize xoff[4][4])
 {
-  gsize at = 0, col = 0;
-  for (int g = 0; g < G; g++)
-    for (int b = 0; b < NB; b++) {
-      xoff[b][g] = 0;
-      if (Wi) {
-        xoff[b][g] = at + col;
-        col += 8;
-        if (col == Wi->width) {
-          col = 0;
-          at += Wi->K * Wi->width;
-        }
-      }
-    }
+  rnn_hreg_offsets (G, NB, Wi, xoff);
 }
 
 /* Step @t's outputs from h in NB registers: the h row to @row when set,
@@ -919,20 +902,26 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const int one,
     const float *restrict P,
     const float *restrict bhh, const float *restrict xp, gsize xp_stride,
     gsize T, gboolean reverse, const float *restrict h0, float *restrict c,
-    float *restrict out, gsize row_stride, const RecurIO *io)
+    float *restrict out, gsize row_stride, const RecurIO *io,
+    const gsize (*xoff_pre)[4])
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   /* no initialiser for the whole arrays: GCC cleared them with rep stos,
    * some 60 cycles of every one-sample call */
   v8sf h[4], cv[4];
-  gsize xoff[4][4];              /* hreg_setup () sets the used ones */
+  gsize xoff_own[4][4];          /* hreg_setup () sets the used ones */
   for (int b = 0; b < NB; b++) {
     h[b] = *(const v8sf_u *) (h0 + 8 * b);
     cv[b] = (v8sf) { 0 };
     if (cell == RNN_CELL_LSTM)
       cv[b] = *(const v8sf_u *) (c + 8 * b);
   }
-  KFN (hreg_setup) (G, NB, io ? io->w_ih : NULL, xoff);
+  /* @xoff_pre: set up at seal (RnnStep1.xoff), for calls of one step */
+  const gsize (*xoff)[4] = xoff_pre;
+  if (!xoff_pre) {
+    KFN (hreg_setup) (G, NB, io ? io->w_ih : NULL, xoff_own);
+    xoff = (const gsize (*)[4]) xoff_own;
+  }
   for (gsize s = 0; s < T; s++) {
     const gsize t = reverse ? T - 1 - s : s;
     __asm__ ("" : "+r" (P));    /* as in recur_h8 () */
@@ -1327,7 +1316,7 @@ KFN (recur_hreg_xp) (const RnnCell cell, const float *P, const float *bhh,
 #define HREG_CASE(CELL, NB) \
   case CELL: \
     KFN (recur_hreg) (CELL, NB, 0, P, bhh, xp, xp_stride, T, reverse, h0, c, \
-        out, row_stride, NULL); \
+        out, row_stride, NULL, NULL); \
     break
   HREG_SIZES (cell, H, HREG_CASE);
 #undef HREG_CASE
@@ -1479,7 +1468,7 @@ KFN (recur_hreg_io) SMALL_IO_PARAMS
 #define HREG_CASE(CELL, NB) \
   case CELL: \
     KFN (recur_hreg) (CELL, NB, 0, W->data, bhh, NULL, 0, T, FALSE, h0b, cb, \
-        ob, row_stride, p); \
+        ob, row_stride, p, NULL); \
     break
     HREG_SIZES (cell, H, HREG_CASE);
 #undef HREG_CASE
@@ -1529,7 +1518,7 @@ KFN (recur_step1) (const RnnStep1 *s, const float *x, float *h, float *c,
 #define HREG_CASE(CELL, NB) \
   case CELL: \
     KFN (recur_hreg) (CELL, NB, 1, s->w_hh->data, s->b_hh, NULL, 0, 1, FALSE, \
-        h, c, out, 0, &io); \
+        h, c, out, 0, &io, (const gsize (*)[4]) s->xoff); \
     break
   if (s->H == 8)
     CELL_SWITCH (s->cell, H8_CASE, 0)

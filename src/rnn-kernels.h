@@ -18,6 +18,30 @@ typedef void (*RnnSmallIoFn) (RnnCell cell, const RnnPackedMatrix *W_ih,
     const float *head_b, float *y, gsize y_stride, gsize y_sstride,
     float *h_final);
 
+/* Where the W_ih rows of gate g, block b (8 hidden units) of a register
+ * kernel's layer start in W_ih's packed panels (@Wi NULL: no input
+ * projection, all 0), for G gates of NB blocks.  Rows r = g H + 8 b in
+ * turn, 8 at a time; 8 rows from a multiple of 8 stay within one panel
+ * (their width is a multiple of 8), and the panel and offset follow
+ * without a division. */
+static inline void
+rnn_hreg_offsets (int G, int NB, const RnnPackedMatrix *Wi, gsize xoff[4][4])
+{
+  gsize at = 0, col = 0;
+  for (int g = 0; g < G; g++)
+    for (int b = 0; b < NB; b++) {
+      xoff[b][g] = 0;
+      if (Wi) {
+        xoff[b][g] = at + col;
+        col += 8;
+        if (col == Wi->width) {
+          col = 0;
+          at += Wi->K * Wi->width;
+        }
+      }
+    }
+}
+
 typedef struct {
   const char *name;
   /* C[M][N] = A[M][K] · Wᵀ + bias[N]; every element summed in one fixed

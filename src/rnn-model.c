@@ -470,7 +470,10 @@ rnn_model_seal (RnnModel *model)
       model->cfg.has_head ? model->cfg.output_size : 0,
       &model->packed[0].w_ih, &model->packed[0].w_hh_blocked,
       model->layers[0].b_ih, model->layers[0].b_hh, model->head_w,
-      model->head_b };
+      model->head_b, { { 0 } } };
+  if (model->direct == RNN_DIRECT_SMALL && H > 8)
+    rnn_hreg_offsets ((int) G, (int) (H / 8), &model->packed[0].w_ih,
+        model->step1.xoff);
 }
 
 const RnnConfig *

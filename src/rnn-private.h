@@ -61,6 +61,9 @@ struct _RnnStep1 {
   gsize H, O;
   const RnnPackedMatrix *w_ih, *w_hh;   /* packed; w_hh gate-blocked */
   const float *b_ih, *b_hh, *head_w, *head_b;
+  /* H = 16-32: the register kernel's W_ih offsets (rnn_hreg_offsets ()),
+   * some 30-50 instructions a call would otherwise spend on them */
+  gsize xoff[4][4];
 };
 
 struct _RnnModel {
