@@ -158,6 +158,8 @@ rnn_model_new (const RnnConfig *cfg, GError **error)
   RnnModel *m = g_new0 (RnnModel, 1);
   g_atomic_ref_count_init (&m->ref_count);
   m->cfg = *cfg;
+  m->state_shape = rnn_shape_key (cfg->cell == RNN_CELL_LSTM,
+      cfg->num_layers, cfg->bidirectional ? 2 : 1, cfg->hidden_size);
   if (!m->cfg.has_head) {
     m->cfg.output_size = 0;
     m->cfg.head_activation = RNN_HEAD_ACT_NONE;
@@ -634,6 +636,7 @@ rnn_state_new (const RnnModel *model, guint batch)
   s->dirs = rnn_model_get_num_directions (model);
   s->hidden = model->cfg.hidden_size;
   s->batch = batch;
+  s->shape = model->state_shape;
   s->per_block = (gsize) batch * s->hidden;
   s->n_blocks = (gsize) s->layers * s->dirs * (s->cell == RNN_CELL_LSTM ? 2 : 1);
   s->data = g_malloc0_n (s->n_blocks * s->per_block, sizeof (float));
