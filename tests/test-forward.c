@@ -700,6 +700,58 @@ test_f16_weights (void)
   rnn_model_unref (m);
 }
 
+static RnnModel *
+shape_model (RnnCell cell, guint layers, gboolean bidir, guint H)
+{
+  RnnConfig cfg;
+  rnn_config_init (&cfg);
+  cfg.cell = cell;
+  cfg.num_layers = layers;
+  cfg.bidirectional = bidir;
+  cfg.hidden_size = H;
+  RnnModel *m = rnn_model_new (&cfg, NULL);
+  g_assert_nonnull (m);
+  return m;
+}
+
+/* A state fits a model of the same shape: c or not (LSTM or another
+ * cell), layers, directions, hidden size; input, head and batch do not
+ * matter (rnn_forward () checks the batch itself). */
+static void
+test_state_fits (void)
+{
+  RnnModel *lstm = shape_model (RNN_CELL_LSTM, 2, FALSE, 16);
+  RnnState *s = rnn_state_new (lstm, 3);
+  g_assert_true (rnn_state_fits (s, lstm));
+  static const struct { RnnCell cell; guint layers; gboolean bidir; guint H;
+    gboolean fits; } cases[] = {
+    { RNN_CELL_LSTM, 2, FALSE, 16, TRUE },
+    { RNN_CELL_GRU, 2, FALSE, 16, FALSE },      /* no c */
+    { RNN_CELL_LSTM, 1, FALSE, 16, FALSE },
+    { RNN_CELL_LSTM, 3, FALSE, 16, FALSE },
+    { RNN_CELL_LSTM, 2, TRUE, 16, FALSE },
+    { RNN_CELL_LSTM, 2, FALSE, 17, FALSE },
+  };
+  for (guint n = 0; n < G_N_ELEMENTS (cases); n++) {
+    RnnModel *m = shape_model (cases[n].cell, cases[n].layers,
+        cases[n].bidir, cases[n].H);
+    if (rnn_state_fits (s, m) != cases[n].fits)
+      g_error ("case %u: the state %s", n, cases[n].fits ? "does not fit"
+          : "fits");
+    rnn_model_unref (m);
+  }
+  rnn_state_free (s);
+  /* the cells without c share their states' shape */
+  RnnModel *gru = shape_model (RNN_CELL_GRU, 1, TRUE, 8);
+  RnnModel *tanh_rnn = shape_model (RNN_CELL_RNN_TANH, 1, TRUE, 8);
+  s = rnn_state_new (gru, 1);
+  g_assert_true (rnn_state_fits (s, tanh_rnn));
+  rnn_state_free (s);
+  rnn_model_unref (gru);
+  rnn_model_unref (tanh_rnn);
+  rnn_model_unref (lstm);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -714,6 +766,7 @@ main (int argc, char **argv)
   g_test_add_func ("/forward/f16/loads-equal-rounded-float32", test_f16_loads);
   g_test_add_func ("/forward/streaming/threads-change-nothing", test_threads);
   g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
+  g_test_add_func ("/forward/state/fits", test_state_fits);
   g_test_add_func ("/forward/fast/no-allocation-in-steady-state", test_no_allocation);
   g_test_add_func ("/forward/f16/rounding", test_f16_rounding);
   g_test_add_func ("/forward/f16/weights", test_f16_weights);
