@@ -122,23 +122,6 @@ KFN (vtanh_exp) (v8sf x)
   return em1 / (em1 + S (2.0f));
 }
 
-/* tanh x ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh rounds to +-1 in
- * float), P and Q of degree 4 with positive coefficients (so both evaluate
- * to within an ulp or two), fitted for this kernel by scripts/fit-tanh.py
- * (near-minimax absolute error), which also measures this evaluation
- * against tanh in double: at most 3.1e-7 (about 5 ulp, near |x| = 8.8),
- * mean 0.8 ulp; relative precision near 0 is kept (tanh RNNs carry it
- * over many steps).  Cheaper than an exponential and a division.
- * Horner's scheme, not Estrin's: a chain six cycles longer, but no z^2
- * and z^4, and each step takes its coefficient as a memory operand where
- * Estrin's pairs need one of theirs loaded into a register: 3-5 fewer
- * instructions per tanh, each a result fewer.  Every floating-point
- * result holds a physical register until it retires, and with the
- * register file full the processor stops taking instructions (dispatch
- * stalled on it 22-34 % of the cycles of an LSTM step at H = 16-32):
- * fewer results let it look further ahead.  Against Estrin's, for the
- * LSTM: 1.02-1.03x at H = 32-64, 1.06x for 8 streams of H=32, 1.01x at
- * H = 8-16, and as accurate (the GRU keeps Estrin's, vtanh_fast_short ()). */
 /* The activations' constants as vectors in memory, for the one-step
  * instances (@one below): read through a pointer hidden from the compiler,
  * each is a memory operand of the instruction that uses it.  Otherwise
@@ -165,6 +148,23 @@ static const v8sf KFN (act_tab)[13] __attribute__ ((aligned (32))) = {
   if (one) \
     __asm__ volatile ("" : "+r" (t))
 
+/* tanh x ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh rounds to +-1 in
+ * float), P and Q of degree 4 with positive coefficients (so both evaluate
+ * to within an ulp or two), fitted for this kernel by scripts/fit-tanh.py
+ * (near-minimax absolute error), which also measures this evaluation
+ * against tanh in double: at most 3.1e-7 (about 5 ulp, near |x| = 8.8),
+ * mean 0.8 ulp; relative precision near 0 is kept (tanh RNNs carry it
+ * over many steps).  Cheaper than an exponential and a division.
+ * Horner's scheme, not Estrin's: a chain six cycles longer, but no z^2
+ * and z^4, and each step takes its coefficient as a memory operand where
+ * Estrin's pairs need one of theirs loaded into a register: 3-5 fewer
+ * instructions per tanh, each a result fewer.  Every floating-point
+ * result holds a physical register until it retires, and with the
+ * register file full the processor stops taking instructions (dispatch
+ * stalled on it 22-34 % of the cycles of an LSTM step at H = 16-32):
+ * fewer results let it look further ahead.  Against Estrin's, for the
+ * LSTM: 1.02-1.03x at H = 32-64, 1.06x for 8 streams of H=32, 1.01x at
+ * H = 8-16, and as accurate (the GRU keeps Estrin's, vtanh_fast_short ()). */
 static inline v8sf
 KFN (vtanh_fast) (v8sf x, const int one)
 {
@@ -497,8 +497,7 @@ KFN (cell_math) (const RnnCell cell, const v8sf *XP, const v8sf *RP,
 static inline __attribute__ ((always_inline)) void
 KFN (recur_update) (const RnnCell cell, const float *restrict pre,
     const float *restrict xp, gsize H, float *restrict c,
-    const float *restrict hold, float *restrict ho, const gsize n,
-    const int one)
+    const float *restrict hold, float *restrict ho, const gsize n)
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   v8sf XP[4], RP[4], cv = { 0 }, hv = { 0 };
@@ -510,7 +509,9 @@ KFN (recur_update) (const RnnCell cell, const float *restrict pre,
     cv = KFN (load) (c, n);
   if (cell == RNN_CELL_GRU)
     hv = KFN (load) (hold, n);
-  const v8sf hn = KFN (cell_math) (cell, XP, RP, &cv, hv, one);
+  /* (the activations' constants from act_tab in recur1_step1 (): 0.98-0.99x
+   * at H=64) */
+  const v8sf hn = KFN (cell_math) (cell, XP, RP, &cv, hv, 0);
   if (cell == RNN_CELL_LSTM)
     KFN (store) (c, cv, n);
   KFN (store) (ho, hn, n);
@@ -869,14 +870,6 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
 #undef BIAS
 }
 
-/* hreg_step ()'s constants for one layer (rnn_hreg_offsets ()) */
-static inline __attribute__ ((always_inline)) void
-KFN (hreg_setup) (const int G, const int NB, const RnnPackedMatrix *Wi,
-    gsize xoff[4][4])
-{
-  rnn_hreg_offsets (G, NB, Wi, xoff);
-}
-
 /* Step @t's outputs from h in NB registers: the h row to @row when set,
  * and the head's linear part as head_rows () (dot_row ()'s order). */
 static inline __attribute__ ((always_inline)) void
@@ -909,7 +902,7 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const int one,
   /* no initialiser for the whole arrays: GCC cleared them with rep stos,
    * some 60 cycles of every one-sample call */
   v8sf h[4], cv[4];
-  gsize xoff_own[4][4];          /* hreg_setup () sets the used ones */
+  gsize xoff_own[4][4];          /* rnn_hreg_offsets () sets the used ones */
   for (int b = 0; b < NB; b++) {
     h[b] = *(const v8sf_u *) (h0 + 8 * b);
     cv[b] = (v8sf) { 0 };
@@ -919,7 +912,7 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const int one,
   /* @xoff_pre: set up at seal (RnnStep1.xoff), for calls of one step */
   const gsize (*xoff)[4] = xoff_pre;
   if (!xoff_pre) {
-    KFN (hreg_setup) (G, NB, io ? io->w_ih : NULL, xoff_own);
+    rnn_hreg_offsets (G, NB, io ? io->w_ih : NULL, xoff_own);
     xoff = (const gsize (*)[4]) xoff_own;
   }
   for (gsize s = 0; s < T; s++) {
@@ -964,8 +957,8 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
       c1[b] = *(const v8sf_u *) (cs[1] + 8 * b);
     }
   }
-  KFN (hreg_setup) (G, NB, io->w_ih, xoff0);
-  KFN (hreg_setup) (G, NB, W1x, xoff1);
+  rnn_hreg_offsets (G, NB, io->w_ih, xoff0);
+  rnn_hreg_offsets (G, NB, W1x, xoff1);
   /* the four bias rows copied to the stack: read in place, as
    * recur_hreg () does, this loop ran 11 % slower (LSTM 2x8) */
   float bias[4][4 * 32] __attribute__ ((aligned (32)));
@@ -1271,15 +1264,15 @@ KFN (recur_products_s) (const int G, const int S, const float *restrict P,
 static inline __attribute__ ((always_inline)) void
 KFN (stream_update) (const RnnCell cell, const int G, const float *restrict pre,
     const float *restrict xp, gsize H, const float *restrict hin,
-    float *restrict c, float *restrict ho, const int one)
+    float *restrict c, float *restrict ho)
 {
   const gsize full = H / 8 * 8;
   for (gsize j = 0; j < full; j += 8)
     KFN (recur_update) (cell, pre + j * G, xp + j, H, c ? c + j : NULL,
-        hin + j, ho + j, 8, one);
+        hin + j, ho + j, 8);
   if (full < H)
     KFN (recur_update) (cell, pre + full * G, xp + full, H,
-        c ? c + full : NULL, hin + full, ho + full, H - full, one);
+        c ? c + full : NULL, hin + full, ho + full, H - full);
 }
 
 /* One case per cell: the kernels are instantiated per cell (and weight
@@ -1395,7 +1388,7 @@ KFN (recur_cell) (const RnnCell cell, const int half,
     for (gsize b = 0; b < B; b++)
       KFN (stream_update) (cell, G, pre + b * GHp, xp + (t * B + b) * GH, H,
           HIN (b), c ? c + b * H : NULL,
-          out + t * row_stride + b * stream_stride, 0);
+          out + t * row_stride + b * stream_stride);
 #undef HIN
     tprev = t;
   }
@@ -1562,9 +1555,7 @@ KFN (recur1_io_cell) (const RnnCell cell, const int half,
     } else
       KFN (project_rows) (xp, io->x + t * io->x_stride, io->w_ih, io->b_ih, 1);
     KFN (stream_products) (G, half, W, bhh, H, hin, pre, FALSE);
-    /* (the activations' constants from act_tab at one step: 0.98-0.99x
-     * at H=64) */
-    KFN (stream_update) (cell, G, pre, xp, H, hin, c, ho, 0);
+    KFN (stream_update) (cell, G, pre, xp, H, hin, c, ho);
     KFN (head_rows) (io->y + t * io->y_stride, 0, ho, 0, io->head_w,
         io->head_b, 1, io->O, H);
     hin = ho;
