@@ -25,7 +25,7 @@ static const RnnKernels kernels = {
   recur_avx2, recur_small_io_avx2,
   recur_hreg_io_avx2, recur1_io_avx2,
   recur_small2_io_avx2,
-  recur_step1_avx2, recur1_step1_avx2,
+  recur_step1_avx2, recur_small2_step1_avx2, recur1_step1_avx2,
   head_rows_avx2,
   sigmoid_array_avx2, tanh_array_avx2,
 };

@@ -9,7 +9,7 @@ static const RnnKernels kernels = {
   recur_generic, recur_small_io_generic,
   recur_hreg_io_generic, recur1_io_generic,
   recur_small2_io_generic,
-  recur_step1_generic, recur1_step1_generic,
+  recur_step1_generic, recur_small2_step1_generic, recur1_step1_generic,
   head_rows_generic,
   sigmoid_array_generic, tanh_array_generic,
 };

@@ -939,12 +939,13 @@ KFN (recur_hreg) (const RnnCell cell, const int NB, const int one,
  * processor overlaps.  The same bits as the general path (each layer's
  * operations are hreg_step ()'s). */
 static inline __attribute__ ((always_inline)) void
-KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
+KFN (recur_hreg2) (const RnnCell cell, const int NB, const int one,
+    const RecurIO *io,
     const float *restrict P0, const float *restrict bhh0,
     const RnnPackedMatrix *W1x, const float *restrict bih1,
     const float *restrict P1, const float *restrict bhh1, gsize T,
     float *const hs[2], float *const cs[2], float *restrict out,
-    gsize row_stride)
+    gsize row_stride, const gsize (*xoff_pre)[4][4])
 {
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   v8sf h0[4], h1[4], c0[4] = { { 0 } }, c1[4] = { { 0 } };
@@ -957,21 +958,36 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const RecurIO *io,
       c1[b] = *(const v8sf_u *) (cs[1] + 8 * b);
     }
   }
-  rnn_hreg_offsets (G, NB, io->w_ih, xoff0);
-  rnn_hreg_offsets (G, NB, W1x, xoff1);
+  /* @xoff_pre: both layers' W_ih offsets, set up at seal (RnnStep1), for
+   * calls of one step */
+  const gsize (*x0)[4] = (const gsize (*)[4]) xoff0;
+  const gsize (*x1)[4] = (const gsize (*)[4]) xoff1;
+  if (xoff_pre) {
+    x0 = xoff_pre[0];
+    x1 = xoff_pre[1];
+  } else {
+    rnn_hreg_offsets (G, NB, io->w_ih, xoff0);
+    rnn_hreg_offsets (G, NB, W1x, xoff1);
+  }
   /* the four bias rows copied to the stack: read in place, as
-   * recur_hreg () does, this loop ran 11 % slower (LSTM 2x8) */
+   * recur_hreg () does, this loop ran 11 % slower (LSTM 2x8); the
+   * one-step instance reads them in place (a copy per call costs more
+   * than it saves in one step) */
   float bias[4][4 * 32] __attribute__ ((aligned (32)));
   const float *const from[4] = { bhh0, io->b_ih, bhh1, bih1 };
-  for (int q = 0; q < 4; q++)
-    for (int i = 0; i < G * NB; i++)
-      *(v8sf *) (bias[q] + 8 * i) = *(const v8sf_u *) (from[q] + 8 * i);
+  const float *bp[4] = { from[0], from[1], from[2], from[3] };
+  if (!one)
+    for (int q = 0; q < 4; q++) {
+      for (int i = 0; i < G * NB; i++)
+        *(v8sf *) (bias[q] + 8 * i) = *(const v8sf_u *) (from[q] + 8 * i);
+      bp[q] = bias[q];
+    }
   for (gsize t = 0; t < T; t++) {
     __asm__ ("" : "+r" (P0), "+r" (P1));        /* as in recur_h8 () */
-    KFN (hreg_step) (cell, NB, P0, bias[0], bias[1], xoff0, io,
-        io->x + t * io->x_stride, NULL, NULL, NULL, h0, c0, 0);
-    KFN (hreg_step) (cell, NB, P1, bias[2], bias[3], xoff1, NULL, NULL, NULL, h0,
-        W1x, h1, c1, 0);
+    KFN (hreg_step) (cell, NB, P0, bp[0], bp[1], x0, io,
+        io->x + t * io->x_stride, NULL, NULL, NULL, h0, c0, one);
+    KFN (hreg_step) (cell, NB, P1, bp[2], bp[3], x1, NULL, NULL, NULL, h0,
+        W1x, h1, c1, one);
     KFN (hreg_emit) (NB, h1, out ? out + t * row_stride : NULL, io, t);
   }
   for (int b = 0; b < NB; b++) {
@@ -1511,7 +1527,7 @@ KFN (recur_step1) (const RnnStep1 *s, const float *x, float *h, float *c,
 #define HREG_CASE(CELL, NB) \
   case CELL: \
     KFN (recur_hreg) (CELL, NB, 1, s->w_hh->data, s->b_hh, NULL, 0, 1, FALSE, \
-        h, c, out, 0, &io, (const gsize (*)[4]) s->xoff); \
+        h, c, out, 0, &io, (const gsize (*)[4]) s->xoff[0]); \
     break
   if (s->H == 8)
     CELL_SWITCH (s->cell, H8_CASE, 0)
@@ -1653,14 +1669,37 @@ KFN (recur_small2_io) (RnnCell cell, const RnnPackedMatrix *W_ih0,
   /* one instance per cell and size, as in recur () */
 #define HREG2_CASE(CELL, NB) \
     case CELL: \
-      KFN (recur_hreg2) (CELL, NB, &io, W0->data, bhh0, W_ih1, b_ih1, \
-          W1->data, bhh1, T, h, c, out, row_stride); \
+      KFN (recur_hreg2) (CELL, NB, 0, &io, W0->data, bhh0, W_ih1, b_ih1, \
+          W1->data, bhh1, T, h, c, out, row_stride, NULL); \
       break
   /* H = 8 only: at H = 16 and 32 layer 1's input projection, one chain of
    * H products per row as project_rows () sums it, sat on the step's
    * critical path, and the pair ran 15-35 % slower than the general path
    * (1.44x faster at H = 8) */
   CELL_SWITCH (cell, HREG2_CASE, 1)
+#undef HREG2_CASE
+}
+
+void KFN (recur_small2_step1) (const RnnStep1 *s, const float *x, float *h,
+    float *c, float *y);
+
+/* recur_small2_io () for one step (RnnKernels.recur_small2_step1), an
+ * instance without a loop, as recur_step1 (); the state's blocks of one
+ * stream of H = 8: layer 1's h and c right after layer 0's. */
+void
+KFN (recur_small2_step1) (const RnnStep1 *s, const float *x, float *h,
+    float *c, float *y)
+{
+  const RecurIO io = STEP1_RECORD;
+  float *const hs[2] = { h, h + 8 };
+  float *const cs[2] = { c, c ? c + 8 : NULL };
+#define HREG2_CASE(CELL, NB) \
+    case CELL: \
+      KFN (recur_hreg2) (CELL, NB, 1, &io, s->w_hh->data, s->b_hh, s->w_ih1, \
+          s->b_ih1, s->w_hh1->data, s->b_hh1, 1, hs, cs, s->O ? NULL : y, 0, \
+          (const gsize (*)[4][4]) s->xoff); \
+      break
+  CELL_SWITCH (s->cell, HREG2_CASE, 1)
 #undef HREG2_CASE
 }
 

@@ -99,6 +99,10 @@ typedef struct {
    * an instance without a loop, for calls of one sample.  The same bits. */
   void (*recur_step1) (const RnnStep1 *s, const float *x, float *h,
       float *c, float *y);
+  /* recur_small2_io () for one step, as recur_step1 () (RNN_DIRECT_SMALL2;
+   * h and c: layer 0's H values, then layer 1's) */
+  void (*recur_small2_step1) (const RnnStep1 *s, const float *x, float *h,
+      float *c, float *y);
   /* recur1_io () for one step, as recur_step1 () (RNN_DIRECT_ONE) */
   void (*recur1_step1) (const RnnStep1 *s, const float *x, float *h,
       float *c, float *y);

@@ -47,9 +47,9 @@ typedef enum {
 
 RnnDirect rnn_forward_direct_kind (const RnnModel *m);
 
-/* What a call of one sample of one stream needs on the RNN_DIRECT_SMALL
- * and RNN_DIRECT_ONE paths, gathered by rnn_model_seal (): the kernel
- * (RnnKernels.recur_step1 or recur1_step1)
+/* What a call of one sample of one stream needs on the direct paths
+ * (RnnDirect), gathered by rnn_model_seal (): the kernel
+ * (RnnKernels.recur_step1, recur_small2_step1 or recur1_step1)
  * then takes five arguments in registers, where the general entry's 23
  * cost some 40 instructions to pass and as many to take apart, at every
  * sample. */
@@ -61,9 +61,13 @@ struct _RnnStep1 {
   gsize H, O;
   const RnnPackedMatrix *w_ih, *w_hh;   /* packed; w_hh gate-blocked */
   const float *b_ih, *b_hh, *head_w, *head_b;
+  /* RNN_DIRECT_SMALL2: layer 1's weights (layer 0's above) */
+  const RnnPackedMatrix *w_ih1, *w_hh1;
+  const float *b_ih1, *b_hh1;
   /* H = 16-32: the register kernel's W_ih offsets (rnn_hreg_offsets ()),
-   * some 30-50 instructions a call would otherwise spend on them */
-  gsize xoff[4][4];
+   * some 30-50 instructions a call would otherwise spend on them; two
+   * layers of 8: layer 0's, then layer 1's */
+  gsize xoff[2][4][4];
 };
 
 struct _RnnModel {
