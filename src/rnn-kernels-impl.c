@@ -974,12 +974,11 @@ KFN (recur_hreg2) (const RnnCell cell, const int NB, const int one,
    * one-step instance reads them in place (a copy per call costs more
    * than it saves in one step) */
   float bias[4][4 * 32] __attribute__ ((aligned (32)));
-  const float *const from[4] = { bhh0, io->b_ih, bhh1, bih1 };
-  const float *bp[4] = { from[0], from[1], from[2], from[3] };
+  const float *bp[4] = { bhh0, io->b_ih, bhh1, bih1 };
   if (!one)
     for (int q = 0; q < 4; q++) {
       for (int i = 0; i < G * NB; i++)
-        *(v8sf *) (bias[q] + 8 * i) = *(const v8sf_u *) (from[q] + 8 * i);
+        *(v8sf *) (bias[q] + 8 * i) = *(const v8sf_u *) (bp[q] + 8 * i);
       bp[q] = bias[q];
     }
   for (gsize t = 0; t < T; t++) {

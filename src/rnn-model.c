@@ -465,21 +465,10 @@ rnn_model_seal (RnnModel *model)
   }
   model->direct = rnn_forward_direct_kind (model);
   memset (&model->step1, 0, sizeof model->step1);
+  if (model->direct == RNN_DIRECT_NONE)
+    return;
   const RnnKernels *kern = rnn_kernels_get ();
   RnnStep1 *s1 = &model->step1;
-  switch (model->direct) {
-    case RNN_DIRECT_SMALL:
-      s1->fn = kern->recur_step1;
-      break;
-    case RNN_DIRECT_SMALL2:
-      s1->fn = kern->recur_small2_step1;
-      break;
-    case RNN_DIRECT_ONE:
-      s1->fn = kern->recur1_step1;
-      break;
-    case RNN_DIRECT_NONE:
-      return;
-  }
   s1->cell = model->cfg.cell;
   s1->H = H;
   s1->O = model->cfg.has_head ? model->cfg.output_size : 0;
@@ -489,16 +478,27 @@ rnn_model_seal (RnnModel *model)
   s1->b_hh = model->layers[0].b_hh;
   s1->head_w = model->head_w;
   s1->head_b = model->head_b;
-  if (model->direct == RNN_DIRECT_SMALL2) {
-    s1->w_ih1 = &model->packed[1].w_ih;
-    s1->w_hh1 = &model->packed[1].w_hh_blocked;
-    s1->b_ih1 = model->layers[1].b_ih;
-    s1->b_hh1 = model->layers[1].b_hh;
-    rnn_hreg_offsets ((int) G, 1, s1->w_ih, s1->xoff[0]);
-    rnn_hreg_offsets ((int) G, 1, s1->w_ih1, s1->xoff[1]);
+  switch (model->direct) {
+    case RNN_DIRECT_SMALL:
+      s1->fn = kern->recur_step1;
+      if (H > 8)
+        rnn_hreg_offsets ((int) G, (int) (H / 8), s1->w_ih, s1->xoff[0]);
+      break;
+    case RNN_DIRECT_SMALL2:
+      s1->fn = kern->recur_small2_step1;
+      s1->w_ih1 = &model->packed[1].w_ih;
+      s1->w_hh1 = &model->packed[1].w_hh_blocked;
+      s1->b_ih1 = model->layers[1].b_ih;
+      s1->b_hh1 = model->layers[1].b_hh;
+      rnn_hreg_offsets ((int) G, 1, s1->w_ih, s1->xoff[0]);
+      rnn_hreg_offsets ((int) G, 1, s1->w_ih1, s1->xoff[1]);
+      break;
+    case RNN_DIRECT_ONE:
+      s1->fn = kern->recur1_step1;
+      break;
+    case RNN_DIRECT_NONE:
+      break;
   }
-  if (model->direct == RNN_DIRECT_SMALL && H > 8)
-    rnn_hreg_offsets ((int) G, (int) (H / 8), s1->w_ih, s1->xoff[0]);
 }
 
 const RnnConfig *
