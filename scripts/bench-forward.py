@@ -3,7 +3,7 @@
 
 For each hidden size H (default 32 128 256) this builds an LSTM with input
 size 1 and a linear head to 1 output (fixed seed), exports it with
-gstrnn_export to a temporary directory, and measures:
+gstrnn.export() to a temporary directory, and measures:
 
   ours     the C benchmark program (--bench-bin, default
            build/tests/bench-forward), called as
@@ -37,8 +37,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-import gstrnn_export  # noqa: E402
+import gstrnn
 
 SEED = 20240601
 
@@ -114,7 +113,7 @@ def main() -> int:
         for H in args.hidden:
             rnn, head = build_model(H)
             model = os.path.join(tmp, f"lstm_H{H}.safetensors")
-            gstrnn_export.export(rnn, head, model, description=f"bench-forward LSTM H={H}")
+            gstrnn.export(rnn, head, model, description=f"bench-forward LSTM H={H}")
             ours, why = bench_ours(args.bench_bin, model, args.steps, args.chunk, args.repeats)
             if why and why not in notes:
                 notes.append(why)

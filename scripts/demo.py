@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "models", "recipes"))
-import gstrnn_recipe as R  # noqa: E402
+import gstrnn.recipes as R
+
+ROOT = R.ROOT
 
 M = os.path.join(ROOT, "models")
 FX = ("audiodynamic mode=compressor characteristics=soft-knee threshold=0.2 ratio=0.3 "

@@ -40,8 +40,6 @@ except (ImportError, ValueError) as e:
           f"gir1.2-gst-plugins-base-1.0 ({e})", file=sys.stderr)
     sys.exit(77)          # "skipped" for meson
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 RATE = 8000
 FRAME = 8                 # samples per model step
 SEGMENT = 0.5             # seconds per quiet / loud segment
@@ -50,7 +48,7 @@ CLASSES = ("quiet", "loud")
 
 def write_loudness_model(path):
     """The hand-made 2-layer ReLU RNN + softmax head described above."""
-    from gstrnn_export import export_arrays   # numpy only
+    from gstrnn import export_arrays   # numpy only
 
     H = 2 * FRAME
     w0 = np.concatenate([np.eye(FRAME), -np.eye(FRAME)])          # relu(x), relu(-x)
@@ -210,7 +208,7 @@ def main(argv=None):
         write_loudness_model(model)
         rate, channels, frame = RATE, 1, FRAME
     else:
-        from gstrnn_export import load
+        from gstrnn import load
         model = args.model
         meta, _ = load(model)
         frame = int(meta.get("frame_size", "1"))

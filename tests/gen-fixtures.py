@@ -2,7 +2,7 @@
 """Regenerate the forward-parity fixtures: tests/fixtures/forward.tar.xz.
 
 Every model is a PyTorch module with PyTorch's default initialisation,
-exported with scripts/gstrnn_export.py, together with PyTorch's outputs on
+exported with gstrnn.export(), together with PyTorch's outputs on
 three deterministic input sequences.  The C test reads the tarball and checks
 rnn_forward() against these outputs, so the tests run without PyTorch.
 
@@ -57,8 +57,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import gstrnn_export  # noqa: E402
+import gstrnn
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 LAYERS = (1, 2, 3)
@@ -213,18 +212,18 @@ def generate(stage: str, full_check: bool, log) -> list[dict]:
         for vname, has_head, act, norm in variants(L, bidir, I, H):
             name = f"{cell}_L{L}_{'bi' if bidir else 'uni'}_I{I}_H{H}_{vname}{'_norm' if norm else ''}"
             model_path = os.path.join(fdir, name + ".safetensors")
-            gstrnn_export.export(
+            gstrnn.export(
                 rnn, head if has_head else None, model_path,
                 norm_mean=mean if norm else None, norm_std=std if norm else None,
                 head_activation=act)
 
             # Reference outputs from the file as written (proves the round trip).
-            meta, tensors = gstrnn_export.load(model_path)
-            r_rnn, r_head, _, r_mean, r_std = gstrnn_export.build_torch(model_path)
+            meta, tensors = gstrnn.load(model_path)
+            r_rnn, r_head, _, r_mean, r_std = gstrnn.build_torch(model_path)
             O = HEAD_OUTPUTS if has_head else D * H
             ys = {}
             for T in SEQ_LENGTHS:
-                y = gstrnn_export.torch_forward(r_rnn, r_head, act, inputs[T][I], r_mean, r_std)
+                y = gstrnn.torch_forward(r_rnn, r_head, act, inputs[T][I], r_mean, r_std)
                 assert y.shape == (T, 1, O)
                 ys[T] = y[:, 0, :]
                 if T == 17 or (T == 1000 and check_long):
@@ -240,7 +239,7 @@ def generate(stage: str, full_check: bool, log) -> list[dict]:
                 "y_T17": ys[17],
                 "y_T1000": ys[1000][STEPS_T1000],
             }
-            gstrnn_export.write_safetensors(
+            gstrnn.write_safetensors(
                 os.path.join(fdir, name + ".expected.safetensors"), expected,
                 {"output_size": str(O), "steps_T1000": ",".join(map(str, STEPS_T1000))})
             y_all = np.concatenate([ys[T] for T in SEQ_LENGTHS])

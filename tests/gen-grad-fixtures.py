@@ -44,7 +44,7 @@ Semantics (DESIGN.md §2; the C API in src/rnn-train.h):
   input.mean / input.std are constants, not parameters.
 
 Tarball members (all under grad/):
-  NAME.safetensors            the model (scripts/gstrnn_export.py)
+  NAME.safetensors            the model (gstrnn.export())
   NAME.expected.safetensors   F32 tensors:
     x [T,B,I], target [T,B,O] (mse) or [T,B] class indices (ce),
     mask [T,B] (only _mask), h0 / c0 [L*D,B,H] and hT / cT (uni; c for lstm),
@@ -77,8 +77,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import gstrnn_export  # noqa: E402
+import gstrnn
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 I, H, O, T, B = 3, 5, 4, 7, 2
@@ -259,7 +258,7 @@ def rel_err(a, ref):
 def generate_model(gdir, index, spec, log, stats):
     name = spec_name(*spec)
     p = Problem(spec, SEED_BASE + index)
-    gstrnn_export.export(
+    gstrnn.export(
         p.rnn, p.head, os.path.join(gdir, name + ".safetensors"),
         norm_mean=p.mean, norm_std=p.std, head_activation=p.act)
 
@@ -291,7 +290,7 @@ def generate_model(gdir, index, spec, log, stats):
         t["adam." + n] = f32(adam[n])
         t["clip." + n] = f32(clipped[n])
     meta = {"loss": p.loss_kind, "warmup": str(p.warmup), "clip_total_norm": repr(total)}
-    gstrnn_export.write_safetensors(os.path.join(gdir, name + ".expected.safetensors"), t, meta)
+    gstrnn.write_safetensors(os.path.join(gdir, name + ".expected.safetensors"), t, meta)
     return name
 
 
@@ -338,7 +337,7 @@ def optim_fixture(gdir):
     p.grad = g1.clone()
     torch.nn.utils.clip_grad_norm_([p], 1000.0)
     t["clip_none"] = p.grad.numpy().copy()
-    gstrnn_export.write_safetensors(os.path.join(gdir, "optim.safetensors"), t,
+    gstrnn.write_safetensors(os.path.join(gdir, "optim.safetensors"), t,
                                     {"clip_total_norm": repr(float(total))})
 
 

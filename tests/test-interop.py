@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch / ONNX interop through the real element (TAP output).
 
-Models made in PyTorch are written by scripts/export-torch.py (module API and
-command) and by scripts/import-onnx.py (from torch.onnx.export's graphs and
-from graphs built by hand with onnx.helper), then run by rnnfilter in a
+Models made in PyTorch are written by gstrnn.export() and by
+tools/gst-rnn-convert (PyTorch files, and ONNX graphs from torch.onnx.export
+and built by hand with onnx.helper), then run by rnnfilter in a
 GStreamer pipeline (appsrc ! rnnfilter ! appsink, through PyGObject) and
 compared with PyTorch's own output: every case asserts max |difference|
 <= 1e-5 and prints the measured figure as a TAP comment.  The refusals of
-import-onnx are checked by the attribute their message names.
+the ONNX importer are checked by the attribute their message names.
 
 Needs GST_PLUGIN_PATH pointing at the build's plugins/ (meson sets it) and
 python3-torch, python3-onnx, python3-gi with the GStreamer typelibs.
@@ -15,7 +15,6 @@ Usage: test-interop.py [SUBSTRING...]   (run only the matching cases)
 """
 
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -25,8 +24,7 @@ import tempfile
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = os.path.join(os.path.dirname(HERE), "scripts")
-sys.path.insert(0, SCRIPTS)
+CONVERT = os.path.join(os.path.dirname(HERE), "tools", "gst-rnn-convert")
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -56,17 +54,11 @@ except (ImportError, ValueError):
     Gst = None
     missing.append("python3-gi / gir1.2-gst-plugins-base-1.0")
 
-if torch is not None:
-    import gstrnn_export
+import gstrnn  # noqa: E402
+import gstrnn.convert  # noqa: E402
+import gstrnn.torch_import  # noqa: E402
 if onnx is not None:
-    import gstrnn_onnx
-
-
-def load_script(name, filename):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(SCRIPTS, filename))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    import gstrnn.onnx_import as gstrnn_onnx
 
 
 TMP = tempfile.mkdtemp(prefix="gstrnn-interop-")
@@ -145,9 +137,9 @@ def stream_reference(rnn, head, act, x, window=None, mean=None, std=None, frame_
     if window:
         T, I = steps.shape
         w = steps.reshape(T // window, window, I).transpose(1, 0, 2)   # [W, n, I]
-        y = gstrnn_export.torch_forward(rnn, head, act, w, mean, std)
+        y = gstrnn.torch_forward(rnn, head, act, w, mean, std)
         return y.transpose(1, 0, 2).reshape(T, -1)
-    return gstrnn_export.torch_forward(rnn, head, act, steps[:, None, :], mean, std)[:, 0, :]
+    return gstrnn.torch_forward(rnn, head, act, steps[:, None, :], mean, std)[:, 0, :]
 
 
 def compare(got, want, what="rnnfilter vs PyTorch"):
@@ -174,7 +166,7 @@ def signal(n, c, seed):
 
 
 # --------------------------------------------------------------------------
-# export-torch: module API
+# gstrnn.export(): live modules
 
 
 def export_case(name, make, act="none", window=None, frame_size=None, norm=False,
@@ -190,7 +182,7 @@ def export_case(name, make, act="none", window=None, frame_size=None, norm=False
             mean = np.linspace(-0.5, 0.5, I).astype(np.float32)
             std = np.linspace(0.5, 2.0, I).astype(np.float32)
         path = tmp(name + ".safetensors")
-        gstrnn_export.export(rnn, head, path, head_activation=act, window=window,
+        gstrnn.export(rnn, head, path, head_activation=act, window=window,
                              frame_size=frame_size, norm_mean=mean, norm_std=std,
                              sample_rate=sample_rate)
         f = frame_size or 1
@@ -214,28 +206,21 @@ export_case("gru-normalised-frame-size-2-rate-8000",
 
 
 # --------------------------------------------------------------------------
-# export-torch: the command
-
-
-EXPORT_TORCH = os.path.join(SCRIPTS, "export-torch.py")
-_cli = None
+# gst-rnn-convert on files written by torch.save
 
 
 def cli_main(*argv):
-    """export-torch.py's main() in process: (status, stdout, stderr)."""
-    global _cli
-    if _cli is None:
-        _cli = load_script("export_torch_cli", "export-torch.py")
+    """gst-rnn-convert's main() in process: (status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            status = _cli.main(list(argv))
+            status = gstrnn.convert.main(list(argv))
         except SystemExit as e:
             status = e.code
     return status, out.getvalue(), err.getvalue()
 
 
-@case("export-torch/command-pickled-module-with-class-file")
+@case("convert-torch/command-pickled-module-with-class-file")
 def _():
     # a whole module pickled from a script's __main__, converted by the real
     # command in a subprocess
@@ -249,21 +234,20 @@ def _():
                 "        self.fc = nn.Linear(7, 3)\n"
                 "    def forward(self, x):\n"
                 "        return torch.softmax(self.fc(self.encoder(x)[0]), -1)\n")
-    saver = ("import sys, torch\nsys.path.insert(0, sys.argv[1])\n"
+    saver = ("import sys, torch\n"
              "exec(open(sys.argv[1] + '/netdef.py').read())\n"
              "torch.manual_seed(3)\ntorch.save(Net(), sys.argv[2])\n")
     pt = tmp("net.pt")
     subprocess.run([sys.executable, "-c", saver, TMP, pt], check=True)
     out = tmp("net.safetensors")
-    p = subprocess.run([sys.executable, EXPORT_TORCH, pt, out, "--class-file", classes,
+    p = subprocess.run([sys.executable, CONVERT, pt, out, "--class-file", classes,
                         "--head-activation", "softmax", "--check", "--description", "test"],
                        capture_output=True, text=True)
     assert p.returncode == 0, f"exit {p.returncode}: {p.stderr}"
     assert "check: max |difference|" in p.stdout, p.stdout
-    meta, _ = gstrnn_export.load(out)
+    meta, _ = gstrnn.load(out)
     assert meta["cell"] == "lstm" and meta["head_activation"] == "softmax", meta
     # the same module, rebuilt in process, against rnnfilter
-    sys.path.insert(0, TMP)
     ns = {}
     exec(open(classes).read(), ns)
     torch.manual_seed(3)
@@ -277,7 +261,7 @@ def _():
     ERRORS["command-pickled-module"] = compare(got, want)
 
 
-@case("export-torch/state-dict-checkpoint")
+@case("convert-torch/state-dict-checkpoint")
 def _():
     torch.manual_seed(4)
     gru = nn.GRU(3, 5, num_layers=2, bidirectional=True)
@@ -290,14 +274,14 @@ def _():
     status, so, se = cli_main(pt, out, "--window", "25", "--sample-rate", "16000",
                               "--head-activation", "sigmoid", "--meta", "train_epochs=7", "--check")
     assert status == 0, se
-    meta, _ = gstrnn_export.load(out)
+    meta, _ = gstrnn.load(out)
     assert meta["train_epochs"] == "7" and meta["window"] == "25", meta
     x = signal(250, 3, seed=6)
     got = run_rnnfilter(out, x, rate=16000)
     ERRORS["state-dict-checkpoint"] = compare(got, stream_reference(gru, head, "sigmoid", x, 25))
 
 
-@case("export-torch/refusals")
+@case("convert-torch/refusals")
 def _():
     torch.save(nn.RNN(2, 3).state_dict(), tmp("rnn.pt"))
     cases = [
@@ -320,13 +304,13 @@ def _():
     assert not os.path.exists(tmp("x.safetensors"))
     status, so, _ = cli_main("--help")
     assert status == 0 and "MODEL.pt" in so
-    assert _cli.export is gstrnn_export.export       # the module face of the command
+    assert gstrnn.torch_import.export is gstrnn.export   # the package's public call
     status, _, _ = cli_main()            # no arguments: usage error
     assert status == 2
 
 
 # --------------------------------------------------------------------------
-# import-onnx: graphs written by torch.onnx.export
+# ONNX: graphs written by torch.onnx.export
 
 
 class Wrap(nn.Module if torch is not None else object):
@@ -344,7 +328,7 @@ class Wrap(nn.Module if torch is not None else object):
 
 def onnx_case(name, make, act="none", window=None, dynamic=True, batch_first=False,
               unbatched=False, opset=14, n=300):
-    @case("import-onnx/" + name, needs_onnx=True)
+    @case("convert-onnx/" + name, needs_onnx=True)
     def run():
         torch.manual_seed(len(name) + 100)
         rnn, head = make()
@@ -362,7 +346,7 @@ def onnx_case(name, make, act="none", window=None, dynamic=True, batch_first=Fal
         out = tmp(name + ".safetensors")
         r = gstrnn_onnx.convert(path, out)
         note(f"converted: check against the graph {r['max_error']:.3g}; notes: {r['notes']}")
-        meta, tensors = gstrnn_export.load(out)
+        meta, tensors = gstrnn.load(out)
         if window and not dynamic:
             assert meta.get("window") == str(window), meta
         x = signal(n if not window else 10 * window, I, seed=len(name))
@@ -370,7 +354,7 @@ def onnx_case(name, make, act="none", window=None, dynamic=True, batch_first=Fal
         # against PyTorch's module
         want = stream_reference(rnn, head, act, x, window)
         steps = x if not window else x.reshape(-1, window, I).transpose(1, 0, 2)
-        ref = gstrnn_export.reference_forward(meta, tensors, steps if window else steps[:, None, :])
+        ref = gstrnn.reference_forward(meta, tensors, steps if window else steps[:, None, :])
         ref = ref.transpose(1, 0, 2).reshape(len(x), -1) if window else ref[:, 0, :]
         compare(ref.astype(np.float32), want, "file (numpy reference) vs PyTorch")
         got = run_rnnfilter(out, x, props={"window": window} if window else None)
@@ -402,30 +386,35 @@ onnx_case("rnn-relu-2layer-head-opset-13",
           lambda: (nn.RNN(2, 4, num_layers=2, nonlinearity="relu"), nn.Linear(4, 3)), opset=13)
 
 
-@case("import-onnx/command", needs_onnx=True)
+@case("convert-onnx/command", needs_onnx=True)
 def _():
     src = tmp("command.onnx")
     with warnings_off():
         torch.onnx.export(nn.GRU(2, 3), (torch.randn(4, 1, 2),), src, input_names=["x"])
     out = tmp("cmd.safetensors")
-    p = subprocess.run([sys.executable, os.path.join(SCRIPTS, "import-onnx.py"), src, out,
+    p = subprocess.run([sys.executable, CONVERT, src, out,
                         "--sample-rate", "1000", "--description", "from onnx"],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "max |difference|" in p.stdout, p.stdout
-    meta, _ = gstrnn_export.load(out)
+    meta, _ = gstrnn.load(out)
     assert meta["sample_rate"] == "1000" and meta["description"] == "from onnx", meta
     bad = tmp("bad.onnx")
     with open(bad, "wb") as f:
         f.write(b"not a model")
-    p = subprocess.run([sys.executable, os.path.join(SCRIPTS, "import-onnx.py"), bad, out],
+    p = subprocess.run([sys.executable, CONVERT, "--format", "onnx", bad, out],
                        capture_output=True, text=True)
-    assert p.returncode == 1 and "import-onnx.py: error:" in p.stderr, (p.returncode, p.stderr)
+    assert p.returncode == 1 and "gst-rnn-convert: error:" in p.stderr, (p.returncode, p.stderr)
+    note(f"refused as expected: {p.stderr.strip()}")
+    # not named: recognised as neither PyTorch nor ONNX, and said what it is
+    p = subprocess.run([sys.executable, CONVERT, bad, out], capture_output=True, text=True)
+    assert p.returncode == 1 and "not a PyTorch or ONNX model: a text file" in p.stderr, \
+        (p.returncode, p.stderr)
     note(f"refused as expected: {p.stderr.strip()}")
 
 
 # --------------------------------------------------------------------------
-# import-onnx: hand-built graphs
+# ONNX: hand-built graphs
 
 
 def rec_graph(op="LSTM", H=3, I=2, D=1, attrs=None, extra_inputs=None, post=None,
@@ -488,7 +477,7 @@ def rec_graph(op="LSTM", H=3, I=2, D=1, attrs=None, extra_inputs=None, post=None
 
 
 def refusal_case(name, expect, model_fn, **kw):
-    @case("import-onnx/refuses/" + name, needs_onnx=True)
+    @case("convert-onnx/refuses/" + name, needs_onnx=True)
     def run():
         model = model_fn()
         try:
@@ -576,15 +565,15 @@ def no_recurrent():
 
 
 def accepted_case(name, model_fn, **kw):
-    @case("import-onnx/hand-built/" + name, needs_onnx=True)
+    @case("convert-onnx/hand-built/" + name, needs_onnx=True)
     def run():
         out = tmp(name + ".safetensors")
         r = gstrnn_onnx.convert(model_fn(), out, **kw)
         note(f"accepted, check against the graph {r['max_error']:.3g}; notes: {r['notes']}")
         assert r["max_error"] <= TOL
-        meta, tensors = gstrnn_export.load(out)
+        meta, tensors = gstrnn.load(out)
         # against PyTorch: the file's weights in torch modules
-        rnn, head, meta, mean, std = gstrnn_export.build_torch(out)
+        rnn, head, meta, mean, std = gstrnn.build_torch(out)
         x = signal(120, rnn.input_size, seed=9)
         window = int(meta["window"]) if "window" in meta else None
         want = stream_reference(rnn, head, meta["head_activation"], x, window)

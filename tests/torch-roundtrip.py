@@ -4,7 +4,7 @@
 Issue 4, acceptance 3.  For each case this trains a small model with a
 gst-launch pipeline (rnntrain), plays a held-out signal through rnnfilter
 (gst-launch, filesrc → rnnfilter → filesink), rebuilds the model in PyTorch
-with scripts/gstrnn_export.py's build_torch() — nn.LSTM / nn.GRU / nn.RNN and
+with gstrnn.build_torch() — nn.LSTM / nn.GRU / nn.RNN and
 nn.Linear loaded from the file's state_dict names — and checks that
 torch_forward() gives rnnfilter's output to 1e-5 (max abs difference).
 
@@ -29,8 +29,7 @@ except ImportError:
     sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "scripts"))
-import gstrnn_export  # noqa: E402
+import gstrnn
 
 RATE = 8000
 TOL = 1e-5
@@ -67,7 +66,7 @@ def classes_of(x, frame):
 
 def torch_reference(model, x, channels):
     """PyTorch's output for x [N, C] laid out as rnnfilter's output frames."""
-    rnn, head, meta, mean, std = gstrnn_export.build_torch(model)
+    rnn, head, meta, mean, std = gstrnn.build_torch(model)
     f_in = int(meta.get("frame_size", "1"))
     f_out = int(meta.get("output_frame_size", "1"))
     steps = x.shape[0] // f_in
@@ -77,10 +76,10 @@ def torch_reference(model, x, channels):
         w = int(meta["window"])
         assert steps % w == 0, "the test input must be whole windows"
         xb = steps_x.reshape(steps // w, w, -1).transpose(1, 0, 2)   # [W, B, I]
-        y = gstrnn_export.torch_forward(rnn, head, act, xb, mean, std)
+        y = gstrnn.torch_forward(rnn, head, act, xb, mean, std)
         y = y.transpose(1, 0, 2).reshape(steps, -1)
     else:
-        y = gstrnn_export.torch_forward(rnn, head, act, steps_x[:, None, :], mean, std)
+        y = gstrnn.torch_forward(rnn, head, act, steps_x[:, None, :], mean, std)
         y = y.reshape(steps, -1)
     return y.reshape(steps * f_out, -1)
 

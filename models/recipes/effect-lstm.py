@@ -19,13 +19,11 @@ Takes about two minutes of one CPU core.
 
 import argparse
 import os
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gstrnn_recipe as R  # noqa: E402
+import gstrnn.recipes as R
 
 RATE = 16000
 FX = ("audiodynamic mode=compressor characteristics=soft-knee threshold=0.2 ratio=0.3 "

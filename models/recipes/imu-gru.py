@@ -23,13 +23,11 @@ overlaps an event's window.
 
 import argparse
 import os
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gstrnn_recipe as R  # noqa: E402
+import gstrnn.recipes as R
 
 RATE = 100
 CH = 6

@@ -26,13 +26,11 @@ size trained the same way are printed for comparison (not shipped).
 
 import argparse
 import os
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gstrnn_recipe as R  # noqa: E402
+import gstrnn.recipes as R
 
 RATE = 8000
 FRAME = 80

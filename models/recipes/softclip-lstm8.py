@@ -12,7 +12,7 @@ through time over random windows of synthetic audio this script generates
 itself (sine sweeps, tones, noise bursts; no downloads).  The result is
 scored on held-out audio generated from another seed by the error-to-signal
 ratio ESR = sum((y - yhat)^2) / sum(y^2), streamed from zero state exactly as
-the GStreamer element runs it, and written with scripts/gstrnn_export.py.
+the GStreamer element runs it, and written with gstrnn.export().
 
 Run from the repository root with Debian's PyTorch (python3-torch):
 
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+import gstrnn
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import gstrnn_export  # noqa: E402
 
 RECIPE = "models/recipes/softclip-lstm8.py"
 SAMPLE_RATE = 48000
@@ -235,7 +235,7 @@ def main() -> int:
           f"seed {EVAL_SEED}); "
           f"training {train_time:.0f} s for {args.steps} steps")
 
-    gstrnn_export.export(
+    gstrnn.export(
         net.rnn, net.head, args.out,
         sample_rate=SAMPLE_RATE,
         description=("Per-sample LSTM(1,8) + linear imitation of a tanh soft-clipper "

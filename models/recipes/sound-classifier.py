@@ -24,13 +24,11 @@ from the `class` field of the rnnfilter-output messages against the labels.
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gstrnn_recipe as R  # noqa: E402
+import gstrnn.recipes as R
 
 RATE = 16000
 FRAME = 160

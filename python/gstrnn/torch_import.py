@@ -1,21 +1,15 @@
-#!/usr/bin/env python3
-"""export-torch.py: a PyTorch nn.LSTM / nn.GRU / nn.RNN (+ nn.Linear head) as
-a gst-rnn model file (DESIGN.md §3).
+"""A PyTorch nn.LSTM / nn.GRU / nn.RNN (+ nn.Linear head) saved with
+torch.save, as a gst-rnn model file (docs/design.md §3): the PyTorch half of
+tools/gst-rnn-convert (its command line is gstrnn.convert).
 
-As a command:
+The file may hold a whole nn.Module (an nn.LSTM/GRU/RNN, or a module holding
+one and optionally an nn.Linear head), a state_dict, or a checkpoint dict
+holding a state_dict.  convert(args) does the work for the converter's
+parsed options.  Live modules are written by gstrnn.export() directly:
 
-    export-torch.py [options] MODEL.pt OUT.safetensors
-
-MODEL.pt is what torch.save wrote: a whole nn.Module (an nn.LSTM/GRU/RNN, or
-a module holding one and optionally an nn.Linear head), a state_dict, or a
-checkpoint dict holding a state_dict.  Run with --help for the options.
-
-As a module (the file name has a dash, so the importable module is
-gstrnn_export beside it; this file re-exports its export()):
-
-    from gstrnn_export import export
-    export(rnn, head, "model.safetensors", head_activation="softmax",
-           frame_size=..., sample_rate=...)
+    import gstrnn
+    gstrnn.export(rnn, head, "model.safetensors", head_activation="softmax",
+                  frame_size=..., sample_rate=...)
 
 Only the recurrent module and the head are exported, not the Python code of
 a forward(): the model file means input -> [normalisation] -> rnn -> [head ->
@@ -25,25 +19,20 @@ conversion.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from .export import GATES, export  # noqa: F401  (export: the same function as gstrnn.export)
+from .export import _cell_name, build_torch, export_arrays, load, reference_forward, torch_forward
 
-import gstrnn_export  # noqa: E402
-from gstrnn_export import CELLS, GATES, HEAD_ACTIVATIONS, export  # noqa: E402,F401
-
-PROG = "export-torch.py"
-
-__all__ = ["export", "main", "convert"]
+__all__ = ["ExportError", "convert"]
 
 
 class ExportError(Exception):
-    """A user error: printed as 'export-torch.py: error: ...'."""
+    """A user error: printed as 'gst-rnn-convert: error: ...'."""
 
 
 def _torch():
@@ -68,6 +57,10 @@ def _import_class_file(path):
     name, ext = os.path.splitext(base)
     if ext != ".py" or not name.isidentifier():
         raise ExportError(f"--class-file {path}: must be a Python file with an importable name (NAME.py)")
+    # The one sys.path change in the package, and what --class-file means:
+    # the user's file is imported as a module of its own, so that the
+    # modules it imports from beside it are found as they were when the
+    # model was saved.
     sys.path.insert(0, directory)
     try:
         module = importlib.import_module(name)
@@ -143,7 +136,7 @@ def _from_module(obj, args):
         if linears:
             head_name, head = linears[0]
 
-    cell = gstrnn_export._cell_name(rnn)
+    cell = _cell_name(rnn)
     if not rnn.bias:
         raise ExportError("the rnn was built with bias=False; gst-rnn models always carry biases "
                           "(rebuild it with bias=True and zero biases)")
@@ -291,7 +284,7 @@ def convert(args):
         extra[key] = value
 
     try:
-        gstrnn_export.export_arrays(
+        export_arrays(
             args.output, cell, params, head_weight=hw, head_bias=hb,
             input_size=args.input_size, hidden_size=args.hidden_size,
             num_layers=args.num_layers,
@@ -302,14 +295,14 @@ def convert(args):
     except ValueError as e:
         raise ExportError(str(e)) from None
 
-    meta, _ = gstrnn_export.load(args.output)
+    meta, _ = load(args.output)
     summary = (f"wrote {args.output}: {meta['cell']}, input {meta['input_size']}, hidden "
                f"{meta['hidden_size']}, {meta['num_layers']} layer(s), "
                f"{'bidirectional, ' if meta['bidirectional'] == 'true' else ''}"
                f"head activation {meta['head_activation']}  [{note}]")
 
     if args.check:
-        rnn2, head2, meta2, mean2, std2 = gstrnn_export.build_torch(args.output)
+        rnn2, head2, meta2, mean2, std2 = build_torch(args.output)
         I = int(meta2["input_size"])
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(40, 2, I, generator=gen).numpy()
@@ -323,87 +316,15 @@ def convert(args):
             if mean is not None:
                 src["input.mean"] = np.asarray(mean, np.float32)
                 src["input.std"] = np.asarray(std, np.float32)
-            ref = gstrnn_export.reference_forward(meta2, src, x)
+            ref = reference_forward(meta2, src, x)
         else:
             rnn_src, head_src = modules
             m = None if mean is None else np.asarray(mean, np.float32)
             s = None if std is None else np.asarray(std, np.float32)
-            ref = gstrnn_export.torch_forward(rnn_src.eval(), head_src, args.head_activation, x, m, s)
-        got = gstrnn_export.torch_forward(rnn2, head2, meta2["head_activation"], x, mean2, std2)
+            ref = torch_forward(rnn_src.eval(), head_src, args.head_activation, x, m, s)
+        got = torch_forward(rnn2, head2, meta2["head_activation"], x, mean2, std2)
         err = float(np.max(np.abs(got - ref)))
         summary += f"\ncheck: max |difference| on 40 random steps = {err:.3g}"
         if not err <= 1e-5:
             raise ExportError(f"check failed: the written model differs from the source by {err:.3g}")
     return summary
-
-
-def _parser():
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Convert a PyTorch nn.LSTM / nn.GRU / nn.RNN (with an optional nn.Linear "
-                    "head) saved with torch.save into a gst-rnn model file for rnnfilter.",
-        epilog="MODEL.pt may hold a whole module (an nn.LSTM/GRU/RNN, or a module holding one "
-               "and at most one nn.Linear, found by type unless --rnn/--head name them), a "
-               "state_dict, or a checkpoint dict with the state_dict under 'state_dict', "
-               "'model_state_dict', 'model' or --key.  Only the recurrent module and the head "
-               "are exported (input -> rnn -> head -> activation), not the forward() code.  "
-               "Unpickling a whole module runs code from the file: convert only files you "
-               "trust.  Exit status: 0 written, 1 refused (the message says why), 2 bad usage.")
-    p.add_argument("input", metavar="MODEL.pt", help="file written by torch.save")
-    p.add_argument("output", metavar="OUT.safetensors", help="model file to write (atomically)")
-    g = p.add_argument_group("what to export")
-    g.add_argument("--rnn", metavar="NAME",
-                   help="submodule (or state_dict prefix) of the recurrent module, e.g. 'lstm' "
-                        "or 'encoder.rnn'; '' for a bare state_dict (default: the only one)")
-    g.add_argument("--head", metavar="NAME",
-                   help="nn.Linear submodule (or state_dict prefix) to use as the head "
-                        "(default: the only nn.Linear, if any)")
-    g.add_argument("--no-head", action="store_true", help="export no head even if there is one")
-    g.add_argument("--key", metavar="KEY[/KEY...]",
-                   help="entry of a checkpoint dict that holds the module or state_dict")
-    g.add_argument("--class-file", metavar="FILE.py",
-                   help="Python file defining the classes of a pickled whole module")
-    g.add_argument("--cell", choices=CELLS,
-                   help="cell of a state_dict (needed for nn.RNN: rnn_tanh or rnn_relu; "
-                        "LSTM and GRU are recognised by their gate count)")
-    g = p.add_argument_group("checks (sizes are read from the weights; these only assert them)")
-    g.add_argument("--input-size", type=int, metavar="N")
-    g.add_argument("--hidden-size", type=int, metavar="N")
-    g.add_argument("--num-layers", type=int, metavar="N")
-    g.add_argument("--check", action="store_true",
-                   help="reload the written file and compare it with the source on random "
-                        "input (fails above 1e-5)")
-    g = p.add_argument_group("model metadata (DESIGN.md §3/§4)")
-    g.add_argument("--head-activation", choices=HEAD_ACTIVATIONS, default="none",
-                   help="activation after the head (default: none)")
-    g.add_argument("--frame-size", type=int, metavar="N", help="input frames per step")
-    g.add_argument("--output-frame-size", type=int, metavar="N", help="output frames per step")
-    g.add_argument("--window", type=int, metavar="N", help="steps per window (bidirectional)")
-    g.add_argument("--sample-rate", type=int, metavar="HZ",
-                   help="the only input rate rnnfilter will accept")
-    g.add_argument("--norm-mean", metavar="V,V,...", help="input normalisation mean, I values")
-    g.add_argument("--norm-std", metavar="V,V,...", help="input normalisation std, I values > 0")
-    g.add_argument("--description", metavar="TEXT")
-    g.add_argument("--meta", action="append", metavar="KEY=VALUE",
-                   help="further string metadata, e.g. train_dataset=...; repeatable")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    return p
-
-
-def main(argv=None):
-    args = _parser().parse_args(argv)
-    try:
-        summary = convert(args)
-    except ExportError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

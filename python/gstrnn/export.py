@@ -1,4 +1,4 @@
-"""Read and write gst-rnn model files (DESIGN.md §3) from Python.
+"""Read and write gst-rnn model files (docs/design.md §3) from Python.
 
 A gst-rnn model is a safetensors file: an 8-byte little-endian header length
 N, N bytes of JSON (starting with '{', padded with spaces to a multiple of 8),
@@ -58,7 +58,7 @@ __all__ = [
     "reference_forward",
 ]
 
-# Contract vocabulary (DESIGN.md §3).
+# Contract vocabulary (docs/design.md §3).
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 HEAD_ACTIVATIONS = ("none", "softmax", "sigmoid", "tanh")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -276,7 +276,7 @@ def export(rnn, head, path, *, norm_mean=None, norm_std=None,
     @head_activation: 'none', 'softmax', 'sigmoid' or 'tanh' (needs a head
     unless 'none').
     @frame_size, @output_frame_size, @window, @sample_rate: optional positive
-    ints recorded in the metadata (DESIGN.md §4).
+    ints recorded in the metadata (docs/design.md §4).
     @description: optional string.  @extra_meta: optional dict of further
     string metadata (e.g. train_*); it may not override the keys above.
     """
@@ -547,7 +547,7 @@ def _sigmoid(v):
 def reference_forward(meta, tensors, x) -> np.ndarray:
     """The model's output for @x [T, B, I] from zero state, in numpy float64.
 
-    @meta and @tensors as load() returns them.  Implements DESIGN.md §2
+    @meta and @tensors as load() returns them.  Implements docs/design.md §2
     directly (PyTorch's gate order and equations) without torch; a
     bidirectional model treats each of the B streams as one whole sequence.
     Returns a float64 array [T, B, O].

@@ -1,9 +1,9 @@
-"""Convert an ONNX recurrent network into a gst-rnn model file (DESIGN.md §3).
+"""Convert an ONNX recurrent network into a gst-rnn model file (docs/design.md §3).
 
-The importable half of scripts/import-onnx.py.  Needs python3-onnx and numpy
+The ONNX half of tools/gst-rnn-convert.  Needs python3-onnx and numpy
 only (no onnxruntime, no torch):
 
-    from gstrnn_onnx import convert, OnnxImportError
+    from gstrnn.onnx_import import convert, OnnxImportError
     report = convert("model.onnx", "model.safetensors")
 
 What is understood: a graph whose data path (the chain of nodes from the
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 
 import numpy as np
 
@@ -47,8 +46,7 @@ try:
 except ImportError:  # pragma: no cover - reported by convert()
     onnx = None
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gstrnn_export  # noqa: E402
+from .export import export_arrays, reference_forward
 
 __all__ = ["OnnxImportError", "convert", "load_graph"]
 
@@ -436,7 +434,7 @@ def convert(path_or_model, out_path=None, *, output=None, zero_state_inputs=Fals
     @output: name of the graph output to convert (default: the only one
     computed from a recurrent op's per-step output Y).  @zero_state_inputs:
     accept graph inputs feeding initial_h / initial_c (taken as zero).
-    The metadata arguments are as in gstrnn_export.export(); for a
+    The metadata arguments are as in gstrnn.export(); for a
     bidirectional model @window defaults to the graph's fixed sequence
     length, if it has one.  Returns a dict: meta, tensors, max_error (of
     the check against the ONNX graph), notes (list of strings).
@@ -792,7 +790,7 @@ def convert(path_or_model, out_path=None, *, output=None, zero_state_inputs=Fals
             x3 = np.transpose(x, (role_axis["T"], role_axis["B"], role_axis["I"]))
         else:
             x3 = np.transpose(x, (role_axis["T"], role_axis["I"]))[:, None, :]
-        ref = gstrnn_export.reference_forward(meta, tensors, x3)     # [T, B, O]
+        ref = reference_forward(meta, tensors, x3)     # [T, B, O]
         T_, B_ = ref.shape[:2]
         want_axes = {"T": T_, "B": B_, "O": O} if rank == 3 or B_ != 1 else {"T": T_, "O": O}
         for operm in itertools.permutations(range(got.ndim)):
@@ -823,7 +821,7 @@ def convert(path_or_model, out_path=None, *, output=None, zero_state_inputs=Fals
                      "(or convert with --window N)")
 
     if out_path is not None:
-        gstrnn_export.export_arrays(out_path, cell, params, head_weight=head_w, head_bias=head_b,
+        export_arrays(out_path, cell, params, head_weight=head_w, head_bias=head_b,
                                     head_activation=head_act, frame_size=frame_size,
                                     output_frame_size=output_frame_size, window=window,
                                     sample_rate=sample_rate, description=description,
