@@ -4,15 +4,15 @@
  * known exactly (an identity network as init-model, epochs=0 to evaluate
  * only), from the core library run by hand on the same data, or from
  * rnnfilter playing the written model — never from an earlier run of the
- * element itself.  Learning itself is measured by scripts/train-acceptance.sh;
+ * element itself.  Learning itself is measured by tests/elements/train-acceptance.sh;
  * here the training runs are small and only check plumbing.
  */
 #include "test-common.h"
 #include "tsan-glib.h"
 #include "rnn-train.h"
 #include "rnn-dataset.h"
-#include "../plugins/gstrnnelements.h"
-#include "../plugins/gstrnntrain.h"
+#include "../../plugins/gstrnnelements.h"
+#include "../../plugins/gstrnntrain.h"
 
 #include <gst/gst.h>
 #include <gst/check/gstharness.h>

@@ -1,15 +1,15 @@
 /* rnnfilter through GstHarness and whole pipelines.
  *
  * Expected numbers come from the PyTorch fixtures (<builddir>/tests/forward,
- * see tests/gen-fixtures.py) or from invariants (frame counts, a fresh
+ * see tests/core/gen-fixtures.py) or from invariants (frame counts, a fresh
  * element on the same data, exact sample-count timestamps), never from an
  * earlier run of the element itself.
  */
 #include "test-common.h"
 #include "test-harness.h"
 #include "tsan-glib.h"
-#include "../plugins/gstrnnelements.h"
-#include "../plugins/gstrnnfilter.h"
+#include "../../plugins/gstrnnelements.h"
+#include "../../plugins/gstrnnfilter.h"
 
 #include <gst/gst.h>
 #include <gst/check/gstharness.h>

@@ -18,7 +18,7 @@ Both run single-threaded: OPENBLAS_NUM_THREADS=1 is set for the C program
 unless the caller set it.  PyTorch is given the whole sequence at once, which
 streaming cannot do, so a ratio near 1 means streaming costs nothing extra.
 
-Usage: scripts/bench-forward.py [H ...] [--steps N] [--chunk C] [--repeats R]
+Usage: tests/bench/bench-forward.py [H ...] [--steps N] [--chunk C] [--repeats R]
                                 [--bench-bin PATH]
 """
 
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 import gstrnn
 
 SEED = 20240601

@@ -8,7 +8,7 @@
 #include <string.h>
 
 /* The fixture inputs: a 32-bit integer hash of (T, t, i) mapped to a float
- * in [-1, 1) that is exact in float32.  tests/gen-fixtures.py computes the
+ * in [-1, 1) that is exact in float32.  tests/core/gen-fixtures.py computes the
  * same values, so the inputs need not be stored. */
 static inline float
 fixture_input (guint32 T, guint32 t, guint32 i)

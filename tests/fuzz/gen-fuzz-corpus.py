@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of tests/fuzz-loader.c into tests/fuzz-corpus/.
+"""Writes the seed corpus of tests/fuzz/fuzz-loader.c into tests/fuzz/corpus/.
 
-    python3 tests/gen-fuzz-corpus.py [FIXTURE_DIR]
+    python3 tests/fuzz/gen-fuzz-corpus.py [FIXTURE_DIR]
 
 Valid models (every cell, stacked, bidirectional, heads, input
 normalisation, framing metadata, F16/BF16/F64 tensors), a few of the PyTorch
@@ -19,7 +19,7 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "fuzz-corpus")
+OUT = os.path.join(HERE, "corpus")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 FMT = {"F32": "<%df", "F64": "<%dd"}
 
@@ -177,7 +177,7 @@ def main():
                    "gru_L1_uni_I1_H8_softmax"):
             with open(os.path.join(fixtures, fx + ".safetensors"), "rb") as f:
                 files["fixture-" + fx] = f.read()
-    with open(os.path.join(HERE, "..", "models",
+    with open(os.path.join(HERE, "..", "..", "models",
                            "softclip-lstm8.safetensors"), "rb") as f:
         files["model-softclip-lstm8"] = f.read()
 

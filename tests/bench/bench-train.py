@@ -13,7 +13,7 @@ R runs of N steps after a warm-up run, single-threaded on both sides:
   PyTorch  nn.LSTM + nn.Linear, nn.MSELoss, torch.optim.Adam,
            torch.set_num_threads(1).
 
-Usage: scripts/bench-train.py [--hidden H] [--seq T] [--batch B]
+Usage: tests/bench/bench-train.py [--hidden H] [--seq T] [--batch B]
                               [--iters N] [--repeats R] [--bench-bin PATH]
 """
 
@@ -29,7 +29,7 @@ import time
 import torch
 from torch import nn
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def bench_torch(H, T, B, iters, repeats):

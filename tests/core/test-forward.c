@@ -7,7 +7,7 @@
 
 #include <stdlib.h>
 
-/* ---- allocation counter (tests/alloc-hook.h) ----------------------------- */
+/* ---- allocation counter (tests/common/alloc-hook.h) ---------------------- */
 
 #include "alloc-hook.h"
 #include "tsan-glib.h"

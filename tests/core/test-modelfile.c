@@ -1289,15 +1289,15 @@ test_load_json_variants (void)
   split_clear (&s);
 }
 
-/* The fuzzer's seed corpus (tests/fuzz-corpus, made by
- * tests/gen-fuzz-corpus.py) replayed through the loader: valid-*, fixture-*
+/* The fuzzer's seed corpus (tests/fuzz/corpus, made by
+ * tests/fuzz/gen-fuzz-corpus.py) replayed through the loader: valid-*, fixture-*
  * and model-* files load and survive save -> load bit-identically; bad-*
  * files are refused with an RNN_ERROR naming the file.  Crashes the fuzzer
  * finds are added here as bad-* (or valid-*) files too. */
 static void
 test_fuzz_corpus (void)
 {
-  gchar *dir = g_test_build_filename (G_TEST_DIST, "fuzz-corpus", NULL);
+  gchar *dir = g_test_build_filename (G_TEST_DIST, "fuzz", "corpus", NULL);
   GDir *d = g_dir_open (dir, 0, NULL);
   const gchar *name;
   guint n_ok = 0, n_bad = 0;

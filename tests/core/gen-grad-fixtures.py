@@ -5,7 +5,7 @@ For every model below, PyTorch (autograd, torch.optim, clip_grad_norm_)
 computes on one batch of B windows: the loss, the gradient of every
 parameter and of the input, the parameters after two SGD steps and after two
 Adam steps on that batch, and the gradients after clip_grad_norm_.  The C test
-(tests/test-backward.c) checks the core's training code against them, so the
+(tests/core/test-backward.c) checks the core's training code against them, so the
 tests run without PyTorch.
 
 The reference is computed in float64 (the float32 model, inputs and targets
@@ -56,7 +56,7 @@ Tarball members (all under grad/):
                               as torch.optim computes them (see optim_fixture)
   manifest.txt                one NAME per line, sorted
 
-Usage: tests/gen-grad-fixtures.py [--output PATH] [--keep DIR]
+Usage: tests/core/gen-grad-fixtures.py [--output PATH] [--keep DIR]
 Runs in a few seconds; two runs give byte-identical tarballs.
 """
 
@@ -76,7 +76,6 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 import gstrnn
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
@@ -378,7 +377,7 @@ def pack(stage, output):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--output", default=os.path.join(HERE, "fixtures", "grad.tar.xz"),
+    ap.add_argument("--output", default=os.path.join(os.path.dirname(HERE), "fixtures", "grad.tar.xz"),
                     help="tarball to write (default: tests/fixtures/grad.tar.xz)")
     ap.add_argument("--keep", metavar="DIR", help="also keep the unpacked fixtures in DIR/grad")
     ap.add_argument("--quiet", action="store_true")

@@ -1,5 +1,5 @@
 /* Training: BPTT gradients, losses, optimizers and clipping against PyTorch
- * (fixtures from tests/gen-grad-fixtures.py), finite differences, and the
+ * (fixtures from tests/core/gen-grad-fixtures.py), finite differences, and the
  * invariants a training loop relies on (determinism, batching, carried
  * state, no allocation in the steady state, refusal of bad data). */
 #include "test-common.h"
@@ -7,7 +7,7 @@
 
 #include <stdlib.h>
 
-/* ---- allocation counter: tests/alloc-hook.h ---------------------------- */
+/* ---- allocation counter: tests/common/alloc-hook.h --------------------- */
 #include "alloc-hook.h"
 
 /* ---- fixtures ------------------------------------------------------------ */

@@ -24,7 +24,7 @@ import tempfile
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONVERT = os.path.join(os.path.dirname(HERE), "tools", "gst-rnn-convert")
+CONVERT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools", "gst-rnn-convert")
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# scripts/train-acceptance.sh [BUILD_DIR] — issue 4, acceptance 2: rnntrain
+# tests/elements/train-acceptance.sh [BUILD_DIR] — issue 4, acceptance 2: rnntrain
 # learns, from pipelines written as a user would write them.
 #
 #   (a) next-step prediction of a two-tone signal (audiotestsrc × 2 →
@@ -11,13 +11,13 @@
 #       class-index target, GRU: ≥ 95 % accuracy per step on held-out audio.
 #
 # Every pipeline is printed (one line, as typed) before it runs.  Signals are made and figures
-# measured by scripts/train_acceptance.py (numpy).  The plugin is taken from
+# measured by tests/elements/train_acceptance.py (numpy).  The plugin is taken from
 # BUILD_DIR/plugins (default: build).  Exits non-zero if a figure misses.
 # Takes about a minute on one core.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "${1:-$here/../build}" && pwd)
+build=$(cd "${1:-$here/../../build}" && pwd)
 py=/usr/bin/python3
 helper="$here/train_acceptance.py"
 work=$(mktemp -d "${TMPDIR:-/tmp}/train-acceptance-XXXXXX")

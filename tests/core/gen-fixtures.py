@@ -35,7 +35,7 @@ Tarball members (all under forward/):
                              (3 with a head, D*H without)
   manifest.txt               one NAME per line, sorted
 
-Usage: tests/gen-fixtures.py [--output PATH] [--keep DIR] [--full-check]
+Usage: tests/core/gen-fixtures.py [--output PATH] [--keep DIR] [--full-check]
 Runs in about 30 s (60 s with --full-check); two runs give byte-identical
 tarballs.
 """
@@ -56,7 +56,6 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 import gstrnn
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
@@ -302,7 +301,7 @@ def report(stats, log) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--output", default=os.path.join(HERE, "fixtures", "forward.tar.xz"),
+    ap.add_argument("--output", default=os.path.join(os.path.dirname(HERE), "fixtures", "forward.tar.xz"),
                     help="tarball to write (default: tests/fixtures/forward.tar.xz)")
     ap.add_argument("--keep", metavar="DIR",
                     help="also keep the unpacked fixtures in DIR/forward")

@@ -11,8 +11,8 @@
 #include "test-harness.h"
 #include "alloc-hook.h"
 #include "tsan-glib.h"
-#include "../plugins/gstrnnelements.h"
-#include "../plugins/gstrnnfilter.h"
+#include "../../plugins/gstrnnelements.h"
+#include "../../plugins/gstrnnfilter.h"
 
 #include <gst/gst.h>
 #include <gst/check/gstharness.h>

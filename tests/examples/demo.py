@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""scripts/demo.py OUTDIR: the shipped models in real gst-launch-1.0 pipelines.
+"""tests/examples/demo.py OUTDIR: the shipped models in real gst-launch-1.0 pipelines.
 
 Run by scripts/demo.  Generates its inputs (numpy; speech from espeak-ng),
 streams them through rnnfilter in gst-launch-1.0 pipelines, reads the

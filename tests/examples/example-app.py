@@ -16,7 +16,7 @@ second, so the decisions can be checked against the truth: the program
 prints every message and a summary, and exits 0 when the pipeline ran, the
 output frame count is right and the decisions agree with the signal.
 
-    GST_PLUGIN_PATH=build/plugins scripts/example-app.py [--model M] [...]
+    GST_PLUGIN_PATH=build/plugins PYTHONPATH=python tests/examples/example-app.py [--model M] [...]
 
 Needs python3-gi, gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0 (GstApp)
 and numpy; the plugin must be on GST_PLUGIN_PATH or installed.

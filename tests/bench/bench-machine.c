@@ -7,7 +7,7 @@
  * matrix from the second-level cache (W_hh of an LSTM with H = 128).  Ten
  * independent accumulators, more than latency x width needs on current
  * x86-64 cores, so that nothing but the machine bounds the loop.  Prints
- * "name value" lines, medians of 5 runs; scripts/bench shows them above
+ * "name value" lines, medians of 5 runs; tests/bench/bench shows them above
  * its table.  Needs AVX2 + FMA (prints nothing useful otherwise). */
 #include <glib.h>
 

@@ -12,7 +12,7 @@ Cases: LSTM on 2 channels (predict-ahead), bidirectional GRU in windows,
 2-layer tanh RNN with frame-size 4 / output-frame-size 2, and a GRU
 classifier (cross-entropy, softmax head, frame-size 8).
 
-Usage: tests/torch-roundtrip.py [BUILD_DIR]   (default: build)
+Usage: tests/interop/torch-roundtrip.py [BUILD_DIR]   (default: build)
 Exits 77 (skipped) without torch or numpy.
 """
 
@@ -118,7 +118,7 @@ def run_case(name, props, channels, classes, work, env):
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "build"))
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "build"))
     torch.set_num_threads(1)
     cases = [
         ("lstm-2ch", "cell=lstm hidden-size=12", 2, False),

@@ -8,7 +8,7 @@
  * 1 to 2·FRAMES (FRAMES = 480 by default; --buffer 0 gives one size, 480).
  * The same samples go through the core library (rnn_forward) in calls of
  * 10 s with the state carried, which the core computes bit-identically to
- * one call over the whole stream (tests/test-forward.c checks any split).
+ * one call over the whole stream (tests/core/test-forward.c checks any split).
  * Both outputs are hashed (FNV-1a, 64 bit) and compared, and every sample is
  * compared as it comes.  Resident memory (VmRSS) is sampled after the first
  * 10 s of audio (the start: pools and scratch warmed up), then every 60 s,
@@ -19,7 +19,7 @@
  * valgrind, whose own bookkeeping is resident too).
  */
 #include "rnn.h"
-#include "../plugins/gstrnnelements.h"
+#include "../../plugins/gstrnnelements.h"
 
 #include <gst/gst.h>
 #include <gst/check/gstharness.h>
