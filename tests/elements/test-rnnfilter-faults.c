@@ -8,7 +8,7 @@
  * element itself.  Models are made here from a seeded generator.
  */
 #include "test-common.h"
-#include "test-harness.h"
+#include "element-rig.h"
 #include "alloc-hook.h"
 #include "tsan-glib.h"
 #include "../../plugins/gstrnnelements.h"
@@ -153,19 +153,6 @@ core_run (const RnnModel *model, RnnState *state, const float *x,
 
 /* ---- a harnessed rnnfilter ---------------------------------------------- */
 
-typedef struct
-{
-  GstHarness *h;
-  GstElement *e;
-  GstBus *bus;
-  guint rate, channels;
-  GstClockTime start;           /* PTS of the next frame = start + t(n) */
-  guint64 frames_in;
-  GMutex lock;
-  GPtrArray *seq;               /* what left the src pad, in order */
-  gint record;                  /* fill @seq (holds the buffers) */
-} Rig;
-
 static GstPadProbeReturn
 record_probe (GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
@@ -180,23 +167,20 @@ record_probe (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
+/* A started rnnfilter with @model, caps set unless @rate is 0, recording
+ * what leaves its src pad from the first event on.  Trailing arguments:
+ * property name/value pairs, NULL-terminated. */
 static Rig *
 rig_new (const char *model, guint rate, guint channels, const char *first,
     ...)
 {
-  Rig *r = g_new0 (Rig, 1);
+  Rig *r;
   GstPad *src;
   va_list args;
 
-  r->e = gst_element_factory_make ("rnnfilter", NULL);
-  g_assert_nonnull (r->e);
-  g_object_set (r->e, "model-location", model, NULL);
   va_start (args, first);
-  if (first)
-    g_object_set_valist (G_OBJECT (r->e), first, args);
+  r = rig_open ("rnnfilter", model, first, args);
   va_end (args);
-  r->bus = gst_bus_new ();
-  gst_element_set_bus (r->e, r->bus);
   g_mutex_init (&r->lock);
   r->seq = g_ptr_array_new_with_free_func ((GDestroyNotify)
       gst_mini_object_unref);
@@ -205,57 +189,8 @@ rig_new (const char *model, guint rate, guint channels, const char *first,
   gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER |
       GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, record_probe, r, NULL);
   gst_object_unref (src);
-  r->h = gst_harness_new_with_element (r->e, "sink", "src");
-  r->rate = rate;
-  r->channels = channels;
-  if (rate) {
-    gchar *caps = caps_string (rate, channels);
-    gst_harness_set_src_caps_str (r->h, caps);
-    g_free (caps);
-  }
+  rig_start (r, rate, channels);
   return r;
-}
-
-static void
-rig_free (Rig *r)
-{
-  gst_harness_teardown (r->h);
-  gst_element_set_bus (r->e, NULL);
-  gst_object_unref (r->e);
-  gst_bus_set_flushing (r->bus, TRUE);
-  gst_object_unref (r->bus);
-  g_ptr_array_unref (r->seq);
-  g_mutex_clear (&r->lock);
-  g_free (r);
-}
-
-static GstClockTime
-frames_time (guint64 frames, guint rate)
-{
-  return gst_util_uint64_scale_int_round (frames, GST_SECOND, rate);
-}
-
-/* Pushes @bytes bytes of @x, timestamped from the frame count unless
- * @stamp is FALSE. */
-static GstFlowReturn
-rig_push_bytes (Rig *r, const void *x, gsize bytes, GstBufferFlags flags,
-    gboolean stamp)
-{
-  GstBuffer *buf = gst_harness_create_buffer (r->h, bytes);
-  guint64 frames = bytes / (r->channels * sizeof (float));
-
-  if (bytes)
-    gst_buffer_fill (buf, 0, x, bytes);
-  if (stamp) {
-    GST_BUFFER_PTS (buf) = r->start + frames_time (r->frames_in, r->rate);
-    GST_BUFFER_DURATION (buf) = r->start + frames_time (r->frames_in + frames,
-        r->rate) - GST_BUFFER_PTS (buf);
-    GST_BUFFER_OFFSET (buf) = r->frames_in;
-    GST_BUFFER_OFFSET_END (buf) = r->frames_in + frames;
-  }
-  GST_BUFFER_FLAG_SET (buf, flags);
-  r->frames_in += frames;
-  return gst_harness_push (r->h, buf);
 }
 
 static void
@@ -264,18 +199,6 @@ rig_push (Rig *r, const float *x, guint frames)
   g_assert_cmpint (rig_push_bytes (r, x,
           (gsize) frames * r->channels * sizeof (float), 0, TRUE), ==,
       GST_FLOW_OK);
-}
-
-static void
-rig_eos (Rig *r)
-{
-  g_assert_true (gst_harness_push_event (r->h, gst_event_new_eos ()));
-}
-
-static GArray *
-rig_pull_all (Rig *r, GPtrArray *bufs)
-{
-  return harness_pull_floats (r->h, bufs);
 }
 
 /* The recorded src pad sequence as a string: "B4" a buffer of 4 floats,

@@ -6,7 +6,7 @@
  * earlier run of the element itself.
  */
 #include "test-common.h"
-#include "test-harness.h"
+#include "element-rig.h"
 #include "tsan-glib.h"
 #include "../../plugins/gstrnnelements.h"
 #include "../../plugins/gstrnnfilter.h"
@@ -203,89 +203,20 @@ constant_model_file (const char *file, float value, guint O)
 
 /* ---- a harnessed rnnfilter ------------------------------------------- */
 
-typedef struct
-{
-  GstHarness *h;
-  GstElement *e;
-  GstBus *bus;
-  guint rate, channels;
-  GstClockTime start;           /* PTS of input frame 0 */
-  guint64 frames_in;
-} Rig;
-
-static GstElement *
-make_filter (const char *model, const char *first_prop, va_list args)
-{
-  GstElement *e = gst_element_factory_make ("rnnfilter", NULL);
-
-  g_assert_nonnull (e);
-  if (model)
-    g_object_set (e, "model-location", model, NULL);
-  if (first_prop)
-    g_object_set_valist (G_OBJECT (e), first_prop, args);
-  return e;
-}
-
 /* A started rnnfilter with @model, caps set unless @rate is 0.  Trailing
  * arguments: property name/value pairs, NULL-terminated. */
 static Rig *
 rig_new (const char *model, guint rate, guint channels, const char *first_prop,
     ...)
 {
-  Rig *r = g_new0 (Rig, 1);
+  Rig *r;
   va_list args;
 
   va_start (args, first_prop);
-  r->e = make_filter (model, first_prop, args);
+  r = rig_open ("rnnfilter", model, first_prop, args);
   va_end (args);
-  r->bus = gst_bus_new ();
-  gst_element_set_bus (r->e, r->bus);
-  r->h = gst_harness_new_with_element (r->e, "sink", "src");
-  r->rate = rate;
-  r->channels = channels;
-  if (rate) {
-    gchar *caps = caps_string (rate, channels);
-
-    gst_harness_set_src_caps_str (r->h, caps);
-    g_free (caps);
-  }
+  rig_start (r, rate, channels);
   return r;
-}
-
-static void
-rig_free (Rig *r)
-{
-  gst_harness_teardown (r->h);
-  gst_element_set_bus (r->e, NULL);
-  gst_object_unref (r->e);
-  gst_bus_set_flushing (r->bus, TRUE);
-  gst_object_unref (r->bus);
-  g_free (r);
-}
-
-static GstClockTime
-frames_time (guint64 frames, guint rate)
-{
-  /* the exact sample-count formula, written out (round half up) */
-  return (frames * GST_SECOND + rate / 2) / rate;
-}
-
-/* Pushes @frames interleaved frames, timestamped from the sample count. */
-static GstFlowReturn
-rig_push_flags (Rig *r, const float *x, guint frames, GstBufferFlags flags)
-{
-  gsize size = (gsize) frames * r->channels * sizeof (float);
-  GstBuffer *buf = gst_harness_create_buffer (r->h, size);
-
-  gst_buffer_fill (buf, 0, x, size);
-  GST_BUFFER_PTS (buf) = r->start + frames_time (r->frames_in, r->rate);
-  GST_BUFFER_DURATION (buf) = r->start + frames_time (r->frames_in + frames,
-      r->rate) - GST_BUFFER_PTS (buf);
-  GST_BUFFER_OFFSET (buf) = r->frames_in;
-  GST_BUFFER_OFFSET_END (buf) = r->frames_in + frames;
-  GST_BUFFER_FLAG_SET (buf, flags);
-  r->frames_in += frames;
-  return gst_harness_push (r->h, buf);
 }
 
 static GstFlowReturn
@@ -304,44 +235,6 @@ rig_push_chunked (Rig *r, const float *x, guint frames, guint chunk)
     g_assert_cmpint (rig_push (r, x + (gsize) k * r->channels, n), ==,
         GST_FLOW_OK);
   }
-}
-
-static void
-rig_eos (Rig *r)
-{
-  g_assert_true (gst_harness_push_event (r->h, gst_event_new_eos ()));
-}
-
-static GArray *
-rig_pull_all (Rig *r, GPtrArray *bufs)
-{
-  return harness_pull_floats (r->h, bufs);
-}
-
-static guint
-rig_out_channels (Rig *r)
-{
-  GstCaps *caps = gst_pad_get_current_caps (r->h->sinkpad);
-  gint channels = 0;
-
-  g_assert_nonnull (caps);
-  g_assert_true (gst_structure_get_int (gst_caps_get_structure (caps, 0),
-          "channels", &channels));
-  gst_caps_unref (caps);
-  return channels;
-}
-
-static guint
-rig_out_rate (Rig *r)
-{
-  GstCaps *caps = gst_pad_get_current_caps (r->h->sinkpad);
-  gint rate = 0;
-
-  g_assert_nonnull (caps);
-  g_assert_true (gst_structure_get_int (gst_caps_get_structure (caps, 0),
-          "rate", &rate));
-  gst_caps_unref (caps);
-  return rate;
 }
 
 /* Pops every message of @types; returns them (GstMessage*). */
@@ -439,22 +332,14 @@ static GArray *
 run_once (const char *model, guint rate, guint C, const float *x,
     guint frames, const char *first_prop, ...)
 {
-  Rig *r = g_new0 (Rig, 1);
+  Rig *r;
   va_list args;
-  gchar *caps;
   GArray *out;
 
   va_start (args, first_prop);
-  r->e = make_filter (model, first_prop, args);
+  r = rig_open ("rnnfilter", model, first_prop, args);
   va_end (args);
-  r->h = gst_harness_new_with_element (r->e, "sink", "src");
-  r->bus = gst_bus_new ();
-  gst_element_set_bus (r->e, r->bus);
-  r->rate = rate;
-  r->channels = C;
-  caps = caps_string (rate, C);
-  gst_harness_set_src_caps_str (r->h, caps);
-  g_free (caps);
+  rig_start (r, rate, C);
   if (frames)
     g_assert_cmpint (rig_push (r, x, frames), ==, GST_FLOW_OK);
   rig_eos (r);
@@ -1757,7 +1642,7 @@ static void
 check_refused (const char *model, guint rate, guint channels,
     const char *needle, const char *first_prop, ...)
 {
-  Rig *r = g_new0 (Rig, 1);
+  Rig *r;
   va_list args;
   gchar *caps = caps_string (rate, channels);
   GstCaps *refused;
@@ -1768,13 +1653,10 @@ check_refused (const char *model, guint rate, guint channels,
   guint errors = 1;
 
   va_start (args, first_prop);
-  r->e = make_filter (model, first_prop, args);
+  r = rig_open ("rnnfilter", model, first_prop, args);
   va_end (args);
-  r->bus = gst_bus_new ();
-  gst_element_set_bus (r->e, r->bus);
-  r->h = gst_harness_new_with_element (r->e, "sink", "src");
+  rig_start (r, 0, channels);   /* the caps are pushed below */
   r->rate = rate;
-  r->channels = channels;
 
   /* a sticky event counts as handled even when refused: the buffer tells */
   refused = gst_caps_from_string (caps);

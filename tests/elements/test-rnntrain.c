@@ -9,6 +9,7 @@
  */
 #include "test-common.h"
 #include "tsan-glib.h"
+#include "element-rig.h"
 #include "rnn-train.h"
 #include "rnn-dataset.h"
 #include "../../plugins/gstrnnelements.h"
@@ -130,43 +131,27 @@ model_finite (const RnnModel *m)
 
 /* ---- the rig: rnntrain with a harness per input ------------------------- */
 
-typedef struct
-{
-  GstElement *e;
-  GstBus *bus;
-  GstHarness *hs, *ht;          /* sink (and src), target */
-  guint c_in, c_tgt;
-} Rig;
-
-static gchar *
-caps_string (guint rate, guint channels)
-{
-  return g_strdup_printf ("audio/x-raw, format=F32LE, layout=interleaved, "
-      "rate=%u, channels=%u", rate, channels);
-}
-
+/* rnntrain with @c_in channels at @rate_in on its sink pad and, if
+ * @target, a harnessed target pad of @c_tgt channels at @rate_tgt.
+ * Trailing arguments: property name/value pairs, NULL-terminated. */
 static Rig *
 rig_new (gboolean target, guint c_in, guint c_tgt, guint rate_in,
     guint rate_tgt, const char *first_prop, ...)
 {
-  Rig *r = g_new0 (Rig, 1);
+  Rig *r;
   va_list args;
 
-  r->e = gst_element_factory_make ("rnntrain", NULL);
-  g_assert_nonnull (r->e);
   va_start (args, first_prop);
-  if (first_prop)
-    g_object_set_valist (G_OBJECT (r->e), first_prop, args);
+  r = rig_open ("rnntrain", NULL, first_prop, args);
   va_end (args);
-  r->bus = gst_bus_new ();
-  gst_element_set_bus (r->e, r->bus);
-  r->c_in = c_in;
   r->c_tgt = c_tgt;
-  r->hs = gst_harness_new_with_element (r->e, "sink", "src");
+  r->h = gst_harness_new_with_element (r->e, "sink", "src");
   if (target)
     r->ht = gst_harness_new_with_element (r->e, "target", NULL);
+  r->rate = rate_in;
+  r->channels = c_in;
   gchar *c = caps_string (rate_in, c_in);
-  gst_harness_set_src_caps_str (r->hs, c);
+  gst_harness_set_src_caps_str (r->h, c);
   g_free (c);
   if (target) {
     c = caps_string (rate_tgt, c_tgt);
@@ -174,19 +159,6 @@ rig_new (gboolean target, guint c_in, guint c_tgt, guint rate_in,
     g_free (c);
   }
   return r;
-}
-
-static void
-rig_free (Rig *r)
-{
-  if (r->ht)
-    gst_harness_teardown (r->ht);
-  gst_harness_teardown (r->hs);
-  gst_element_set_bus (r->e, NULL);
-  gst_bus_set_flushing (r->bus, TRUE);
-  gst_object_unref (r->bus);
-  gst_object_unref (r->e);
-  g_free (r);
 }
 
 static GstBuffer *
@@ -233,7 +205,7 @@ static void
 rig_push (Rig *r, const float *x, gsize nx, guint64 x0, gsize cx,
     const float *t, gsize nt, guint64 t0, gsize ct)
 {
-  Feed fx = { r->hs, x, nx, cx, x0, r->c_in };
+  Feed fx = { r->h, x, nx, cx, x0, r->channels };
   Feed ft = { r->ht, t, nt, ct, t0, r->c_tgt };
   GThread *th = r->ht ? g_thread_new ("feed-target", feed_thread, &ft) : NULL;
 
@@ -478,7 +450,7 @@ expect_refusal (Rig *r, const char *needle)
 
   /* the caps are checked when the aggregator handles them (or at the
    * first buffer); push one so the refusal surfaces */
-  gst_harness_push (r->hs, make_buffer (x, 64, r->c_in, 0));
+  gst_harness_push (r->h, make_buffer (x, 64, r->channels, 0));
   if (r->ht) {
     float t[64 * 4] = { 0 };
     gst_harness_push (r->ht, make_buffer (t, 64, r->c_tgt, 0));
@@ -731,7 +703,7 @@ test_src_predictions (void)
   gsize got = 0;
   GstClockTime next = gst_util_uint64_scale_round (lead, GST_SECOND, RATE);
   GstBuffer *buf;
-  while ((buf = gst_harness_try_pull (r->hs))) {
+  while ((buf = gst_harness_try_pull (r->h))) {
     const gsize n = gst_buffer_get_size (buf) / sizeof (float);
     g_assert_cmpuint (GST_BUFFER_PTS (buf), ==, next);
     g_assert_cmpuint (got + n, <=, steps);
@@ -746,7 +718,7 @@ test_src_predictions (void)
   RnnForward *fw = rnn_forward_new ();
   rnn_forward (fw, init, st, x + lead, steps, 1, expect);
   g_assert_cmpfloat (max_abs_diff (y, expect, steps), <=, 1e-6);
-  GstCaps *caps = gst_pad_get_current_caps (r->hs->sinkpad);
+  GstCaps *caps = gst_pad_get_current_caps (r->h->sinkpad);
   GstStructure *s = gst_caps_get_structure (caps, 0);
   gint rate, channels;
   g_assert_true (gst_structure_get_int (s, "rate", &rate));
@@ -1292,7 +1264,7 @@ test_online_reload (void)
   for (gsize i = 0; i < N; i += block) {
     /* one buffer per pad: with equal buffers every aggregate takes both */
     gst_harness_push (r->ht, make_buffer (t + i, block, 1, i));
-    gst_harness_push (r->hs, make_buffer (x + i, block, 1, i));
+    gst_harness_push (r->h, make_buffer (x + i, block, 1, i));
     /* the running filter: does it play something else than 0.25 yet? */
     y = filter_block (f, probe, block, &fpos);
     if (!all_equal (y, block, 0.25f))
@@ -1300,7 +1272,7 @@ test_online_reload (void)
     g_free (y);
     g_usleep (5000);
   }
-  gst_harness_push_event (r->hs, gst_event_new_eos ());
+  gst_harness_push_event (r->h, gst_event_new_eos ());
   gst_harness_push_event (r->ht, gst_event_new_eos ());
 
   /* checkpoints were posted as training went */
@@ -1369,14 +1341,14 @@ test_release_target (void)
 
   for (gsize i = 0; i < N / 2; i += block) {
     gst_harness_push (r->ht, make_buffer (t + i, block, 1, i));
-    gst_harness_push (r->hs, make_buffer (x + i, block, 1, i));
+    gst_harness_push (r->h, make_buffer (x + i, block, 1, i));
   }
   gst_harness_teardown (r->ht);         /* releases the target pad */
   r->ht = NULL;
   g_assert_null (gst_element_get_static_pad (r->e, "target"));
   for (gsize i = N / 2; i < N; i += block)
-    gst_harness_push (r->hs, make_buffer (x + i, block, 1, i));
-  gst_harness_push_event (r->hs, gst_event_new_eos ());
+    gst_harness_push (r->h, make_buffer (x + i, block, 1, i));
+  gst_harness_push_event (r->h, gst_event_new_eos ());
 
   GstStructure *done = wait_done (r->bus, NULL);
   g_assert_nonnull (done);
