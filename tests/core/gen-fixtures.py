@@ -45,10 +45,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -57,6 +54,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 import gstrnn
+from gstrnn.fixtures import build_tarball
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 LAYERS = (1, 2, 3)
@@ -111,7 +109,7 @@ def _sigmoid(v):
 
 
 def numpy_forward64(cell, L, D, H, tensors, head_act, x):
-    """DESIGN.md §2 written out in numpy float64: x [T, I] -> y [T, O]."""
+    """docs/design.md §2 written out in numpy float64: x [T, I] -> y [T, O]."""
     p = {k: v.astype(np.float64) for k, v in tensors.items()}
     seq = x.astype(np.float64)
     if "input.mean" in p:
@@ -260,23 +258,6 @@ def generate(stage: str, full_check: bool, log) -> list[dict]:
     return stats
 
 
-def pack(stage: str, output: str) -> None:
-    """Reproducible tar.xz of @stage/forward at @output (atomic)."""
-    tmp = output + ".tmp"
-    with open(tmp, "wb") as out:
-        tar = subprocess.Popen(
-            ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
-             "--format=gnu", "--mode=u+rw,go+r,go-w", "-cf", "-", "forward"],
-            cwd=stage, stdout=subprocess.PIPE, env=dict(os.environ, LC_ALL="C"))
-        xz = subprocess.Popen(["xz", "-9e", "-T1"], stdin=tar.stdout, stdout=out)
-        tar.stdout.close()
-        if xz.wait() != 0 or tar.wait() != 0:
-            os.unlink(tmp)
-            raise RuntimeError("tar | xz failed")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, output)
-
-
 def report(stats, log) -> None:
     errs = [s for s in stats if "err64" in s]
     for T in (17, 1000):
@@ -313,18 +294,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     start = time.monotonic()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    stage = tempfile.mkdtemp(prefix="gen-fixtures-")
-    try:
-        stats = generate(stage, args.full_check, log)
-        pack(stage, args.output)
-        if args.keep:
-            os.makedirs(args.keep, exist_ok=True)
-            dest = os.path.join(args.keep, "forward")
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(os.path.join(stage, "forward"), dest)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    stats = build_tarball("forward", args.output,
+                          lambda stage: generate(stage, args.full_check, log), args.keep)
     report(stats, log)
     log(f"wrote {args.output} ({os.path.getsize(args.output)} bytes) "
         f"in {time.monotonic() - start:.1f} s")

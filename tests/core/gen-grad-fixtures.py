@@ -28,7 +28,7 @@ Models (100):
 Name: {cell}_L{L}_{uni|bi}_{none|linear|softmax|sigmoid|tanh}_{mse|ce}
       [_norm][_warmup3][_mask]
 
-Semantics (DESIGN.md §2; the C API in src/rnn-train.h):
+Semantics (docs/design.md §2; the C API in src/rnn-train.h):
   x [T, B, I] time-major; a unidirectional model starts from a non-zero
   carried state h0 (and c0) [L*D, B, H], a bidirectional one from zero.
   "mse": mean over the weighted steps and all O outputs of (y - target)^2,
@@ -65,10 +65,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -77,6 +74,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 import gstrnn
+from gstrnn.fixtures import build_tarball
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 I, H, O, T, B = 3, 5, 4, 7, 2
@@ -358,23 +356,6 @@ def generate(stage, log):
         log(f"  {cell:8s} torch float32 vs float64 gradients: worst relative error {worst:.2e} ({name})")
 
 
-def pack(stage, output):
-    """Reproducible tar.xz of @stage/grad at @output (atomic)."""
-    tmp = output + ".tmp"
-    with open(tmp, "wb") as out:
-        tar = subprocess.Popen(
-            ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
-             "--format=gnu", "--mode=u+rw,go+r,go-w", "-cf", "-", "grad"],
-            cwd=stage, stdout=subprocess.PIPE, env=dict(os.environ, LC_ALL="C"))
-        xz = subprocess.Popen(["xz", "-9e", "-T1"], stdin=tar.stdout, stdout=out)
-        tar.stdout.close()
-        if xz.wait() != 0 or tar.wait() != 0:
-            os.unlink(tmp)
-            raise RuntimeError("tar | xz failed")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, output)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--output", default=os.path.join(os.path.dirname(HERE), "fixtures", "grad.tar.xz"),
@@ -387,18 +368,7 @@ def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     start = time.monotonic()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    stage = tempfile.mkdtemp(prefix="gen-grad-fixtures-")
-    try:
-        generate(stage, log)
-        pack(stage, args.output)
-        if args.keep:
-            os.makedirs(args.keep, exist_ok=True)
-            dest = os.path.join(args.keep, "grad")
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(os.path.join(stage, "grad"), dest)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    build_tarball("grad", args.output, lambda stage: generate(stage, log), args.keep)
     log(f"wrote {args.output} ({os.path.getsize(args.output)} bytes) "
         f"in {time.monotonic() - start:.1f} s")
     return 0

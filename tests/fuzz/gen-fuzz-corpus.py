@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of tests/fuzz/fuzz-loader.c into tests/fuzz/corpus/.
 
-    python3 tests/fuzz/gen-fuzz-corpus.py [FIXTURE_DIR]
+    PYTHONPATH=python python3 tests/fuzz/gen-fuzz-corpus.py [FIXTURE_DIR]
 
 Valid models (every cell, stacked, bidirectional, heads, input
 normalisation, framing metadata, F16/BF16/F64 tensors), a few of the PyTorch
 fixtures (from FIXTURE_DIR, the unpacked tests/fixtures/forward.tar.xz, if
 given) and the shipped model, then malformed files: one per check of the
-loader (DESIGN §3), each made from a valid file by one change.  Standard
-library only, deterministic: running it twice gives the same bytes.
+loader (docs/design.md §3), each made from a valid file by one change.
+The files are assembled by gstrnn.fixtures (standard library; importing the
+package needs numpy).  Deterministic: running it twice gives the same
+bytes.
 """
-import json
 import math
 import os
 import random
@@ -18,34 +19,15 @@ import shutil
 import struct
 import sys
 
+from gstrnn.fixtures import safetensors_bytes as assemble
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-FMT = {"F32": "<%df", "F64": "<%dd"}
-
-
-def f16_bits(v):
-    if abs(v) > 65504.0:        # infinity, as a converter would round it
-        return 0xfc00 if v < 0 else 0x7c00
-    return struct.unpack("<H", struct.pack("<e", v))[0]
-
-
-def bf16_bits(v):
-    return struct.unpack("<I", struct.pack("<f", v))[0] >> 16
-
-
-def encode(values, dtype):
-    if dtype in FMT:
-        return struct.pack(FMT[dtype] % len(values), *values)
-    if dtype == "F16":
-        return struct.pack("<%dH" % len(values), *map(f16_bits, values))
-    if dtype == "BF16":
-        return struct.pack("<%dH" % len(values), *map(bf16_bits, values))
-    raise ValueError(dtype)
 
 
 def tensors_for(cfg, rng, dtype="F32"):
-    """[(name, shape, values)] in DESIGN §3 naming."""
+    """[(name, shape, values)] in docs/design.md §3 naming."""
     g = GATES[cfg["cell"]]
     h = cfg["hidden_size"]
     d = 2 if cfg["bidirectional"] else 1
@@ -88,25 +70,6 @@ def metadata_for(cfg):
             m[key] = str(cfg[key])
     m.update(cfg.get("extra", {}))
     return m
-
-
-def assemble(meta, tensors, pad=True):
-    """safetensors bytes: tensors in the order given, data contiguous."""
-    header = {}
-    if meta is not None:
-        header["__metadata__"] = meta
-    blobs = []
-    pos = 0
-    for name, shape, vals, dtype in tensors:
-        blob = encode(vals, dtype)
-        header[name] = {"dtype": dtype, "shape": shape,
-                        "data_offsets": [pos, pos + len(blob)]}
-        blobs.append(blob)
-        pos += len(blob)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    if pad:
-        text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def model(cfg, seed, dtype="F32"):
