@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Training throughput of gst-rnn next to PyTorch, in the same run.
 
-Issue 4, acceptance 4: LSTM with input 1, hidden H (default 64) and a
+The model: LSTM with input 1, hidden H (default 64) and a
 linear head to 1 output, B (32) windows of T (256) steps from zero state,
 MSE loss, Adam; one training step = forward + loss + backward + optimizer
 step.  The figure is step·batch/s = T × B × steps / seconds, the median of

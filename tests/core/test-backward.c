@@ -297,11 +297,11 @@ test_matches_torch (gconstpointer data)
  *
  * Two checks of the backward pass that do not rely on PyTorch.
  *
- * float64: DESIGN §2 written out again below in plain float64 loops (no
- * code shared with the core), and central differences of its loss with
- * h = 1e-6: exact to ~1e-9, and the ±h interval is far too small to cross
- * a ReLU kink (the fixtures' smallest |pre-activation| is ~3e-5).  Five
- * random coordinates of every trainable tensor must satisfy
+ * float64: docs/design.md §2 written out again below in plain float64
+ * loops (no code shared with the core), and central differences of its
+ * loss with h = 1e-6: exact to ~1e-9, and the ±h interval is far too
+ * small to cross a ReLU kink (the fixtures' smallest |pre-activation| is
+ * ~3e-5).  Five random coordinates of every trainable tensor must satisfy
  *   |fd - g| <= 5e-6 * gmax + 5e-5 * |g|
  * (gmax the largest |gradient| of the model): the float32 gradient's own
  * rounding (measured up to 7e-7 * gmax), with margin.

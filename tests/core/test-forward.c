@@ -151,7 +151,7 @@ check_parity (gboolean naive)
       g_free (y);
     }
   }
-  /* the parity table quoted in the closing note */
+  /* the parity table: the largest error per cell and sequence length */
   g_test_message ("%s path, %u models: max abs error vs PyTorch", naive ? "naive" : "fast",
       fixtures->len);
   for (guint c = 0; c < 4; c++)

@@ -1,5 +1,5 @@
 /* rnnfilter under stream faults, bad data, state changes and concurrent
- * control (issue "Reliability").
+ * control.
  *
  * Every case states the behaviour it expects in its comment.  Expected
  * numbers come from the core library run over the same samples

@@ -856,7 +856,7 @@ test_non_finite_loss (void)
 }
 
 /* A diverging run (learning rate 1e3, no clipping) in every mode and with
- * both optimizers.  Invariant (DESIGN §4): rnntrain never writes a model
+ * both optimizers.  Invariant (docs/design.md §4): rnntrain never writes a model
  * with non-finite weights, and says so when it rolls back.  Every write is
  * checked as it happens: a bus sync handler runs on the streaming thread
  * right after the element wrote the file and posted rnntrain-progress
@@ -1181,7 +1181,7 @@ test_cross_entropy_learns (void)
   g_free (out);
 }
 
-/* ---- online mode with a running rnnfilter (acceptance 5) ------------------------------ */
+/* ---- online mode with a running rnnfilter -------------------------------- */
 
 /* A model of the shape rnntrain will write, that outputs 0.25 always. */
 static void
@@ -1382,9 +1382,10 @@ launch (const gchar *desc, GstBus **bus)
 
 /* Both pads fed by one tee, the sink branch's queue small and the target
  * branch free to run ahead: rnntrain must keep taking data from the lane
- * that is behind.  (It used to drain the faster pad, after which the
- * aggregator waited for that pad while the tee was blocked on the other
- * branch's full queue: a deadlock, seen in models/recipes/effect-lstm.py.)
+ * that is behind.  (Draining the faster pad instead leaves the aggregator
+ * waiting for that pad while the tee is blocked on the other branch's
+ * full queue: a deadlock, as models/recipes/effect-lstm.py's pipeline
+ * would show.)
  * Runs to EOS within the timeout, with every frame paired. */
 static void
 test_pipeline_tee_unequal_branches (void)

@@ -1,6 +1,6 @@
 #!/bin/bash
-# tests/elements/train-acceptance.sh [BUILD_DIR] — issue 4, acceptance 2: rnntrain
-# learns, from pipelines written as a user would write them.
+# tests/elements/train-acceptance.sh [BUILD_DIR]: rnntrain learns, from
+# pipelines written as a user would write them.
 #
 #   (a) next-step prediction of a two-tone signal (audiotestsrc × 2 →
 #       audiomixer): validation MSE at least 100× below predicting zero;

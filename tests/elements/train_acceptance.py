@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Signals and figures for tests/elements/train-acceptance.sh (issue 4, acceptance 2).
+"""Signals and figures for tests/elements/train-acceptance.sh.
 
 The pipelines themselves are in the shell script; this helper only makes
 test signals (raw F32LE mono files) and measures what the pipelines wrote.

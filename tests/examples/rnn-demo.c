@@ -157,8 +157,8 @@ main (int argc, char **argv)
 
   if (cfg->bidirectional) {
     printf ("\nThis demo streams a signal through a unidirectional model with a carried\n"
-        "state; a bidirectional model runs whole windows instead (DESIGN §4), so it\n"
-        "is not demonstrated here.\n");
+        "state; a bidirectional model runs whole windows instead (docs/design.md\n"
+        "§4), so it is not demonstrated here.\n");
     return 1;
   }
   if (cfg->input_size != 1 || out_size != 1) {

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Models written by rnntrain load in PyTorch by name and reproduce rnnfilter.
 
-Issue 4, acceptance 3.  For each case this trains a small model with a
+For each case this trains a small model with a
 gst-launch pipeline (rnntrain), plays a held-out signal through rnnfilter
 (gst-launch, filesrc → rnnfilter → filesink), rebuilds the model in PyTorch
 with gstrnn.build_torch() — nn.LSTM / nn.GRU / nn.RNN and
