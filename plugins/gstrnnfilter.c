@@ -92,7 +92,6 @@
 #include "rnn.h"
 
 #include <gst/base/gstadapter.h>
-#include <math.h>
 #include <string.h>
 
 #if G_BYTE_ORDER != G_LITTLE_ENDIAN
@@ -207,11 +206,7 @@ struct _GstRnnFilter
   guint64 steps;                /* steps since the last reset */
   gboolean discont;             /* mark the next output buffer DISCONT */
   guint interval;               /* message-interval for this buffer */
-  gboolean *bad_run;            /* [in_channels]: inside a non-finite run */
-  guint n_bad_run;
-  guint64 bad_total;            /* non-finite values replaced so far */
-  guint bad_new_runs;           /* runs begun in this buffer */
-  guint bad_first_channel;
+  GstRnnNonFinite bad;          /* new_runs: begun in this buffer */
   gchar *refused;               /* the caps refused last, and why */
 };
 
@@ -438,8 +433,8 @@ gst_rnn_filter_reset_stream (GstRnnFilter *self)
   self->need_base = TRUE;
   self->base_pts = GST_CLOCK_TIME_NONE;
   self->in_frames = self->out_frames = 0;
-  if (self->bad_run)
-    memset (self->bad_run, 0, self->n_bad_run * sizeof (gboolean));
+  if (self->bad.in_run)
+    memset (self->bad.in_run, 0, self->bad.n_channels * sizeof (gboolean));
   gst_buffer_replace (&self->queued, NULL);
 }
 
@@ -462,104 +457,6 @@ ensure_scratch (GstRnnFilter *self, guint T)
   }
 }
 
-/* TRUE when none of the @n floats at @in is an infinity or a NaN (the
- * exponent bits all set): a branch-free test the compiler vectorises. */
-static gboolean
-all_finite (const guint8 *in, gsize n)
-{
-  guint32 bad = 0;
-  for (gsize i = 0; i < n; i++) {
-    guint32 u;
-    memcpy (&u, in + i * sizeof (float), sizeof u);
-    bad |= (u & 0x7f800000u) == 0x7f800000u;
-  }
-  return !bad;
-}
-
-/* x[t][b][f·C_in + c] from @frames interleaved input frames (the rest of the
- * T·F_in frames are zeros); non-finite values become 0.0 (see the element
- * documentation) and are counted per channel run. */
-static void
-fill_input (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T)
-{
-  const GstRnnLayout *l = &self->layout;
-  const guint C = l->in_channels;
-  float *x = self->x;
-
-  /* x in the input's own order (every mixed layout, and independent
-   * channels of one input each): a copy when every value is finite and
-   * no channel is inside a non-finite run (whose end the loop below
-   * records); element by element, that loop cost some 50 instructions
-   * per sample, a seventh of an LSTM H=8 step */
-  if (!l->independent || l->f_in == 1) {
-    gboolean in_run = FALSE;
-    for (guint c = 0; c < C; c++)
-      in_run |= self->bad_run[c];
-    const gsize total = (gsize) T * l->f_in * C;
-    const gsize n = MIN ((gsize) frames * C, total);
-    if (!in_run && all_finite (in, n)) {
-      memcpy (x, in, n * sizeof (float));
-      memset (x + n, 0, (total - n) * sizeof (float));
-      return;
-    }
-  }
-
-  for (guint t = 0; t < T; t++) {
-    for (guint f = 0; f < l->f_in; f++) {
-      const guint64 k = (guint64) t * l->f_in + f;
-      const guint8 *frame = in + k * C * sizeof (float);
-
-      for (guint c = 0; c < C; c++) {
-        float v = 0.0f;
-        gsize xi;
-
-        if (k < frames) {
-          memcpy (&v, frame + c * sizeof (float), sizeof (float));
-          if (G_UNLIKELY (!isfinite (v))) {
-            v = 0.0f;
-            self->bad_total++;
-            if (!self->bad_run[c]) {
-              self->bad_run[c] = TRUE;
-              if (self->bad_new_runs++ == 0)
-                self->bad_first_channel = c;
-            }
-          } else if (G_UNLIKELY (self->bad_run[c])) {
-            self->bad_run[c] = FALSE;
-          }
-        }
-        if (l->independent)     /* C_in = 1, I = F_in, b = c */
-          xi = ((gsize) t * l->batch + c) * l->n_in + f;
-        else                    /* B = 1, I = F_in·C */
-          xi = (gsize) t * l->n_in + (gsize) f * C + c;
-        x[xi] = v;
-      }
-    }
-  }
-}
-
-/* @out_frames interleaved output frames from y[t][b][f·C_out + k]. */
-static void
-write_output (GstRnnFilter *self, float *out, guint64 out_frames)
-{
-  const GstRnnLayout *l = &self->layout;
-
-  /* one stream, or independent channels of one output frame each: y
-   * is already in the output's order */
-  if (!l->independent || l->f_out == 1) {
-    memcpy (out, self->y, out_frames * l->out_channels * sizeof (float));
-    return;
-  }
-  for (guint64 k = 0; k < out_frames; k++) {
-    const guint64 t = k / l->f_out, f = k % l->f_out;
-    float *o = out + k * l->out_channels;
-
-    for (guint b = 0; b < l->batch; b++)
-      memcpy (o + (gsize) b * l->c_out,
-          self->y + ((gsize) t * l->batch + b) * l->n_out + f * l->c_out,
-          l->c_out * sizeof (float));
-  }
-}
-
 static GstClockTime
 out_time (GstRnnFilter *self, guint64 out_frame)
 {
@@ -579,29 +476,9 @@ post_step_message (GstRnnFilter *self, guint t, guint64 first_out)
   GstClockTime ts = out_time (self, first_out + (guint64) t * l->f_out);
 
   for (guint b = 0; b < l->batch; b++) {
-    const float *v = self->y + ((gsize) t * l->batch + b) * l->n_out;
-    GValue arr = G_VALUE_INIT;
-    GstStructure *s;
-    guint best = 0;
+    GstStructure *s = gst_rnn_layout_output_structure (l, cfg, self->y, t, b,
+        ts);
 
-    g_value_init (&arr, GST_TYPE_ARRAY);
-    for (guint o = 0; o < l->n_out; o++) {
-      GValue fv = G_VALUE_INIT;
-
-      g_value_init (&fv, G_TYPE_FLOAT);
-      g_value_set_float (&fv, v[o]);
-      gst_value_array_append_and_take_value (&arr, &fv);
-      if (v[o] > v[best])
-        best = o;
-    }
-    s = gst_structure_new ("rnnfilter-output",
-        "timestamp", G_TYPE_UINT64, (guint64) ts, NULL);
-    gst_structure_take_value (s, "values", &arr);
-    if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX)
-      gst_structure_set (s, "class", G_TYPE_INT, (gint) best,
-          "confidence", G_TYPE_FLOAT, v[best], NULL);
-    if (l->independent)
-      gst_structure_set (s, "channel", G_TYPE_INT, (gint) b, NULL);
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_element (GST_OBJECT (self), s));
   }
@@ -617,10 +494,10 @@ run_chunk (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T,
   const GstRnnLayout *l = &self->layout;
 
   ensure_scratch (self, T);
-  fill_input (self, in, frames, T);
+  gst_rnn_layout_fill_input (l, self->x, in, frames, T, &self->bad);
   rnn_forward (self->fw, self->model, l->bidirectional ? NULL : self->state,
       self->x, T, l->batch, self->y);
-  write_output (self, out, out_frames);
+  gst_rnn_layout_write_output (l, out, self->y, out_frames);
 
   if (self->interval > 0) {
     for (guint t = 0; t < T; t++)
@@ -734,7 +611,7 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
   out = (float *) map.data;
   in = gst_adapter_map (self->adapter, in_total * bpf_in);
 
-  self->bad_new_runs = 0;
+  self->bad.new_runs = 0;
   for (done = 0; done < full_steps;) {
     guint T = l->bidirectional ? l->window
         : (guint) MIN (full_steps - done, MAX_CHUNK_STEPS);
@@ -756,13 +633,13 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
   gst_adapter_flush (self->adapter, in_total * bpf_in);
   gst_buffer_unmap (buf, &map);
 
-  if (self->bad_new_runs > 0) {
+  if (self->bad.new_runs > 0) {
     GST_ELEMENT_WARNING (self, STREAM, FORMAT,
         ("Non-finite input replaced by 0.0 (%" G_GUINT64_FORMAT " value%s so "
-            "far)", self->bad_total, self->bad_total == 1 ? "" : "s"),
+            "far)", self->bad.total, gst_rnn_plural (self->bad.total)),
         ("%u new run%s of non-finite values, the first in channel %u",
-            self->bad_new_runs, gst_rnn_plural (self->bad_new_runs),
-            self->bad_first_channel));
+            self->bad.new_runs, gst_rnn_plural (self->bad.new_runs),
+            self->bad.first_channel));
   }
 
   GST_BUFFER_PTS (buf) = out_time (self, self->out_frames);
@@ -1005,7 +882,7 @@ gst_rnn_filter_start (GstBaseTransform *trans)
     return FALSE;
   }
   self->adapter = gst_adapter_new ();
-  self->bad_total = 0;
+  self->bad.total = 0;
   self->base_offset = 0;
   gst_rnn_filter_reset_stream (self);
 
@@ -1064,8 +941,8 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
   g_clear_pointer (&self->y, g_free);
   self->x_len = self->y_len = 0;
   g_clear_pointer (&self->refused, g_free);
-  g_clear_pointer (&self->bad_run, g_free);
-  self->n_bad_run = 0;
+  g_clear_pointer (&self->bad.in_run, g_free);
+  self->bad.n_channels = 0;
   return TRUE;
 }
 
@@ -1139,9 +1016,9 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
     gst_rnn_filter_reset_stream (self);
     g_clear_pointer (&self->state, rnn_state_free);
     self->state = new_state (self->model, &nl);
-    g_free (self->bad_run);
-    self->bad_run = g_new0 (gboolean, nl.in_channels);
-    self->n_bad_run = nl.in_channels;
+    g_free (self->bad.in_run);
+    self->bad.in_run = g_new0 (gboolean, nl.in_channels);
+    self->bad.n_channels = nl.in_channels;
   }
 
   GST_OBJECT_LOCK (self);
@@ -1513,7 +1390,7 @@ gst_rnn_filter_finalize (GObject *object)
   release_pool (self);
   g_free (self->x);
   g_free (self->y);
-  g_free (self->bad_run);
+  g_free (self->bad.in_run);
   g_free (self->refused);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);

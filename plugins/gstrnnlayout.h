@@ -24,6 +24,16 @@ typedef struct
   guint window;                 /* steps per sequence; 0 if unidirectional */
 } GstRnnLayout;
 
+/* Non-finite input values met so far. */
+typedef struct
+{
+  gboolean *in_run;             /* [n_channels]: inside a non-finite run */
+  guint n_channels;
+  guint64 total;                /* values replaced by 0.0 */
+  guint new_runs;               /* runs begun since the caller zeroed it */
+  guint first_channel;          /* the channel of the first of those */
+} GstRnnNonFinite;
+
 static inline const char *
 gst_rnn_plural (guint64 n)
 {
@@ -49,5 +59,12 @@ GstCaps *gst_rnn_layout_transform_caps (const RnnModel *model,
     GstRnnFilterChannelMode mode, GstPadDirection direction,
     const GstCaps *caps);
 GstCaps *gst_rnn_layout_fixate_caps (GstCaps *caps);
+
+void gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x,
+    const guint8 *in, guint64 frames, guint T, GstRnnNonFinite *bad);
+void gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
+    const float *y, guint64 out_frames);
+GstStructure *gst_rnn_layout_output_structure (const GstRnnLayout *l,
+    const RnnConfig *cfg, const float *y, guint t, guint b, GstClockTime ts);
 
 G_END_DECLS
