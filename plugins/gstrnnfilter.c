@@ -206,7 +206,7 @@ struct _GstRnnFilter
   guint64 steps;                /* steps since the last reset */
   gboolean discont;             /* mark the next output buffer DISCONT */
   guint interval;               /* message-interval for this buffer */
-  GstRnnNonFinite bad;          /* new_runs: begun in this buffer */
+  GstRnnNonFinite bad;          /* non-finite input; new_runs: this buffer's */
   gchar *refused;               /* the caps refused last, and why */
 };
 
@@ -242,8 +242,8 @@ gst_rnn_filter_weight_precision_get_type (void)
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
         "The model's float32 weights", "float32"},
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
-        "Recurrent weights rounded to float16 (opt-in; faster at large "
-          "hidden sizes, less exact)", "float16"},
+        "Recurrent weights rounded to float16 (faster at large hidden "
+          "sizes, less exact)", "float16"},
     {0, NULL, NULL},
   };
 
@@ -393,6 +393,8 @@ gst_rnn_filter_accept_caps (GstBaseTransform *trans, GstPadDirection direction,
   gst_caps_unref (templ);
   return ok;
 }
+
+/* ---- streaming helpers --------------------------------------------------- */
 
 static void
 gst_rnn_filter_update_latency (GstRnnFilter *self)
@@ -1442,7 +1444,7 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    */
   g_object_class_install_property (gobject_class, PROP_RELOAD_ON_CHANGE,
       g_param_spec_boolean ("reload-on-change", "Reload on change",
-          "Swap the model in again whenever its file is rewritten",
+          "Reload the model whenever its file is rewritten",
           DEFAULT_RELOAD_ON_CHANGE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));

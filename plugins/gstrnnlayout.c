@@ -415,7 +415,7 @@ gst_rnn_layout_fixate_caps (GstCaps *caps)
   return caps;
 }
 
-/* ---- frames and model tensors ------------------------------------------- */
+/* ---- frames and model tensors -------------------------------------------- */
 
 /* TRUE when none of the @n floats at @in is an infinity or a NaN (the
  * exponent bits all set): a branch-free test the compiler vectorises. */
