@@ -1,5 +1,6 @@
 /* rnnfilter's caps and layout algebra (docs/design.md §4): which streams a
- * model can run on, what it turns them into, and the latency it adds. */
+ * model can run on, what it turns them into, the latency it adds, and the
+ * packing of frames into the model's tensors and back. */
 #include "gstrnnlayout.h"
 
 #include <math.h>

@@ -1,6 +1,8 @@
 /* rnnfilter's caps and layout algebra: how one model meets one stream
- * (docs/design.md §4).  Plain functions of a model, the channel-mode and
- * window settings and caps; no element instance. */
+ * (docs/design.md §4), and how the stream's interleaved frames map onto the
+ * model's [T][B][I] inputs and [T][B][O] outputs.  Plain functions of a
+ * model, the channel-mode and window settings, caps and buffers; no element
+ * instance, so each can be tested alone. */
 #pragma once
 
 #include "gstrnnfilter.h"
