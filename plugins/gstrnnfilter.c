@@ -28,7 +28,7 @@
  * Runs a recurrent neural network (Elman RNN, LSTM or GRU, stacked and
  * optionally bidirectional, with an optional dense head) stored in a gst-rnn
  * safetensors model over an interleaved 32-bit float stream.  One frame is
- * one time step (or @frame_size frames are, see below) and the hidden state
+ * one time step (or `frame_size` frames are, see below) and the hidden state
  * carries from buffer to buffer.
  *
  * ## Frames, steps and channels
