@@ -1,5 +1,5 @@
-/* rnnfilter: runs a recurrent network (RNN, LSTM, GRU; DESIGN §4) over an
- * F32LE stream as a stateful filter.
+/* rnnfilter: runs a recurrent network (RNN, LSTM, GRU; docs/design.md §4)
+ * over an F32LE stream as a stateful filter.
  *
  * Data path (streaming thread only):
  *
@@ -15,11 +15,11 @@
  * Everything the other threads touch (properties, the current and the
  * pending model, the negotiated layout, the latency) is under the object
  * lock; the streaming thread copies the settings once per buffer.  A model
- * named while running is loaded by a one-thread GThreadPool and swapped in by
- * the streaming thread at the start of a buffer, so every buffer is computed
- * wholly by one model.  The file watch of reload-on-change runs a
- * GFileMonitor in its own GMainContext on its own thread, so it works in
- * applications without a main loop.
+ * named while running is loaded on the thread of a GstRnnLoader
+ * (gstrnnloader.c, which also runs the file watch of reload-on-change) and
+ * swapped in by the streaming thread at the start of a buffer, so every
+ * buffer is computed wholly by one model.  How a model meets a stream (caps,
+ * channels, rates, latency) is gstrnnlayout.c.
  */
 /**
  * SECTION:element-rnnfilter
@@ -28,7 +28,7 @@
  * Runs a recurrent neural network (Elman RNN, LSTM or GRU, stacked and
  * optionally bidirectional, with an optional dense head) stored in a gst-rnn
  * safetensors model over an interleaved 32-bit float stream.  One frame is
- * one time step (or @frame_size frames are, see below) and the hidden state
+ * one time step (or `frame_size` frames are, see below) and the hidden state
  * carries from buffer to buffer.
  *
  * ## Frames, steps and channels
@@ -61,20 +61,37 @@
  * values replaced so far; runs beginning within one buffer share one
  * warning.
  *
+ * ## Changing the model while playing
+ *
+ * A new #GstRnnFilter:model-location, or with
+ * #GstRnnFilter:reload-on-change a rewrite of the file, is loaded and
+ * checked off the streaming thread and swapped in between two buffers; a
+ * file that fails to load or does not fit the negotiated stream leaves the
+ * running model in place and posts a warning.
+ *
  * ## Example launch lines
+ *
+ * From the source tree (the models are in models/):
  * |[
- * gst-launch-1.0 audiotestsrc ! audioconvert ! rnnfilter model-location=effect.safetensors ! audioconvert ! autoaudiosink
- * gst-launch-1.0 -m filesrc location=imu.raw ! rawaudioparse pcm-format=f32le sample-rate=100 num-channels=6 ! rnnfilter model-location=classifier.safetensors message-interval=100 ! fakesink
- * ]|
+ * gst-launch-1.0 audiotestsrc wave=saw freq=110 num-buffers=200 ! audio/x-raw,rate=48000,channels=1 ! audioconvert ! rnnfilter model-location=models/softclip-lstm8.safetensors ! audioconvert ! wavenc ! filesink location=softclip.wav
+ * ]| the shipped soft-clip LSTM on a sawtooth, written to a WAV file.
+ * |[
+ * gst-launch-1.0 audiotestsrc num-buffers=200 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! rnnfilter model-location=models/softclip-lstm8.safetensors channel-mode=independent ! audioconvert ! autoaudiosink
+ * ]| the single-channel model on both channels of a stereo stream, each with
+ * its own state.
+ * |[
+ * gst-launch-1.0 -m audiotestsrc wave=white-noise num-buffers=50 ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! rnnfilter model-location=models/sound-classifier.safetensors message-interval=25 ! fakesink
+ * ]| a classifier (speech, tones, noise every 10 ms) posting its decision
+ * every 0.25 s as an rnnfilter-output message.
  */
 #include "gstrnnfilter.h"
 #include "gstrnnelements.h"
+#include "gstrnnlayout.h"
+#include "gstrnnloader.h"
 
 #include "rnn.h"
 
-#include <gio/gio.h>
 #include <gst/base/gstadapter.h>
-#include <math.h>
 #include <string.h>
 
 #if G_BYTE_ORDER != G_LITTLE_ENDIAN
@@ -133,20 +150,6 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS (RNN_CAPS));
 
-/* How one model meets one negotiated stream. */
-typedef struct
-{
-  guint in_rate, in_channels;   /* sink caps */
-  guint out_rate, out_channels; /* src caps */
-  gboolean independent;         /* one core stream per input channel */
-  guint batch;                  /* B: in_channels if independent, else 1 */
-  guint f_in, f_out;            /* frames per step, in and out */
-  guint n_in, n_out;            /* I and O of one core stream */
-  guint c_in, c_out;            /* I / F_in and O / F_out */
-  gboolean bidirectional;
-  guint window;                 /* steps per sequence; 0 if unidirectional */
-} RnnLayout;
-
 /* What the streaming thread copies once per buffer. */
 typedef struct
 {
@@ -155,8 +158,6 @@ typedef struct
   GstRnnFilterChannelMode channel_mode;
   guint message_interval;
 } Settings;
-
-typedef struct _RnnWatch RnnWatch;
 
 struct _GstRnnFilter
 {
@@ -180,14 +181,13 @@ struct _GstRnnFilter
   gboolean reset_requested;
   gboolean started;
   gboolean negotiated;
-  RnnLayout layout;
+  GstRnnLayout layout;
   GstClockTime latency;         /* our own share of the latency */
-  GThreadPool *loader;
+  GstRnnLoader *loader;         /* loads and watches between start and stop */
 
-  /* the reload-on-change watch; changed under watch_lock, which is never
-   * taken with the object lock held */
+  /* held while the watch is changed and while stop() takes the loader away;
+   * never taken with the object lock held */
   GMutex watch_lock;
-  RnnWatch *watch;
 
   /* streaming state: the streaming thread's own */
   RnnState *state;              /* NULL for bidirectional models */
@@ -206,11 +206,7 @@ struct _GstRnnFilter
   guint64 steps;                /* steps since the last reset */
   gboolean discont;             /* mark the next output buffer DISCONT */
   guint interval;               /* message-interval for this buffer */
-  gboolean *bad_run;            /* [in_channels]: inside a non-finite run */
-  guint n_bad_run;
-  guint64 bad_total;            /* non-finite values replaced so far */
-  guint bad_new_runs;           /* runs begun in this buffer */
-  guint bad_first_channel;
+  GstRnnNonFinite bad;          /* non-finite input; new_runs: this buffer's */
   gchar *refused;               /* the caps refused last, and why */
 };
 
@@ -246,8 +242,8 @@ gst_rnn_filter_weight_precision_get_type (void)
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
         "The model's float32 weights", "float32"},
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
-        "Recurrent weights rounded to float16 (opt-in; faster at large "
-          "hidden sizes, less exact)", "float16"},
+        "Recurrent weights rounded to float16 (faster at large hidden "
+          "sizes, less exact)", "float16"},
     {0, NULL, NULL},
   };
 
@@ -275,128 +271,6 @@ load_model (GstRnnFilter * self, const gchar * path, GError ** error)
   return model;
 }
 
-/* ---- model and stream geometry ----------------------------------------- */
-
-static const char *
-plural (guint n)
-{
-  return n == 1 ? "" : "s";
-}
-
-/* Works out how @model runs on a stream of @channels at @rate.  On failure
- * *why says what the model needs (free it). */
-static gboolean
-resolve_layout (const RnnModel *model, GstRnnFilterChannelMode mode,
-    guint window, gint rate, gint channels, RnnLayout *l, gchar **why)
-{
-  const RnnConfig *cfg = rnn_model_get_config (model);
-  guint64 out_channels, out_rate;
-
-  memset (l, 0, sizeof (*l));
-  l->n_in = cfg->input_size;
-  l->n_out = rnn_model_get_output_size (model);
-  l->f_in = cfg->frame_size;
-  l->f_out = cfg->output_frame_size;
-  if (l->f_in == 0 || l->f_out == 0 || l->n_in % l->f_in != 0
-      || l->n_out % l->f_out != 0) {
-    *why = g_strdup_printf ("model sizes I=%u, O=%u do not divide into "
-        "frame_size %u and output_frame_size %u", l->n_in, l->n_out, l->f_in,
-        l->f_out);
-    return FALSE;
-  }
-  l->c_in = l->n_in / l->f_in;
-  l->c_out = l->n_out / l->f_out;
-  l->in_rate = rate;
-  l->in_channels = channels;
-
-  switch (mode) {
-    case GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT:
-      if (l->c_in != 1) {
-        *why = g_strdup_printf ("channel-mode is independent, which needs a "
-            "single-channel model, but the model expects %u channels",
-            l->c_in);
-        return FALSE;
-      }
-      l->independent = TRUE;
-      break;
-    case GST_RNN_FILTER_CHANNEL_MODE_VECTOR:
-      if ((guint) channels != l->c_in) {
-        *why = g_strdup_printf ("model expects %u channel%s, stream has %d",
-            l->c_in, plural (l->c_in), channels);
-        return FALSE;
-      }
-      l->independent = FALSE;
-      break;
-    case GST_RNN_FILTER_CHANNEL_MODE_AUTO:
-    default:
-      if ((guint) channels == l->c_in) {
-        l->independent = FALSE;
-      } else if (l->c_in == 1) {
-        l->independent = TRUE;
-      } else {
-        *why = g_strdup_printf ("model expects %u channel%s, stream has %d",
-            l->c_in, plural (l->c_in), channels);
-        return FALSE;
-      }
-      break;
-  }
-  l->batch = l->independent ? (guint) channels : 1;
-  out_channels = (guint64) l->batch * l->c_out;
-  if (out_channels > G_MAXINT) {
-    *why = g_strdup_printf ("%d channels * %u outputs is too many channels",
-        channels, l->c_out);
-    return FALSE;
-  }
-  l->out_channels = out_channels;
-
-  if (cfg->sample_rate != 0 && (guint) rate != cfg->sample_rate) {
-    *why = g_strdup_printf ("model was made for %u Hz, stream has %d Hz "
-        "(put audioresample in front)", cfg->sample_rate, rate);
-    return FALSE;
-  }
-  if ((guint64) rate * l->f_out % l->f_in != 0) {
-    *why = g_strdup_printf ("output rate %d * %u / %u Hz is not a whole "
-        "number (output_frame_size / frame_size of the model)", rate,
-        l->f_out, l->f_in);
-    return FALSE;
-  }
-  out_rate = (guint64) rate * l->f_out / l->f_in;
-  if (out_rate == 0 || out_rate > G_MAXINT) {
-    *why = g_strdup_printf ("output rate %" G_GUINT64_FORMAT " Hz is out of "
-        "range", out_rate);
-    return FALSE;
-  }
-  l->out_rate = out_rate;
-
-  l->bidirectional = cfg->bidirectional;
-  if (l->bidirectional) {
-    l->window = window != 0 ? window : cfg->window;
-    if (l->window == 0) {
-      *why = g_strdup ("bidirectional model needs a window: set the window "
-          "property or the model's window metadata");
-      return FALSE;
-    }
-  }
-  return TRUE;
-}
-
-/* Our own latency: a step's output carries the time of its first input
- * frame and can only be computed once its last frame has arrived, that is
- * F_in·W − 1 frames later (W = window for bidirectional models, 1
- * otherwise).  Upstream's latency already covers the arrival of a frame, so
- *   own = ⌈(F_in·W − 1) · 1 s / rate⌉
- * rounded up so that it is never under-reported. */
-static GstClockTime
-layout_latency (const RnnLayout *l)
-{
-  guint64 frames;
-
-  if (l->in_rate == 0)
-    return 0;
-  frames = (guint64) l->f_in * (l->bidirectional ? l->window : 1) - 1;
-  return gst_util_uint64_scale_int_ceil (frames, GST_SECOND, l->in_rate);
-}
-
 static gchar *
 describe_load_error (const gchar *path, const GError *err)
 {
@@ -406,125 +280,6 @@ describe_load_error (const gchar *path, const GError *err)
 }
 
 /* ---- caps ---------------------------------------------------------------- */
-
-static guint64
-gcd64 (guint64 a, guint64 b)
-{
-  while (b != 0) {
-    guint64 t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
-
-/* Maps every integer v held by @in (an int, an int range or a list of them)
- * with v % @den == 0 to v / @den · @num.  FALSE if nothing maps into
- * [1, G_MAXINT]; otherwise @out is set. */
-static gboolean
-map_int_value (const GValue *in, guint64 num, guint64 den, GValue *out)
-{
-  if (G_VALUE_HOLDS_INT (in)) {
-    gint v = g_value_get_int (in);
-    guint64 r;
-
-    if (v <= 0 || (guint64) v % den != 0)
-      return FALSE;
-    r = (guint64) v / den * num;
-    if (r == 0 || r > G_MAXINT)
-      return FALSE;
-    g_value_init (out, G_TYPE_INT);
-    g_value_set_int (out, (gint) r);
-    return TRUE;
-  }
-
-  if (GST_VALUE_HOLDS_INT_RANGE (in)) {
-    guint64 lo = MAX (gst_value_get_int_range_min (in), 1);
-    guint64 hi = MAX (gst_value_get_int_range_max (in), 0);
-    guint64 step = MAX (gst_value_get_int_range_step (in), 1);
-    guint64 m = step / gcd64 (step, den) * den; /* both ≤ G_MAXINT */
-    guint64 first = (lo + m - 1) / m * m, last = hi / m * m;
-    guint64 ostep, olo, ohi;
-
-    if (first > last)
-      return FALSE;
-    ostep = m / den * num;
-    olo = first / den * num;
-    ohi = last / den * num;
-    if (olo > G_MAXINT)
-      return FALSE;
-    if (ohi > G_MAXINT)
-      ohi = G_MAXINT / ostep * ostep;
-    if (olo == ohi) {
-      g_value_init (out, G_TYPE_INT);
-      g_value_set_int (out, (gint) olo);
-    } else {
-      g_value_init (out, GST_TYPE_INT_RANGE);
-      gst_value_set_int_range_step (out, (gint) olo, (gint) ohi, (gint) ostep);
-    }
-    return TRUE;
-  }
-
-  if (GST_VALUE_HOLDS_LIST (in)) {
-    guint n = gst_value_list_get_size (in);
-
-    g_value_init (out, GST_TYPE_LIST);
-    for (guint i = 0; i < n; i++) {
-      GValue o = G_VALUE_INIT;
-
-      if (map_int_value (gst_value_list_get_value (in, i), num, den, &o))
-        gst_value_list_append_and_take_value (out, &o);
-    }
-    n = gst_value_list_get_size (out);
-    if (n == 0) {
-      g_value_unset (out);
-      return FALSE;
-    }
-    if (n == 1) {
-      GValue o = G_VALUE_INIT;
-
-      g_value_init (&o, G_TYPE_INT);
-      g_value_copy (gst_value_list_get_value (out, 0), &o);
-      g_value_unset (out);
-      *out = o;
-    }
-    return TRUE;
-  }
-
-  return FALSE;
-}
-
-/* @out = @give if @in can be @want. */
-static gboolean
-map_int_const (const GValue *in, gint want, gint give, GValue *out)
-{
-  GValue w = G_VALUE_INIT;
-  gboolean ok;
-
-  g_value_init (&w, G_TYPE_INT);
-  g_value_set_int (&w, want);
-  ok = gst_value_can_intersect (in, &w);
-  g_value_unset (&w);
-  if (ok) {
-    g_value_init (out, G_TYPE_INT);
-    g_value_set_int (out, give);
-  }
-  return ok;
-}
-
-/* @in ∩ {@want} into @out. */
-static gboolean
-restrict_int (const GValue *in, gint want, GValue *out)
-{
-  GValue w = G_VALUE_INIT;
-  gboolean ok;
-
-  g_value_init (&w, G_TYPE_INT);
-  g_value_set_int (&w, want);
-  ok = gst_value_intersect (out, in, &w);
-  g_value_unset (&w);
-  return ok;
-}
 
 /* The current model, loading it from model-location if none is loaded yet
  * (caps can be asked for before start()).  NULL if there is none to load;
@@ -569,116 +324,37 @@ gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
   return model;
 }
 
-/* Sink caps map to source caps by the model: channels C → C·O/F_out
- * (independent) or I/F_in → O/F_out (vector), rate R → R·F_out/F_in, and
- * only the model's sample_rate if it names one.  Caps the model cannot take
- * produce nothing here, so upstream negotiation can convert; a stream that
- * arrives with such caps anyway is refused in the CAPS event with a message
- * saying why (see accept_caps). */
+/* Caps the model cannot take produce nothing here (see
+ * gst_rnn_layout_transform_caps()), so upstream negotiation can convert; a
+ * stream that arrives with such caps anyway is refused in the CAPS event with
+ * a message saying why (see accept_caps). */
 static GstCaps *
 gst_rnn_filter_transform_caps (GstBaseTransform *trans,
     GstPadDirection direction, GstCaps *caps, GstCaps *filter)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
-  const RnnConfig *cfg;
   Settings s;
   RnnModel *model;
-  GstCaps *result, *in = NULL;
-  guint f_in, f_out, c_in, c_out, g;
-  gboolean per_channel, same_channels;
+  GstCaps *result;
 
   model = gst_rnn_filter_ref_model (self, &s);
   if (!model) {
     GstPad *other = direction == GST_PAD_SINK ? trans->srcpad : trans->sinkpad;
     result = gst_pad_get_pad_template_caps (other);
-    goto done;
-  }
-
-  cfg = rnn_model_get_config (model);
-  f_in = MAX (cfg->frame_size, 1);
-  f_out = MAX (cfg->output_frame_size, 1);
-  c_in = cfg->input_size / f_in;
-  c_out = rnn_model_get_output_size (model) / f_out;
-  g = (guint) gcd64 (f_in, f_out);
-  /* the channel count scales (auto with a single-channel model, or
-   * independent); otherwise it is fixed by the model.  An independent mode
-   * that the model cannot do maps like vector and fails in the CAPS event
-   * with an explanation. */
-  per_channel = c_in == 1
-      && s.channel_mode != GST_RNN_FILTER_CHANNEL_MODE_VECTOR;
-  /* channel k out is channel k in: keep the positions */
-  same_channels = per_channel ? c_out == 1 : c_in == c_out;
-
-  if (gst_caps_is_any (caps))
-    in = gst_pad_get_pad_template_caps (direction == GST_PAD_SINK ?
+  } else if (gst_caps_is_any (caps)) {
+    GstCaps *templ = gst_pad_get_pad_template_caps (direction == GST_PAD_SINK ?
         trans->sinkpad : trans->srcpad);
-  else
-    in = gst_caps_ref (caps);
 
-  result = gst_caps_new_empty ();
-  for (guint i = 0; i < gst_caps_get_size (in); i++) {
-    const GstStructure *st = gst_caps_get_structure (in, i);
-    const GValue *ch = gst_structure_get_value (st, "channels");
-    const GValue *rate = gst_structure_get_value (st, "rate");
-    GValue any = G_VALUE_INIT, och = G_VALUE_INIT, orate = G_VALUE_INIT;
-    GValue tmp = G_VALUE_INIT;
-    GstStructure *o;
-    gboolean ok;
-
-    if (gst_caps_features_is_any (gst_caps_get_features (in, i)))
-      continue;
-    g_value_init (&any, GST_TYPE_INT_RANGE);
-    gst_value_set_int_range (&any, 1, G_MAXINT);
-    if (!ch)
-      ch = &any;
-    if (!rate)
-      rate = &any;
-
-    if (direction == GST_PAD_SINK) {
-      ok = per_channel ? map_int_value (ch, c_out, 1, &och)
-          : map_int_const (ch, c_in, c_out, &och);
-      if (ok && cfg->sample_rate != 0) {
-        ok = restrict_int (rate, cfg->sample_rate, &tmp);
-        if (ok) {
-          ok = map_int_value (&tmp, f_out / g, f_in / g, &orate);
-          g_value_unset (&tmp);
-        }
-      } else if (ok) {
-        ok = map_int_value (rate, f_out / g, f_in / g, &orate);
-      }
-    } else {
-      ok = per_channel ? map_int_value (ch, 1, c_out, &och)
-          : map_int_const (ch, c_out, c_in, &och);
-      if (ok && cfg->sample_rate != 0) {
-        ok = map_int_value (rate, f_in / g, f_out / g, &tmp);
-        if (ok) {
-          ok = restrict_int (&tmp, cfg->sample_rate, &orate);
-          g_value_unset (&tmp);
-        }
-      } else if (ok) {
-        ok = map_int_value (rate, f_in / g, f_out / g, &orate);
-      }
-    }
-    g_value_unset (&any);
-
-    if (ok) {
-      o = gst_structure_copy (st);
-      if (!same_channels)
-        gst_structure_remove_field (o, "channel-mask");
-      gst_structure_take_value (o, "channels", &och);
-      gst_structure_take_value (o, "rate", &orate);
-      result = gst_caps_merge_structure (result, o);
-    } else {
-      if (G_IS_VALUE (&och))
-        g_value_unset (&och);
-      if (G_IS_VALUE (&orate))
-        g_value_unset (&orate);
-    }
+    result = gst_rnn_layout_transform_caps (model, s.channel_mode, direction,
+        templ);
+    gst_caps_unref (templ);
+  } else {
+    result = gst_rnn_layout_transform_caps (model, s.channel_mode, direction,
+        caps);
   }
-  gst_caps_unref (in);
-  rnn_model_unref (model);
+  if (model)
+    rnn_model_unref (model);
 
-done:
   if (filter) {
     GstCaps *tmp = gst_caps_intersect_full (filter, result,
         GST_CAPS_INTERSECT_FIRST);
@@ -690,23 +366,11 @@ done:
   return result;
 }
 
-/* More than two channels need a channel-mask for GstAudioInfo; unless
- * transform_caps kept upstream's, ours are not positioned. */
 static GstCaps *
 gst_rnn_filter_fixate_caps (GstBaseTransform *trans, GstPadDirection direction,
     GstCaps *caps, GstCaps *othercaps)
 {
-  GstStructure *s;
-  gint channels;
-
-  othercaps = gst_caps_truncate (othercaps);
-  othercaps = gst_caps_fixate (othercaps);
-  othercaps = gst_caps_make_writable (othercaps);
-  s = gst_caps_get_structure (othercaps, 0);
-  if (gst_structure_get_int (s, "channels", &channels) && channels > 2
-      && !gst_structure_has_field (s, "channel-mask"))
-    gst_structure_set (s, "channel-mask", GST_TYPE_BITMASK, (guint64) 0, NULL);
-  return othercaps;
+  return gst_rnn_layout_fixate_caps (othercaps);
 }
 
 /* The sink pad accepts every fixed caps of its template: whether the model
@@ -730,20 +394,7 @@ gst_rnn_filter_accept_caps (GstBaseTransform *trans, GstPadDirection direction,
   return ok;
 }
 
-static gboolean
-parse_stream (const GstCaps *caps, gint *rate, gint *channels)
-{
-  const GstStructure *s;
-
-  if (!caps || gst_caps_get_size (caps) < 1)
-    return FALSE;
-  s = gst_caps_get_structure (caps, 0);
-  return gst_structure_get_int (s, "rate", rate)
-      && gst_structure_get_int (s, "channels", channels)
-      && *rate > 0 && *channels > 0;
-}
-
-/* ---- streaming helpers ---------------------------------------------------- */
+/* ---- streaming helpers --------------------------------------------------- */
 
 static void
 gst_rnn_filter_update_latency (GstRnnFilter *self)
@@ -752,7 +403,7 @@ gst_rnn_filter_update_latency (GstRnnFilter *self)
   gboolean changed;
 
   GST_OBJECT_LOCK (self);
-  latency = self->negotiated ? layout_latency (&self->layout) : 0;
+  latency = self->negotiated ? gst_rnn_layout_latency (&self->layout) : 0;
   changed = latency != self->latency;
   self->latency = latency;
   GST_OBJECT_UNLOCK (self);
@@ -784,15 +435,15 @@ gst_rnn_filter_reset_stream (GstRnnFilter *self)
   self->need_base = TRUE;
   self->base_pts = GST_CLOCK_TIME_NONE;
   self->in_frames = self->out_frames = 0;
-  if (self->bad_run)
-    memset (self->bad_run, 0, self->n_bad_run * sizeof (gboolean));
+  if (self->bad.in_run)
+    memset (self->bad.in_run, 0, self->bad.n_channels * sizeof (gboolean));
   gst_buffer_replace (&self->queued, NULL);
 }
 
 static void
 ensure_scratch (GstRnnFilter *self, guint T)
 {
-  const RnnLayout *l = &self->layout;
+  const GstRnnLayout *l = &self->layout;
   gsize nx = (gsize) T * l->batch * l->n_in;
   gsize ny = (gsize) T * l->batch * l->n_out;
 
@@ -805,104 +456,6 @@ ensure_scratch (GstRnnFilter *self, guint T)
     g_free (self->y);
     self->y = g_new (float, ny);
     self->y_len = ny;
-  }
-}
-
-/* TRUE when none of the @n floats at @in is an infinity or a NaN (the
- * exponent bits all set): a branch-free test the compiler vectorises. */
-static gboolean
-all_finite (const guint8 *in, gsize n)
-{
-  guint32 bad = 0;
-  for (gsize i = 0; i < n; i++) {
-    guint32 u;
-    memcpy (&u, in + i * sizeof (float), sizeof u);
-    bad |= (u & 0x7f800000u) == 0x7f800000u;
-  }
-  return !bad;
-}
-
-/* x[t][b][f·C_in + c] from @frames interleaved input frames (the rest of the
- * T·F_in frames are zeros); non-finite values become 0.0 (see the element
- * documentation) and are counted per channel run. */
-static void
-fill_input (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T)
-{
-  const RnnLayout *l = &self->layout;
-  const guint C = l->in_channels;
-  float *x = self->x;
-
-  /* x in the input's own order (every mixed layout, and independent
-   * channels of one input each): a copy when every value is finite and
-   * no channel is inside a non-finite run (whose end the loop below
-   * records); element by element, that loop cost some 50 instructions
-   * per sample, a seventh of an LSTM H=8 step */
-  if (!l->independent || l->f_in == 1) {
-    gboolean in_run = FALSE;
-    for (guint c = 0; c < C; c++)
-      in_run |= self->bad_run[c];
-    const gsize total = (gsize) T * l->f_in * C;
-    const gsize n = MIN ((gsize) frames * C, total);
-    if (!in_run && all_finite (in, n)) {
-      memcpy (x, in, n * sizeof (float));
-      memset (x + n, 0, (total - n) * sizeof (float));
-      return;
-    }
-  }
-
-  for (guint t = 0; t < T; t++) {
-    for (guint f = 0; f < l->f_in; f++) {
-      const guint64 k = (guint64) t * l->f_in + f;
-      const guint8 *frame = in + k * C * sizeof (float);
-
-      for (guint c = 0; c < C; c++) {
-        float v = 0.0f;
-        gsize xi;
-
-        if (k < frames) {
-          memcpy (&v, frame + c * sizeof (float), sizeof (float));
-          if (G_UNLIKELY (!isfinite (v))) {
-            v = 0.0f;
-            self->bad_total++;
-            if (!self->bad_run[c]) {
-              self->bad_run[c] = TRUE;
-              if (self->bad_new_runs++ == 0)
-                self->bad_first_channel = c;
-            }
-          } else if (G_UNLIKELY (self->bad_run[c])) {
-            self->bad_run[c] = FALSE;
-          }
-        }
-        if (l->independent)     /* C_in = 1, I = F_in, b = c */
-          xi = ((gsize) t * l->batch + c) * l->n_in + f;
-        else                    /* B = 1, I = F_in·C */
-          xi = (gsize) t * l->n_in + (gsize) f * C + c;
-        x[xi] = v;
-      }
-    }
-  }
-}
-
-/* @out_frames interleaved output frames from y[t][b][f·C_out + k]. */
-static void
-write_output (GstRnnFilter *self, float *out, guint64 out_frames)
-{
-  const RnnLayout *l = &self->layout;
-
-  /* one stream, or independent channels of one output frame each: y
-   * is already in the output's order */
-  if (!l->independent || l->f_out == 1) {
-    memcpy (out, self->y, out_frames * l->out_channels * sizeof (float));
-    return;
-  }
-  for (guint64 k = 0; k < out_frames; k++) {
-    const guint64 t = k / l->f_out, f = k % l->f_out;
-    float *o = out + k * l->out_channels;
-
-    for (guint b = 0; b < l->batch; b++)
-      memcpy (o + (gsize) b * l->c_out,
-          self->y + ((gsize) t * l->batch + b) * l->n_out + f * l->c_out,
-          l->c_out * sizeof (float));
   }
 }
 
@@ -920,34 +473,14 @@ out_time (GstRnnFilter *self, guint64 out_frame)
 static void
 post_step_message (GstRnnFilter *self, guint t, guint64 first_out)
 {
-  const RnnLayout *l = &self->layout;
+  const GstRnnLayout *l = &self->layout;
   const RnnConfig *cfg = rnn_model_get_config (self->model);
   GstClockTime ts = out_time (self, first_out + (guint64) t * l->f_out);
 
   for (guint b = 0; b < l->batch; b++) {
-    const float *v = self->y + ((gsize) t * l->batch + b) * l->n_out;
-    GValue arr = G_VALUE_INIT;
-    GstStructure *s;
-    guint best = 0;
+    GstStructure *s = gst_rnn_layout_output_structure (l, cfg, self->y, t, b,
+        ts);
 
-    g_value_init (&arr, GST_TYPE_ARRAY);
-    for (guint o = 0; o < l->n_out; o++) {
-      GValue fv = G_VALUE_INIT;
-
-      g_value_init (&fv, G_TYPE_FLOAT);
-      g_value_set_float (&fv, v[o]);
-      gst_value_array_append_and_take_value (&arr, &fv);
-      if (v[o] > v[best])
-        best = o;
-    }
-    s = gst_structure_new ("rnnfilter-output",
-        "timestamp", G_TYPE_UINT64, (guint64) ts, NULL);
-    gst_structure_take_value (s, "values", &arr);
-    if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX)
-      gst_structure_set (s, "class", G_TYPE_INT, (gint) best,
-          "confidence", G_TYPE_FLOAT, v[best], NULL);
-    if (l->independent)
-      gst_structure_set (s, "channel", G_TYPE_INT, (gint) b, NULL);
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_element (GST_OBJECT (self), s));
   }
@@ -960,13 +493,13 @@ static void
 run_chunk (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T,
     float *out, guint64 out_frames, guint64 first_out)
 {
-  const RnnLayout *l = &self->layout;
+  const GstRnnLayout *l = &self->layout;
 
   ensure_scratch (self, T);
-  fill_input (self, in, frames, T);
+  gst_rnn_layout_fill_input (l, self->x, in, frames, T, &self->bad);
   rnn_forward (self->fw, self->model, l->bidirectional ? NULL : self->state,
       self->x, T, l->batch, self->y);
-  write_output (self, out, out_frames);
+  gst_rnn_layout_write_output (l, out, self->y, out_frames);
 
   if (self->interval > 0) {
     for (guint t = 0; t < T; t++)
@@ -1046,7 +579,7 @@ release_pool (GstRnnFilter *self)
 static GstFlowReturn
 gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
 {
-  const RnnLayout *l = &self->layout;
+  const GstRnnLayout *l = &self->layout;
   const gsize bpf_in = (gsize) l->in_channels * sizeof (float);
   const gsize bpf_out = (gsize) l->out_channels * sizeof (float);
   const guint unit_steps = l->bidirectional ? l->window : 1;
@@ -1067,9 +600,7 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
   in_total = full_steps * l->f_in + rest;
   if (in_total == 0)
     return GST_FLOW_OK;
-  /* ⌈rest·F_out/F_in⌉ frames of a partial tail */
-  out_total = full_steps * l->f_out
-      + (rest * l->f_out + l->f_in - 1) / l->f_in;
+  out_total = gst_rnn_layout_output_frames (l, full_steps, rest);
 
   buf = acquire_output (self, out_total * bpf_out);
   if (!buf || !gst_buffer_map (buf, &map, GST_MAP_WRITE)) {
@@ -1082,7 +613,7 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
   out = (float *) map.data;
   in = gst_adapter_map (self->adapter, in_total * bpf_in);
 
-  self->bad_new_runs = 0;
+  self->bad.new_runs = 0;
   for (done = 0; done < full_steps;) {
     guint T = l->bidirectional ? l->window
         : (guint) MIN (full_steps - done, MAX_CHUNK_STEPS);
@@ -1104,13 +635,13 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
   gst_adapter_flush (self->adapter, in_total * bpf_in);
   gst_buffer_unmap (buf, &map);
 
-  if (self->bad_new_runs > 0) {
+  if (self->bad.new_runs > 0) {
     GST_ELEMENT_WARNING (self, STREAM, FORMAT,
         ("Non-finite input replaced by 0.0 (%" G_GUINT64_FORMAT " value%s so "
-            "far)", self->bad_total, self->bad_total == 1 ? "" : "s"),
+            "far)", self->bad.total, gst_rnn_plural (self->bad.total)),
         ("%u new run%s of non-finite values, the first in channel %u",
-            self->bad_new_runs, plural (self->bad_new_runs),
-            self->bad_first_channel));
+            self->bad.new_runs, gst_rnn_plural (self->bad.new_runs),
+            self->bad.first_channel));
   }
 
   GST_BUFFER_PTS (buf) = out_time (self, self->out_frames);
@@ -1158,7 +689,7 @@ gst_rnn_filter_drain (GstRnnFilter *self)
 
 /* A state for @l (NULL for bidirectional models). */
 static RnnState *
-new_state (const RnnModel *model, const RnnLayout *l)
+new_state (const RnnModel *model, const GstRnnLayout *l)
 {
   return l->bidirectional ? NULL : rnn_state_new (model, l->batch);
 }
@@ -1170,23 +701,14 @@ static void
 gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
     const Settings *s)
 {
-  RnnLayout nl, *l = &self->layout;
+  GstRnnLayout nl, *l = &self->layout;
   RnnModel *old;
   gchar *why = NULL;
   gboolean carry;
 
   if (self->negotiated) {
-    if (!resolve_layout (model, s->channel_mode, s->window, l->in_rate,
-            l->in_channels, &nl, &why)) {
-      /* why is set */
-    } else if (nl.out_rate != l->out_rate
-        || nl.out_channels != l->out_channels) {
-      why = g_strdup_printf ("it would turn the output from %u channel%s at "
-          "%u Hz into %u channel%s at %u Hz", l->out_channels,
-          plural (l->out_channels), l->out_rate, nl.out_channels,
-          plural (nl.out_channels), nl.out_rate);
-    }
-    if (why) {
+    if (!gst_rnn_layout_resolve_swap (&nl, l, model, s->channel_mode,
+            s->window, &why)) {
       GST_ELEMENT_WARNING (self, STREAM, FORMAT,
           ("New model does not fit the stream, keeping the previous one: %s",
               why), (NULL));
@@ -1222,14 +744,14 @@ gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
 
 /* ---- the model loader (off the streaming thread) ------------------------- */
 
+/* Loads @path for a swap at the next buffer (a GstRnnLoaderFunc). */
 static void
-gst_rnn_filter_load_func (gpointer data, gpointer user_data)
+gst_rnn_filter_load_func (const gchar *path, gpointer user_data)
 {
   GstRnnFilter *self = user_data;
-  gchar *path = data;
   GError *err = NULL;
   RnnModel *model, *drop = NULL;
-  RnnLayout l, nl;
+  GstRnnLayout l, nl;
   gchar *why = NULL;
   gboolean negotiated;
   GstRnnFilterChannelMode mode;
@@ -1243,7 +765,6 @@ gst_rnn_filter_load_func (gpointer data, gpointer user_data)
         ("Could not load model, keeping the previous one: %s", why), (NULL));
     g_free (why);
     g_clear_error (&err);
-    g_free (path);
     return;
   }
 
@@ -1256,22 +777,13 @@ gst_rnn_filter_load_func (gpointer data, gpointer user_data)
 
   /* validate against the stream now, so a misfit is reported at once; the
    * streaming thread checks again when it swaps */
-  if (negotiated) {
-    if (resolve_layout (model, mode, window, l.in_rate, l.in_channels, &nl,
-            &why) && (nl.out_rate != l.out_rate
-            || nl.out_channels != l.out_channels))
-      why = g_strdup_printf ("it would turn the output from %u channel%s at "
-          "%u Hz into %u channel%s at %u Hz", l.out_channels,
-          plural (l.out_channels), l.out_rate, nl.out_channels,
-          plural (nl.out_channels), nl.out_rate);
-  }
-  if (why) {
+  if (negotiated
+      && !gst_rnn_layout_resolve_swap (&nl, &l, model, mode, window, &why)) {
     GST_ELEMENT_WARNING (self, STREAM, FORMAT,
         ("Model %s does not fit the stream, keeping the previous one: %s",
             path, why), (NULL));
     g_free (why);
     rnn_model_unref (model);
-    g_free (path);
     return;
   }
 
@@ -1282,151 +794,29 @@ gst_rnn_filter_load_func (gpointer data, gpointer user_data)
   if (drop)
     rnn_model_unref (drop);
   GST_DEBUG_OBJECT (self, "%s loaded, swapping at the next buffer", path);
-  g_free (path);
-}
-
-/* Queues a load of @path if the element is running. */
-static void
-gst_rnn_filter_queue_load (GstRnnFilter *self, const gchar *path)
-{
-  GST_OBJECT_LOCK (self);
-  if (self->loader && path)
-    g_thread_pool_push (self->loader, g_strdup (path), NULL);
-  GST_OBJECT_UNLOCK (self);
-}
-
-/* ---- reload-on-change ---------------------------------------------------- */
-
-struct _RnnWatch
-{
-  GstRnnFilter *self;           /* not a reference: a watch lives between
-                                 * start and stop */
-  gchar *path;
-  GFile *file;
-  GMainContext *context;
-  GMainLoop *loop;
-  GFileMonitor *monitor;
-  GThread *thread;
-};
-
-static void
-on_file_changed (GFileMonitor *monitor, GFile *file, GFile *other,
-    GFileMonitorEvent event, gpointer user_data)
-{
-  RnnWatch *w = user_data;
-  gboolean hit = FALSE;
-
-  switch (event) {
-    case G_FILE_MONITOR_EVENT_CHANGES_DONE_HINT:
-    case G_FILE_MONITOR_EVENT_CREATED:
-    case G_FILE_MONITOR_EVENT_MOVED_IN:
-      hit = g_file_equal (file, w->file);
-      break;
-    case G_FILE_MONITOR_EVENT_RENAMED:
-      /* an atomic rewrite: a temporary file renamed onto ours */
-      hit = other && g_file_equal (other, w->file);
-      break;
-    default:
-      break;
-  }
-  if (hit) {
-    GST_DEBUG_OBJECT (w->self, "%s was rewritten (event %d)", w->path, event);
-    gst_rnn_filter_queue_load (w->self, w->path);
-  }
-}
-
-static gpointer
-watch_thread (gpointer data)
-{
-  RnnWatch *w = data;
-
-  g_main_context_push_thread_default (w->context);
-  g_main_loop_run (w->loop);
-  g_signal_handlers_disconnect_by_data (w->monitor, w);
-  g_file_monitor_cancel (w->monitor);
-  g_clear_object (&w->monitor);
-  while (g_main_context_iteration (w->context, FALSE));
-  g_main_context_pop_thread_default (w->context);
-  return NULL;
-}
-
-static gboolean
-watch_quit (gpointer loop)
-{
-  g_main_loop_quit (loop);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-watch_free (RnnWatch *w)
-{
-  if (w->thread) {
-    GSource *quit = g_idle_source_new ();
-
-    g_source_set_callback (quit, watch_quit, w->loop, NULL);
-    g_source_attach (quit, w->context);
-    g_source_unref (quit);
-    g_thread_join (w->thread);
-  }
-  g_clear_object (&w->monitor);
-  g_main_loop_unref (w->loop);
-  g_main_context_unref (w->context);
-  g_object_unref (w->file);
-  g_free (w->path);
-  g_free (w);
-}
-
-/* The monitor delivers in the thread-default context at its creation: give
- * it a context of its own and a thread to run it. */
-static RnnWatch *
-watch_new (GstRnnFilter *self, const gchar *path, GError **error)
-{
-  RnnWatch *w = g_new0 (RnnWatch, 1);
-
-  w->self = self;
-  w->path = g_strdup (path);
-  w->file = g_file_new_for_path (path);
-  w->context = g_main_context_new ();
-  w->loop = g_main_loop_new (w->context, FALSE);
-
-  g_main_context_push_thread_default (w->context);
-  w->monitor = g_file_monitor_file (w->file, G_FILE_MONITOR_WATCH_MOVES, NULL,
-      error);
-  g_main_context_pop_thread_default (w->context);
-  if (!w->monitor) {
-    watch_free (w);
-    return NULL;
-  }
-  g_signal_connect (w->monitor, "changed", G_CALLBACK (on_file_changed), w);
-  w->thread = g_thread_new ("rnnfilter-watch", watch_thread, w);
-  return w;
 }
 
 /* Makes the watch match the properties: one on model-location while
- * started with reload-on-change, none otherwise. */
+ * started with reload-on-change, none otherwise.  @watch_lock keeps stop()
+ * from freeing the loader meanwhile. */
 static void
 gst_rnn_filter_update_watch (GstRnnFilter *self)
 {
+  GstRnnLoader *loader;
   gchar *path = NULL;
   GError *err = NULL;
 
   g_mutex_lock (&self->watch_lock);
   GST_OBJECT_LOCK (self);
+  loader = self->loader;
   if (self->started && self->reload_on_change && self->location)
     path = g_strdup (self->location);
   GST_OBJECT_UNLOCK (self);
 
-  if (self->watch && (!path || strcmp (path, self->watch->path) != 0))
-    g_clear_pointer (&self->watch, watch_free);
-  if (path && !self->watch) {
-    self->watch = watch_new (self, path, &err);
-    if (!self->watch) {
-      GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
-          ("Cannot watch %s for changes: %s", path, err->message), (NULL));
-      g_clear_error (&err);
-    } else {
-      GST_DEBUG_OBJECT (self, "watching %s", path);
-    }
+  if (loader && !gst_rnn_loader_watch (loader, path, &err)) {
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+        ("Cannot watch %s for changes: %s", path, err->message), (NULL));
+    g_clear_error (&err);
   }
   g_mutex_unlock (&self->watch_lock);
   g_free (path);
@@ -1494,7 +884,7 @@ gst_rnn_filter_start (GstBaseTransform *trans)
     return FALSE;
   }
   self->adapter = gst_adapter_new ();
-  self->bad_total = 0;
+  self->bad.total = 0;
   self->base_offset = 0;
   gst_rnn_filter_reset_stream (self);
 
@@ -1506,8 +896,7 @@ gst_rnn_filter_start (GstBaseTransform *trans)
   self->negotiated = FALSE;
   self->latency = 0;
   self->started = TRUE;
-  self->loader = g_thread_pool_new_full (gst_rnn_filter_load_func, self,
-      g_free, 1, FALSE, NULL);
+  self->loader = gst_rnn_loader_new (gst_rnn_filter_load_func, self);
   GST_OBJECT_UNLOCK (self);
   if (old)
     rnn_model_unref (old);
@@ -1520,18 +909,18 @@ static gboolean
 gst_rnn_filter_stop (GstBaseTransform *trans)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
-  GThreadPool *loader;
+  GstRnnLoader *loader;
   RnnModel *model, *pending;
 
+  g_mutex_lock (&self->watch_lock);
   GST_OBJECT_LOCK (self);
   self->started = FALSE;
   loader = self->loader;
   self->loader = NULL;
   GST_OBJECT_UNLOCK (self);
-
-  gst_rnn_filter_update_watch (self);
-  if (loader)
-    g_thread_pool_free (loader, TRUE, TRUE);
+  g_mutex_unlock (&self->watch_lock);
+  /* the watch ends, then the load under way */
+  gst_rnn_loader_free (loader);
 
   GST_OBJECT_LOCK (self);
   model = self->model;
@@ -1554,8 +943,8 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
   g_clear_pointer (&self->y, g_free);
   self->x_len = self->y_len = 0;
   g_clear_pointer (&self->refused, g_free);
-  g_clear_pointer (&self->bad_run, g_free);
-  self->n_bad_run = 0;
+  g_clear_pointer (&self->bad.in_run, g_free);
+  self->bad.n_channels = 0;
   return TRUE;
 }
 
@@ -1586,15 +975,15 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
     GstCaps *outcaps)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
-  RnnLayout nl;
+  GstRnnLayout nl;
   Settings s;
   RnnModel *model;
   gint rate, channels, out_rate, out_channels;
   gchar *why = NULL;
   gboolean same;
 
-  if (!parse_stream (incaps, &rate, &channels)
-      || !parse_stream (outcaps, &out_rate, &out_channels)) {
+  if (!gst_rnn_layout_parse_caps (incaps, &rate, &channels)
+      || !gst_rnn_layout_parse_caps (outcaps, &out_rate, &out_channels)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
         ("invalid caps %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT, incaps,
             outcaps));
@@ -1606,20 +995,16 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
         ("No model: set the model-location property"), (NULL));
     return FALSE;
   }
-  if (!resolve_layout (model, s.channel_mode, s.window, rate, channels, &nl,
-          &why)) {
+  if (!gst_rnn_layout_resolve (&nl, model, s.channel_mode, s.window, rate,
+          channels, &why)) {
     post_refusal (self, incaps, why);
     g_free (why);
     rnn_model_unref (model);
     return FALSE;
   }
   rnn_model_unref (model);
-  if ((guint) out_rate != nl.out_rate
-      || (guint) out_channels != nl.out_channels) {
-    why = g_strdup_printf ("Model turns %d channel%s at %d Hz into %u "
-        "channel%s at %u Hz, not %d at %d Hz", channels, plural (channels),
-        rate, nl.out_channels, plural (nl.out_channels), nl.out_rate,
-        out_channels, out_rate);
+  why = gst_rnn_layout_check_output (&nl, out_rate, out_channels);
+  if (why) {
     post_refusal (self, incaps, why);
     g_free (why);
     return FALSE;
@@ -1633,9 +1018,9 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
     gst_rnn_filter_reset_stream (self);
     g_clear_pointer (&self->state, rnn_state_free);
     self->state = new_state (self->model, &nl);
-    g_free (self->bad_run);
-    self->bad_run = g_new0 (gboolean, nl.in_channels);
-    self->n_bad_run = nl.in_channels;
+    g_free (self->bad.in_run);
+    self->bad.in_run = g_new0 (gboolean, nl.in_channels);
+    self->bad.n_channels = nl.in_channels;
   }
 
   GST_OBJECT_LOCK (self);
@@ -1659,7 +1044,7 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
     case GST_EVENT_CAPS:{
       GstCaps *caps;
       RnnModel *model;
-      RnnLayout l;
+      GstRnnLayout l;
       Settings s;
       gint rate, channels;
       gchar *why = NULL;
@@ -1667,9 +1052,9 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
       /* say why a stream the model cannot take is refused */
       gst_event_parse_caps (event, &caps);
       model = gst_rnn_filter_ref_model (self, &s);
-      if (model && parse_stream (caps, &rate, &channels)
-          && !resolve_layout (model, s.channel_mode, s.window, rate, channels,
-              &l, &why)) {
+      if (model && gst_rnn_layout_parse_caps (caps, &rate, &channels)
+          && !gst_rnn_layout_resolve (&l, model, s.channel_mode, s.window,
+              rate, channels, &why)) {
         post_refusal (self, caps, why);
         g_free (why);
         rnn_model_unref (model);
@@ -1761,7 +1146,7 @@ gst_rnn_filter_decide_allocation (GstBaseTransform *trans, GstQuery *query)
 static void
 gst_rnn_filter_take_input (GstRnnFilter *self, GstBuffer *inbuf)
 {
-  const RnnLayout *l = &self->layout;
+  const GstRnnLayout *l = &self->layout;
   const gsize bpf = (gsize) l->in_channels * sizeof (float);
   GstClockTime pts = GST_BUFFER_PTS (inbuf);
 
@@ -1894,8 +1279,8 @@ gst_rnn_filter_set_property (GObject *object, guint prop_id,
       GST_OBJECT_LOCK (self);
       g_free (self->location);
       self->location = g_value_dup_string (value);
-      if (self->loader && self->location)
-        g_thread_pool_push (self->loader, g_strdup (self->location), NULL);
+      if (self->loader)
+        gst_rnn_loader_queue (self->loader, self->location);
       if (!self->started) {
         /* a model a caps query loaded before start() */
         cached = self->model;
@@ -1995,10 +1380,7 @@ gst_rnn_filter_finalize (GObject *object)
   GstRnnFilter *self = GST_RNN_FILTER (object);
 
   /* normally gone with stop() already */
-  if (self->watch)
-    watch_free (self->watch);
-  if (self->loader)
-    g_thread_pool_free (self->loader, TRUE, TRUE);
+  gst_rnn_loader_free (self->loader);
   g_mutex_clear (&self->watch_lock);
   g_free (self->location);
   g_clear_pointer (&self->model, rnn_model_unref);
@@ -2010,7 +1392,7 @@ gst_rnn_filter_finalize (GObject *object)
   release_pool (self);
   g_free (self->x);
   g_free (self->y);
-  g_free (self->bad_run);
+  g_free (self->bad.in_run);
   g_free (self->refused);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
@@ -2030,84 +1412,128 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
   gobject_class->get_property = gst_rnn_filter_get_property;
   gobject_class->finalize = gst_rnn_filter_finalize;
 
+  /**
+   * GstRnnFilter:model-location:
+   *
+   * Path of the gst-rnn .safetensors model to run.  Required; read at the
+   * READY to PAUSED change, which fails with an error naming the file if it
+   * is missing or unreadable.
+   *
+   * May be changed while PLAYING: the new file is loaded and checked on the
+   * loader thread and swapped in at a buffer boundary, so every buffer is
+   * computed wholly by one model.  The hidden state carries over if the new
+   * model has the same state shapes and framing, else it restarts from zero
+   * and the next output buffer is marked DISCONT.  A file that fails to load
+   * or does not fit the negotiated caps leaves the old model running and
+   * posts a warning saying why.
+   */
   g_object_class_install_property (gobject_class, PROP_MODEL_LOCATION,
       g_param_spec_string ("model-location", "Model location",
-          "Path of the gst-rnn .safetensors model to run.  Required; read at "
-          "the READY to PAUSED change (the state change fails with an error "
-          "naming the file if it is missing or unreadable).  May be changed "
-          "while PLAYING: the new file is loaded and validated in the "
-          "background and swapped in at a buffer boundary, every buffer being "
-          "computed wholly by one model; the hidden state carries over if the "
-          "new model has the same state shapes and framing, else it restarts "
-          "from zero.  A file that fails to load or does not fit the "
-          "negotiated caps leaves the old model running and posts a warning",
+          "Path of the gst-rnn .safetensors model to run",
           DEFAULT_MODEL_LOCATION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  /**
+   * GstRnnFilter:reload-on-change:
+   *
+   * Watch #GstRnnFilter:model-location while running and load the model
+   * again whenever the file is rewritten (written in place or atomically
+   * renamed over); the new model is swapped in as a change of
+   * #GstRnnFilter:model-location is.  The watch runs on a thread of its own
+   * and needs no main loop.
+   */
   g_object_class_install_property (gobject_class, PROP_RELOAD_ON_CHANGE,
       g_param_spec_boolean ("reload-on-change", "Reload on change",
-          "Watch model-location while running and swap the model in again "
-          "whenever the file is rewritten (written in place or atomically "
-          "renamed over), as model-location changes are",
+          "Reload the model whenever its file is rewritten",
           DEFAULT_RELOAD_ON_CHANGE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  /**
+   * GstRnnFilter:reset-on-discont:
+   *
+   * On a DISCONT input buffer, process the frames still held (a partial step
+   * zero-padded) and reset the hidden state to zero.  The state is also
+   * reset on FLUSH_STOP, STREAM_START and the #GstRnnFilter::reset signal,
+   * and by nothing else.
+   */
   g_object_class_install_property (gobject_class, PROP_RESET_ON_DISCONT,
       g_param_spec_boolean ("reset-on-discont", "Reset on discont",
-          "On a DISCONT input buffer, process the frames still held (a "
-          "partial step zero-padded) and reset the hidden state to zero.  "
-          "The state is also reset on FLUSH_STOP, STREAM_START and the "
-          "\"reset\" signal, and by nothing else",
+          "Reset the hidden state on a DISCONT buffer",
           DEFAULT_RESET_ON_DISCONT,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  /**
+   * GstRnnFilter:window:
+   *
+   * Steps per window of a bidirectional model: each window is one sequence
+   * starting from a zero state in both directions, and its output leaves
+   * once the window is complete, which adds frame_size × window − 1 frames
+   * of latency.  0 takes the model's `window` metadata.  Ignored for
+   * unidirectional models.
+   */
   g_object_class_install_property (gobject_class, PROP_WINDOW,
       g_param_spec_uint ("window", "Window",
-          "Bidirectional models: steps per window (each window is one "
-          "sequence starting from zero state in both directions; its output "
-          "leaves once the window is complete, which adds frame_size * "
-          "window - 1 frames of latency).  0 = the model's window metadata.  "
-          "Ignored for unidirectional models",
+          "Steps per window of a bidirectional model (0 = the model's)",
           0, RNN_MAX_WINDOW, DEFAULT_WINDOW,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  /**
+   * GstRnnFilter:channel-mode:
+   *
+   * How the stream's channels map onto the model's input: `vector` (the
+   * stream has the model's I / frame_size channels, one input vector per
+   * step), `independent` (a single-channel model runs on each of the C
+   * channels with its own state; output channel b × (O / output_frame_size)
+   * + k is output k of channel b) or `auto`.  Applies at caps negotiation.
+   */
   g_object_class_install_property (gobject_class, PROP_CHANNEL_MODE,
       g_param_spec_enum ("channel-mode", "Channel mode",
-          "How stream channels map to the model: vector (the stream has the "
-          "model's I / frame_size channels, one input vector per step), "
-          "independent (a single-channel model runs on each of the C channels "
-          "with its own state; output channel b * (O / output_frame_size) + k "
-          "is output k of channel b) or auto.  Applies at caps negotiation",
+          "How the stream's channels map onto the model's input",
           GST_TYPE_RNN_FILTER_CHANNEL_MODE, DEFAULT_CHANNEL_MODE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
+  /**
+   * GstRnnFilter:weight-precision:
+   *
+   * `float32`: the model's weights.  `float16` (opt-in): the recurrent
+   * weights rounded to float16 for inference, half the bytes read per step,
+   * which is faster at hidden sizes of 64 and more (measured error against
+   * float32 PyTorch on the test fixtures, T = 1000: LSTM 5e-5, GRU 1.1e-4,
+   * tanh RNN 7e-4).  Applies to the models loaded from then on, at start
+   * and on hot swaps.
+   */
   g_object_class_install_property (gobject_class, PROP_WEIGHT_PRECISION,
       g_param_spec_enum ("weight-precision", "Weight precision",
-          "float32 (default): the model's weights; float16 (opt-in): the "
-          "recurrent weights rounded to float16 for inference, half the bytes "
-          "read per step, which is faster at hidden sizes of 64 and more "
-          "(measured error vs float32 PyTorch on the test fixtures, T=1000: "
-          "LSTM 5e-5, GRU 1.1e-4, tanh RNN 7e-4).  Applies to models loaded "
-          "from then on (at start and on hot swaps)",
+          "Precision of the recurrent weights used for inference",
           GST_TYPE_RNN_FILTER_WEIGHT_PRECISION, DEFAULT_WEIGHT_PRECISION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
+  /**
+   * GstRnnFilter:n-threads:
+   *
+   * Threads the channels of an independent-mode stream are split over, the
+   * streaming thread included; 1 runs everything on the streaming thread.
+   * The output is the same bits either way.  Buffers with little work stay
+   * on one thread.
+   */
   g_object_class_install_property (gobject_class, PROP_N_THREADS,
       g_param_spec_uint ("n-threads", "Threads",
-          "Threads the channels of an independent-mode stream are split "
-          "over, the streaming thread included; 1 runs everything on the "
-          "streaming thread.  The output is the same bits either way.  "
-          "Buffers with little work stay on one thread",
+          "Threads the channels of an independent-mode stream are split over",
           1, MAX_N_THREADS, DEFAULT_N_THREADS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
+  /**
+   * GstRnnFilter:message-interval:
+   *
+   * Post an element message `rnnfilter-output` every N steps (0 = never)
+   * with the fields `timestamp` (guint64, the PTS of the step), `values`
+   * (array of float, the O outputs), for softmax heads `class` (int, the
+   * argmax) and `confidence` (float), and in independent mode `channel`
+   * (int; one message per channel).
+   */
   g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
       g_param_spec_uint ("message-interval", "Message interval",
-          "Post an element message \"rnnfilter-output\" every N steps "
-          "(0 = never) with fields timestamp (guint64, PTS of the step), "
-          "values (array of float, the O outputs), for softmax heads class "
-          "(int, argmax) and confidence (float), and in independent mode "
-          "channel (int; one message per channel)",
+          "Post an rnnfilter-output message every N steps (0 = never)",
           0, G_MAXUINT, DEFAULT_MESSAGE_INTERVAL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
@@ -2129,12 +1555,8 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
   gst_element_class_add_static_pad_template (element_class, &src_template);
   gst_element_class_set_static_metadata (element_class,
       "Recurrent network filter", "Filter/Effect/Audio",
-      "Runs an RNN, LSTM or GRU model (gst-rnn safetensors) over an F32LE "
-      "stream, one frame per time step (or frame_size frames), carrying the "
-      "hidden state across buffers.  Non-finite input values are replaced "
-      "by 0.0 before they reach the model and reported with one warning per "
-      "run of bad values.  At EOS a partial step is zero-padded and yields "
-      "ceil(frames * output_frame_size / frame_size) output frames",
+      "Runs an RNN, LSTM or GRU model over a float stream as a stateful "
+      "filter",
       "gst-rnn developers");
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_rnn_filter_start);

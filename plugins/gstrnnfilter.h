@@ -1,4 +1,5 @@
-/* rnnfilter: a recurrent network as a stateful streaming filter (DESIGN §4). */
+/* rnnfilter: a recurrent network as a stateful streaming filter
+ * (docs/design.md §4). */
 #pragma once
 
 #include <gst/gst.h>
