@@ -1,0 +1,88 @@
+/* rnntrain's pairing of sink and target frames (docs/design.md §4).
+ *
+ * Each input pad's buffers go onto a lane: a contiguous run of frames
+ * indexed by running time × rate.  The frames of the two lanes (or of the
+ * sink lane with itself, predict-ahead steps later) are paired sample by
+ * sample and cut into steps, the trainer's records (rnn-trainer.h):
+ * [F_in × C_in inputs][target][loss weight].  Gaps of up to one second are
+ * bridged as missing data (inputs 0, weight 0); a longer gap restarts the
+ * pairing.
+ *
+ * The pads and the lanes' rate and channels are read from other threads
+ * under the element's object lock; everything else belongs to the
+ * aggregator's source pad task.
+ */
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/base/gstaggregator.h>
+
+G_BEGIN_DECLS
+
+enum
+{ GST_RNN_LANE_SINK, GST_RNN_LANE_TARGET, GST_RNN_N_LANES };
+
+/* One input pad's frames on the common timeline: frames [first, first+len)
+ * of the running-time frame index (running time × rate), contiguous. */
+typedef struct
+{
+  GstAggregatorPad *pad;        /* not a reference; NULL if absent */
+  gint rate, channels;          /* from caps, under the object lock */
+  gboolean started;
+  guint64 first;
+  float *data;                  /* [len][channels] */
+  gsize len, cap;               /* frames */
+} GstRnnLane;
+
+typedef struct
+{
+  GstElement *element;          /* for errors and logs; not a reference */
+  GstRnnLane lanes[GST_RNN_N_LANES];
+
+  /* the framing, set by gst_rnn_pairing_configure () */
+  gboolean has_target;
+  gboolean class_index;         /* the target is one class index per step */
+  guint rate;
+  guint c_in, c_tgt;            /* channels of the input and target streams */
+  guint f_in, f_out;            /* frames per step: input, target */
+  guint n_in, n_out, n_tgt;     /* inputs, model outputs, target floats */
+  gsize rec;                    /* record floats: n_in + n_tgt + 1 */
+  guint predict_ahead;          /* steps, without a target pad */
+
+  /* the step being filled */
+  float *step;                  /* [rec] */
+  guint step_fill;              /* frames of the step filled */
+  guint64 step_frame0;          /* frame index of the step's first frame */
+  guint64 next_pair;            /* frame index expected next */
+  gboolean have_next_pair;
+
+  /* steps completed by the last gst_rnn_pairing_pair () */
+  float *steps;                 /* [n_steps][rec] */
+  guint64 *steps_frame0;        /* [n_steps] input frame index of each step */
+  gsize n_steps, steps_cap;
+
+  /* non-finite or missing values */
+  guint64 bad_total;
+} GstRnnPairing;
+
+/* Sets the framing once the caps are known (lanes keep their pads). */
+void gst_rnn_pairing_configure (GstRnnPairing * p, gboolean has_target,
+    gboolean class_index, guint rate, guint c_in, guint c_tgt, guint f_in,
+    guint f_out, guint n_out, guint predict_ahead);
+
+/* Places @buf (taken) from @pad on @lane.  Returns FALSE when the lanes had
+ * to be restarted (a gap too long to bridge). */
+gboolean gst_rnn_pairing_push (GstRnnPairing * p, guint lane,
+    GstAggregatorPad * pad, GstBuffer * buf);
+
+/* Pairs whatever the lanes allow into p->steps (n_steps starts at 0).
+ * GST_FLOW_ERROR (posted) for a target that is not a class index. */
+GstFlowReturn gst_rnn_pairing_pair (GstRnnPairing * p);
+
+/* Drops what is half-paired (a flush). */
+void gst_rnn_pairing_flush (GstRnnPairing * p);
+
+/* Frees the data and forgets the framing; the pads stay. */
+void gst_rnn_pairing_clear (GstRnnPairing * p);
+
+G_END_DECLS
