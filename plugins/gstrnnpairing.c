@@ -22,10 +22,14 @@ grow (gpointer buf, gsize * cap, gsize n, gsize size)
 }
 
 void
-gst_rnn_pairing_configure (GstRnnPairing * p, gboolean has_target,
-    gboolean class_index, guint rate, guint c_in, guint c_tgt, guint f_in,
-    guint f_out, guint n_out, guint predict_ahead)
+gst_rnn_pairing_configure (GstRnnPairing * p, const RnnModel * model,
+    gboolean has_target, gboolean class_index, guint rate, guint c_in,
+    guint c_tgt, guint predict_ahead, guint window)
 {
+  const RnnConfig *cfg = rnn_model_get_config (model);
+  const guint f_in = cfg->frame_size, f_out = cfg->output_frame_size;
+  const guint n_out = rnn_model_get_output_size (model);
+
   p->has_target = has_target;
   p->class_index = class_index;
   p->rate = rate;
@@ -40,6 +44,126 @@ gst_rnn_pairing_configure (GstRnnPairing * p, gboolean has_target,
   p->predict_ahead = predict_ahead;
   g_free (p->step);
   p->step = g_new0 (float, p->rec);
+  p->window = window;
+  p->fw = rnn_forward_new ();
+  if (window == 0)
+    p->pstate = rnn_state_new (model, 1);
+  else
+    p->pwin = g_new (float, (gsize) window * p->n_in);
+}
+
+/* ---- predictions: steps back to frames ---------------------------------- */
+
+void
+gst_rnn_pairing_out_flush (GstRnnPairing * p)
+{
+  if (p->out_steps == 0)
+    return;
+  const gsize bytes = p->out_steps * p->n_out * sizeof (float);
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, bytes, NULL);
+  gst_buffer_fill (buf, 0, p->out, bytes);
+  const guint64 f0 = p->out_frame0, f1 = f0 + p->out_steps * p->f_in;
+  const GstClockTime t0 = gst_util_uint64_scale_round (f0, GST_SECOND,
+      p->rate);
+  const GstClockTime t1 = gst_util_uint64_scale_round (f1, GST_SECOND,
+      p->rate);
+  GST_BUFFER_PTS (buf) = t0;
+  GST_BUFFER_DURATION (buf) = t1 - t0;
+  if (f0 % p->f_in == 0) {
+    GST_BUFFER_OFFSET (buf) = f0 / p->f_in * p->f_out;
+    GST_BUFFER_OFFSET_END (buf) = f1 / p->f_in * p->f_out;
+  }
+  if (p->out_discont)
+    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+  p->out_discont = FALSE;
+  p->out_steps = 0;
+
+  p->push (p->push_data, buf, t1);
+}
+
+/* Appends the outputs of @n steps starting at input frame @frame0. */
+static void
+out_append (GstRnnPairing * p, guint64 frame0, const float *y, gsize n)
+{
+  if (p->out_steps > 0 && frame0 != p->out_frame0 + p->out_steps * p->f_in)
+    gst_rnn_pairing_out_flush (p);
+  if (p->have_out_next && frame0 != p->out_next)
+    p->out_discont = TRUE;
+  if (p->out_steps == 0)
+    p->out_frame0 = frame0;
+  p->out_next = frame0 + n * p->f_in;
+  p->have_out_next = TRUE;
+  p->out = grow (p->out, &p->out_cap, (p->out_steps + n) * p->n_out,
+      sizeof (float));
+  memcpy (p->out + p->out_steps * p->n_out, y, n * p->n_out * sizeof (float));
+  p->out_steps += n;
+}
+
+static void
+pred_scratch (GstRnnPairing * p, gsize n)
+{
+  p->px = grow (p->px, &p->px_cap, n * p->n_in, sizeof (float));
+  p->py = grow (p->py, &p->py_cap, n * p->n_out, sizeof (float));
+}
+
+static void
+pred_window_flush (GstRnnPairing * p, const RnnModel * model)
+{
+  if (p->pwin_len == 0)
+    return;
+  pred_scratch (p, p->pwin_len);
+  rnn_forward (p->fw, model, NULL, p->pwin, p->pwin_len, 1, p->py);
+  out_append (p, p->pwin_frame0, p->py, p->pwin_len);
+  p->pwin_len = 0;
+}
+
+void
+gst_rnn_pairing_predict (GstRnnPairing * p, const RnnModel * model)
+{
+  const gsize n = p->n_steps;
+  const guint win = p->window;
+
+  if (p->window > 0) {
+    for (gsize i = 0; i < n; i++) {
+      const guint64 f = p->steps_frame0[i];
+      if (p->pwin_len > 0
+          && f != p->pwin_frame0 + (guint64) p->pwin_len * p->f_in)
+        pred_window_flush (p, model);
+      if (p->pwin_len == 0)
+        p->pwin_frame0 = f;
+      memcpy (p->pwin + (gsize) p->pwin_len * p->n_in,
+          p->steps + i * p->rec, p->n_in * sizeof (float));
+      if (++p->pwin_len == win)
+        pred_window_flush (p, model);
+    }
+    return;
+  }
+
+  gsize i = 0;
+  while (i < n) {
+    /* one run of consecutive steps */
+    gsize j = i + 1;
+    while (j < n && p->steps_frame0[j] == p->steps_frame0[j - 1] + p->f_in)
+      j++;
+    if (p->have_out_next && p->steps_frame0[i] != p->out_next)
+      rnn_state_reset (p->pstate);
+    pred_scratch (p, j - i);
+    for (gsize k = i; k < j; k++)
+      memcpy (p->px + (k - i) * p->n_in, p->steps + k * p->rec,
+          p->n_in * sizeof (float));
+    rnn_forward (p->fw, model, p->pstate, p->px, j - i, 1, p->py);
+    out_append (p, p->steps_frame0[i], p->py, j - i);
+    i = j;
+  }
+}
+
+
+void
+gst_rnn_pairing_predict_finish (GstRnnPairing * p, const RnnModel * model)
+{
+  if (p->window > 0)
+    pred_window_flush (p, model);
+  gst_rnn_pairing_out_flush (p);
 }
 
 /* ---- framing ------------------------------------------------------------ */
@@ -303,6 +427,11 @@ gst_rnn_pairing_flush (GstRnnPairing * p)
     lane_reset (&p->lanes[i]);
   p->step_fill = 0;
   p->have_next_pair = FALSE;
+  p->out_steps = 0;
+  p->have_out_next = FALSE;
+  p->pwin_len = 0;
+  if (p->pstate)
+    rnn_state_reset (p->pstate);
 }
 
 void
@@ -320,4 +449,15 @@ gst_rnn_pairing_clear (GstRnnPairing * p)
   p->step_fill = 0;
   p->have_next_pair = FALSE;
   p->bad_total = 0;
+  g_clear_pointer (&p->fw, rnn_forward_free);
+  g_clear_pointer (&p->pstate, rnn_state_free);
+  g_clear_pointer (&p->px, g_free);
+  g_clear_pointer (&p->py, g_free);
+  p->px_cap = p->py_cap = 0;
+  g_clear_pointer (&p->pwin, g_free);
+  p->pwin_len = 0;
+  g_clear_pointer (&p->out, g_free);
+  p->out_steps = p->out_cap = 0;
+  p->have_out_next = FALSE;
+  p->out_discont = FALSE;
 }

@@ -8,6 +8,9 @@
  * bridged as missing data (inputs 0, weight 0); a longer gap restarts the
  * pairing.
  *
+ * The other way, the model's outputs for the steps go back to frames, in
+ * buffers for the src pad (p->push).
+ *
  * The pads and the lanes' rate and channels are read from other threads
  * under the element's object lock; everything else belongs to the
  * aggregator's source pad task.
@@ -16,6 +19,8 @@
 
 #include <gst/gst.h>
 #include <gst/base/gstaggregator.h>
+
+#include "rnn.h"
 
 G_BEGIN_DECLS
 
@@ -63,12 +68,32 @@ typedef struct
 
   /* non-finite or missing values */
   guint64 bad_total;
+
+  /* predictions: the model's outputs for the steps, as frames */
+  void (*push) (gpointer user_data, GstBuffer * buf, GstClockTime end);
+  gpointer push_data;
+  guint window;                 /* bidirectional: steps per window; else 0 */
+  RnnForward *fw;
+  RnnState *pstate;             /* unidirectional */
+  float *px, *py;               /* scratch [T][I], [T][O] */
+  gsize px_cap, py_cap;         /* steps */
+  float *pwin;                  /* bidirectional: [window][n_in] */
+  guint64 pwin_frame0;
+  guint pwin_len;
+  float *out;                   /* [out_steps][n_out] */
+  gsize out_steps, out_cap;
+  guint64 out_frame0;           /* input frame index of the first out step */
+  guint64 out_next;             /* input frame index that continues the output */
+  gboolean have_out_next;
+  gboolean out_discont;
 } GstRnnPairing;
 
-/* Sets the framing once the caps are known (lanes keep their pads). */
-void gst_rnn_pairing_configure (GstRnnPairing * p, gboolean has_target,
-    gboolean class_index, guint rate, guint c_in, guint c_tgt, guint f_in,
-    guint f_out, guint n_out, guint predict_ahead);
+/* Sets the framing of @model once the caps are known (the lanes keep
+ * their pads).  @window: the steps per window of a bidirectional model,
+ * 0 for a unidirectional one. */
+void gst_rnn_pairing_configure (GstRnnPairing * p, const RnnModel * model,
+    gboolean has_target, gboolean class_index, guint rate, guint c_in,
+    guint c_tgt, guint predict_ahead, guint window);
 
 /* Places @buf (taken) from @pad on @lane.  Returns FALSE when the lanes had
  * to be restarted (a gap too long to bridge). */
@@ -79,7 +104,19 @@ gboolean gst_rnn_pairing_push (GstRnnPairing * p, guint lane,
  * GST_FLOW_ERROR (posted) for a target that is not a class index. */
 GstFlowReturn gst_rnn_pairing_pair (GstRnnPairing * p);
 
-/* Drops what is half-paired (a flush). */
+/* Runs @model over the steps of the last gst_rnn_pairing_pair () and
+ * appends its outputs to the pending output; a step whose frame index does
+ * not follow the previous one starts from zero state.  A step's F_out
+ * output frames are timestamped at the running time of its first input
+ * frame. */
+void gst_rnn_pairing_predict (GstRnnPairing * p, const RnnModel * model);
+/* Hands the pending output to p->push as one buffer. */
+void gst_rnn_pairing_out_flush (GstRnnPairing * p);
+/* At the end: runs a partial bidirectional window, then out_flush. */
+void gst_rnn_pairing_predict_finish (GstRnnPairing * p,
+    const RnnModel * model);
+
+/* Drops what is half-paired and half-predicted (a flush). */
 void gst_rnn_pairing_flush (GstRnnPairing * p);
 
 /* Frees the data and forgets the framing; the pads stay. */

@@ -291,19 +291,6 @@ struct _GstRnnTrain
   GstClockTime t_start;
 
   /* predictions for the src pad */
-  RnnForward *fw;
-  RnnState *pstate;             /* unidirectional */
-  float *px, *py;               /* scratch [T][I], [T][O] */
-  gsize px_cap, py_cap;         /* steps */
-  float *pwin;                  /* bidirectional: [window][n_in] */
-  guint64 pwin_frame0;
-  guint pwin_len;
-  float *out;                   /* [out_steps][n_out] */
-  gsize out_steps, out_cap;
-  guint64 out_frame0;           /* input frame index of the first out step */
-  guint64 out_next;             /* input frame index that continues the output */
-  gboolean have_out_next;
-  gboolean out_discont;
   GstFlowReturn out_flow;
   gboolean warned_not_linked;
 };
@@ -434,19 +421,6 @@ settings_copy (Settings *dst, const Settings *src)
   *dst = *src;
   dst->location = g_strdup (src->location);
   dst->init_location = g_strdup (src->init_location);
-}
-
-/* Grows *@buf to hold at least @n elements of @size bytes. */
-static gpointer
-grow (gpointer buf, gsize *cap, gsize n, gsize size)
-{
-  if (n <= *cap)
-    return buf;
-  gsize c = MAX (*cap, 64);
-  while (c < n)
-    c *= 2;
-  *cap = c;
-  return g_realloc_n (buf, c, size);
 }
 
 /* ---- messages: the trainer's callbacks ------------------------------------ */
@@ -759,13 +733,9 @@ configure (GstRnnTrain *self)
     return FALSE;
   }
 
-  gst_rnn_pairing_configure (&self->pairing, self->has_target, ce, self->rate,
-      c_in, c_tgt, self->f_in, self->f_out, self->n_out, s->predict_ahead);
-  self->fw = rnn_forward_new ();
-  if (!self->bidirectional)
-    self->pstate = rnn_state_new (model, 1);
-  else
-    self->pwin = g_new (float, (gsize) s->seq_length * self->n_in);
+  gst_rnn_pairing_configure (&self->pairing, model, self->has_target, ce,
+      self->rate, c_in, c_tgt, s->predict_ahead,
+      self->bidirectional ? s->seq_length : 0);
   self->out_flow = GST_FLOW_OK;
 
   /* the src pad: predictions */
@@ -802,32 +772,15 @@ configure (GstRnnTrain *self)
 
 /* ---- predictions for the src pad ----------------------------------------- */
 
+/* The pairing's push callback: one buffer of predictions ending at @end. */
 static void
-out_flush (GstRnnTrain *self)
+push_predictions (gpointer user_data, GstBuffer *buf, GstClockTime end)
 {
+  GstRnnTrain *self = user_data;
   GstAggregator *agg = GST_AGGREGATOR (self);
 
-  if (self->out_steps == 0)
-    return;
-  const gsize bytes = self->out_steps * self->n_out * sizeof (float);
-  GstBuffer *buf = gst_buffer_new_allocate (NULL, bytes, NULL);
-  gst_buffer_fill (buf, 0, self->out, bytes);
-  const guint64 f0 = self->out_frame0, f1 = f0 + self->out_steps * self->f_in;
-  const GstClockTime t0 = gst_util_uint64_scale_round (f0, GST_SECOND, self->rate);
-  const GstClockTime t1 = gst_util_uint64_scale_round (f1, GST_SECOND, self->rate);
-  GST_BUFFER_PTS (buf) = t0;
-  GST_BUFFER_DURATION (buf) = t1 - t0;
-  if (f0 % self->f_in == 0) {
-    GST_BUFFER_OFFSET (buf) = f0 / self->f_in * self->f_out;
-    GST_BUFFER_OFFSET_END (buf) = f1 / self->f_in * self->f_out;
-  }
-  if (self->out_discont)
-    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
-  self->out_discont = FALSE;
-  self->out_steps = 0;
-
   GST_OBJECT_LOCK (self);
-  GST_AGGREGATOR_PAD (agg->srcpad)->segment.position = t1;
+  GST_AGGREGATOR_PAD (agg->srcpad)->segment.position = end;
   GST_OBJECT_UNLOCK (self);
 
   GstFlowReturn ret = gst_aggregator_finish_buffer (agg, buf);
@@ -839,89 +792,6 @@ out_flush (GstRnnTrain *self)
     self->warned_not_linked = TRUE;
   } else if (ret != GST_FLOW_OK && self->out_flow == GST_FLOW_OK) {
     self->out_flow = ret;
-  }
-}
-
-/* Appends the outputs of @n steps starting at input frame @frame0. */
-static void
-out_append (GstRnnTrain *self, guint64 frame0, const float *y, gsize n)
-{
-  if (self->out_steps > 0
-      && frame0 != self->out_frame0 + self->out_steps * self->f_in)
-    out_flush (self);
-  if (self->have_out_next && frame0 != self->out_next)
-    self->out_discont = TRUE;
-  if (self->out_steps == 0)
-    self->out_frame0 = frame0;
-  self->out_next = frame0 + n * self->f_in;
-  self->have_out_next = TRUE;
-  self->out = grow (self->out, &self->out_cap,
-      (self->out_steps + n) * self->n_out, sizeof (float));
-  memcpy (self->out + self->out_steps * self->n_out, y,
-      n * self->n_out * sizeof (float));
-  self->out_steps += n;
-}
-
-static void
-pred_scratch (GstRnnTrain *self, gsize n)
-{
-  self->px = grow (self->px, &self->px_cap, n * self->n_in, sizeof (float));
-  self->py = grow (self->py, &self->py_cap, n * self->n_out, sizeof (float));
-}
-
-static void
-pred_window_flush (GstRnnTrain *self)
-{
-  if (self->pwin_len == 0)
-    return;
-  pred_scratch (self, self->pwin_len);
-  rnn_forward (self->fw, rnn_trainer_peek_model (self->trainer), NULL,
-      self->pwin, self->pwin_len, 1, self->py);
-  out_append (self, self->pwin_frame0, self->py, self->pwin_len);
-  self->pwin_len = 0;
-}
-
-/* Runs the current model over the steps of this call; a step whose frame
- * index does not follow the previous one starts from zero state. */
-static void
-predict_steps (GstRnnTrain *self)
-{
-  const GstRnnPairing *p = &self->pairing;
-  const gsize n = p->n_steps;
-  const guint win = self->s.seq_length;
-
-  if (self->bidirectional) {
-    for (gsize i = 0; i < n; i++) {
-      const guint64 f = p->steps_frame0[i];
-      if (self->pwin_len > 0
-          && f != self->pwin_frame0 + (guint64) self->pwin_len * self->f_in)
-        pred_window_flush (self);
-      if (self->pwin_len == 0)
-        self->pwin_frame0 = f;
-      memcpy (self->pwin + (gsize) self->pwin_len * self->n_in,
-          p->steps + i * p->rec, self->n_in * sizeof (float));
-      if (++self->pwin_len == win)
-        pred_window_flush (self);
-    }
-    return;
-  }
-
-  gsize i = 0;
-  while (i < n) {
-    /* one run of consecutive steps */
-    gsize j = i + 1;
-    while (j < n && p->steps_frame0[j] == p->steps_frame0[j - 1] + self->f_in)
-      j++;
-    if (self->have_out_next && p->steps_frame0[i] != self->out_next)
-      rnn_state_reset (self->pstate);
-    pred_scratch (self, j - i);
-    for (gsize k = i; k < j; k++)
-      memcpy (self->px + (k - i) * self->n_in, p->steps + k * p->rec,
-          self->n_in * sizeof (float));
-    rnn_forward (self->fw, rnn_trainer_peek_model (self->trainer),
-        self->pstate, self->px, j - i, 1, self->py);
-    out_append (self, p->steps_frame0[i], self->py, j - i);
-    i = j;
   }
 }
 
@@ -971,9 +841,8 @@ finish (GstRnnTrain *self)
         ("The stream ended before any data arrived; no model written."), (NULL));
     return GST_FLOW_EOS;
   }
-  if (self->bidirectional)
-    pred_window_flush (self);
-  out_flush (self);
+  gst_rnn_pairing_predict_finish (&self->pairing,
+      rnn_trainer_peek_model (self->trainer));
 
   switch (rnn_trainer_finish (self->trainer, &rep, &err)) {
     case RNN_TRAINER_DONE:
@@ -1071,13 +940,14 @@ gst_rnn_train_aggregate (GstAggregator *agg, gboolean timeout)
     self->bad_prev = bad > bad0;
 
     if (self->pairing.n_steps > 0) {
-      predict_steps (self);
+      gst_rnn_pairing_predict (&self->pairing,
+          rnn_trainer_peek_model (self->trainer));
       if (!train_steps (self)) {
         ret = GST_FLOW_ERROR;
         goto out;
       }
     }
-    out_flush (self);
+    gst_rnn_pairing_out_flush (&self->pairing);
     if (self->out_flow != GST_FLOW_OK) {
       ret = self->out_flow;
       goto out;
@@ -1333,17 +1203,6 @@ free_stream (GstRnnTrain *self)
   gst_rnn_pairing_clear (&self->pairing);
   g_clear_pointer (&self->trainer, rnn_trainer_free);
   self->bad_prev = FALSE;
-  g_clear_pointer (&self->fw, rnn_forward_free);
-  g_clear_pointer (&self->pstate, rnn_state_free);
-  g_clear_pointer (&self->px, g_free);
-  g_clear_pointer (&self->py, g_free);
-  self->px_cap = self->py_cap = 0;
-  g_clear_pointer (&self->pwin, g_free);
-  self->pwin_len = 0;
-  g_clear_pointer (&self->out, g_free);
-  self->out_steps = self->out_cap = 0;
-  self->have_out_next = FALSE;
-  self->out_discont = FALSE;
   self->warned_not_linked = FALSE;
   settings_clear (&self->s);
 }
@@ -1374,11 +1233,6 @@ gst_rnn_train_flush (GstAggregator *agg)
   GstRnnTrain *self = GST_RNN_TRAIN (agg);
 
   gst_rnn_pairing_flush (&self->pairing);
-  self->out_steps = 0;
-  self->have_out_next = FALSE;
-  self->pwin_len = 0;
-  if (self->pstate)
-    rnn_state_reset (self->pstate);
   if (self->trainer)
     rnn_trainer_break (self->trainer);
   return GST_FLOW_OK;
@@ -1398,99 +1252,79 @@ gst_rnn_train_change_state (GstElement *element, GstStateChange transition)
 
 /* ---- properties ----------------------------------------------------------------- */
 
+/* Where each property lives in Settings; its type is its GParamSpec's. */
+static const gsize prop_offsets[] = {
+  [PROP_MODEL_LOCATION] = G_STRUCT_OFFSET (Settings, location),
+  [PROP_INIT_MODEL] = G_STRUCT_OFFSET (Settings, init_location),
+  [PROP_CELL] = G_STRUCT_OFFSET (Settings, cell),
+  [PROP_HIDDEN_SIZE] = G_STRUCT_OFFSET (Settings, hidden_size),
+  [PROP_NUM_LAYERS] = G_STRUCT_OFFSET (Settings, num_layers),
+  [PROP_BIDIRECTIONAL] = G_STRUCT_OFFSET (Settings, bidirectional),
+  [PROP_FRAME_SIZE] = G_STRUCT_OFFSET (Settings, frame_size),
+  [PROP_OUTPUT_FRAME_SIZE] = G_STRUCT_OFFSET (Settings, output_frame_size),
+  [PROP_HEAD_ACTIVATION] = G_STRUCT_OFFSET (Settings, head_activation),
+  [PROP_LOSS] = G_STRUCT_OFFSET (Settings, loss),
+  [PROP_NUM_CLASSES] = G_STRUCT_OFFSET (Settings, num_classes),
+  [PROP_OPTIMIZER] = G_STRUCT_OFFSET (Settings, optimizer),
+  [PROP_LEARNING_RATE] = G_STRUCT_OFFSET (Settings, learning_rate),
+  [PROP_MOMENTUM] = G_STRUCT_OFFSET (Settings, momentum),
+  [PROP_WEIGHT_DECAY] = G_STRUCT_OFFSET (Settings, weight_decay),
+  [PROP_CLIP_NORM] = G_STRUCT_OFFSET (Settings, clip_norm),
+  [PROP_EPOCHS] = G_STRUCT_OFFSET (Settings, epochs),
+  [PROP_SEQ_LENGTH] = G_STRUCT_OFFSET (Settings, seq_length),
+  [PROP_BATCH_SIZE] = G_STRUCT_OFFSET (Settings, batch_size),
+  [PROP_VALIDATION_FRACTION] = G_STRUCT_OFFSET (Settings, validation_fraction),
+  [PROP_SEED] = G_STRUCT_OFFSET (Settings, seed),
+  [PROP_NORMALIZE] = G_STRUCT_OFFSET (Settings, normalize),
+  [PROP_MODE] = G_STRUCT_OFFSET (Settings, mode),
+  [PROP_CHECKPOINT_INTERVAL] = G_STRUCT_OFFSET (Settings, checkpoint_interval),
+  [PROP_PREDICT_AHEAD] = G_STRUCT_OFFSET (Settings, predict_ahead),
+  [PROP_MAX_MEMORY] = G_STRUCT_OFFSET (Settings, max_memory),
+};
+
+/* Stores @value in the field of @p that @pspec describes. */
+static void
+settings_set (Settings *p, const GParamSpec *pspec, const GValue *value)
+{
+  gpointer f = (guint8 *) p + prop_offsets[pspec->param_id];
+
+  switch (G_TYPE_FUNDAMENTAL (G_PARAM_SPEC_VALUE_TYPE (pspec))) {
+    case G_TYPE_STRING:
+      g_free (*(gchar **) f);
+      *(gchar **) f = g_value_dup_string (value);
+      break;
+    case G_TYPE_ENUM:
+      *(gint *) f = g_value_get_enum (value);
+      break;
+    case G_TYPE_UINT:
+      *(guint *) f = g_value_get_uint (value);
+      break;
+    case G_TYPE_BOOLEAN:
+      *(gboolean *) f = g_value_get_boolean (value);
+      break;
+    case G_TYPE_DOUBLE:
+      *(gdouble *) f = g_value_get_double (value);
+      break;
+    case G_TYPE_UINT64:
+      *(guint64 *) f = g_value_get_uint64 (value);
+      break;
+    default:
+      g_assert_not_reached ();
+  }
+}
+
 static void
 gst_rnn_train_set_property (GObject *object, guint prop_id,
     const GValue *value, GParamSpec *pspec)
 {
   GstRnnTrain *self = GST_RNN_TRAIN (object);
-  Settings *p = &self->props;
 
-  GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_MODEL_LOCATION:
-      g_free (p->location);
-      p->location = g_value_dup_string (value);
-      break;
-    case PROP_INIT_MODEL:
-      g_free (p->init_location);
-      p->init_location = g_value_dup_string (value);
-      break;
-    case PROP_CELL:
-      p->cell = g_value_get_enum (value);
-      break;
-    case PROP_HIDDEN_SIZE:
-      p->hidden_size = g_value_get_uint (value);
-      break;
-    case PROP_NUM_LAYERS:
-      p->num_layers = g_value_get_uint (value);
-      break;
-    case PROP_BIDIRECTIONAL:
-      p->bidirectional = g_value_get_boolean (value);
-      break;
-    case PROP_FRAME_SIZE:
-      p->frame_size = g_value_get_uint (value);
-      break;
-    case PROP_OUTPUT_FRAME_SIZE:
-      p->output_frame_size = g_value_get_uint (value);
-      break;
-    case PROP_HEAD_ACTIVATION:
-      p->head_activation = g_value_get_enum (value);
-      break;
-    case PROP_LOSS:
-      p->loss = g_value_get_enum (value);
-      break;
-    case PROP_NUM_CLASSES:
-      p->num_classes = g_value_get_uint (value);
-      break;
-    case PROP_OPTIMIZER:
-      p->optimizer = g_value_get_enum (value);
-      break;
-    case PROP_LEARNING_RATE:
-      p->learning_rate = g_value_get_double (value);
-      break;
-    case PROP_MOMENTUM:
-      p->momentum = g_value_get_double (value);
-      break;
-    case PROP_WEIGHT_DECAY:
-      p->weight_decay = g_value_get_double (value);
-      break;
-    case PROP_CLIP_NORM:
-      p->clip_norm = g_value_get_double (value);
-      break;
-    case PROP_EPOCHS:
-      p->epochs = g_value_get_uint (value);
-      break;
-    case PROP_SEQ_LENGTH:
-      p->seq_length = g_value_get_uint (value);
-      break;
-    case PROP_BATCH_SIZE:
-      p->batch_size = g_value_get_uint (value);
-      break;
-    case PROP_VALIDATION_FRACTION:
-      p->validation_fraction = g_value_get_double (value);
-      break;
-    case PROP_SEED:
-      p->seed = g_value_get_uint (value);
-      break;
-    case PROP_NORMALIZE:
-      p->normalize = g_value_get_boolean (value);
-      break;
-    case PROP_MODE:
-      p->mode = g_value_get_enum (value);
-      break;
-    case PROP_CHECKPOINT_INTERVAL:
-      p->checkpoint_interval = g_value_get_uint (value);
-      break;
-    case PROP_PREDICT_AHEAD:
-      p->predict_ahead = g_value_get_uint (value);
-      break;
-    case PROP_MAX_MEMORY:
-      p->max_memory = g_value_get_uint64 (value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
+  if (prop_id == PROP_0 || prop_id >= G_N_ELEMENTS (prop_offsets)) {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    return;
   }
+  GST_OBJECT_LOCK (self);
+  settings_set (&self->props, pspec, value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -1499,91 +1333,34 @@ gst_rnn_train_get_property (GObject *object, guint prop_id, GValue *value,
     GParamSpec *pspec)
 {
   GstRnnTrain *self = GST_RNN_TRAIN (object);
-  const Settings *p = &self->props;
 
+  if (prop_id == PROP_0 || prop_id >= G_N_ELEMENTS (prop_offsets)) {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    return;
+  }
   GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_MODEL_LOCATION:
-      g_value_set_string (value, p->location);
+  gconstpointer f = (const guint8 *) &self->props + prop_offsets[prop_id];
+  switch (G_TYPE_FUNDAMENTAL (G_PARAM_SPEC_VALUE_TYPE (pspec))) {
+    case G_TYPE_STRING:
+      g_value_set_string (value, *(gchar * const *) f);
       break;
-    case PROP_INIT_MODEL:
-      g_value_set_string (value, p->init_location);
+    case G_TYPE_ENUM:
+      g_value_set_enum (value, *(const gint *) f);
       break;
-    case PROP_CELL:
-      g_value_set_enum (value, p->cell);
+    case G_TYPE_UINT:
+      g_value_set_uint (value, *(const guint *) f);
       break;
-    case PROP_HIDDEN_SIZE:
-      g_value_set_uint (value, p->hidden_size);
+    case G_TYPE_BOOLEAN:
+      g_value_set_boolean (value, *(const gboolean *) f);
       break;
-    case PROP_NUM_LAYERS:
-      g_value_set_uint (value, p->num_layers);
+    case G_TYPE_DOUBLE:
+      g_value_set_double (value, *(const gdouble *) f);
       break;
-    case PROP_BIDIRECTIONAL:
-      g_value_set_boolean (value, p->bidirectional);
-      break;
-    case PROP_FRAME_SIZE:
-      g_value_set_uint (value, p->frame_size);
-      break;
-    case PROP_OUTPUT_FRAME_SIZE:
-      g_value_set_uint (value, p->output_frame_size);
-      break;
-    case PROP_HEAD_ACTIVATION:
-      g_value_set_enum (value, p->head_activation);
-      break;
-    case PROP_LOSS:
-      g_value_set_enum (value, p->loss);
-      break;
-    case PROP_NUM_CLASSES:
-      g_value_set_uint (value, p->num_classes);
-      break;
-    case PROP_OPTIMIZER:
-      g_value_set_enum (value, p->optimizer);
-      break;
-    case PROP_LEARNING_RATE:
-      g_value_set_double (value, p->learning_rate);
-      break;
-    case PROP_MOMENTUM:
-      g_value_set_double (value, p->momentum);
-      break;
-    case PROP_WEIGHT_DECAY:
-      g_value_set_double (value, p->weight_decay);
-      break;
-    case PROP_CLIP_NORM:
-      g_value_set_double (value, p->clip_norm);
-      break;
-    case PROP_EPOCHS:
-      g_value_set_uint (value, p->epochs);
-      break;
-    case PROP_SEQ_LENGTH:
-      g_value_set_uint (value, p->seq_length);
-      break;
-    case PROP_BATCH_SIZE:
-      g_value_set_uint (value, p->batch_size);
-      break;
-    case PROP_VALIDATION_FRACTION:
-      g_value_set_double (value, p->validation_fraction);
-      break;
-    case PROP_SEED:
-      g_value_set_uint (value, p->seed);
-      break;
-    case PROP_NORMALIZE:
-      g_value_set_boolean (value, p->normalize);
-      break;
-    case PROP_MODE:
-      g_value_set_enum (value, p->mode);
-      break;
-    case PROP_CHECKPOINT_INTERVAL:
-      g_value_set_uint (value, p->checkpoint_interval);
-      break;
-    case PROP_PREDICT_AHEAD:
-      g_value_set_uint (value, p->predict_ahead);
-      break;
-    case PROP_MAX_MEMORY:
-      g_value_set_uint64 (value, p->max_memory);
+    case G_TYPE_UINT64:
+      g_value_set_uint64 (value, *(const guint64 *) f);
       break;
     default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
+      g_assert_not_reached ();
   }
   GST_OBJECT_UNLOCK (self);
 }
@@ -1614,14 +1391,12 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
 
   g_object_class_install_property (gobject_class, PROP_MODEL_LOCATION,
       g_param_spec_string ("model-location", "Model location",
-          "Where to write the trained model (gst-rnn safetensors; written "
-          "atomically)", DEFAULT_MODEL_LOCATION, PARAM_FLAGS));
+          "File the trained model is written to (atomically)",
+          DEFAULT_MODEL_LOCATION, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_INIT_MODEL,
       g_param_spec_string ("init-model", "Initial model",
-          "Start from this model instead of a fresh one; its shape, framing "
-          "and normalisation override cell, hidden-size, num-layers, "
-          "bidirectional, frame-size, output-frame-size, head-activation and "
-          "normalize", DEFAULT_INIT_MODEL, PARAM_FLAGS));
+          "Model to start from; its shape overrides the model properties",
+          DEFAULT_INIT_MODEL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CELL,
       g_param_spec_enum ("cell", "Cell", "Recurrent cell",
           GST_TYPE_RNN_TRAIN_CELL, DEFAULT_CELL, PARAM_FLAGS));
@@ -1634,21 +1409,19 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
           1, RNN_MAX_LAYERS, DEFAULT_NUM_LAYERS, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_BIDIRECTIONAL,
       g_param_spec_boolean ("bidirectional", "Bidirectional",
-          "Bidirectional layers, trained and run on windows of seq-length "
-          "steps", DEFAULT_BIDIRECTIONAL, PARAM_FLAGS));
+          "Bidirectional layers, run on windows of seq-length steps",
+          DEFAULT_BIDIRECTIONAL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_FRAME_SIZE,
       g_param_spec_uint ("frame-size", "Frame size",
           "Input frames per step (F_in)", 1, RNN_MAX_FRAME_SIZE,
           DEFAULT_FRAME_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_OUTPUT_FRAME_SIZE,
       g_param_spec_uint ("output-frame-size", "Output frame size",
-          "Target frames per step (F_out <= F_in): the last F_out frames of "
-          "the step's span", 1, RNN_MAX_FRAME_SIZE, DEFAULT_OUTPUT_FRAME_SIZE,
-          PARAM_FLAGS));
+          "Target frames per step (F_out <= F_in), the last of the step",
+          1, RNN_MAX_FRAME_SIZE, DEFAULT_OUTPUT_FRAME_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_HEAD_ACTIVATION,
       g_param_spec_enum ("head-activation", "Head activation",
-          "Activation after the linear head (cross-entropy trains on the "
-          "logits and needs none or softmax)",
+          "Activation after the linear head (cross-entropy: none or softmax)",
           GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION, DEFAULT_HEAD_ACTIVATION,
           PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_LOSS,
@@ -1656,7 +1429,7 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
           GST_TYPE_RNN_TRAIN_LOSS, DEFAULT_LOSS, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NUM_CLASSES,
       g_param_spec_uint ("num-classes", "Classes",
-          "Classes (model outputs) for loss=cross-entropy", 2,
+          "Model outputs for loss=cross-entropy", 2,
           RNN_MAX_OUTPUT_SIZE, DEFAULT_NUM_CLASSES, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_OPTIMIZER,
       g_param_spec_enum ("optimizer", "Optimizer", "Optimizer",
@@ -1678,8 +1451,8 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
           G_MAXFLOAT, DEFAULT_CLIP_NORM, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_EPOCHS,
       g_param_spec_uint ("epochs", "Epochs",
-          "Passes over the recording (offline); 0 = only evaluate the initial "
-          "model", 0, G_MAXINT, DEFAULT_EPOCHS, PARAM_FLAGS));
+          "Offline: passes over the recording; 0 = only evaluate", 0,
+          G_MAXINT, DEFAULT_EPOCHS, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_SEQ_LENGTH,
       g_param_spec_uint ("seq-length", "Sequence length",
           "BPTT window in steps (and the window of bidirectional models)",
@@ -1689,7 +1462,7 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
           "Windows per update", 1, 65536, DEFAULT_BATCH_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_VALIDATION_FRACTION,
       g_param_spec_double ("validation-fraction", "Validation fraction",
-          "Tail of the recording held out for validation (offline)",
+          "Offline: tail of the recording held out for validation",
           0.0, 0.9, DEFAULT_VALIDATION_FRACTION, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_SEED,
       g_param_spec_uint ("seed", "Seed",
@@ -1697,16 +1470,14 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
           DEFAULT_SEED, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NORMALIZE,
       g_param_spec_boolean ("normalize", "Normalize",
-          "Normalise the input per channel with the training data's mean and "
-          "standard deviation (stored in the model)", DEFAULT_NORMALIZE,
-          PARAM_FLAGS));
+          "Normalise each input channel by the training data's mean and std",
+          DEFAULT_NORMALIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MODE,
       g_param_spec_enum ("mode", "Mode", "When to train",
           GST_TYPE_RNN_TRAIN_MODE, DEFAULT_MODE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CHECKPOINT_INTERVAL,
       g_param_spec_uint ("checkpoint-interval", "Checkpoint interval",
-          "Online mode: rewrite the model every this many updates (one "
-          "update = batch-size windows of seq-length steps)", 1, G_MAXUINT,
+          "Online: updates between model writes", 1, G_MAXUINT,
           DEFAULT_CHECKPOINT_INTERVAL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_PREDICT_AHEAD,
       g_param_spec_uint ("predict-ahead", "Predict ahead",
@@ -1714,9 +1485,8 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
           1, 1u << 24, DEFAULT_PREDICT_AHEAD, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MAX_MEMORY,
       g_param_spec_uint64 ("max-memory", "Maximum memory",
-          "Offline mode: bytes of recording kept in memory; the rest is "
-          "spooled to an (unlinked) temporary file in $TMPDIR", 0, G_MAXUINT64,
-          DEFAULT_MAX_MEMORY, PARAM_FLAGS));
+          "Offline: recording bytes kept in memory; the rest goes to $TMPDIR",
+          0, G_MAXUINT64, DEFAULT_MAX_MEMORY, PARAM_FLAGS));
 
   gst_element_class_add_static_pad_template_with_gtype (element_class,
       &sink_template, GST_TYPE_AGGREGATOR_PAD);
@@ -1726,8 +1496,16 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
       &src_template, GST_TYPE_AGGREGATOR_PAD);
   gst_element_class_set_static_metadata (element_class,
       "Recurrent network trainer", "Filter/Audio",
-      "Trains an RNN, LSTM or GRU with backpropagation through time on the "
-      "stream and writes a gst-rnn model", "gst-rnn developers");
+      "Trains an RNN, LSTM or GRU with backpropagation through time and "
+      "writes a gst-rnn model.  sink: the input features (F32LE). "
+      "target (request pad, optional): the training targets, aligned with "
+      "sink by running time; without it the model predicts sink "
+      "predict-ahead steps ahead. src: the current model's predictions. "
+      "Posts GST_MESSAGE_PROGRESS (code \"train\") and element messages "
+      "rnntrain-progress (epoch, epochs, loss, val-loss, steps-per-second, "
+      "eta) per epoch or checkpoint and rnntrain-done (model-location, "
+      "loss, val-loss, duration) when the model is written",
+      "gst-rnn developers");
 
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_rnn_train_change_state);
   element_class->release_pad = GST_DEBUG_FUNCPTR (gst_rnn_train_release_pad);
@@ -1762,32 +1540,15 @@ gst_rnn_train_init (GstRnnTrain *self)
   gst_object_unref (templ);
   gst_element_add_pad (GST_ELEMENT (self), GST_PAD (pad));
   self->pairing.element = GST_ELEMENT (self);
+  self->pairing.push = push_predictions;
+  self->pairing.push_data = self;
   self->pairing.lanes[GST_RNN_LANE_SINK].pad = pad;
 
-  p->location = g_strdup (DEFAULT_MODEL_LOCATION);
-  p->init_location = g_strdup (DEFAULT_INIT_MODEL);
-  p->cell = DEFAULT_CELL;
-  p->hidden_size = DEFAULT_HIDDEN_SIZE;
-  p->num_layers = DEFAULT_NUM_LAYERS;
-  p->bidirectional = DEFAULT_BIDIRECTIONAL;
-  p->frame_size = DEFAULT_FRAME_SIZE;
-  p->output_frame_size = DEFAULT_OUTPUT_FRAME_SIZE;
-  p->head_activation = DEFAULT_HEAD_ACTIVATION;
-  p->loss = DEFAULT_LOSS;
-  p->num_classes = DEFAULT_NUM_CLASSES;
-  p->optimizer = DEFAULT_OPTIMIZER;
-  p->learning_rate = DEFAULT_LEARNING_RATE;
-  p->momentum = DEFAULT_MOMENTUM;
-  p->weight_decay = DEFAULT_WEIGHT_DECAY;
-  p->clip_norm = DEFAULT_CLIP_NORM;
-  p->epochs = DEFAULT_EPOCHS;
-  p->seq_length = DEFAULT_SEQ_LENGTH;
-  p->batch_size = DEFAULT_BATCH_SIZE;
-  p->validation_fraction = DEFAULT_VALIDATION_FRACTION;
-  p->seed = DEFAULT_SEED;
-  p->normalize = DEFAULT_NORMALIZE;
-  p->mode = DEFAULT_MODE;
-  p->checkpoint_interval = DEFAULT_CHECKPOINT_INTERVAL;
-  p->predict_ahead = DEFAULT_PREDICT_AHEAD;
-  p->max_memory = DEFAULT_MAX_MEMORY;
+  /* the defaults, as the param specs give them */
+  guint n;
+  GParamSpec **specs = g_object_class_list_properties (G_OBJECT_GET_CLASS (self), &n);
+  for (guint i = 0; i < n; i++)
+    if (specs[i]->owner_type == GST_TYPE_RNN_TRAIN)
+      settings_set (p, specs[i], g_param_spec_get_default_value (specs[i]));
+  g_free (specs);
 }
