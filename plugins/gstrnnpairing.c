@@ -21,35 +21,153 @@ grow (gpointer buf, gsize * cap, gsize n, gsize size)
   return g_realloc_n (buf, c, size);
 }
 
-void
+/* Checks that the model's framing fits the streams. */
+static gboolean
+check_framing (GstRnnPairing * p, guint n_in)
+{
+  GstElement *self = p->element;
+
+  if (n_in != p->f_in * p->c_in) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The model takes %u inputs per step (frame size %u) but the sink "
+            "stream has %u channels.", n_in, p->f_in, p->c_in), (NULL));
+    return FALSE;
+  }
+  if (p->class_index) {
+    if (p->f_out != 1) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("loss=cross-entropy gives one class per step: output-frame-size "
+              "must be 1, not %u.", p->f_out), (NULL));
+      return FALSE;
+    }
+  } else if (p->n_out != p->f_out * p->c_tgt) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The model has %u outputs per step (output frame size %u) but the "
+            "target has %u channels.", p->n_out, p->f_out, p->c_tgt), (NULL));
+    return FALSE;
+  }
+  if (p->f_out > p->f_in) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("output-frame-size %u is larger than frame-size %u: a step's target "
+            "is the last output-frame-size frames of its span.", p->f_out,
+            p->f_in), (NULL));
+    return FALSE;
+  }
+  if (((guint64) p->rate * p->f_out) % p->f_in != 0) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The output rate %u x %u / %u Hz is not a whole number; choose a "
+            "frame-size that divides the rate.", p->rate, p->f_out, p->f_in),
+        (NULL));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
 gst_rnn_pairing_configure (GstRnnPairing * p, const RnnModel * model,
     gboolean has_target, gboolean class_index, guint rate, guint c_in,
     guint c_tgt, guint predict_ahead, guint window)
 {
   const RnnConfig *cfg = rnn_model_get_config (model);
-  const guint f_in = cfg->frame_size, f_out = cfg->output_frame_size;
-  const guint n_out = rnn_model_get_output_size (model);
 
   p->has_target = has_target;
   p->class_index = class_index;
   p->rate = rate;
   p->c_in = c_in;
   p->c_tgt = c_tgt;
-  p->f_in = f_in;
-  p->f_out = f_out;
-  p->n_in = f_in * c_in;
-  p->n_out = n_out;
-  p->n_tgt = class_index ? 1 : n_out;
+  p->f_in = cfg->frame_size;
+  p->f_out = cfg->output_frame_size;
+  p->n_in = p->f_in * c_in;
+  p->n_out = rnn_model_get_output_size (model);
+  p->n_tgt = class_index ? 1 : p->n_out;
   p->rec = p->n_in + p->n_tgt + 1;
   p->predict_ahead = predict_ahead;
+  p->window = window;
+  if (!check_framing (p, cfg->input_size))
+    return FALSE;
+
   g_free (p->step);
   p->step = g_new0 (float, p->rec);
-  p->window = window;
   p->fw = rnn_forward_new ();
   if (window == 0)
     p->pstate = rnn_state_new (model, 1);
   else
     p->pwin = g_new (float, (gsize) window * p->n_in);
+  return TRUE;
+}
+
+/* ---- caps ------------------------------------------------------------- */
+
+static GstRnnLane *
+lane_of (GstRnnPairing * p, GstAggregatorPad * pad)
+{
+  for (guint i = 0; i < GST_RNN_N_LANES; i++)
+    if (p->lanes[i].pad == pad)
+      return &p->lanes[i];
+  return NULL;
+}
+
+gint
+gst_rnn_pairing_other_rate (GstRnnPairing * p, GstAggregatorPad * pad)
+{
+  gint rate = 0;
+
+  for (guint i = 0; i < GST_RNN_N_LANES; i++)
+    if (p->lanes[i].pad && p->lanes[i].pad != pad && p->lanes[i].rate)
+      rate = p->lanes[i].rate;
+  return rate;
+}
+
+gboolean
+gst_rnn_pairing_set_caps (GstRnnPairing * p, GstAggregatorPad * pad,
+    GstCaps * caps, gboolean class_index, gboolean configured)
+{
+  GstElement *self = p->element;
+  gint rate = 0, channels = 0;
+  GstStructure *st = gst_caps_get_structure (caps, 0);
+
+  if (!gst_structure_get_int (st, "rate", &rate)
+      || !gst_structure_get_int (st, "channels", &channels)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Caps without rate and channels: %" GST_PTR_FORMAT, caps), (NULL));
+    return FALSE;
+  }
+
+  GST_OBJECT_LOCK (self);
+  GstRnnLane *l = lane_of (p, pad);
+  const gint other_rate = gst_rnn_pairing_other_rate (p, pad);
+  const gboolean is_target = l == &p->lanes[GST_RNN_LANE_TARGET];
+  const gint old_rate = l ? l->rate : 0, old_channels = l ? l->channels : 0;
+  GST_OBJECT_UNLOCK (self);
+
+  if (!l)
+    return FALSE;
+  if (other_rate && other_rate != rate) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The sink and target pads have different sample rates (%d Hz on "
+            "%s, %d Hz on the other).", rate, GST_PAD_NAME (pad), other_rate),
+        ("Put an audioresample in front of one of them."));
+    return FALSE;
+  }
+  if (is_target && class_index && channels != 1) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("loss=cross-entropy needs a one-channel class-index target; the "
+            "target has %d channels.", channels), (NULL));
+    return FALSE;
+  }
+  if (configured && (rate != old_rate || channels != old_channels)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The caps of %s changed during the stream (%d Hz, %d channels -> "
+            "%d Hz, %d channels); rnntrain cannot change its model's shape.",
+            GST_PAD_NAME (pad), old_rate, old_channels, rate, channels),
+        (NULL));
+    return FALSE;
+  }
+  GST_OBJECT_LOCK (self);
+  l->rate = rate;
+  l->channels = channels;
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
 }
 
 /* ---- predictions: steps back to frames ---------------------------------- */

@@ -90,10 +90,22 @@ typedef struct
 
 /* Sets the framing of @model once the caps are known (the lanes keep
  * their pads).  @window: the steps per window of a bidirectional model,
- * 0 for a unidirectional one. */
-void gst_rnn_pairing_configure (GstRnnPairing * p, const RnnModel * model,
+ * 0 for a unidirectional one.  FALSE (error posted) when the model's
+ * framing does not fit the streams. */
+gboolean gst_rnn_pairing_configure (GstRnnPairing * p, const RnnModel * model,
     gboolean has_target, gboolean class_index, guint rate, guint c_in,
     guint c_tgt, guint predict_ahead, guint window);
+
+/* Takes the rate and channels of @caps for @pad's lane, under the
+ * element's object lock.  FALSE (error posted) when they do not fit: no
+ * rate or channels, a rate that differs from the other lane's, a
+ * class-index target (@class_index) with more than one channel, or a
+ * change once @configured. */
+gboolean gst_rnn_pairing_set_caps (GstRnnPairing * p, GstAggregatorPad * pad,
+    GstCaps * caps, gboolean class_index, gboolean configured);
+/* The rate of the lane other than @pad's, 0 if unknown.  Call under the
+ * element's object lock. */
+gint gst_rnn_pairing_other_rate (GstRnnPairing * p, GstAggregatorPad * pad);
 
 /* Places @buf (taken) from @pad on @lane.  Returns FALSE when the lanes had
  * to be restarted (a gap too long to bridge). */

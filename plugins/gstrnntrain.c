@@ -281,10 +281,7 @@ struct _GstRnnTrain
   gboolean configured;
   gboolean finished;
   gboolean has_target;
-  guint rate, out_rate;
-  guint f_in, f_out;
-  guint n_in;                   /* I = f_in * c_in */
-  guint n_out;                  /* O */
+  guint rate;
   gboolean bidirectional;
   RnnTrainer *trainer;          /* owns the model */
   gboolean bad_prev;            /* the last call saw non-finite values */
@@ -302,108 +299,56 @@ GST_ELEMENT_REGISTER_DEFINE (rnntrain, "rnntrain", GST_RANK_NONE,
 
 /* ---- enums ------------------------------------------------------------- */
 
-GType
-gst_rnn_train_cell_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
+/* GType func (void) registering the enum @name with the values given. */
+#define DEFINE_ENUM_TYPE(func, name, ...)                                   \
+  GType func (void)                                                         \
+  {                                                                         \
+    static gsize type;                                                      \
+    static const GEnumValue values[] = { __VA_ARGS__, {0, NULL, NULL} };    \
+    return gst_rnn_enum_type (&type, name, values);                         \
+  }
+
+DEFINE_ENUM_TYPE (gst_rnn_train_cell_get_type, "GstRnnTrainCell",
     {GST_RNN_TRAIN_CELL_RNN_TANH, "Elman RNN, tanh", "rnn-tanh"},
     {GST_RNN_TRAIN_CELL_RNN_RELU, "Elman RNN, ReLU", "rnn-relu"},
     {GST_RNN_TRAIN_CELL_LSTM, "LSTM", "lstm"},
-    {GST_RNN_TRAIN_CELL_GRU, "GRU", "gru"},
-    {0, NULL, NULL},
-  };
+    {GST_RNN_TRAIN_CELL_GRU, "GRU", "gru"});
 
-  return gst_rnn_enum_type (&type, "GstRnnTrainCell", values);
-}
-
-GType
-gst_rnn_train_head_activation_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
+DEFINE_ENUM_TYPE (gst_rnn_train_head_activation_get_type,
+    "GstRnnTrainHeadActivation",
     {GST_RNN_TRAIN_HEAD_ACTIVATION_NONE, "Linear", "none"},
     {GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX, "Softmax", "softmax"},
     {GST_RNN_TRAIN_HEAD_ACTIVATION_SIGMOID, "Sigmoid", "sigmoid"},
-    {GST_RNN_TRAIN_HEAD_ACTIVATION_TANH, "Tanh", "tanh"},
-    {0, NULL, NULL},
-  };
+    {GST_RNN_TRAIN_HEAD_ACTIVATION_TANH, "Tanh", "tanh"});
 
-  return gst_rnn_enum_type (&type, "GstRnnTrainHeadActivation", values);
-}
-
-GType
-gst_rnn_train_loss_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
+DEFINE_ENUM_TYPE (gst_rnn_train_loss_get_type, "GstRnnTrainLoss",
     {GST_RNN_TRAIN_LOSS_MSE, "Mean squared error", "mse"},
     {GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, "Cross-entropy on class indices",
-        "cross-entropy"},
-    {0, NULL, NULL},
-  };
+        "cross-entropy"});
 
-  return gst_rnn_enum_type (&type, "GstRnnTrainLoss", values);
-}
-
-GType
-gst_rnn_train_optimizer_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
+DEFINE_ENUM_TYPE (gst_rnn_train_optimizer_get_type, "GstRnnTrainOptimizer",
     {GST_RNN_TRAIN_OPTIMIZER_SGD, "SGD with momentum", "sgd"},
-    {GST_RNN_TRAIN_OPTIMIZER_ADAM, "Adam", "adam"},
-    {0, NULL, NULL},
-  };
+    {GST_RNN_TRAIN_OPTIMIZER_ADAM, "Adam", "adam"});
 
-  return gst_rnn_enum_type (&type, "GstRnnTrainOptimizer", values);
-}
-
-GType
-gst_rnn_train_mode_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
+DEFINE_ENUM_TYPE (gst_rnn_train_mode_get_type, "GstRnnTrainMode",
     {GST_RNN_TRAIN_MODE_OFFLINE, "Record, train at EOS", "offline"},
     {GST_RNN_TRAIN_MODE_ONLINE, "Train continually (truncated BPTT)",
-        "online"},
-    {0, NULL, NULL},
-  };
+        "online"});
 
-  return gst_rnn_enum_type (&type, "GstRnnTrainMode", values);
-}
+/* The core's values of the cell and head-activation properties. */
+static const RnnCell core_cells[] = {
+  [GST_RNN_TRAIN_CELL_RNN_TANH] = RNN_CELL_RNN_TANH,
+  [GST_RNN_TRAIN_CELL_RNN_RELU] = RNN_CELL_RNN_RELU,
+  [GST_RNN_TRAIN_CELL_LSTM] = RNN_CELL_LSTM,
+  [GST_RNN_TRAIN_CELL_GRU] = RNN_CELL_GRU,
+};
 
-static RnnCell
-core_cell (GstRnnTrainCell c)
-{
-  switch (c) {
-    case GST_RNN_TRAIN_CELL_RNN_TANH:
-      return RNN_CELL_RNN_TANH;
-    case GST_RNN_TRAIN_CELL_RNN_RELU:
-      return RNN_CELL_RNN_RELU;
-    case GST_RNN_TRAIN_CELL_GRU:
-      return RNN_CELL_GRU;
-    case GST_RNN_TRAIN_CELL_LSTM:
-    default:
-      return RNN_CELL_LSTM;
-  }
-}
-
-static RnnHeadActivation
-core_head_activation (GstRnnTrainHeadActivation a)
-{
-  switch (a) {
-    case GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX:
-      return RNN_HEAD_ACT_SOFTMAX;
-    case GST_RNN_TRAIN_HEAD_ACTIVATION_SIGMOID:
-      return RNN_HEAD_ACT_SIGMOID;
-    case GST_RNN_TRAIN_HEAD_ACTIVATION_TANH:
-      return RNN_HEAD_ACT_TANH;
-    case GST_RNN_TRAIN_HEAD_ACTIVATION_NONE:
-    default:
-      return RNN_HEAD_ACT_NONE;
-  }
-}
+static const RnnHeadActivation core_head_activations[] = {
+  [GST_RNN_TRAIN_HEAD_ACTIVATION_NONE] = RNN_HEAD_ACT_NONE,
+  [GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX] = RNN_HEAD_ACT_SOFTMAX,
+  [GST_RNN_TRAIN_HEAD_ACTIVATION_SIGMOID] = RNN_HEAD_ACT_SIGMOID,
+  [GST_RNN_TRAIN_HEAD_ACTIVATION_TANH] = RNN_HEAD_ACT_TANH,
+};
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -570,7 +515,7 @@ make_model (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
   }
 
   rnn_config_init (&cfg);
-  cfg.cell = core_cell (s->cell);
+  cfg.cell = core_cells[s->cell];
   cfg.hidden_size = s->hidden_size;
   cfg.num_layers = s->num_layers;
   cfg.bidirectional = s->bidirectional;
@@ -579,7 +524,7 @@ make_model (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
   cfg.input_size = s->frame_size * c_in;
   cfg.has_head = TRUE;
   cfg.output_size = ce ? s->num_classes : s->output_frame_size * c_tgt;
-  cfg.head_activation = core_head_activation (s->head_activation);
+  cfg.head_activation = core_head_activations[s->head_activation];
   cfg.has_input_norm = s->normalize;
   cfg.window = s->bidirectional ? s->seq_length : 0;
   cfg.sample_rate = self->rate;
@@ -599,47 +544,6 @@ make_model (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
   }
   rnn_train_init_params (model, s->seed);
   return model;
-}
-
-/* Checks that the model's framing fits the streams. */
-static gboolean
-check_framing (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
-{
-  if (self->n_in != self->f_in * c_in) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("The model takes %u inputs per step (frame size %u) but the sink "
-            "stream has %u channels.", self->n_in, self->f_in, c_in), (NULL));
-    return FALSE;
-  }
-  if (ce) {
-    if (self->f_out != 1) {
-      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-          ("loss=cross-entropy gives one class per step: output-frame-size "
-              "must be 1, not %u.", self->f_out), (NULL));
-      return FALSE;
-    }
-  } else if (self->n_out != self->f_out * c_tgt) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("The model has %u outputs per step (output frame size %u) but the "
-            "target has %u channels.", self->n_out, self->f_out, c_tgt),
-        (NULL));
-    return FALSE;
-  }
-  if (self->f_out > self->f_in) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("output-frame-size %u is larger than frame-size %u: a step's target "
-            "is the last output-frame-size frames of its span.", self->f_out,
-            self->f_in), (NULL));
-    return FALSE;
-  }
-  if (((guint64) self->rate * self->f_out) % self->f_in != 0) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("The output rate %u x %u / %u Hz is not a whole number; choose a "
-            "frame-size that divides the rate.", self->rate, self->f_out,
-            self->f_in), (NULL));
-    return FALSE;
-  }
-  return TRUE;
 }
 
 /* Builds everything the stream needs once the caps of every pad are known.
@@ -690,16 +594,15 @@ configure (GstRnnTrain *self)
   if (!model)
     return FALSE;
   const RnnConfig *mc = rnn_model_get_config (model);
-  self->f_in = mc->frame_size;
-  self->f_out = mc->output_frame_size;
-  self->n_in = mc->input_size;
-  self->n_out = rnn_model_get_output_size (model);
+  const GstRnnPairing *p = &self->pairing;
   self->bidirectional = mc->bidirectional;
-  if (!check_framing (self, c_in, c_tgt, ce)) {
+  if (!gst_rnn_pairing_configure (&self->pairing, model, self->has_target, ce,
+          self->rate, c_in, c_tgt, s->predict_ahead,
+          self->bidirectional ? s->seq_length : 0)) {
     rnn_model_unref (model);
     return FALSE;
   }
-  self->out_rate = (guint) ((guint64) self->rate * self->f_out / self->f_in);
+  const guint out_rate = (guint) ((guint64) self->rate * p->f_out / p->f_in);
 
   RnnTrainerConfig tc;
   rnn_trainer_config_init (&tc);
@@ -733,18 +636,15 @@ configure (GstRnnTrain *self)
     return FALSE;
   }
 
-  gst_rnn_pairing_configure (&self->pairing, model, self->has_target, ce,
-      self->rate, c_in, c_tgt, s->predict_ahead,
-      self->bidirectional ? s->seq_length : 0);
   self->out_flow = GST_FLOW_OK;
 
   /* the src pad: predictions */
   GstCaps *caps = gst_caps_new_simple ("audio/x-raw",
       "format", G_TYPE_STRING, "F32LE",
       "layout", G_TYPE_STRING, "interleaved",
-      "rate", G_TYPE_INT, (gint) self->out_rate,
-      "channels", G_TYPE_INT, (gint) (self->n_out / self->f_out), NULL);
-  if (self->n_out / self->f_out > 2)
+      "rate", G_TYPE_INT, (gint) out_rate,
+      "channels", G_TYPE_INT, (gint) (p->n_out / p->f_out), NULL);
+  if (p->n_out / p->f_out > 2)
     gst_caps_set_simple (caps, "channel-mask", GST_TYPE_BITMASK,
         G_GUINT64_CONSTANT (0), NULL);
   gst_aggregator_set_src_caps (GST_AGGREGATOR (self), caps);
@@ -752,15 +652,15 @@ configure (GstRnnTrain *self)
 
   /* a step's prediction leaves once its last frame (and, bidirectional,
    * its window) is in */
-  guint64 frames = (guint64) self->f_in * (self->bidirectional ? s->seq_length : 1);
+  guint64 frames = (guint64) p->f_in * (self->bidirectional ? s->seq_length : 1);
   GstClockTime lat = gst_util_uint64_scale_round (frames - 1, GST_SECOND, self->rate);
   gst_aggregator_set_latency (GST_AGGREGATOR (self), lat, lat);
 
   GST_INFO_OBJECT (self, "configured: %s H=%u L=%u%s, I=%u (F_in %u × %u ch), "
       "O=%u (F_out %u), %u Hz, target %s, mode %s",
       rnn_cell_to_string (mc->cell), mc->hidden_size, mc->num_layers,
-      mc->bidirectional ? " bidirectional" : "", self->n_in, self->f_in,
-      c_in, self->n_out, self->f_out, self->rate,
+      mc->bidirectional ? " bidirectional" : "", p->n_in, p->f_in,
+      c_in, p->n_out, p->f_out, self->rate,
       self->has_target ? "pad" : "predict-ahead",
       s->mode == GST_RNN_TRAIN_MODE_OFFLINE ? "offline" : "online");
   self->t_start = g_get_monotonic_time ();
@@ -814,7 +714,7 @@ train_steps (GstRnnTrain *self)
   while (i < p->n_steps) {
     gsize j = i + 1;
     while (j < p->n_steps
-        && p->steps_frame0[j] == p->steps_frame0[j - 1] + self->f_in)
+        && p->steps_frame0[j] == p->steps_frame0[j - 1] + p->f_in)
       j++;
     if (i > 0)
       rnn_trainer_break (self->trainer);        /* windows must be contiguous */
@@ -985,15 +885,6 @@ out:
 
 /* ---- events and queries ------------------------------------------------------------ */
 
-static GstRnnLane *
-lane_of (GstRnnTrain *self, GstAggregatorPad *pad)
-{
-  for (guint i = 0; i < GST_RNN_N_LANES; i++)
-    if (self->pairing.lanes[i].pad == pad)
-      return &self->pairing.lanes[i];
-  return NULL;
-}
-
 static gboolean
 gst_rnn_train_sink_event (GstAggregator *agg, GstAggregatorPad *pad,
     GstEvent *event)
@@ -1003,63 +894,14 @@ gst_rnn_train_sink_event (GstAggregator *agg, GstAggregatorPad *pad,
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_CAPS:{
       GstCaps *caps;
-      gint rate = 0, channels = 0;
-      gst_event_parse_caps (event, &caps);
-      GstStructure *st = gst_caps_get_structure (caps, 0);
-      if (!gst_structure_get_int (st, "rate", &rate)
-          || !gst_structure_get_int (st, "channels", &channels)) {
-        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-            ("Caps without rate and channels: %" GST_PTR_FORMAT, caps), (NULL));
-        gst_event_unref (event);
-        return FALSE;
-      }
-
       GST_OBJECT_LOCK (self);
-      GstRnnLane *l = lane_of (self, pad), *other = NULL;
-      for (guint i = 0; i < GST_RNN_N_LANES; i++)
-        if (self->pairing.lanes[i].pad && &self->pairing.lanes[i] != l
-            && self->pairing.lanes[i].rate)
-          other = &self->pairing.lanes[i];
       const gboolean ce = self->props.loss == GST_RNN_TRAIN_LOSS_CROSS_ENTROPY;
-      const gint other_rate = other ? other->rate : 0;
-      const gboolean is_target = l == &self->pairing.lanes[GST_RNN_LANE_TARGET];
-      const gint old_rate = l ? l->rate : 0, old_channels = l ? l->channels : 0;
       GST_OBJECT_UNLOCK (self);
-
-      if (!l) {
-        gst_event_unref (event);
-        return FALSE;
-      }
-      if (other_rate && other_rate != rate) {
-        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-            ("The sink and target pads have different sample rates (%d Hz on "
-                "%s, %d Hz on the other).", rate, GST_PAD_NAME (pad), other_rate),
-            ("Put an audioresample in front of one of them."));
-        gst_event_unref (event);
-        return FALSE;
-      }
-      if (is_target && ce && channels != 1) {
-        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-            ("loss=cross-entropy needs a one-channel class-index target; the "
-                "target has %d channels.", channels), (NULL));
-        gst_event_unref (event);
-        return FALSE;
-      }
-      if (self->configured && (rate != old_rate || channels != old_channels)) {
-        GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-            ("The caps of %s changed during the stream (%d Hz, %d channels -> "
-                "%d Hz, %d channels); rnntrain cannot change its model's shape.",
-                GST_PAD_NAME (pad), old_rate, old_channels, rate, channels),
-            (NULL));
-        gst_event_unref (event);
-        return FALSE;
-      }
-      GST_OBJECT_LOCK (self);
-      l->rate = rate;
-      l->channels = channels;
-      GST_OBJECT_UNLOCK (self);
+      gst_event_parse_caps (event, &caps);
+      const gboolean ok = gst_rnn_pairing_set_caps (&self->pairing, pad, caps,
+          ce, self->configured);
       gst_event_unref (event);
-      return TRUE;
+      return ok;
     }
     case GST_EVENT_FLUSH_START:
       g_atomic_int_set (&self->cancel, 1);
@@ -1085,10 +927,7 @@ gst_rnn_train_sink_query (GstAggregator *agg, GstAggregatorPad *pad,
 
     /* the other pad's rate, once known, is the only one we take */
     GST_OBJECT_LOCK (self);
-    for (guint i = 0; i < GST_RNN_N_LANES; i++)
-      if (self->pairing.lanes[i].pad && self->pairing.lanes[i].pad != pad
-          && self->pairing.lanes[i].rate)
-        rate = self->pairing.lanes[i].rate;
+    rate = gst_rnn_pairing_other_rate (&self->pairing, pad);
     GST_OBJECT_UNLOCK (self);
     if (rate) {
       caps = gst_caps_make_writable (caps);
