@@ -139,9 +139,12 @@
  *     s. ! queue ! rnntrain name=t model-location=effect.safetensors cell=gru hidden-size=16 epochs=5 ! fakesink \
  *     s. ! queue ! audiocheblimit cutoff=3000 ! t.target
  * ]|
- * Train online and rewrite the model every 10 updates:
+ * Train online and rewrite the model every 10 updates.  gst-launch-1.0
+ * holds the pipeline in PAUSED while a progress it was told of runs, and
+ * online training's runs until EOS: the sink must not wait for a preroll
+ * (async=false).
  * |[
- * gst-launch-1.0 -m audiotestsrc num-buffers=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! rnntrain model-location=online.safetensors mode=online seq-length=32 batch-size=4 checkpoint-interval=10 ! fakesink
+ * gst-launch-1.0 -m audiotestsrc num-buffers=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! rnntrain model-location=online.safetensors mode=online seq-length=32 batch-size=4 checkpoint-interval=10 ! fakesink async=false
  * ]|
  */
 #include "gstrnntrain.h"
@@ -163,33 +166,6 @@
 /* shared with gstrnnpairing.c */
 GST_DEBUG_CATEGORY (gst_rnn_train_debug);
 #define GST_CAT_DEFAULT gst_rnn_train_debug
-
-#define DEFAULT_MODEL_LOCATION      NULL
-#define DEFAULT_INIT_MODEL          NULL
-#define DEFAULT_CELL                GST_RNN_TRAIN_CELL_LSTM
-#define DEFAULT_HIDDEN_SIZE         32
-#define DEFAULT_NUM_LAYERS          1
-#define DEFAULT_BIDIRECTIONAL       FALSE
-#define DEFAULT_FRAME_SIZE          1
-#define DEFAULT_OUTPUT_FRAME_SIZE   1
-#define DEFAULT_HEAD_ACTIVATION     GST_RNN_TRAIN_HEAD_ACTIVATION_NONE
-#define DEFAULT_LOSS                GST_RNN_TRAIN_LOSS_MSE
-#define DEFAULT_NUM_CLASSES         2
-#define DEFAULT_OPTIMIZER           GST_RNN_TRAIN_OPTIMIZER_ADAM
-#define DEFAULT_LEARNING_RATE       0.0
-#define DEFAULT_MOMENTUM            0.0
-#define DEFAULT_WEIGHT_DECAY        0.0
-#define DEFAULT_CLIP_NORM           1.0
-#define DEFAULT_EPOCHS              10
-#define DEFAULT_SEQ_LENGTH          64
-#define DEFAULT_BATCH_SIZE          32
-#define DEFAULT_VALIDATION_FRACTION 0.1
-#define DEFAULT_SEED                0
-#define DEFAULT_NORMALIZE           TRUE
-#define DEFAULT_MODE                GST_RNN_TRAIN_MODE_OFFLINE
-#define DEFAULT_CHECKPOINT_INTERVAL 100
-#define DEFAULT_PREDICT_AHEAD       1
-#define DEFAULT_MAX_MEMORY          (G_GUINT64_CONSTANT (256) << 20)
 
 enum
 {
@@ -809,8 +785,7 @@ gst_rnn_train_aggregate (GstAggregator *agg, gboolean timeout)
        * other.  The aggregator calls us only while every pad has a buffer
        * queued: eating all of the faster pad's buffers would leave it empty
        * and stall us, and with both pads fed by one tee the slower
-       * branch's full queue then blocks the tee for good (a deadlock seen
-       * with queue ! effect ! target). */
+       * branch's full queue would then block the tee for good. */
       const GstRnnLane *l = &self->pairing.lanes[i];
       const GstRnnLane *o = &self->pairing.lanes[1 - i];
       if (n_lanes == 2 && l->started && o->started
@@ -1021,8 +996,8 @@ gst_rnn_train_release_pad (GstElement *element, GstPad *pad)
   GstRnnTrain *self = GST_RNN_TRAIN (element);
 
   /* Only the pad goes: the lane's rate and channels describe the data it
-   * holds, which the aggregate thread may be working on (they were zeroed
-   * here once, racing with it); request_new_pad starts a new lane. */
+   * holds, which the aggregate thread may be working on; request_new_pad
+   * starts a new lane. */
   GST_OBJECT_LOCK (self);
   if (self->pairing.lanes[GST_RNN_LANE_TARGET].pad == GST_AGGREGATOR_PAD (pad))
     self->pairing.lanes[GST_RNN_LANE_TARGET].pad = NULL;
@@ -1231,101 +1206,102 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
   g_object_class_install_property (gobject_class, PROP_MODEL_LOCATION,
       g_param_spec_string ("model-location", "Model location",
           "File the trained model is written to (atomically)",
-          DEFAULT_MODEL_LOCATION, PARAM_FLAGS));
+          NULL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_INIT_MODEL,
       g_param_spec_string ("init-model", "Initial model",
           "Model to start from; its shape overrides the model properties",
-          DEFAULT_INIT_MODEL, PARAM_FLAGS));
+          NULL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CELL,
       g_param_spec_enum ("cell", "Cell", "Recurrent cell",
-          GST_TYPE_RNN_TRAIN_CELL, DEFAULT_CELL, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_CELL, GST_RNN_TRAIN_CELL_LSTM, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_HIDDEN_SIZE,
       g_param_spec_uint ("hidden-size", "Hidden size",
           "Hidden units per layer and direction", 1, RNN_MAX_HIDDEN_SIZE,
-          DEFAULT_HIDDEN_SIZE, PARAM_FLAGS));
+          32, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NUM_LAYERS,
       g_param_spec_uint ("num-layers", "Layers", "Stacked recurrent layers",
-          1, RNN_MAX_LAYERS, DEFAULT_NUM_LAYERS, PARAM_FLAGS));
+          1, RNN_MAX_LAYERS, 1, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_BIDIRECTIONAL,
       g_param_spec_boolean ("bidirectional", "Bidirectional",
           "Bidirectional layers, run on windows of seq-length steps",
-          DEFAULT_BIDIRECTIONAL, PARAM_FLAGS));
+          FALSE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_FRAME_SIZE,
       g_param_spec_uint ("frame-size", "Frame size",
           "Input frames per step (F_in)", 1, RNN_MAX_FRAME_SIZE,
-          DEFAULT_FRAME_SIZE, PARAM_FLAGS));
+          1, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_OUTPUT_FRAME_SIZE,
       g_param_spec_uint ("output-frame-size", "Output frame size",
           "Target frames per step (F_out <= F_in), the last of the step",
-          1, RNN_MAX_FRAME_SIZE, DEFAULT_OUTPUT_FRAME_SIZE, PARAM_FLAGS));
+          1, RNN_MAX_FRAME_SIZE, 1, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_HEAD_ACTIVATION,
       g_param_spec_enum ("head-activation", "Head activation",
           "Activation after the linear head (cross-entropy: none or softmax)",
-          GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION, DEFAULT_HEAD_ACTIVATION,
-          PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION,
+          GST_RNN_TRAIN_HEAD_ACTIVATION_NONE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_LOSS,
       g_param_spec_enum ("loss", "Loss", "Training loss",
-          GST_TYPE_RNN_TRAIN_LOSS, DEFAULT_LOSS, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_LOSS, GST_RNN_TRAIN_LOSS_MSE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NUM_CLASSES,
       g_param_spec_uint ("num-classes", "Classes",
           "Model outputs for loss=cross-entropy", 2,
-          RNN_MAX_OUTPUT_SIZE, DEFAULT_NUM_CLASSES, PARAM_FLAGS));
+          RNN_MAX_OUTPUT_SIZE, 2, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_OPTIMIZER,
       g_param_spec_enum ("optimizer", "Optimizer", "Optimizer",
-          GST_TYPE_RNN_TRAIN_OPTIMIZER, DEFAULT_OPTIMIZER, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_OPTIMIZER, GST_RNN_TRAIN_OPTIMIZER_ADAM,
+          PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_LEARNING_RATE,
       g_param_spec_double ("learning-rate", "Learning rate",
           "Learning rate; 0 = the optimizer's default (Adam 0.001, SGD 0.01)",
-          0.0, G_MAXFLOAT, DEFAULT_LEARNING_RATE, PARAM_FLAGS));
+          0.0, G_MAXFLOAT, 0.0, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MOMENTUM,
       g_param_spec_double ("momentum", "Momentum", "SGD momentum",
-          0.0, 0.999999, DEFAULT_MOMENTUM, PARAM_FLAGS));
+          0.0, 0.999999, 0.0, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_WEIGHT_DECAY,
       g_param_spec_double ("weight-decay", "Weight decay",
           "L2 weight decay added to the gradients", 0.0, G_MAXFLOAT,
-          DEFAULT_WEIGHT_DECAY, PARAM_FLAGS));
+          0.0, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CLIP_NORM,
       g_param_spec_double ("clip-norm", "Clip norm",
           "Clip the global gradient norm to this value; 0 = off", 0.0,
-          G_MAXFLOAT, DEFAULT_CLIP_NORM, PARAM_FLAGS));
+          G_MAXFLOAT, 1.0, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_EPOCHS,
       g_param_spec_uint ("epochs", "Epochs",
           "Offline: passes over the recording; 0 = only evaluate", 0,
-          G_MAXINT, DEFAULT_EPOCHS, PARAM_FLAGS));
+          G_MAXINT, 10, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_SEQ_LENGTH,
       g_param_spec_uint ("seq-length", "Sequence length",
           "BPTT window in steps (and the window of bidirectional models)",
-          1, 65536, DEFAULT_SEQ_LENGTH, PARAM_FLAGS));
+          1, 65536, 64, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_BATCH_SIZE,
       g_param_spec_uint ("batch-size", "Batch size",
-          "Windows per update", 1, 65536, DEFAULT_BATCH_SIZE, PARAM_FLAGS));
+          "Windows per update", 1, 65536, 32, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_VALIDATION_FRACTION,
       g_param_spec_double ("validation-fraction", "Validation fraction",
           "Offline: tail of the recording held out for validation",
-          0.0, 0.9, DEFAULT_VALIDATION_FRACTION, PARAM_FLAGS));
+          0.0, 0.9, 0.1, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_SEED,
       g_param_spec_uint ("seed", "Seed",
           "Seed of the initial weights and of the window order", 0, G_MAXUINT,
-          DEFAULT_SEED, PARAM_FLAGS));
+          0, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NORMALIZE,
       g_param_spec_boolean ("normalize", "Normalize",
           "Normalise each input channel by the training data's mean and std",
-          DEFAULT_NORMALIZE, PARAM_FLAGS));
+          TRUE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MODE,
       g_param_spec_enum ("mode", "Mode", "When to train",
-          GST_TYPE_RNN_TRAIN_MODE, DEFAULT_MODE, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_MODE, GST_RNN_TRAIN_MODE_OFFLINE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CHECKPOINT_INTERVAL,
       g_param_spec_uint ("checkpoint-interval", "Checkpoint interval",
           "Online: updates between model writes", 1, G_MAXUINT,
-          DEFAULT_CHECKPOINT_INTERVAL, PARAM_FLAGS));
+          100, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_PREDICT_AHEAD,
       g_param_spec_uint ("predict-ahead", "Predict ahead",
           "Without a target pad: predict the input this many steps ahead",
-          1, 1u << 24, DEFAULT_PREDICT_AHEAD, PARAM_FLAGS));
+          1, 1u << 24, 1, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MAX_MEMORY,
       g_param_spec_uint64 ("max-memory", "Maximum memory",
           "Offline: recording bytes kept in memory; the rest goes to $TMPDIR",
-          0, G_MAXUINT64, DEFAULT_MAX_MEMORY, PARAM_FLAGS));
+          0, G_MAXUINT64, (G_GUINT64_CONSTANT (256) << 20), PARAM_FLAGS));
 
   gst_element_class_add_static_pad_template_with_gtype (element_class,
       &sink_template, GST_TYPE_AGGREGATOR_PAD);
@@ -1385,7 +1361,8 @@ gst_rnn_train_init (GstRnnTrain *self)
 
   /* the defaults, as the param specs give them */
   guint n;
-  GParamSpec **specs = g_object_class_list_properties (G_OBJECT_GET_CLASS (self), &n);
+  GParamSpec **specs =
+      g_object_class_list_properties (G_OBJECT_GET_CLASS (self), &n);
   for (guint i = 0; i < n; i++)
     if (specs[i]->owner_type == GST_TYPE_RNN_TRAIN)
       settings_set (p, specs[i], g_param_spec_get_default_value (specs[i]));
