@@ -68,7 +68,7 @@ fresh_model (RnnCell cell, guint seed)
 
 typedef struct
 {
-  guint starts, epochs, warnings, completes;
+  guint starts, epochs, warnings, completes, gave_up;
   double last_val;
   gboolean cancel_after_start;
 } Seen;
@@ -99,6 +99,8 @@ seen_warning (gpointer user_data, const char *text, const char *detail)
   Seen *s = user_data;
   g_test_message ("warning: %s", text);
   s->warnings++;
+  if (strstr (text, "keeps diverging"))
+    s->gave_up++;
 }
 
 static gboolean
@@ -171,7 +173,8 @@ all_finite (const RnnModel *m)
 
 /* The validation loss of the written model must beat predicting the mean
  * of the validation targets (the best constant predictor, an upper bound
- * any model that learnt the sine beats by far), and predicting zero. */
+ * any model that learnt the sine beats by far: 20 times), and predicting
+ * zero. */
 static void
 test_offline_learns (void)
 {
@@ -200,7 +203,7 @@ test_offline_learns (void)
   const double best_const = constant_loss (recs, n - n_val, n, mean);
   g_test_message ("val loss %g; predicting zero %g, the mean %g", rep.val_loss,
       zero, best_const);
-  g_assert_cmpfloat (rep.val_loss, <, 0.25 * best_const);
+  g_assert_cmpfloat (rep.val_loss, <, 0.05 * best_const);
   g_assert_cmpfloat (best_const, <, zero);
 
   /* the file holds the weights, the statistics and the provenance */
@@ -273,8 +276,9 @@ test_offline_reproducible (void)
 }
 
 /* A learning rate of 1e4 without clipping overflows: every overflow rolls
- * back and halves the rate, a warning says so, and what is written is
- * finite. */
+ * back to the last good weights and halves the rate, a warning says so,
+ * training recovers (it does not give up: the weights it came back to are
+ * finite) and what is written is finite. */
 static void
 test_diverge_rolls_back (gconstpointer data)
 {
@@ -306,6 +310,13 @@ test_diverge_rolls_back (gconstpointer data)
   g_assert_cmpuint (rep.rollbacks, >=, 1);
   g_assert_cmpuint (seen.warnings, >=, 1);
   g_assert_cmpfloat (rep.learning_rate, <, 1e4);
+  g_assert_cmpuint (seen.gave_up, ==, 0);
+  g_assert_cmpuint (rep.rollbacks, <, RNN_TRAINER_MAX_ROLLBACKS);
+  g_assert_true (isfinite (rep.loss));
+  if (online)
+    g_assert_cmpuint (rep.updates, >, 0);
+  else
+    g_assert_cmpuint (rep.epochs_run, ==, cfg.epochs);
 
   GError *err = NULL;
   RnnModel *m = rnn_model_load (path, &err);
