@@ -155,8 +155,6 @@
 #include "rnn.h"
 #include "rnn-trainer.h"
 
-#include <gst/audio/audio.h>
-#include <math.h>
 #include <string.h>
 
 #if G_BYTE_ORDER != G_LITTLE_ENDIAN
