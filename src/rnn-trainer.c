@@ -139,9 +139,16 @@ rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
   GError *err = NULL;
 
   g_return_val_if_fail (cfg != NULL && model != NULL, NULL);
-  g_return_val_if_fail (cfg->seq_length > 0 && cfg->batch_size > 0, NULL);
-  g_return_val_if_fail (cfg->checkpoint_interval > 0, NULL);
 
+  if (cfg->seq_length == 0 || cfg->batch_size == 0
+      || cfg->checkpoint_interval == 0) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "seq-length, batch-size and checkpoint-interval must be at least 1 "
+        "(they are %u, %u and %u).", cfg->seq_length, cfg->batch_size,
+        cfg->checkpoint_interval);
+    rnn_model_unref (model);
+    return NULL;
+  }
   if (!rnn_loss_check (cfg->loss, model, &err)) {
     g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
         "The model cannot be trained with loss=%s: %s",

@@ -123,7 +123,8 @@ typedef struct _RnnTrainer RnnTrainer;
 /* Takes @model (a private, sealed copy: rnn_model_copy() of a loaded model
  * or a fresh one after rnn_train_init_params()).  @callbacks is copied.
  * Fails with RNN_TRAINER_ERROR_SETTINGS when the loss cannot train the
- * model or the optimizer settings are invalid; @model is unreffed then. */
+ * model, the optimizer settings are invalid, or seq-length, batch-size or
+ * checkpoint-interval is 0; @model is unreffed then. */
 RnnTrainer *rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
     const RnnTrainerCallbacks *callbacks, gpointer user_data, GError **error);
 void rnn_trainer_free (RnnTrainer *t);

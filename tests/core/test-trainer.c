@@ -415,6 +415,14 @@ test_bad_settings (void)
   g_clear_error (&err);
 
   offline_config (&cfg, "unused.safetensors");
+  cfg.seq_length = 0;
+  g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
+          NULL, &err));
+  g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS);
+  g_assert_nonnull (strstr (err->message, "seq-length"));
+  g_clear_error (&err);
+
+  offline_config (&cfg, "unused.safetensors");
   cfg.momentum = 2.0;
   cfg.optimizer = RNN_OPTIMIZER_SGD;
   g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
