@@ -165,6 +165,33 @@
 GST_DEBUG_CATEGORY (gst_rnn_train_debug);
 #define GST_CAT_DEFAULT gst_rnn_train_debug
 
+#define DEFAULT_MODEL_LOCATION      NULL
+#define DEFAULT_INIT_MODEL          NULL
+#define DEFAULT_CELL                GST_RNN_TRAIN_CELL_LSTM
+#define DEFAULT_HIDDEN_SIZE         32
+#define DEFAULT_NUM_LAYERS          1
+#define DEFAULT_BIDIRECTIONAL       FALSE
+#define DEFAULT_FRAME_SIZE          1
+#define DEFAULT_OUTPUT_FRAME_SIZE   1
+#define DEFAULT_HEAD_ACTIVATION     GST_RNN_TRAIN_HEAD_ACTIVATION_NONE
+#define DEFAULT_LOSS                GST_RNN_TRAIN_LOSS_MSE
+#define DEFAULT_NUM_CLASSES         2
+#define DEFAULT_OPTIMIZER           GST_RNN_TRAIN_OPTIMIZER_ADAM
+#define DEFAULT_LEARNING_RATE       0.0
+#define DEFAULT_MOMENTUM            0.0
+#define DEFAULT_WEIGHT_DECAY        0.0
+#define DEFAULT_CLIP_NORM           1.0
+#define DEFAULT_EPOCHS              10
+#define DEFAULT_SEQ_LENGTH          64
+#define DEFAULT_BATCH_SIZE          32
+#define DEFAULT_VALIDATION_FRACTION 0.1
+#define DEFAULT_SEED                0
+#define DEFAULT_NORMALIZE           TRUE
+#define DEFAULT_MODE                GST_RNN_TRAIN_MODE_OFFLINE
+#define DEFAULT_CHECKPOINT_INTERVAL 100
+#define DEFAULT_PREDICT_AHEAD       1
+#define DEFAULT_MAX_MEMORY          (G_GUINT64_CONSTANT (256) << 20)
+
 enum
 {
   PROP_0,
@@ -1204,102 +1231,101 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
   g_object_class_install_property (gobject_class, PROP_MODEL_LOCATION,
       g_param_spec_string ("model-location", "Model location",
           "File the trained model is written to (atomically)",
-          NULL, PARAM_FLAGS));
+          DEFAULT_MODEL_LOCATION, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_INIT_MODEL,
       g_param_spec_string ("init-model", "Initial model",
           "Model to start from; its shape overrides the model properties",
-          NULL, PARAM_FLAGS));
+          DEFAULT_INIT_MODEL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CELL,
       g_param_spec_enum ("cell", "Cell", "Recurrent cell",
-          GST_TYPE_RNN_TRAIN_CELL, GST_RNN_TRAIN_CELL_LSTM, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_CELL, DEFAULT_CELL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_HIDDEN_SIZE,
       g_param_spec_uint ("hidden-size", "Hidden size",
           "Hidden units per layer and direction", 1, RNN_MAX_HIDDEN_SIZE,
-          32, PARAM_FLAGS));
+          DEFAULT_HIDDEN_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NUM_LAYERS,
       g_param_spec_uint ("num-layers", "Layers", "Stacked recurrent layers",
-          1, RNN_MAX_LAYERS, 1, PARAM_FLAGS));
+          1, RNN_MAX_LAYERS, DEFAULT_NUM_LAYERS, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_BIDIRECTIONAL,
       g_param_spec_boolean ("bidirectional", "Bidirectional",
           "Bidirectional layers, run on windows of seq-length steps",
-          FALSE, PARAM_FLAGS));
+          DEFAULT_BIDIRECTIONAL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_FRAME_SIZE,
       g_param_spec_uint ("frame-size", "Frame size",
           "Input frames per step (F_in)", 1, RNN_MAX_FRAME_SIZE,
-          1, PARAM_FLAGS));
+          DEFAULT_FRAME_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_OUTPUT_FRAME_SIZE,
       g_param_spec_uint ("output-frame-size", "Output frame size",
           "Target frames per step (F_out <= F_in), the last of the step",
-          1, RNN_MAX_FRAME_SIZE, 1, PARAM_FLAGS));
+          1, RNN_MAX_FRAME_SIZE, DEFAULT_OUTPUT_FRAME_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_HEAD_ACTIVATION,
       g_param_spec_enum ("head-activation", "Head activation",
           "Activation after the linear head (cross-entropy: none or softmax)",
-          GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION,
-          GST_RNN_TRAIN_HEAD_ACTIVATION_NONE, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION, DEFAULT_HEAD_ACTIVATION,
+          PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_LOSS,
       g_param_spec_enum ("loss", "Loss", "Training loss",
-          GST_TYPE_RNN_TRAIN_LOSS, GST_RNN_TRAIN_LOSS_MSE, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_LOSS, DEFAULT_LOSS, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NUM_CLASSES,
       g_param_spec_uint ("num-classes", "Classes",
           "Model outputs for loss=cross-entropy", 2,
-          RNN_MAX_OUTPUT_SIZE, 2, PARAM_FLAGS));
+          RNN_MAX_OUTPUT_SIZE, DEFAULT_NUM_CLASSES, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_OPTIMIZER,
       g_param_spec_enum ("optimizer", "Optimizer", "Optimizer",
-          GST_TYPE_RNN_TRAIN_OPTIMIZER, GST_RNN_TRAIN_OPTIMIZER_ADAM,
-          PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_OPTIMIZER, DEFAULT_OPTIMIZER, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_LEARNING_RATE,
       g_param_spec_double ("learning-rate", "Learning rate",
           "Learning rate; 0 = the optimizer's default (Adam 0.001, SGD 0.01)",
-          0.0, G_MAXFLOAT, 0.0, PARAM_FLAGS));
+          0.0, G_MAXFLOAT, DEFAULT_LEARNING_RATE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MOMENTUM,
       g_param_spec_double ("momentum", "Momentum", "SGD momentum",
-          0.0, 0.999999, 0.0, PARAM_FLAGS));
+          0.0, 0.999999, DEFAULT_MOMENTUM, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_WEIGHT_DECAY,
       g_param_spec_double ("weight-decay", "Weight decay",
           "L2 weight decay added to the gradients", 0.0, G_MAXFLOAT,
-          0.0, PARAM_FLAGS));
+          DEFAULT_WEIGHT_DECAY, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CLIP_NORM,
       g_param_spec_double ("clip-norm", "Clip norm",
           "Clip the global gradient norm to this value; 0 = off", 0.0,
-          G_MAXFLOAT, 1.0, PARAM_FLAGS));
+          G_MAXFLOAT, DEFAULT_CLIP_NORM, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_EPOCHS,
       g_param_spec_uint ("epochs", "Epochs",
           "Offline: passes over the recording; 0 = only evaluate", 0,
-          G_MAXINT, 10, PARAM_FLAGS));
+          G_MAXINT, DEFAULT_EPOCHS, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_SEQ_LENGTH,
       g_param_spec_uint ("seq-length", "Sequence length",
           "BPTT window in steps (and the window of bidirectional models)",
-          1, 65536, 64, PARAM_FLAGS));
+          1, 65536, DEFAULT_SEQ_LENGTH, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_BATCH_SIZE,
       g_param_spec_uint ("batch-size", "Batch size",
-          "Windows per update", 1, 65536, 32, PARAM_FLAGS));
+          "Windows per update", 1, 65536, DEFAULT_BATCH_SIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_VALIDATION_FRACTION,
       g_param_spec_double ("validation-fraction", "Validation fraction",
           "Offline: tail of the recording held out for validation",
-          0.0, 0.9, 0.1, PARAM_FLAGS));
+          0.0, 0.9, DEFAULT_VALIDATION_FRACTION, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_SEED,
       g_param_spec_uint ("seed", "Seed",
           "Seed of the initial weights and of the window order", 0, G_MAXUINT,
-          0, PARAM_FLAGS));
+          DEFAULT_SEED, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_NORMALIZE,
       g_param_spec_boolean ("normalize", "Normalize",
           "Normalise each input channel by the training data's mean and std",
-          TRUE, PARAM_FLAGS));
+          DEFAULT_NORMALIZE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MODE,
       g_param_spec_enum ("mode", "Mode", "When to train",
-          GST_TYPE_RNN_TRAIN_MODE, GST_RNN_TRAIN_MODE_OFFLINE, PARAM_FLAGS));
+          GST_TYPE_RNN_TRAIN_MODE, DEFAULT_MODE, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_CHECKPOINT_INTERVAL,
       g_param_spec_uint ("checkpoint-interval", "Checkpoint interval",
           "Online: updates between model writes", 1, G_MAXUINT,
-          100, PARAM_FLAGS));
+          DEFAULT_CHECKPOINT_INTERVAL, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_PREDICT_AHEAD,
       g_param_spec_uint ("predict-ahead", "Predict ahead",
           "Without a target pad: predict the input this many steps ahead",
-          1, 1u << 24, 1, PARAM_FLAGS));
+          1, 1u << 24, DEFAULT_PREDICT_AHEAD, PARAM_FLAGS));
   g_object_class_install_property (gobject_class, PROP_MAX_MEMORY,
       g_param_spec_uint64 ("max-memory", "Maximum memory",
           "Offline: recording bytes kept in memory; the rest goes to $TMPDIR",
-          0, G_MAXUINT64, (G_GUINT64_CONSTANT (256) << 20), PARAM_FLAGS));
+          0, G_MAXUINT64, DEFAULT_MAX_MEMORY, PARAM_FLAGS));
 
   gst_element_class_add_static_pad_template_with_gtype (element_class,
       &sink_template, GST_TYPE_AGGREGATOR_PAD);
