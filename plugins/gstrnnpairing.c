@@ -88,6 +88,9 @@ gst_rnn_pairing_configure (GstRnnPairing * p, const RnnModel * model,
 
   g_free (p->step);
   p->step = g_new0 (float, p->rec);
+  g_clear_pointer (&p->fw, rnn_forward_free);
+  g_clear_pointer (&p->pstate, rnn_state_free);
+  g_clear_pointer (&p->pwin, g_free);
   p->fw = rnn_forward_new ();
   if (window == 0)
     p->pstate = rnn_state_new (model, 1);

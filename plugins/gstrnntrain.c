@@ -630,6 +630,7 @@ configure (GstRnnTrain *self)
   tc.target = self->has_target ? "pad" : "predict-ahead";
   tc.predict_ahead = self->has_target ? 0 : s->predict_ahead;
   tc.init_model = s->init_location;
+  g_clear_pointer (&self->trainer, rnn_trainer_free);
   self->trainer = rnn_trainer_new (&tc, model, &callbacks, self, &err);
   if (!self->trainer) {
     post_trainer_error (self, err);
