@@ -1,4 +1,5 @@
-/* rnntrain: trains a recurrent network with BPTT in the pipeline (DESIGN §4). */
+/* rnntrain: trains a recurrent network with BPTT in the pipeline
+ * (docs/design.md §4). */
 #pragma once
 
 #include <gst/gst.h>

@@ -1,7 +1,7 @@
 /* gst-rnn numerical core: training — backpropagation through time (BPTT),
  * losses, optimizers and gradient clipping.
  *
- * A training step, as the rnntrain element runs it:
+ * A training step, as RnnTrainer (rnn-trainer.c) runs it for rnntrain:
  *
  *   RnnModel *model = ...;            // the trainer's private, sealed copy:
  *                                     // rnn_model_copy() of an init-model, or

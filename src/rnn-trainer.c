@@ -1,0 +1,992 @@
+/* gst-rnn numerical core: the training loops (docs/design.md §5). */
+#include "rnn-trainer.h"
+#include "rnn-dataset.h"
+
+#include <math.h>
+#include <string.h>
+
+G_DEFINE_QUARK (rnn-trainer-error-quark, rnn_trainer_error)
+
+struct _RnnTrainer
+{
+  RnnTrainerConfig cfg;         /* strings owned */
+  RnnTrainerCallbacks cb;
+  gpointer user_data;
+
+  RnnModel *model;              /* private, sealed */
+  gboolean need_norm;           /* normalisation statistics still to compute */
+  gboolean bidirectional;
+  guint f_in, c_in;             /* frames per step, channels per frame */
+  guint n_in, n_tgt;
+  gsize rec;                    /* record floats: n_in + n_tgt + 1 */
+
+  RnnTrain *tr;
+  RnnOptimizer *opt;
+  float *grads;
+  gsize n_params;
+  float lr0;                    /* initial learning rate */
+  float lr;                     /* learning rate in force */
+  guint rollbacks;              /* total */
+  RnnModel *snap_model;         /* last good weights */
+  RnnOptimizer *snap_opt;
+  float *bx, *bt, *bm, *wbuf;   /* batch scratch */
+  gsize bx_cap, bt_cap, bm_cap, wbuf_cap;
+
+  /* offline */
+  RnnRecording *recording;
+
+  /* online */
+  float *ob;                    /* [B*T][rec] the batch being gathered */
+  gsize ob_len;
+  RnnState *tstate;             /* carried training state (unidirectional) */
+  guint64 updates;
+  guint checkpoints;
+  double ck_loss, ck_weight;    /* loss since the last checkpoint */
+  double last_loss;
+  guint64 ck_steps;
+  gint64 ck_time;
+  gboolean online_started;
+  gboolean ck_dirty;            /* model changed since the last checkpoint */
+  guint online_streak;          /* rollbacks since the last good update */
+  gboolean online_stopped;      /* gave up after MAX_ROLLBACKS in a row */
+};
+
+void
+rnn_trainer_config_init (RnnTrainerConfig *cfg)
+{
+  g_return_if_fail (cfg != NULL);
+  memset (cfg, 0, sizeof *cfg);
+  cfg->loss = RNN_LOSS_MSE;
+  cfg->optimizer = RNN_OPTIMIZER_ADAM;
+  cfg->clip_norm = 1.0;
+  cfg->epochs = 10;
+  cfg->seq_length = 64;
+  cfg->batch_size = 32;
+  cfg->validation_fraction = 0.1;
+  cfg->normalize = TRUE;
+  cfg->checkpoint_interval = 100;
+  cfg->max_memory = G_GUINT64_CONSTANT (256) << 20;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Grows *@buf to hold at least @n elements of @size bytes. */
+static gpointer
+grow (gpointer buf, gsize *cap, gsize n, gsize size)
+{
+  if (n <= *cap)
+    return buf;
+  gsize c = MAX (*cap, 64);
+  while (c < n)
+    c *= 2;
+  *cap = c;
+  return g_realloc_n (buf, c, size);
+}
+
+static gchar *
+format_double (double v)
+{
+  gchar buf[G_ASCII_DTOSTR_BUF_SIZE];
+  return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.9g", v));
+}
+
+static gboolean
+params_finite (const RnnModel *m)
+{
+  gsize n;
+  const float *p = rnn_model_peek_params (m, &n);
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (p[i]))
+      return FALSE;
+  return TRUE;
+}
+
+static void
+progress (RnnTrainer *t, RnnTrainerProgress kind, const char *text, int percent)
+{
+  if (t->cb.progress)
+    t->cb.progress (t->user_data, kind, text, percent);
+}
+
+static void
+warning (RnnTrainer *t, const char *text, const char *detail)
+{
+  if (t->cb.warning)
+    t->cb.warning (t->user_data, text, detail);
+}
+
+static void
+epoch_done (RnnTrainer *t, guint epoch, guint epochs, double loss,
+    double val_loss, double steps_per_second, guint64 eta_ns)
+{
+  if (t->cb.epoch)
+    t->cb.epoch (t->user_data, epoch, epochs, loss, val_loss,
+        steps_per_second, eta_ns);
+}
+
+static gboolean
+cancelled (RnnTrainer *t)
+{
+  return t->cb.cancelled && t->cb.cancelled (t->user_data);
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+RnnTrainer *
+rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
+    const RnnTrainerCallbacks *callbacks, gpointer user_data, GError **error)
+{
+  GError *err = NULL;
+
+  g_return_val_if_fail (cfg != NULL && model != NULL, NULL);
+
+  if (cfg->seq_length == 0 || cfg->batch_size == 0
+      || cfg->checkpoint_interval == 0) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "seq-length, batch-size and checkpoint-interval must be at least 1 "
+        "(they are %u, %u and %u).", cfg->seq_length, cfg->batch_size,
+        cfg->checkpoint_interval);
+    rnn_model_unref (model);
+    return NULL;
+  }
+  if (!rnn_loss_check (cfg->loss, model, &err)) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "The model cannot be trained with loss=%s: %s",
+        rnn_loss_to_string (cfg->loss), err->message);
+    g_error_free (err);
+    rnn_model_unref (model);
+    return NULL;
+  }
+  RnnOptimizerConfig oc;
+  rnn_optimizer_config_init (&oc, cfg->optimizer);
+  if (cfg->learning_rate > 0)
+    oc.learning_rate = (float) cfg->learning_rate;
+  oc.momentum = (float) cfg->momentum;
+  oc.weight_decay = (float) cfg->weight_decay;
+  RnnOptimizer *opt = rnn_optimizer_new (&oc,
+      rnn_train_get_n_trainable (model), &err);
+  if (!opt) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "Invalid optimizer settings: %s", err->message);
+    g_error_free (err);
+    rnn_model_unref (model);
+    return NULL;
+  }
+
+  RnnTrainer *t = g_new0 (RnnTrainer, 1);
+  const RnnConfig *mc = rnn_model_get_config (model);
+  t->cfg = *cfg;
+  t->cfg.location = g_strdup (cfg->location);
+  t->cfg.description = g_strdup (cfg->description);
+  t->cfg.tool = g_strdup (cfg->tool);
+  t->cfg.target = g_strdup (cfg->target);
+  t->cfg.init_model = g_strdup (cfg->init_model);
+  if (callbacks)
+    t->cb = *callbacks;
+  t->user_data = user_data;
+  t->model = model;
+  t->opt = opt;
+  t->lr0 = t->lr = oc.learning_rate;
+  t->need_norm = cfg->normalize && mc->has_input_norm;
+  t->bidirectional = mc->bidirectional;
+  t->f_in = mc->frame_size;
+  t->n_in = mc->input_size;
+  t->c_in = t->n_in / MAX (t->f_in, 1);
+  t->n_tgt = cfg->loss == RNN_LOSS_CROSS_ENTROPY ? 1
+      : rnn_model_get_output_size (model);
+  t->rec = t->n_in + t->n_tgt + 1;
+  t->tr = rnn_train_new ();
+  rnn_model_get_params (t->model, &t->n_params);
+  t->grads = g_new0 (float, t->n_params);
+  t->last_loss = NAN;
+  if (!cfg->online) {
+    t->recording = rnn_recording_new (t->rec, cfg->max_memory);
+  } else {
+    t->ob = g_new (float, (gsize) cfg->batch_size * cfg->seq_length * t->rec);
+    if (!t->bidirectional)
+      t->tstate = rnn_state_new (t->model, 1);
+  }
+  return t;
+}
+
+void
+rnn_trainer_free (RnnTrainer *t)
+{
+  if (!t)
+    return;
+  g_free ((gchar *) t->cfg.location);
+  g_free ((gchar *) t->cfg.description);
+  g_free ((gchar *) t->cfg.tool);
+  g_free ((gchar *) t->cfg.target);
+  g_free ((gchar *) t->cfg.init_model);
+  g_clear_pointer (&t->model, rnn_model_unref);
+  g_clear_pointer (&t->tr, rnn_train_free);
+  g_clear_pointer (&t->opt, rnn_optimizer_free);
+  g_free (t->grads);
+  g_clear_pointer (&t->snap_model, rnn_model_unref);
+  g_clear_pointer (&t->snap_opt, rnn_optimizer_free);
+  g_free (t->bx);
+  g_free (t->bt);
+  g_free (t->bm);
+  g_free (t->wbuf);
+  g_clear_pointer (&t->recording, rnn_recording_free);
+  g_free (t->ob);
+  g_clear_pointer (&t->tstate, rnn_state_free);
+  g_free (t);
+}
+
+const RnnModel *
+rnn_trainer_peek_model (const RnnTrainer *t)
+{
+  g_return_val_if_fail (t != NULL, NULL);
+  return t->model;
+}
+
+gsize
+rnn_trainer_get_record_size (const RnnTrainer *t)
+{
+  g_return_val_if_fail (t != NULL, 0);
+  return t->rec;
+}
+
+/* ---- normalisation ---------------------------------------------------------- */
+
+/* Sets input.mean / input.std of the model from channel statistics
+ * (expanded over the frames of a step). */
+static void
+model_set_norm (RnnTrainer *t, const double *mean, const double *std)
+{
+  gsize n;
+  float *p = rnn_model_get_params (t->model, &n);
+  gint im = rnn_model_find_tensor (t->model, "input.mean");
+  gint is = rnn_model_find_tensor (t->model, "input.std");
+
+  g_return_if_fail (im >= 0 && is >= 0);
+  float *pm = p + rnn_model_get_tensor_info (t->model, im)->offset;
+  float *ps = p + rnn_model_get_tensor_info (t->model, is)->offset;
+  for (guint f = 0; f < t->f_in; f++)
+    for (guint c = 0; c < t->c_in; c++) {
+      pm[f * t->c_in + c] = (float) mean[c];
+      ps[f * t->c_in + c] = (float) std[c];
+    }
+  rnn_model_seal (t->model);
+}
+
+/* Per-channel sums over the inputs of @n records at @recs. */
+static void
+norm_accumulate (RnnTrainer *t, const float *recs, gsize n, double *sum,
+    gboolean second_pass, const double *mean)
+{
+  for (gsize r = 0; r < n; r++) {
+    const float *x = recs + r * t->rec;
+    for (guint f = 0; f < t->f_in; f++)
+      for (guint c = 0; c < t->c_in; c++) {
+        const double v = x[f * t->c_in + c];
+        if (second_pass)
+          sum[c] += (v - mean[c]) * (v - mean[c]);
+        else
+          sum[c] += v;
+      }
+  }
+}
+
+static void
+norm_finish (RnnTrainer *t, double *mean, double *var, gsize n_steps)
+{
+  const double n = (double) n_steps * t->f_in;
+  for (guint c = 0; c < t->c_in; c++) {
+    double sd = n > 0 ? sqrt (var[c] / n) : 1.0;
+    if (!(sd > 1e-12) || !isfinite (sd))
+      sd = 1.0;                 /* a constant channel: leave it unscaled */
+    var[c] = sd;
+    if (!isfinite (mean[c]))
+      mean[c] = 0.0;
+  }
+}
+
+/* Normalisation statistics from records [0, n) of an in-memory array. */
+static void
+norm_from_array (RnnTrainer *t, const float *recs, gsize n)
+{
+  double *mean = g_new0 (double, t->c_in), *var = g_new0 (double, t->c_in);
+
+  norm_accumulate (t, recs, n, mean, FALSE, NULL);
+  for (guint c = 0; c < t->c_in; c++)
+    mean[c] /= MAX ((double) n * t->f_in, 1.0);
+  norm_accumulate (t, recs, n, var, TRUE, mean);
+  norm_finish (t, mean, var, n);
+  model_set_norm (t, mean, var);
+  g_free (mean);
+  g_free (var);
+}
+
+/* The same over records [0, n) of the recording, in chunks. */
+static gboolean
+norm_from_recording (RnnTrainer *t, gsize n, GError **error)
+{
+  const gsize chunk = 4096;
+  double *mean = g_new0 (double, t->c_in), *var = g_new0 (double, t->c_in);
+  float *buf = g_new (float, chunk * t->rec);
+  gboolean ok = TRUE;
+
+  for (int pass = 0; pass < 2 && ok; pass++) {
+    for (gsize r = 0; r < n && ok; r += chunk) {
+      const gsize k = MIN (chunk, n - r);
+      ok = rnn_recording_read (t->recording, r, k, buf, error);
+      if (ok)
+        norm_accumulate (t, buf, k, pass ? var : mean, pass == 1, mean);
+    }
+    if (pass == 0)
+      for (guint c = 0; c < t->c_in; c++)
+        mean[c] /= MAX ((double) n * t->f_in, 1.0);
+  }
+  if (ok) {
+    norm_finish (t, mean, var, n);
+    model_set_norm (t, mean, var);
+  }
+  g_free (buf);
+  g_free (mean);
+  g_free (var);
+  return ok;
+}
+
+/* Rebuilds the model with another bidirectional window. */
+static void
+model_set_window (RnnTrainer *t, guint window)
+{
+  RnnConfig cfg = *rnn_model_get_config (t->model);
+  gsize n_src, n_dst;
+
+  if (cfg.window == window)
+    return;
+  cfg.window = window;
+  RnnModel *m = rnn_model_new (&cfg, NULL);
+  g_return_if_fail (m != NULL);
+  const float *src = rnn_model_peek_params (t->model, &n_src);
+  float *dst = rnn_model_get_params (m, &n_dst);
+  g_return_if_fail (n_src == n_dst);
+  memcpy (dst, src, n_src * sizeof (float));
+  for (const char *const *k = rnn_model_get_meta_keys (t->model); *k; k++)
+    rnn_model_set_meta (m, *k, rnn_model_get_meta (t->model, *k));
+  rnn_model_seal (m);
+  rnn_model_unref (t->model);
+  t->model = m;
+}
+
+/* ---- batches, steps, rollback ------------------------------------------------ */
+
+/* Batch scratch for @T steps of @B windows. */
+static void
+batch_scratch (RnnTrainer *t, guint T, guint B)
+{
+  const gsize TB = (gsize) T * B;
+  t->bx = grow (t->bx, &t->bx_cap, TB * t->n_in, sizeof (float));
+  t->bt = grow (t->bt, &t->bt_cap, TB * t->n_tgt, sizeof (float));
+  t->bm = grow (t->bm, &t->bm_cap, TB, sizeof (float));
+  t->wbuf = grow (t->wbuf, &t->wbuf_cap, (gsize) T * t->rec, sizeof (float));
+}
+
+/* Scatters window @b of @B ([T][rec] records at @w) into the batch. */
+static void
+batch_put (RnnTrainer *t, const float *w, guint T, guint b, guint B)
+{
+  for (guint s = 0; s < T; s++) {
+    const float *r = w + (gsize) s * t->rec;
+    const gsize row = (gsize) s * B + b;
+    memcpy (t->bx + row * t->n_in, r, t->n_in * sizeof (float));
+    memcpy (t->bt + row * t->n_tgt, r + t->n_in, t->n_tgt * sizeof (float));
+    t->bm[row] = r[t->n_in + t->n_tgt];
+  }
+}
+
+static double
+mask_sum (const float *mask, gsize n)
+{
+  double s = 0.0;
+  for (gsize i = 0; i < n; i++)
+    s += mask[i];
+  return s;
+}
+
+/* Forward + loss (+ backward into t->grads, accumulating) of the batch in
+ * bx/bt/bm.  Returns the loss; *weight receives the summed loss weight. */
+static double
+batch_run (RnnTrainer *t, RnnState *state, guint T, guint B,
+    gboolean backward, double *weight)
+{
+  GError *err = NULL;
+  double loss = NAN;
+
+  rnn_train_forward (t->tr, NULL, state, t->bx, t->model, T, B);
+  if (!rnn_train_loss (t->tr, &loss, t->bt, t->bm, t->cfg.loss, 0, &err)) {
+    /* the records hold valid targets: this is a non-finite output */
+    g_debug ("loss refused: %s", err->message);
+    g_error_free (err);
+    return NAN;
+  }
+  *weight = mask_sum (t->bm, (gsize) T * B);
+  if (backward && isfinite (loss))
+    rnn_train_backward (t->tr, t->grads, NULL, t->model);
+  return loss;
+}
+
+/* Clips, checks and applies t->grads.  FALSE if the step would make the
+ * model non-finite (nothing applied then, or the weights are bad). */
+static gboolean
+apply_step (RnnTrainer *t)
+{
+  const gsize nt = rnn_train_get_n_trainable (t->model);
+  const float norm = rnn_clip_grad_norm (t->grads, nt, (float) t->cfg.clip_norm);
+
+  if (!isfinite (norm))
+    return FALSE;
+  rnn_optimizer_step_model (t->opt, t->model, t->grads);
+  return params_finite (t->model);
+}
+
+static void
+snapshot_take (RnnTrainer *t)
+{
+  g_clear_pointer (&t->snap_model, rnn_model_unref);
+  g_clear_pointer (&t->snap_opt, rnn_optimizer_free);
+  t->snap_model = rnn_model_copy (t->model);
+  t->snap_opt = rnn_optimizer_copy (t->opt);
+}
+
+/* Back to the last good weights with half the learning rate. */
+static void
+rollback (RnnTrainer *t, const gchar *where)
+{
+  const float old = t->lr;
+
+  rnn_model_unref (t->model);
+  t->model = rnn_model_copy (t->snap_model);
+  rnn_optimizer_free (t->opt);
+  t->opt = rnn_optimizer_copy (t->snap_opt);
+  t->lr = old * 0.5f;
+  rnn_optimizer_set_learning_rate (t->opt, t->lr);
+  t->rollbacks++;
+  if (t->tstate)
+    rnn_state_reset (t->tstate);
+
+  gchar *text = g_strdup_printf ("Training diverged (non-finite loss or "
+      "weights) %s; restored the last good weights and halved the learning "
+      "rate to %g.", where, t->lr);
+  gchar *detail = g_strdup_printf ("learning rate %g -> %g, rollback %u",
+      old, t->lr, t->rollbacks);
+  warning (t, text, detail);
+  g_free (text);
+  g_free (detail);
+}
+
+/* ---- model files ---------------------------------------------------------- */
+
+/* Writes the provenance metadata onto @m. */
+static void
+set_provenance (RnnTrainer *t, RnnModel *m, guint epochs_run,
+    guint best_epoch, double loss, double val_loss, gsize n_train, gsize n_val)
+{
+  const RnnTrainerConfig *s = &t->cfg;
+  gchar *v;
+
+#define SET_STR(k, val) rnn_model_set_meta (m, k, val)
+#define SET_FMT(k, ...) G_STMT_START { v = g_strdup_printf (__VA_ARGS__); \
+    rnn_model_set_meta (m, k, v); g_free (v); } G_STMT_END
+#define SET_DBL(k, d) G_STMT_START { v = format_double (d); \
+    rnn_model_set_meta (m, k, v); g_free (v); } G_STMT_END
+
+  if (!rnn_model_get_meta (m, "description") && s->description)
+    SET_STR ("description", s->description);
+  if (s->tool)
+    SET_STR ("train_tool", s->tool);
+  SET_STR ("train_mode", s->online ? "online" : "offline");
+  SET_STR ("train_loss_function", rnn_loss_to_string (s->loss));
+  SET_STR ("train_optimizer",
+      rnn_optimizer_kind_to_string (rnn_optimizer_get_config (t->opt)->kind));
+  SET_DBL ("train_learning_rate", t->lr0);
+  SET_DBL ("train_final_learning_rate", t->lr);
+  SET_DBL ("train_momentum", s->momentum);
+  SET_DBL ("train_weight_decay", s->weight_decay);
+  SET_DBL ("train_clip_norm", s->clip_norm);
+  SET_FMT ("train_seed", "%u", s->seed);
+  SET_FMT ("train_seq_length", "%u", s->seq_length);
+  SET_FMT ("train_batch_size", "%u", s->batch_size);
+  SET_FMT ("train_epochs", "%u", epochs_run);
+  SET_FMT ("train_best_epoch", "%u", best_epoch);
+  SET_DBL ("train_loss", loss);
+  SET_DBL ("train_val_loss", val_loss);
+  SET_FMT ("train_steps", "%" G_GSIZE_FORMAT, n_train);
+  SET_FMT ("train_validation_steps", "%" G_GSIZE_FORMAT, n_val);
+  SET_FMT ("train_rollbacks", "%u", t->rollbacks);
+  SET_STR ("train_normalize", rnn_model_get_input_mean (m) ? "true" : "false");
+  if (s->target)
+    SET_STR ("train_target", s->target);
+  if (s->predict_ahead > 0)
+    SET_FMT ("train_predict_ahead", "%u", s->predict_ahead);
+  if (s->init_model)
+    SET_STR ("train_init_model", s->init_model);
+
+#undef SET_STR
+#undef SET_FMT
+#undef SET_DBL
+}
+
+/* rnn_model_save() writes through a temporary file and a rename. */
+static gboolean
+write_model (RnnTrainer *t, RnnModel *m, GError **error)
+{
+  GError *err = NULL;
+
+  if (!params_finite (m)) {
+    /* cannot happen: every step is checked */
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_NOT_FINITE,
+        "Refusing to write a model with non-finite weights.");
+    return FALSE;
+  }
+  if (!rnn_model_save (m, t->cfg.location, &err)) {
+    g_set_error_literal (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        err->message);
+    g_error_free (err);
+    return FALSE;
+  }
+  g_debug ("wrote %s", t->cfg.location);
+  return TRUE;
+}
+
+/* ---- offline ------------------------------------------------------------------ */
+
+/* Reads records [@first, @first + @n) into wbuf. */
+static gboolean
+read_records (RnnTrainer *t, gsize first, gsize n, GError **error)
+{
+  GError *err = NULL;
+
+  if (rnn_recording_read (t->recording, first, n, t->wbuf, &err))
+    return TRUE;
+  g_set_error_literal (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_READ,
+      err->message);
+  g_error_free (err);
+  return FALSE;
+}
+
+/* The loss of the current model on records [@start, @start + @len) run as
+ * one stream, as rnnfilter would run it: unidirectional models carry their
+ * state from zero, warmed up on the @T steps before @start (no loss);
+ * bidirectional models run windows of @T.  NaN if nothing carries loss. */
+static gboolean
+evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
+    GError **error)
+{
+  double total = 0.0, wsum = 0.0;
+  RnnState *state = NULL;
+  gsize pos = start;
+
+  *out = NAN;
+  if (len == 0)
+    return TRUE;
+  if (!t->bidirectional) {
+    state = rnn_state_new (t->model, 1);
+    pos = start >= T ? start - T : 0;
+  }
+  batch_scratch (t, T, 1);
+  while (pos < start + len) {
+    gsize n = MIN (T, start + len - pos);
+    if (pos < start)
+      n = MIN (n, start - pos);
+    if (!read_records (t, pos, n, error)) {
+      rnn_state_free (state);
+      return FALSE;
+    }
+    batch_put (t, t->wbuf, n, 0, 1);
+    if (pos < start) {
+      rnn_train_forward (t->tr, NULL, state, t->bx, t->model, n, 1);
+    } else {
+      double w = 0.0;
+      const double l = batch_run (t, state, n, 1, FALSE, &w);
+      if (w > 0) {
+        total += l * w;
+        wsum += w;
+      }
+    }
+    pos += n;
+  }
+  rnn_state_free (state);
+  if (wsum > 0)
+    *out = total / wsum;
+  return TRUE;
+}
+
+static void
+shuffle (GRand *rng, gsize *a, gsize n)
+{
+  for (gsize i = n; i > 1; i--) {
+    const gsize j = (gsize) g_rand_int_range (rng, 0, (gint32) MIN (i, G_MAXINT32));
+    const gsize s = a[i - 1];
+    a[i - 1] = a[j];
+    a[j] = s;
+  }
+}
+
+/* Trains on the recording and writes the best model. */
+static RnnTrainerStatus
+train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
+{
+  const RnnTrainerConfig *s = &t->cfg;
+  const gsize n_all = rnn_recording_get_length (t->recording);
+  gsize n_val = (gsize) floor ((double) n_all * s->validation_fraction);
+  RnnTrainerStatus ret = RNN_TRAINER_DONE;
+  gchar *text;
+
+  if (n_val >= n_all)
+    n_val = 0;
+  const gsize n_tr = n_all - n_val;
+  if (n_tr == 0) {
+    warning (t, "Nothing to train on: no complete step was recorded; no "
+        "model written.", NULL);
+    return RNN_TRAINER_NOTHING;
+  }
+  const guint T = (guint) MIN ((gsize) s->seq_length, n_tr);
+  const guint B = s->batch_size;
+  if (t->bidirectional)
+    model_set_window (t, T);
+
+  if (t->need_norm) {
+    GError *err = NULL;
+    if (!norm_from_recording (t, n_tr, &err)) {
+      g_set_error_literal (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_READ,
+          err->message);
+      g_error_free (err);
+      return RNN_TRAINER_FAILED;
+    }
+    t->need_norm = FALSE;
+  }
+
+  text = g_strdup_printf ("Training %u epochs on %" G_GSIZE_FORMAT
+      " steps (%" G_GSIZE_FORMAT " held out)", s->epochs, n_tr, n_val);
+  progress (t, RNN_TRAINER_PROGRESS_START, text, -1);
+  g_free (text);
+
+  GRand *rng = g_rand_new_with_seed (s->seed ^ 0x5eed5eedu);
+  const gsize max_windows = n_tr / T + 1;
+  gsize *starts = g_new (gsize, max_windows);
+  RnnModel *best = NULL;
+  double best_loss = NAN, best_val = NAN, best_key = INFINITY;
+  guint best_epoch = 0, epochs_run = 0, streak = 0;
+  const gint64 t0 = g_get_monotonic_time ();
+
+  if (s->epochs == 0) {
+    double l, v;
+    if (!evaluate (t, 0, n_tr, T, &l, error)
+        || !evaluate (t, n_tr, n_val, T, &v, error)) {
+      ret = RNN_TRAINER_FAILED;
+      goto out;
+    }
+    best = rnn_model_copy (t->model);
+    best_loss = l;
+    best_val = v;
+  }
+
+  snapshot_take (t);
+  for (guint epoch = 1; epoch <= s->epochs; epoch++) {
+    const gint64 te = g_get_monotonic_time ();
+    /* windows at a random phase, shuffled */
+    gsize phase = n_tr > T ? (gsize) g_rand_int_range (rng, 0, (gint32) T) : 0;
+    if (n_tr - phase < T)
+      phase = 0;
+    gsize nw = 0;
+    for (gsize st = phase; st + T <= n_tr; st += T)
+      starts[nw++] = st;
+    shuffle (rng, starts, nw);
+
+  restart:
+    {
+      double total = 0.0, wsum = 0.0;
+      guint64 steps_done = 0;
+      gboolean diverged = FALSE;
+
+      gint64 last_note = g_get_monotonic_time ();
+      batch_scratch (t, T, B);
+      for (gsize i = 0; i < nw; i += B) {
+        const guint b = (guint) MIN ((gsize) B, nw - i);
+        if (cancelled (t)) {
+          progress (t, RNN_TRAINER_PROGRESS_CANCELED, "Training cancelled", -1);
+          ret = RNN_TRAINER_CANCELLED;
+          goto out;
+        }
+        if (g_get_monotonic_time () - last_note > 5 * G_USEC_PER_SEC) {
+          /* a long epoch: say that it is moving */
+          const double done = (epoch - 1 + (double) i / nw) / s->epochs;
+          text = g_strdup_printf ("Epoch %u/%u: %.0f %%", epoch, s->epochs,
+              100.0 * i / nw);
+          progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text, (int) (100 * done));
+          g_free (text);
+          last_note = g_get_monotonic_time ();
+        }
+        for (guint j = 0; j < b; j++) {
+          if (!read_records (t, starts[i + j], T, error)) {
+            ret = RNN_TRAINER_FAILED;
+            goto out;
+          }
+          batch_put (t, t->wbuf, T, j, b);
+        }
+        memset (t->grads, 0, t->n_params * sizeof (float));
+        double w = 0.0;
+        const double l = batch_run (t, NULL, T, b, TRUE, &w);
+        if (!isfinite (l) || !apply_step (t)) {
+          diverged = TRUE;
+          break;
+        }
+        total += l * w;
+        wsum += w;
+        steps_done += (guint64) T * b;
+      }
+      if (diverged) {
+        gchar *where = g_strdup_printf ("in epoch %u", epoch);
+        rollback (t, where);
+        g_free (where);
+        if (++streak >= RNN_TRAINER_MAX_ROLLBACKS) {
+          text = g_strdup_printf ("Training keeps diverging; stopped after %u "
+              "rollbacks and kept the best model so far.", streak);
+          warning (t, text, NULL);
+          g_free (text);
+          break;
+        }
+        goto restart;
+      }
+      streak = 0;
+
+      const double loss = wsum > 0 ? total / wsum : NAN;
+      double val;
+      if (!evaluate (t, n_tr, n_val, T, &val, error)) {
+        ret = RNN_TRAINER_FAILED;
+        goto out;
+      }
+      epochs_run = epoch;
+      const double key = n_val > 0 ? val : loss;
+      if (!best || key < best_key) {
+        g_clear_pointer (&best, rnn_model_unref);
+        best = rnn_model_copy (t->model);
+        best_key = key;
+        best_loss = loss;
+        best_val = val;
+        best_epoch = epoch;
+      }
+      snapshot_take (t);
+
+      const gint64 now = g_get_monotonic_time ();
+      const double secs = MAX ((now - te) / 1e6, 1e-9);
+      const guint64 eta = (guint64) ((now - t0) / (double) epoch
+          * (s->epochs - epoch) * 1000.0);
+      epoch_done (t, epoch, s->epochs, loss, val, steps_done / secs, eta);
+      text = g_strdup_printf ("Epoch %u/%u: loss %g, validation loss %g",
+          epoch, s->epochs, loss, val);
+      progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text,
+          (int) (100.0 * epoch / s->epochs));
+      g_free (text);
+      g_debug ("epoch %u/%u: loss %g val %g, %.0f steps/s",
+          epoch, s->epochs, loss, val, steps_done / secs);
+    }
+  }
+
+  if (!best)
+    best = rnn_model_copy (t->snap_model);
+  set_provenance (t, best, epochs_run, best_epoch, best_loss, best_val, n_tr, n_val);
+  if (!write_model (t, best, error)) {
+    ret = RNN_TRAINER_FAILED;
+    goto out;
+  }
+  progress (t, RNN_TRAINER_PROGRESS_COMPLETE, "Training complete", -1);
+  rep->loss = best_loss;
+  rep->val_loss = best_val;
+  rep->epochs_run = epochs_run;
+  rep->best_epoch = best_epoch;
+
+out:
+  g_clear_pointer (&best, rnn_model_unref);
+  g_free (starts);
+  g_rand_free (rng);
+  return ret;
+}
+
+/* ---- online ------------------------------------------------------------------- */
+
+static gboolean
+online_checkpoint (RnnTrainer *t, gboolean final, GError **error)
+{
+  const double loss = t->ck_weight > 0 ? t->ck_loss / t->ck_weight : t->last_loss;
+  RnnModel *m = rnn_model_copy (t->model);
+  gboolean ok;
+
+  t->checkpoints++;
+  set_provenance (t, m, t->checkpoints, t->checkpoints, loss, NAN,
+      (gsize) (t->updates * t->cfg.batch_size * t->cfg.seq_length), 0);
+  gchar *v = g_strdup_printf ("%" G_GUINT64_FORMAT, t->updates);
+  rnn_model_set_meta (m, "train_updates", v);
+  g_free (v);
+  ok = write_model (t, m, error);
+  rnn_model_unref (m);
+  if (!ok)
+    return FALSE;
+  t->ck_dirty = FALSE;
+
+  const gint64 now = g_get_monotonic_time ();
+  const double secs = MAX ((now - t->ck_time) / 1e6, 1e-9);
+  epoch_done (t, t->checkpoints, 0, loss, NAN, t->ck_steps / secs, G_MAXUINT64);
+  if (!final) {
+    gchar *text = g_strdup_printf ("Checkpoint %u after %" G_GUINT64_FORMAT
+        " updates: loss %g", t->checkpoints, t->updates, loss);
+    progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text, -1);
+    g_free (text);
+  }
+  t->last_loss = loss;
+  t->ck_loss = t->ck_weight = 0.0;
+  t->ck_steps = 0;
+  t->ck_time = now;
+  /* no snapshot here: online_update () takes one before every step */
+  return TRUE;
+}
+
+/* One update from the batch-size windows gathered in t->ob. */
+static gboolean
+online_update (RnnTrainer *t, GError **error)
+{
+  const guint T = t->cfg.seq_length, B = t->cfg.batch_size;
+  double total = 0.0, wsum = 0.0;
+
+  if (!t->online_started) {
+    if (t->need_norm) {
+      norm_from_array (t, t->ob, (gsize) B * T);
+      t->need_norm = FALSE;
+    }
+    snapshot_take (t);
+    progress (t, RNN_TRAINER_PROGRESS_START, "Training online", -1);
+    t->ck_time = g_get_monotonic_time ();
+    t->online_started = TRUE;
+  }
+
+  if (t->online_stopped)
+    return TRUE;                /* gave up: the predictions still flow */
+
+  memset (t->grads, 0, t->n_params * sizeof (float));
+  batch_scratch (t, T, 1);
+  gboolean ok = TRUE;
+  for (guint b = 0; b < B && ok; b++) {
+    double w = 0.0;
+    batch_put (t, t->ob + (gsize) b * T * t->rec, T, 0, 1);
+    const double l = batch_run (t, t->tstate, T, 1, TRUE, &w);
+    if (!isfinite (l))
+      ok = FALSE;
+    total += l * w;
+    wsum += w;
+  }
+  if (ok && B > 1) {
+    const float scale = 1.0f / B;
+    for (gsize i = 0; i < t->n_params; i++)
+      t->grads[i] *= scale;
+  }
+  /* The weights that just gave a finite loss are the ones to come back to.
+   * (A snapshot taken after the step, at the checkpoint, could hold weights
+   * that are finite but overflow on the next data whatever the learning
+   * rate: every later update would roll back to them.) */
+  if (ok)
+    snapshot_take (t);
+  if (!ok || !apply_step (t)) {
+    gchar *where = g_strdup_printf ("at update %" G_GUINT64_FORMAT,
+        t->updates + 1);
+    rollback (t, where);
+    g_free (where);
+    /* the last checkpoint may hold the weights just given up */
+    t->ck_dirty = TRUE;
+    if (++t->online_streak >= RNN_TRAINER_MAX_ROLLBACKS) {
+      t->online_stopped = TRUE;
+      gchar *text = g_strdup_printf ("Training keeps diverging; stopped "
+          "updating after %u rollbacks in a row and kept the last good "
+          "weights.", t->online_streak);
+      warning (t, text, NULL);
+      g_free (text);
+      return online_checkpoint (t, FALSE, error);
+    }
+    return TRUE;
+  }
+  t->online_streak = 0;
+  t->ck_dirty = TRUE;
+  t->updates++;
+  t->ck_loss += total;
+  t->ck_weight += wsum;
+  t->ck_steps += (guint64) B * T;
+  if (t->updates % t->cfg.checkpoint_interval == 0)
+    return online_checkpoint (t, FALSE, error);
+  return TRUE;
+}
+
+/* ---- feeding and finishing ------------------------------------------------------- */
+
+gboolean
+rnn_trainer_add_records (RnnTrainer *t, const float *records, gsize n,
+    GError **error)
+{
+  g_return_val_if_fail (t != NULL, FALSE);
+  g_return_val_if_fail (records != NULL || n == 0, FALSE);
+
+  if (!t->cfg.online) {
+    GError *err = NULL;
+    if (rnn_recording_append (t->recording, records, n, &err))
+      return TRUE;
+    g_set_error_literal (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_RECORD,
+        err->message);
+    g_error_free (err);
+    return FALSE;
+  }
+
+  const gsize batch = (gsize) t->cfg.batch_size * t->cfg.seq_length;
+  for (gsize i = 0; i < n; i++) {
+    memcpy (t->ob + t->ob_len * t->rec, records + i * t->rec,
+        t->rec * sizeof (float));
+    if (++t->ob_len == batch) {
+      t->ob_len = 0;
+      if (!online_update (t, error))
+        return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+void
+rnn_trainer_break (RnnTrainer *t)
+{
+  g_return_if_fail (t != NULL);
+  t->ob_len = 0;
+  if (t->tstate)
+    rnn_state_reset (t->tstate);
+}
+
+RnnTrainerStatus
+rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report, GError **error)
+{
+  RnnTrainerReport rep = { NAN, NAN, 0, 0, 0, 0, 0, 0.0f };
+  RnnTrainerStatus ret;
+
+  g_return_val_if_fail (t != NULL, RNN_TRAINER_FAILED);
+
+  if (!t->cfg.online) {
+    ret = train_offline (t, &rep, error);
+  } else if (!t->online_started) {
+    warning (t, "The stream ended before one update's worth of data "
+        "(batch-size x seq-length steps); no model written.", NULL);
+    ret = RNN_TRAINER_NOTHING;
+  } else if ((t->ck_dirty || t->checkpoints == 0)
+      && !online_checkpoint (t, TRUE, error)) {
+    ret = RNN_TRAINER_FAILED;
+  } else {
+    progress (t, RNN_TRAINER_PROGRESS_COMPLETE, "Training complete", -1);
+    rep.loss = t->last_loss;
+    ret = RNN_TRAINER_DONE;
+  }
+  rep.updates = t->updates;
+  rep.checkpoints = t->checkpoints;
+  rep.rollbacks = t->rollbacks;
+  rep.learning_rate = t->lr;
+  if (report)
+    *report = rep;
+  return ret;
+}

@@ -1,0 +1,154 @@
+/* gst-rnn numerical core: the training loops (docs/design.md §5).
+ *
+ * RnnTrainer owns a model and trains it on records, offline (recorded, then
+ * epochs over shuffled windows with validation, keeping the best model) or
+ * online (truncated BPTT over consecutive windows with carried state,
+ * rewriting the model every few updates).  It rolls back to the last good
+ * weights when a loss, gradient or weight turns non-finite, computes the
+ * input normalisation statistics, and writes models atomically with their
+ * provenance metadata.  It knows nothing of GStreamer: the rnntrain
+ * element frames the stream into records and turns the callbacks into bus
+ * messages.
+ *
+ *   RnnTrainerConfig cfg;
+ *   rnn_trainer_config_init (&cfg);
+ *   cfg.location = "model.safetensors";
+ *   RnnTrainer *t = rnn_trainer_new (&cfg, model, NULL, NULL, &err);
+ *   rnn_trainer_add_records (t, records, n, &err);   // as data comes
+ *   RnnTrainerReport rep;
+ *   switch (rnn_trainer_finish (t, &rep, &err)) { ... }
+ *   rnn_trainer_free (t);
+ *
+ * A record is one step, rnn_trainer_get_record_size() floats:
+ *   [n_in inputs][n_tgt target][1 loss weight]
+ * with n_in the model's input size and n_tgt its output size (MSE) or 1
+ * (cross-entropy: the class index as a float).  Inputs and targets must be
+ * finite; a step without a target has weight 0.
+ *
+ * Same model, configuration and records give bitwise the same files (with
+ * OPENBLAS_NUM_THREADS=1): nothing time-dependent is written.
+ */
+#pragma once
+
+#include "rnn.h"
+#include "rnn-train.h"
+
+G_BEGIN_DECLS
+
+#define RNN_TRAINER_ERROR (rnn_trainer_error_quark ())
+GQuark rnn_trainer_error_quark (void);
+
+typedef enum {
+  RNN_TRAINER_ERROR_SETTINGS,   /* the loss or optimizer cannot train the model */
+  RNN_TRAINER_ERROR_RECORD,     /* the records could not be stored */
+  RNN_TRAINER_ERROR_READ,       /* the stored records could not be read back */
+  RNN_TRAINER_ERROR_WRITE,      /* the model file could not be written */
+  RNN_TRAINER_ERROR_NOT_FINITE, /* refused to write non-finite weights */
+} RnnTrainerError;
+
+/* Consecutive rollbacks after which training gives up. */
+#define RNN_TRAINER_MAX_ROLLBACKS 40
+
+typedef struct {
+  gboolean online;              /* FALSE: record, train at rnn_trainer_finish() */
+  RnnLoss loss;
+  RnnOptimizerKind optimizer;
+  double learning_rate;         /* 0: the optimizer's default */
+  double momentum;              /* SGD */
+  double weight_decay;
+  double clip_norm;             /* global gradient norm; 0 = off */
+  guint epochs;                 /* offline; 0 = only evaluate */
+  guint seq_length;             /* BPTT window (and bidirectional window) */
+  guint batch_size;             /* windows per update */
+  double validation_fraction;   /* offline: tail held out */
+  guint seed;                   /* window order (offline) */
+  gboolean normalize;           /* compute input.mean / input.std from data */
+  guint checkpoint_interval;    /* online: updates between model writes */
+  guint64 max_memory;           /* offline: record bytes kept in memory */
+  const char *location;         /* where the model is written */
+  /* provenance, written into the model's metadata */
+  const char *description;      /* if the model has none */
+  const char *tool;             /* train_tool */
+  const char *target;           /* train_target, e.g. "pad" */
+  guint predict_ahead;          /* train_predict_ahead if > 0 */
+  const char *init_model;       /* train_init_model if not NULL */
+} RnnTrainerConfig;
+
+/* The defaults of the rnntrain element's properties; location NULL. */
+void rnn_trainer_config_init (RnnTrainerConfig *cfg);
+
+typedef enum {
+  RNN_TRAINER_PROGRESS_START,
+  RNN_TRAINER_PROGRESS_CONTINUE,
+  RNN_TRAINER_PROGRESS_COMPLETE,
+  RNN_TRAINER_PROGRESS_CANCELED,
+} RnnTrainerProgress;
+
+/* Every callback may be NULL; they run in the thread that called the
+ * trainer. */
+typedef struct {
+  /* Training started, moves on, ended.  @percent < 0: none given. */
+  void (*progress) (gpointer user_data, RnnTrainerProgress kind,
+      const char *text, int percent);
+  /* After each offline epoch (epochs = the total) or online checkpoint
+   * (epoch = the checkpoint number, epochs 0, @eta_ns G_MAXUINT64).
+   * @val_loss is NaN without validation. */
+  void (*epoch) (gpointer user_data, guint epoch, guint epochs, double loss,
+      double val_loss, double steps_per_second, guint64 eta_ns);
+  /* A rollback, giving up, or nothing to train on. */
+  void (*warning) (gpointer user_data, const char *text, const char *detail);
+  /* Polled between batches: TRUE stops offline training. */
+  gboolean (*cancelled) (gpointer user_data);
+} RnnTrainerCallbacks;
+
+typedef struct {
+  double loss;                  /* training loss of the written model */
+  double val_loss;              /* NaN without validation */
+  guint epochs_run, best_epoch; /* offline */
+  guint64 updates;              /* online */
+  guint checkpoints;            /* online */
+  guint rollbacks;
+  float learning_rate;          /* in force at the end */
+} RnnTrainerReport;
+
+typedef enum {
+  RNN_TRAINER_DONE,             /* the model was written */
+  RNN_TRAINER_NOTHING,          /* no data to train on: nothing written */
+  RNN_TRAINER_CANCELLED,        /* offline: stopped; may run again */
+  RNN_TRAINER_FAILED,           /* @error is set */
+} RnnTrainerStatus;
+
+typedef struct _RnnTrainer RnnTrainer;
+
+/* Takes @model (a private, sealed copy: rnn_model_copy() of a loaded model
+ * or a fresh one after rnn_train_init_params()).  @callbacks is copied.
+ * Fails with RNN_TRAINER_ERROR_SETTINGS when the loss cannot train the
+ * model, the optimizer settings are invalid, or seq-length, batch-size or
+ * checkpoint-interval is 0; @model is unreffed then. */
+RnnTrainer *rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
+    const RnnTrainerCallbacks *callbacks, gpointer user_data, GError **error);
+void rnn_trainer_free (RnnTrainer *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnTrainer, rnn_trainer_free)
+
+/* The model as it stands (borrowed: a rollback replaces it, so look it up
+ * again after every call that trains). */
+const RnnModel *rnn_trainer_peek_model (const RnnTrainer *t);
+gsize rnn_trainer_get_record_size (const RnnTrainer *t);
+
+/* Adds @n consecutive records.  Offline they are recorded; online every
+ * batch-size × seq-length records make one update, and every
+ * checkpoint-interval updates the model is written. */
+gboolean rnn_trainer_add_records (RnnTrainer *t, const float *records,
+    gsize n, GError **error);
+
+/* The next record does not follow the last one: online, the partial batch
+ * is dropped and the carried state reset. */
+void rnn_trainer_break (RnnTrainer *t);
+
+/* Offline: trains on the recording and writes the best model.  Online:
+ * writes the last weights if they changed since the last checkpoint.
+ * Posts COMPLETE progress when it returns RNN_TRAINER_DONE. */
+RnnTrainerStatus rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report,
+    GError **error);
+
+G_END_DECLS

@@ -1,0 +1,448 @@
+/* The training loops (src/rnn-trainer.c) without a pipeline: offline
+ * training learns a synthetic series, the same seed writes the same bytes,
+ * a divergent learning rate rolls back and never writes non-finite weights,
+ * online training checkpoints (docs/design.md §6). */
+#include "rnn.h"
+#include "rnn-trainer.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A noisy sine sampled once per step: the input is x(t) and the target is
+ * x(t + 1).  The noise is a fixed hash so the series is the same everywhere. */
+static float
+series (guint t)
+{
+  guint32 u = t * 2654435761u + 12345u;
+  u ^= u >> 15;
+  u *= 2246822519u;
+  u ^= u >> 13;
+  const float noise = ((float) (u >> 20) - 2048.0f) / 2048.0f;
+  return 2.0f + 1.5f * sinf (0.3f * (float) t) + 0.05f * noise;
+}
+
+/* Records [x][target][weight] for steps [0, n). */
+static float *
+make_records (guint n)
+{
+  float *r = g_new (float, (gsize) n * 3);
+  for (guint t = 0; t < n; t++) {
+    r[t * 3] = series (t);
+    r[t * 3 + 1] = series (t + 1);
+    r[t * 3 + 2] = 1.0f;
+  }
+  return r;
+}
+
+/* Mean of (target - c)^2 over steps [a, b). */
+static double
+constant_loss (const float *recs, guint a, guint b, double c)
+{
+  double s = 0.0;
+  for (guint t = a; t < b; t++) {
+    const double d = recs[t * 3 + 1] - c;
+    s += d * d;
+  }
+  return s / (b - a);
+}
+
+static RnnModel *
+fresh_model (RnnCell cell, guint seed)
+{
+  RnnConfig cfg;
+  rnn_config_init (&cfg);
+  cfg.cell = cell;
+  cfg.hidden_size = 8;
+  cfg.num_layers = 1;
+  cfg.input_size = 1;
+  cfg.has_head = TRUE;
+  cfg.output_size = 1;
+  cfg.has_input_norm = TRUE;
+  RnnModel *m = rnn_model_new (&cfg, NULL);
+  g_assert_nonnull (m);
+  rnn_train_init_params (m, seed);
+  return m;
+}
+
+typedef struct
+{
+  guint starts, epochs, warnings, completes, gave_up;
+  double last_val;
+  gboolean cancel_after_start;
+} Seen;
+
+static void
+seen_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
+    int percent)
+{
+  Seen *s = user_data;
+  if (kind == RNN_TRAINER_PROGRESS_START)
+    s->starts++;
+  if (kind == RNN_TRAINER_PROGRESS_COMPLETE)
+    s->completes++;
+}
+
+static void
+seen_epoch (gpointer user_data, guint epoch, guint epochs, double loss,
+    double val_loss, double sps, guint64 eta)
+{
+  Seen *s = user_data;
+  s->epochs++;
+  s->last_val = val_loss;
+}
+
+static void
+seen_warning (gpointer user_data, const char *text, const char *detail)
+{
+  Seen *s = user_data;
+  g_test_message ("warning: %s", text);
+  s->warnings++;
+  if (strstr (text, "keeps diverging"))
+    s->gave_up++;
+}
+
+static gboolean
+seen_cancelled (gpointer user_data)
+{
+  Seen *s = user_data;
+  return s->cancel_after_start && s->starts > 0;
+}
+
+static const RnnTrainerCallbacks seen_callbacks = {
+  seen_progress, seen_epoch, seen_warning, seen_cancelled
+};
+
+static gchar *
+tmp_file (const char *name)
+{
+  static gchar *dir;
+  if (!dir)
+    dir = g_dir_make_tmp ("test-trainer-XXXXXX", NULL);
+  g_assert_nonnull (dir);
+  return g_build_filename (dir, name, NULL);
+}
+
+/* Trains offline on @n steps; returns the status, fills @rep and @seen. */
+static RnnTrainerStatus
+train (const RnnTrainerConfig *cfg, RnnModel *model, const float *recs,
+    guint n, RnnTrainerReport *rep, Seen *seen)
+{
+  GError *err = NULL;
+  RnnTrainer *t = rnn_trainer_new (cfg, model, &seen_callbacks, seen, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (rnn_trainer_get_record_size (t), ==, 3);
+  /* in pieces, as a stream brings them */
+  for (guint i = 0; i < n; i += 100)
+    g_assert_true (rnn_trainer_add_records (t, recs + (gsize) i * 3,
+            MIN (100, n - i), &err));
+  RnnTrainerStatus st = rnn_trainer_finish (t, rep, &err);
+  if (st == RNN_TRAINER_FAILED)
+    g_test_message ("failed: %s", err->message);
+  g_clear_error (&err);
+  rnn_trainer_free (t);
+  return st;
+}
+
+static void
+offline_config (RnnTrainerConfig *cfg, const char *path)
+{
+  rnn_trainer_config_init (cfg);
+  cfg->location = path;
+  cfg->epochs = 8;
+  cfg->seq_length = 16;
+  cfg->batch_size = 4;
+  cfg->validation_fraction = 0.2;
+  cfg->learning_rate = 0.01;
+  cfg->seed = 3;
+  cfg->tool = "test-trainer";
+  cfg->target = "pad";
+}
+
+static gboolean
+all_finite (const RnnModel *m)
+{
+  gsize n;
+  const float *p = rnn_model_peek_params (m, &n);
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (p[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* The validation loss of the written model must beat predicting the mean
+ * of the validation targets (the best constant predictor, an upper bound
+ * any model that learnt the sine beats by far: 20 times), and predicting
+ * zero. */
+static void
+test_offline_learns (void)
+{
+  const guint n = 1000, n_val = 200;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("learns.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  offline_config (&cfg, path);
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_LSTM, 1), recs, n,
+          &rep, &seen), ==, RNN_TRAINER_DONE);
+  g_assert_cmpuint (seen.starts, ==, 1);
+  g_assert_cmpuint (seen.epochs, ==, cfg.epochs);
+  g_assert_cmpuint (seen.completes, ==, 1);
+  g_assert_cmpuint (rep.epochs_run, ==, cfg.epochs);
+  g_assert_cmpuint (rep.rollbacks, ==, 0);
+  g_assert_true (isfinite (rep.loss) && isfinite (rep.val_loss));
+
+  double mean = 0.0;
+  for (guint t = n - n_val; t < n; t++)
+    mean += recs[t * 3 + 1];
+  mean /= n_val;
+  const double zero = constant_loss (recs, n - n_val, n, 0.0);
+  const double best_const = constant_loss (recs, n - n_val, n, mean);
+  g_test_message ("val loss %g; predicting zero %g, the mean %g", rep.val_loss,
+      zero, best_const);
+  g_assert_cmpfloat (rep.val_loss, <, 0.05 * best_const);
+  g_assert_cmpfloat (best_const, <, zero);
+
+  /* the file holds the weights, the statistics and the provenance */
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (all_finite (m));
+  g_assert_nonnull (rnn_model_get_input_mean (m));
+  g_assert_cmpfloat (fabs (rnn_model_get_input_mean (m)[0] - 2.0), <, 0.2);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_mode"), ==, "offline");
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_tool"), ==, "test-trainer");
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_target"), ==, "pad");
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_steps"), ==, "800");
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_validation_steps"), ==, "200");
+  rnn_model_unref (m);
+  g_unlink (path);
+  g_free (path);
+  g_free (recs);
+}
+
+static GBytes *
+read_bytes (const char *path)
+{
+  gchar *data;
+  gsize len;
+  GError *err = NULL;
+  g_assert_true (g_file_get_contents (path, &data, &len, &err));
+  return g_bytes_new_take (data, len);
+}
+
+/* Same model, settings and records: the same bytes.  Another seed (the
+ * window order) gives other weights. */
+static void
+test_offline_reproducible (void)
+{
+  const guint n = 600;
+  float *recs = make_records (n);
+  gchar *p1 = tmp_file ("seed-a.safetensors");
+  gchar *p2 = tmp_file ("seed-b.safetensors");
+  gchar *p3 = tmp_file ("seed-c.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  offline_config (&cfg, p1);
+  cfg.epochs = 3;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 5), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+  cfg.location = p2;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 5), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+  cfg.location = p3;
+  cfg.seed = 4;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 5), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+
+  GBytes *b1 = read_bytes (p1), *b2 = read_bytes (p2), *b3 = read_bytes (p3);
+  g_assert_true (g_bytes_equal (b1, b2));
+  g_assert_false (g_bytes_equal (b1, b3));
+  g_bytes_unref (b1);
+  g_bytes_unref (b2);
+  g_bytes_unref (b3);
+  g_unlink (p1);
+  g_unlink (p2);
+  g_unlink (p3);
+  g_free (p1);
+  g_free (p2);
+  g_free (p3);
+  g_free (recs);
+}
+
+/* A learning rate of 1e4 without clipping overflows: every overflow rolls
+ * back to the last good weights and halves the rate, a warning says so,
+ * training recovers (it does not give up: the weights it came back to are
+ * finite) and what is written is finite. */
+static void
+test_diverge_rolls_back (gconstpointer data)
+{
+  const gboolean online = GPOINTER_TO_INT (data);
+  const guint n = 800;
+  float *recs = make_records (n);
+  gchar *path = tmp_file (online ? "div-online.safetensors"
+      : "div-offline.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  /* big inputs without normalisation make the overflow certain */
+  for (guint t = 0; t < n; t++)
+    recs[t * 3] *= 1e3f;
+  offline_config (&cfg, path);
+  cfg.online = online;
+  cfg.normalize = FALSE;
+  cfg.optimizer = RNN_OPTIMIZER_SGD;
+  cfg.learning_rate = 1e4;
+  cfg.clip_norm = 0.0;
+  cfg.epochs = 2;
+  cfg.checkpoint_interval = 2;
+  RnnTrainerStatus st = train (&cfg, fresh_model (RNN_CELL_RNN_TANH, 2), recs,
+      n, &rep, &seen);
+  g_assert_cmpint (st, ==, RNN_TRAINER_DONE);
+  g_test_message ("%u rollbacks, final learning rate %g", rep.rollbacks,
+      rep.learning_rate);
+  g_assert_cmpuint (rep.rollbacks, >=, 1);
+  g_assert_cmpuint (seen.warnings, >=, 1);
+  g_assert_cmpfloat (rep.learning_rate, <, 1e4);
+  g_assert_cmpuint (seen.gave_up, ==, 0);
+  g_assert_cmpuint (rep.rollbacks, <, RNN_TRAINER_MAX_ROLLBACKS);
+  g_assert_true (isfinite (rep.loss));
+  if (online)
+    g_assert_cmpuint (rep.updates, >, 0);
+  else
+    g_assert_cmpuint (rep.epochs_run, ==, cfg.epochs);
+
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (all_finite (m));
+  g_assert_cmpuint (atoi (rnn_model_get_meta (m, "train_rollbacks")), >=, 1);
+  rnn_model_unref (m);
+  g_unlink (path);
+  g_free (path);
+  g_free (recs);
+}
+
+/* Online: every checkpoint-interval updates the model is written; the end
+ * writes the rest.  Too little data writes nothing. */
+static void
+test_online_checkpoints (void)
+{
+  const guint n = 16 * 4 * 7 + 5;       /* 7 updates and a partial one */
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("online.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  offline_config (&cfg, path);
+  cfg.online = TRUE;
+  cfg.checkpoint_interval = 3;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_LSTM, 1), recs, n,
+          &rep, &seen), ==, RNN_TRAINER_DONE);
+  g_assert_cmpuint (rep.updates, ==, 7);
+  g_assert_cmpuint (rep.checkpoints, ==, 3);    /* after 3, 6, and the end */
+  g_assert_cmpuint (seen.epochs, ==, 3);
+  g_assert_true (isfinite (rep.loss));
+  g_assert_true (isnan (rep.val_loss));
+
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_mode"), ==, "online");
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_updates"), ==, "7");
+  rnn_model_unref (m);
+  g_unlink (path);
+
+  Seen none = { 0 };
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_LSTM, 1), recs, 60,
+          &rep, &none), ==, RNN_TRAINER_NOTHING);
+  g_assert_cmpuint (none.warnings, ==, 1);
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_free (path);
+  g_free (recs);
+}
+
+/* A cancelled offline run writes nothing and may run again. */
+static void
+test_offline_cancel (void)
+{
+  const guint n = 400;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("cancel.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+  GError *err = NULL;
+
+  offline_config (&cfg, path);
+  seen.cancel_after_start = TRUE;
+  RnnTrainer *t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_GRU, 1),
+      &seen_callbacks, &seen, &err);
+  g_assert_true (rnn_trainer_add_records (t, recs, n, &err));
+  g_assert_cmpint (rnn_trainer_finish (t, &rep, &err), ==,
+      RNN_TRAINER_CANCELLED);
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+  seen.cancel_after_start = FALSE;
+  g_assert_cmpint (rnn_trainer_finish (t, &rep, &err), ==, RNN_TRAINER_DONE);
+  g_assert_no_error (err);
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  rnn_trainer_free (t);
+  g_unlink (path);
+  g_free (path);
+  g_free (recs);
+}
+
+/* Settings the model cannot train with are refused with a message. */
+static void
+test_bad_settings (void)
+{
+  RnnTrainerConfig cfg;
+  GError *err = NULL;
+
+  offline_config (&cfg, "unused.safetensors");
+  cfg.loss = RNN_LOSS_CROSS_ENTROPY;    /* one output: no classes */
+  g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
+          NULL, &err));
+  g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS);
+  g_assert_nonnull (strstr (err->message, "loss=cross-entropy"));
+  g_clear_error (&err);
+
+  offline_config (&cfg, "unused.safetensors");
+  cfg.seq_length = 0;
+  g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
+          NULL, &err));
+  g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS);
+  g_assert_nonnull (strstr (err->message, "seq-length"));
+  g_clear_error (&err);
+
+  offline_config (&cfg, "unused.safetensors");
+  cfg.momentum = 2.0;
+  cfg.optimizer = RNN_OPTIMIZER_SGD;
+  g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
+          NULL, &err));
+  g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS);
+  g_clear_error (&err);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/trainer/offline/learns", test_offline_learns);
+  g_test_add_func ("/trainer/offline/reproducible", test_offline_reproducible);
+  g_test_add_func ("/trainer/offline/cancel", test_offline_cancel);
+  g_test_add_data_func ("/trainer/diverge/offline", GINT_TO_POINTER (FALSE),
+      test_diverge_rolls_back);
+  g_test_add_data_func ("/trainer/diverge/online", GINT_TO_POINTER (TRUE),
+      test_diverge_rolls_back);
+  g_test_add_func ("/trainer/online/checkpoints", test_online_checkpoints);
+  g_test_add_func ("/trainer/bad-settings", test_bad_settings);
+  return g_test_run ();
+}
