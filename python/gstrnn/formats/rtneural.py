@@ -150,11 +150,11 @@ def _parse_torch(doc, name, pre_activations=None, post_activations=None,
                  head_activation="none"):
     """A state_dict JSON into RTNeural layers, as torch_helpers would load it."""
     modules = {}
-    rnn_key = re.compile(r"^(.*)\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+    rnn_key = re.compile(r"^(?:(.*)\.)?(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
     for key, value in doc.items():
         m = rnn_key.match(key)
         if m:
-            prefix, kind, k, rev = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+            prefix, kind, k, rev = m.group(1) or "", m.group(2), int(m.group(3)), m.group(4)
             if rev:
                 raise ModelError(f"{name}: '{key}': RTNeural has no bidirectional layer")
             mod = modules.setdefault(prefix, {"kind": "rnn", "t": {}})
