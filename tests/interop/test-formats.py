@@ -32,7 +32,7 @@ except ImportError as e:
 
 from gstrnn import formats
 from gstrnn.formats import guitarml, nam, rtneural
-from gstrnn.model import ModelError
+from gstrnn.model import Dense, Model, ModelError
 
 torch.set_num_threads(1)
 TOL = 1e-9
@@ -136,6 +136,59 @@ def check_file(model, name, version):
     for k, v in want.items():
         assert np.array_equal(tensors[k], v.astype(np.float32)), k
     return meta, tensors
+
+
+# -- gstrnn.model itself -----------------------------------------------------
+
+
+def model_case(name, kind, nonlinearity, I, H, L, bidirectional, head_act):
+    @case(name)
+    def run():
+        extra = {"nonlinearity": nonlinearity} if nonlinearity else {}
+        rnn = randomize(getattr(nn, kind)(I, H, L, bidirectional=bidirectional, **extra).double(), 21)
+        D = 2 if bidirectional else 1
+        head = randomize(nn.Linear(D * H, 3).double(), 22)
+        rng = np.random.default_rng(23)
+        mean, std = rng.uniform(-0.5, 0.5, I), rng.uniform(0.5, 2.0, I)
+        cell = {"LSTM": "lstm", "GRU": "gru"}.get(kind, "rnn_" + (nonlinearity or "tanh"))
+        model = Model(cell, I, H, L, bidirectional,
+                      {k: v.numpy() for k, v in rnn.state_dict().items()})
+        model.head = Dense(head.weight.detach().numpy(), head.bias.detach().numpy())
+        model.head_activation = head_act
+        model.input_mean, model.input_std = mean, std
+        model.source_format = "pytorch"
+        x = signal(60, I, 24)
+        with torch.no_grad():
+            z = head(rnn(torch.from_numpy((x - mean) / std))[0])
+            yt = {"none": z, "tanh": torch.tanh(z), "sigmoid": torch.sigmoid(z),
+                  "softmax": torch.softmax(z, dim=-1)}[head_act].numpy()
+        compare("Model.forward vs PyTorch float64", model.forward(x), yt)
+        meta, tensors = check_file(model, name.replace("/", "-"), 1)
+        assert meta["bidirectional"] == ("true" if bidirectional else "false")
+        assert meta["head_activation"] == head_act and "input.std" in tensors
+
+
+model_case("model/bidirectional-gru-softmax", "GRU", None, 2, 5, 2, True, "softmax")
+model_case("model/lstm-normalised-sigmoid", "LSTM", None, 3, 4, 2, False, "sigmoid")
+model_case("model/rnn-relu-bidirectional-tanh", "RNN", "relu", 2, 4, 1, True, "tanh")
+
+
+@case("model/refuses")
+def _():
+    model = Model("lstm", 1, 3, 1, False, {k: v.numpy() for k, v in
+                                           nn.LSTM(1, 3).double().state_dict().items()})
+    model.h0 = np.zeros((2, 3))
+    path = tmp("refused.safetensors")
+    expect_refusal(lambda: model.to_safetensors(path), "rnn.h0", "[1, 3]")
+    assert not os.path.exists(path) and not [f for f in os.listdir(TMP) if f.endswith(".tmp")]
+    model.h0 = None
+    model.skip = 2
+    expect_refusal(model.validate, "skip")
+    model.skip = 0
+    model.pre = [Dense(np.ones((2, 2)), None, "tanh")]
+    expect_refusal(model.validate, "pre.0.weight")
+    model.pre = [Dense(np.ones((1, 1)), None, "gelu")]
+    expect_refusal(model.validate, "pre.0", "gelu")
 
 
 # -- GuitarML SimpleRNN ------------------------------------------------------
@@ -290,7 +343,9 @@ def keras_case(name, I, layers_fn, want):
         x = signal(250, I, 7)
         compare("Model.forward vs RTNeural reference", model.forward(x),
                 rtneural.reference(path, x))
-        check_file(model, name.replace("/", "-"), model.version)
+        meta, _ = check_file(model, name.replace("/", "-"), 2 if model.pre or model.post else 1)
+        assert meta.get("pre_activations", "") == ",".join(d.activation for d in model.pre)
+        assert meta.get("post_activations", "") == ",".join(d.activation for d in model.post)
 
 
 keras_case("rtneural/keras-lstm-stack", 2, lambda r: [

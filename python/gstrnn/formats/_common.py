@@ -47,8 +47,9 @@ def array(where, value, shape=None, ndim=None):
         a = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ModelError(f"{where} is not a rectangular array of numbers") from None
-    if a.dtype != np.float64 or (isinstance(value, list) and a.dtype == object):
-        raise ModelError(f"{where} is not a rectangular array of numbers")
+    items = np.array(value, dtype=object).reshape(-1)
+    if not all(type(v) in (int, float) for v in items):
+        raise ModelError(f"{where} holds a value that is not a number")
     if ndim is not None and a.ndim != ndim:
         raise ModelError(f"{where} has shape {list(a.shape)}, expected {ndim} dimensions")
     if shape is not None and tuple(a.shape) != tuple(shape):
