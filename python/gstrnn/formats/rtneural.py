@@ -189,7 +189,8 @@ def _parse_torch(doc, name, pre_activations=None, post_activations=None,
                 b = _common.array(f"{name}: '{bkey}'", bvalue, (W.shape[0],))
             else:
                 b = np.zeros(W.shape[0])
-            seq.append({"type": "dense", "W": W, "b": b, "where": f"{name}: {prefix}"})
+            seq.append({"type": "dense", "W": W, "b": b,
+                        "where": f"{name}: module '{prefix}' (Linear)"})
             continue
         t = mod["t"]
         L = 1 + max(k for _, k in t)
@@ -217,7 +218,7 @@ def _parse_torch(doc, name, pre_activations=None, post_activations=None,
                     biases.append(_common.array(f"{name}: '{bkey}'", bvalue, (G * H,)))
                 else:
                     biases.append(np.zeros(G * H))
-            where = f"{name}: {prefix} layer {k}"
+            where = f"{name}: module '{prefix}' ({'LSTM' if G == 4 else 'GRU'}) layer {k}"
             if G == 4:
                 seq.append({"type": "lstm", "H": H, "kernel": W_ih.T.copy(),
                             "recurrent": W_hh.T.copy(), "bias": biases[0] + biases[1],
@@ -245,12 +246,16 @@ def _parse_torch(doc, name, pre_activations=None, post_activations=None,
         raise ModelError(f"{name}: {len(post_all) - 1} post activations given for "
                          f"{max(n_after - 1, 0)} Linear layer(s) between the recurrent "
                          "layers and the last Linear")
+    if not n_after and head_activation not in (None, "none"):
+        raise ModelError(f"{name}: head activation {head_activation!r} given, but no "
+                         "Linear follows the recurrent layers")
     out = []
-    acts = iter(pre_activations + post_all)
     for i, s in enumerate(seq):
         out.append(s)
         if s["type"] == "dense":
-            act = next(acts)
+            # a Linear between recurrent modules has none (read() refuses it)
+            act = (pre_activations[i] if i < first else
+                   post_all[i - last - 1] if i > last else "none")
             if act not in (None, "none"):
                 out.append({"type": "activation",
                             "activation": _activation_name(s["where"], act),
