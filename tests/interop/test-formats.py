@@ -363,6 +363,16 @@ keras_case("rtneural/keras-gru", 1, lambda r: [
     keras_dense(r, 6, 1, "tanh")],
     "Model(gru, I=1, H=6, L=1, D=1, pre=[], post=[Dense(6->6, sigmoid), Dense(6->6, relu)], "
     "head=Dense(6->1, none)/tanh")
+keras_case("rtneural/keras-batchnorm", 2, lambda r: [
+    {"type": "batchnorm", "activation": "", "shape": [None, None, 2], "epsilon": 0.001,
+     "weights": [r.uniform(0.5, 2, 2).tolist(), r.uniform(-1, 1, 2).tolist(),
+                 r.uniform(-1, 1, 2).tolist(), r.uniform(0.1, 2, 2).tolist()]},
+    keras_rnn(r, "gru", 2, 4),
+    {"type": "batchnorm", "activation": "", "shape": [None, None, 4], "epsilon": 0.01,
+     "weights": [r.uniform(-1, 1, 4).tolist(), r.uniform(0.1, 2, 4).tolist()]},
+    keras_dense(r, 4, 1)],
+    "Model(gru, I=2, H=4, L=1, D=1, pre=[Dense(2->2, none)], post=[Dense(4->4, none)], "
+    "head=Dense(4->1, none)/none")
 keras_case("rtneural/keras-lstm-no-head", 1, lambda r: [
     keras_rnn(r, "lstm", 1, 4), keras_dense(r, 4, 2, "elu")],
     "Model(lstm, I=1, H=4, L=1, D=1, pre=[], post=[Dense(4->2, elu)], head=None")
@@ -413,6 +423,11 @@ torch_json_case("rtneural/torch-json-gru", "GRU")
 @case("rtneural/refuses")
 def _():
     rng = np.random.default_rng(9)
+    prelu = {"type": "prelu", "activation": "", "shape": [None, None, 4],
+             "weights": [[[0.1] * 4]]}
+    doc = {"in_shape": [None, None, 1], "layers": [keras_rnn(rng, "gru", 1, 4), prelu]}
+    path = write_json("prelu.json", doc)
+    expect_refusal(lambda: rtneural.read(path), "layers[1]", "prelu")
     conv = {"type": "conv1d", "activation": "", "shape": [None, None, 4], "kernel_size": [3],
             "dilation": [1], "weights": [rng.uniform(-1, 1, (3, 4, 4)).tolist(), [0] * 4]}
     doc = {"in_shape": [None, None, 1],

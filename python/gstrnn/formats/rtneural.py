@@ -9,6 +9,8 @@ RTNeural/model_loader.h parseJson):
   dense, time-distributed-dense  weights [kernel [in][out], bias [out]]
                                   (bias optional), then "activation"
   activation                      "activation": tanh relu sigmoid softmax elu
+  batchnorm                       [gamma, beta, running mean, running variance]
+                                  or [mean, variance], and "epsilon"
   lstm                            [kernel [in][4H], recurrent [H][4H], bias [4H]],
                                   Keras gate order i, f, c, o
   gru                             [kernel [in][3H], recurrent [H][3H],
@@ -34,7 +36,9 @@ dense layers after it post layers, the last one the head when its activation
 is a head activation (none, softmax, sigmoid, tanh).  An activation layer
 that follows a dense layer without one becomes that layer's activation;
 anywhere else it becomes an identity dense layer with that activation.
-Conv1D, Conv2D, PReLU, BatchNorm and unknown layers are refused by name.
+A batchnorm layer (inference: a per-channel scale and offset) becomes a
+dense layer with a diagonal weight.  Conv1D, Conv2D, PReLU, BatchNorm2D and
+unknown layers are refused by name.
 """
 
 import os
@@ -81,9 +85,11 @@ def _parse_keras(doc, name):
             raise ModelError(f"{name}: layers[{n}] is not an object")
         kind = layer.get("type")
         where = f"{name}: layers[{n}] ({kind})"
-        if kind not in ("dense", "time-distributed-dense", "activation", "lstm", "gru"):
+        if kind not in ("dense", "time-distributed-dense", "activation", "batchnorm",
+                        "lstm", "gru"):
             raise ModelError(f"{where}: layer type {kind!r} has no gst-rnn form "
-                             "(dense, time-distributed-dense, activation, lstm, gru)")
+                             "(dense, time-distributed-dense, activation, batchnorm, "
+                             "lstm, gru)")
         lshape = layer.get("shape")
         if not isinstance(lshape, list) or not lshape:
             raise ModelError(f"{where}: 'shape' is missing")
@@ -101,6 +107,26 @@ def _parse_keras(doc, name):
                 raise ModelError(f"{where}: shape says {dims} values, the layer "
                                  f"before gives {width}")
             out.append({"type": "activation", "activation": act, "where": where})
+            continue
+        if kind == "batchnorm":
+            # BatchNorm1DLayer: out = gamma / sqrt(var + eps) * (x - mean) + beta
+            if act is not None:
+                raise ModelError(f"{where}: activation {act!r}: RTNeural applies none "
+                                 "after a batchnorm layer")
+            if dims != width or len(weights) not in (2, 4):
+                raise ModelError(f"{where}: expected {width} values and weights "
+                                 "[gamma, beta, mean, variance] or [mean, variance]")
+            v = [_common.array(f"{where} weights[{i}]", w, (dims,))
+                 for i, w in enumerate(weights)]
+            gamma, beta = (v[0], v[1]) if len(v) == 4 else (np.ones(dims), np.zeros(dims))
+            mean, var = v[-2], v[-1]
+            eps = layer.get("epsilon")
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+                raise ModelError(f"{where}: 'epsilon' is {eps!r}, expected a number >= 0")
+            if np.any(var + eps <= 0):
+                raise ModelError(f"{where}: variance + epsilon <= 0")
+            out.append({"type": "batchnorm", "mul": gamma / np.sqrt(var + eps),
+                        "mean": mean, "beta": beta, "where": where})
             continue
         if kind in ("dense", "time-distributed-dense"):
             if len(weights) not in (1, 2):
@@ -339,6 +365,8 @@ def read(path, pre_activations=None, post_activations=None, head_activation=None
         for s in part:
             if s["type"] == "dense":
                 dense.append(Dense(s["W"], s["b"]))
+            elif s["type"] == "batchnorm":
+                dense.append(Dense(np.diag(s["mul"]), s["beta"] - s["mul"] * s["mean"]))
             elif dense and isinstance(dense[-1], Dense) and dense[-1].activation == "none":
                 dense[-1].activation = s["activation"]
             else:
@@ -410,6 +438,8 @@ def reference(path_or_parsed, x, **torch_kwargs):
                 v = s["W"] @ v + s["b"]
             elif s["type"] == "activation":
                 v = _activation(s["activation"], v)
+            elif s["type"] == "batchnorm":
+                v = s["mul"] * (v - s["mean"]) + s["beta"]
             elif s["type"] == "lstm":
                 H, K, U, b = s["H"], s["kernel"], s["recurrent"], s["bias"]
                 a = v @ K + st["h"] @ U + b              # columns i, f, c, o
