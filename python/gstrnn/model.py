@@ -193,6 +193,17 @@ class Model:
             raise ModelError("input.mean and input.std come together")
         if self.input_std is not None and np.any(np.asarray(self.input_std) <= 0):
             raise ModelError("input.std has a value <= 0")
+        for key in ("frame_size", "output_frame_size", "window", "sample_rate"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or int(value) != value
+                                      or value < 1):
+                raise ModelError(f"{key} is {value!r}, expected a whole number >= 1")
+        if self.frame_size and self.input_size % self.frame_size:
+            raise ModelError(f"frame_size {self.frame_size} does not divide the input "
+                             f"size {self.input_size}")
+        if self.output_frame_size and self.output_size % self.output_frame_size:
+            raise ModelError(f"output_frame_size {self.output_frame_size} does not divide "
+                             f"the output size {self.output_size}")
         if self.skip:
             O = self.output_size
             if self.skip not in (1, O) or self.skip > self.input_size:
@@ -348,7 +359,10 @@ class Model:
 
     def to_safetensors(self, path):
         """Write the model file at path atomically (temp file + rename)."""
-        self.validate()
+        try:
+            self.validate()
+        except ModelError as e:
+            raise ModelError(f"{path}: not written: {e}") from None
         header = {"__metadata__": self.metadata()}
         blobs, offset = [], 0
         for name, t in self.tensors().items():

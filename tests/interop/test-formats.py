@@ -179,7 +179,7 @@ def _():
                                            nn.LSTM(1, 3).double().state_dict().items()})
     model.h0 = np.zeros((2, 3))
     path = tmp("refused.safetensors")
-    expect_refusal(lambda: model.to_safetensors(path), "rnn.h0", "[1, 3]")
+    expect_refusal(lambda: model.to_safetensors(path), path, "rnn.h0", "[1, 3]")
     assert not os.path.exists(path) and not [f for f in os.listdir(TMP) if f.endswith(".tmp")]
     model.h0 = None
     model.skip = 2
@@ -189,6 +189,12 @@ def _():
     expect_refusal(model.validate, "pre.0.weight")
     model.pre = [Dense(np.ones((1, 1)), None, "gelu")]
     expect_refusal(model.validate, "pre.0", "gelu")
+    model.pre = []
+    model.frame_size = 0
+    expect_refusal(model.validate, "frame_size")
+    model.frame_size = None
+    model.output_frame_size = 2
+    expect_refusal(model.validate, "output_frame_size 2")
 
 
 # -- GuitarML SimpleRNN ------------------------------------------------------
