@@ -15,6 +15,7 @@
  * Built only with -Dfuzzing=true and clang.  Run it through scripts/fuzz.
  */
 #include "rnn.h"
+#include "rnn-safetensors.h"
 
 #include <stdint.h>
 #include <stdio.h>

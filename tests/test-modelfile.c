@@ -1,6 +1,7 @@
 /* Model files: round trips, dtype conversion, and a corpus of malformed files
  * built in memory from a valid one by byte and JSON surgery. */
 #include "rnn.h"
+#include "rnn-safetensors.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
