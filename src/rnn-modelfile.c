@@ -593,6 +593,8 @@ read_tensor_file (gpointer user_data, const RnnSafetensors *st,
   gsize esize, per_chunk;
   gssize r;
 
+  if (t->dtype == RNN_DTYPE_OTHER)                  /* refused */
+    return rnn_safetensors_convert_f32 (t, NULL, 0, 0, NULL, error);
   if (t->numel == 0)
     return TRUE;
   if (t->dtype == RNN_DTYPE_F32) {
@@ -608,8 +610,6 @@ read_tensor_file (gpointer user_data, const RnnSafetensors *st,
   }
   /* the element size from the byte count the parser checked */
   esize = t->nbytes / (gsize) t->numel;
-  if (t->dtype == RNN_DTYPE_OTHER || esize == 0)     /* refused */
-    return rnn_safetensors_convert_f32 (t, NULL, 0, 0, NULL, error);
   per_chunk = CHUNK_BYTES / esize;
   if (fr->chunk == NULL)
     fr->chunk = g_malloc (CHUNK_BYTES);
