@@ -697,8 +697,8 @@ rnn_model_set_meta (RnnModel *model, const char *key, const char *value)
   }
   /* keep the key array sorted and NULL-terminated: a binary search, and
    * keys arriving in order (as the loader gives them) are appended, so a
-   * file's N keys cost O(N log N) comparisons and no moves, where a linear
-   * search took minutes at 160,000 keys */
+   * file's N keys cost O(N log N) comparisons and no moves (a linear
+   * search costs O(N^2): minutes at 160,000 keys) */
   guint lo = 0, hi = model->meta->len - 1;
   while (lo < hi) {
     const guint mid = lo + (hi - lo) / 2;

@@ -1,12 +1,20 @@
-/* Model files (DESIGN §3): loading, saving and serialising an RnnModel as
+/* Model files (docs/design.md §3): loading, saving and serialising an RnnModel as
  * safetensors.
  *
- * Loading trusts nothing: rnn_safetensors_parse() applies the container's
- * checks, then this file checks the metadata (every value by hand), the set
- * of tensors (every expected tensor present with exactly its shape, no
- * others), and the values (finite, input.std > 0).  The expected tensors are
- * checked against the file before the model is allocated, so a small file
- * cannot make us allocate a huge slab by claiming a huge configuration.
+ * Loading trusts nothing: rnn_safetensors_parse_head() applies the
+ * container's checks, then this file checks the metadata (every value by
+ * hand), the set of tensors (every expected tensor present with exactly its
+ * shape, no others), and the values (finite, input.std > 0).  The expected
+ * tensors are checked against the file before the model is allocated, so a
+ * small file cannot make us allocate a huge slab by claiming a huge
+ * configuration.
+ *
+ * From a path, only a regular file is opened, and only its length field
+ * and header are read before they are judged completely against the real
+ * file size; the tensors are then read straight into the parameter slab.
+ * So memory is bounded by the header (at most 100 MB) and the parameters
+ * (and their packed copy), never a copy of the file, and every allocation
+ * sized by the file is refused with an error rather than aborting.
  *
  * Metadata integers are strict: ASCII decimal digits only -- no sign, no
  * space, no exponent, no leading zero ("08" is refused: the writer never
@@ -260,7 +268,7 @@ expect (GArray *arr, guint ndim, guint64 d0, guint64 d1, const char *fmt, ...)
   g_array_append_val (arr, e);
 }
 
-/* The tensors DESIGN §3 prescribes for @cfg, built without allocating the
+/* The tensors docs/design.md §3 prescribes for @cfg, built without allocating the
  * model (the contract, independent of rnn-model.c, which is cross-checked
  * after the model is built). */
 static GArray *

@@ -1,4 +1,4 @@
-/* Raw safetensors reader (DESIGN §3).
+/* Raw safetensors reader (docs/design.md §3).
  *
  * Layout: an 8-byte little-endian header length N, N bytes of UTF-8 JSON,
  * then the data region holding every tensor's bytes.  Every input is
@@ -24,7 +24,15 @@
  *    end - begin == numel * dtype size;
  *  - sorted by offset, the tensors cover the data region contiguously from
  *    0, without gap or overlap, and the region ends exactly at the end of the
- *    input (no trailing bytes).
+ *    input (no trailing bytes);
+ *  - with a bound given (rnn_safetensors_parse_head()), no more tensors than
+ *    that: counted while scanning, so a header of a million empty tensors
+ *    costs no tree.
+ *
+ * The header can be judged alone, against the size of a file whose data is
+ * not read (rnn_safetensors_parse_head()); the tensors are then read at
+ * their file offsets and converted piece by piece
+ * (rnn_safetensors_convert_f32()).
  *
  * Every error is RNN_ERROR_FORMAT (RNN_ERROR_TENSOR from read_f32) and its
  * message starts with the display name.

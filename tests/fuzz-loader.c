@@ -1,4 +1,4 @@
-/* libFuzzer target for the model loader (DESIGN §3: every file is
+/* libFuzzer target for the model loader (docs/design.md §3: every file is
  * untrusted).
  *
  * Each input goes through the raw safetensors reader and the model loader.

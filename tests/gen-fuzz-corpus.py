@@ -8,7 +8,7 @@ Valid models (every cell, stacked, bidirectional, heads, input
 normalisation, framing metadata, F16/BF16/F64 tensors), a few of the PyTorch
 fixtures (from FIXTURE_DIR, the unpacked tests/fixtures/forward.tar.xz, if
 given) and the shipped model, then malformed files: one per check of the
-loader (DESIGN §3), each made from a valid file by one change.  Standard
+loader (docs/design.md §3), each made from a valid file by one change.  Standard
 library only, deterministic: running it twice gives the same bytes.
 """
 import json
@@ -48,7 +48,7 @@ def encode(values, dtype):
 
 
 def tensors_for(cfg, rng, dtype="F32"):
-    """[(name, shape, values)] in DESIGN §3 naming."""
+    """[(name, shape, values)] in docs/design.md §3 naming."""
     g = GATES[cfg["cell"]]
     h = cfg["hidden_size"]
     d = 2 if cfg["bidirectional"] else 1
