@@ -380,6 +380,10 @@ parse_optional_tensors (const RnnSafetensors *st, const char *dn,
  * and input normalisation.  A header with more is refused while it is
  * scanned, before a tree is built for them. */
 #define MAX_MODEL_TENSORS (RNN_MAX_LAYERS * 2 * 4 + 4)
+/* The most __metadata__ keys: each costs some 400 bytes held while loading
+ * (the JSON tree, the reader's table, the model's), so this bounds that
+ * memory near 400 MB, whatever the header's 100 MB hold. */
+#define MAX_MODEL_META_KEYS (1u << 20)
 
 /* Fills @out (t->numel floats) with tensor @t; errors are not prefixed. */
 typedef gboolean (*ReadTensor) (gpointer user_data, const RnnSafetensors *st,
@@ -538,8 +542,8 @@ rnn_model_load_from_data (const guint8 *data, gsize size,
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   dn = display_name ? display_name : "<memory>";
-  st = rnn_safetensors_parse_head (data, size, size, MAX_MODEL_TENSORS, dn,
-      error);
+  st = rnn_safetensors_parse_head (data, size, size, MAX_MODEL_TENSORS,
+      MAX_MODEL_META_KEYS, dn, error);
   if (st == NULL)
     return NULL;
   return load_model (st, dn, read_tensor_memory, NULL, error);
@@ -757,7 +761,7 @@ rnn_model_load (const char *path, GError **error)
     goto out;
   }
   st = rnn_safetensors_parse_head (head, 8 + (gsize) n, size,
-      MAX_MODEL_TENSORS, path, error);
+      MAX_MODEL_TENSORS, MAX_MODEL_META_KEYS, path, error);
   g_clear_pointer (&head, g_free);      /* @st keeps what it needs */
   if (st == NULL)
     goto out;

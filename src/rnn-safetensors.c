@@ -25,9 +25,9 @@
  *  - sorted by offset, the tensors cover the data region contiguously from
  *    0, without gap or overlap, and the region ends exactly at the end of the
  *    input (no trailing bytes);
- *  - with a bound given (rnn_safetensors_parse_head()), no more tensors than
- *    that: counted while scanning, so a header of a million empty tensors
- *    costs no tree.
+ *  - with bounds given (rnn_safetensors_parse_head()), no more tensors and
+ *    __metadata__ keys than those: counted while scanning, so a header of a
+ *    million empty tensors costs no tree.
  *
  * The header can be judged alone, against the size of a file whose data is
  * not read (rnn_safetensors_parse_head()); the tensors are then read at
@@ -176,6 +176,9 @@ typedef struct {
    * builds a tree for them */
   guint n_tensors;
   guint max_tensors;
+  /* the same for the keys of __metadata__ */
+  guint n_meta;
+  guint max_meta;
 } Scan;
 
 static gboolean
@@ -467,6 +470,13 @@ scan_object (Scan *s, int depth)
           "have", s->max_tensors);
       goto out;
     }
+    if (depth == 2 && strcmp (s->key1->str, "__metadata__") == 0
+        && ++s->n_meta > s->max_meta) {
+      s->p = key_at;
+      scan_refuse (s, "more than %u __metadata__ keys, the most a model "
+          "file may have", s->max_meta);
+      goto out;
+    }
     if (depth == 1) {
       g_string_assign (s->key1, key->str);
       g_string_truncate (s->key2, 0);
@@ -575,10 +585,10 @@ scan_value (Scan *s, int depth)
  * object with no duplicate keys, nothing json-glib would bend. */
 static gboolean
 scan_header (const char *header, gsize len, guint max_tensors,
-    const char *display_name, GError **error)
+    guint max_meta, const char *display_name, GError **error)
 {
   Scan s = { header, header, header + len, display_name, NULL, NULL, error,
-    0, max_tensors };
+    0, max_tensors, 0, max_meta };
   gboolean ok;
   char buf[16];
 
@@ -970,13 +980,14 @@ rnn_safetensors_parse (const guint8 *data, gsize size,
   g_return_val_if_fail (data != NULL || size == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  return rnn_safetensors_parse_head (data, size, size, G_MAXUINT,
+  return rnn_safetensors_parse_head (data, size, size, G_MAXUINT, G_MAXUINT,
       display_name, error);
 }
 
 RnnSafetensors *
 rnn_safetensors_parse_head (const guint8 *data, gsize avail,
-    guint64 file_size, guint max_tensors, const char *display_name,
+    guint64 file_size, guint max_tensors, guint max_meta_keys,
+    const char *display_name,
     GError **error)
 {
   RnnSafetensors *st = NULL;
@@ -1016,7 +1027,8 @@ rnn_safetensors_parse_head (const guint8 *data, gsize avail,
         G_GSIZE_FORMAT " of the header)", (gsize) (bad - header));
     return NULL;
   }
-  if (!scan_header (header, n, max_tensors, display_name, error))
+  if (!scan_header (header, n, max_tensors, max_meta_keys, display_name,
+          error))
     return NULL;
 
   parser = json_parser_new ();

@@ -54,11 +54,12 @@ gboolean rnn_safetensors_header_length (const guint8 *data, guint64 file_size,
  * of it.  Every check of the header against the file is made (offsets
  * against the real data region).  When @avail < @file_size the tensors'
  * data is NULL: read them at rnn_safetensors_get_file_offset ().  A header
- * with more than @max_tensors tensors is refused while it is scanned,
- * before any tree is built for them (G_MAXUINT: no bound). */
+ * with more than @max_tensors tensors or @max_meta_keys __metadata__ keys
+ * is refused while it is scanned, before any tree is built for them
+ * (G_MAXUINT: no bound). */
 RnnSafetensors *rnn_safetensors_parse_head (const guint8 *data, gsize avail,
-    guint64 file_size, guint max_tensors, const char *display_name,
-    GError **error);
+    guint64 file_size, guint max_tensors, guint max_meta_keys,
+    const char *display_name, GError **error);
 
 /* Where @t's bytes start in the file (from its first byte). */
 guint64 rnn_safetensors_get_file_offset (const RnnSafetensors *st,

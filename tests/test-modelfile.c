@@ -1364,6 +1364,60 @@ test_bases_load (void)
   }
 }
 
+/* The raw reader's header-only parse: the bounds on tensors and metadata
+ * keys, the file offsets, and no data pointers when only the header is at
+ * hand. */
+static void
+test_safetensors_head_bounds (void)
+{
+  const char *json = "{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"},"
+      "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"y\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[8,10]},"
+      "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[10,10]}}";
+  const guint64 n = strlen (json);
+  guint8 *head = g_malloc (8 + n);
+  GError *error = NULL;
+  RnnSafetensors *st;
+  guint64 le = GUINT64_TO_LE (n);
+
+  memcpy (head, &le, 8);
+  memcpy (head + 8, json, n);
+
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 10, 2, 3, "h",
+      &error);
+  g_assert_null (st);
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "more than 2 tensors"));
+  g_clear_error (&error);
+
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 10, 3, 2, "h",
+      &error);
+  g_assert_null (st);
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "more than 2 __metadata__ keys"));
+  g_clear_error (&error);
+
+  /* the data region is judged against the file's size, not what is read */
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 11, 3, 3, "h",
+      &error);
+  g_assert_null (st);
+  g_assert_nonnull (strstr (error->message, "1 trailing bytes"));
+  g_clear_error (&error);
+
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 10, 3, 3, "h",
+      &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (rnn_safetensors_get_n_tensors (st), ==, 3);
+  g_assert_null (rnn_safetensors_find (st, "x")->data);
+  g_assert_cmpuint (rnn_safetensors_get_file_offset (st,
+          rnn_safetensors_find (st, "x")), ==, 8 + n);
+  g_assert_cmpuint (rnn_safetensors_get_file_offset (st,
+          rnn_safetensors_find (st, "y")), ==, 8 + n + 8);
+  g_assert_cmpstr (rnn_safetensors_get_meta (st, "c"), ==, "3");
+  rnn_safetensors_free (st);
+  g_free (head);
+}
+
 /* ---- files at every size, and paths that are not files ------------------- */
 
 /* A model file of @cell with one layer, @I inputs and @H hidden units,
@@ -1759,6 +1813,8 @@ main (int argc, char **argv)
   g_test_add_func ("/modelfile/convert/special-values",
       test_convert_special_values);
   g_test_add_func ("/modelfile/safetensors/raw", test_safetensors_raw);
+  g_test_add_func ("/modelfile/safetensors/head-bounds",
+      test_safetensors_head_bounds);
   g_test_add_func ("/modelfile/file/errors", test_file_errors);
   g_test_add_func ("/modelfile/file/not-regular", test_not_regular_files);
   g_test_add_func ("/modelfile/file/large-sparse-refused",
