@@ -987,8 +987,7 @@ rnn_safetensors_parse (const guint8 *data, gsize size,
 RnnSafetensors *
 rnn_safetensors_parse_head (const guint8 *data, gsize avail,
     guint64 file_size, guint max_tensors, guint max_meta_keys,
-    const char *display_name,
-    GError **error)
+    const char *display_name, GError **error)
 {
   RnnSafetensors *st = NULL;
   JsonParser *parser = NULL;
@@ -1014,7 +1013,7 @@ rnn_safetensors_parse_head (const guint8 *data, gsize avail,
   if (avail < 8 || n > avail - 8) {
     /* the caller read less than the header */
     st_error (error, display_name, "only %" G_GSIZE_FORMAT " bytes of the "
-        "%" G_GUINT64_FORMAT "-byte header were read", avail - 8, n);
+        "%" G_GUINT64_FORMAT "-byte header were read", MAX (avail, 8) - 8, n);
     return NULL;
   }
   header = (const char *) data + 8;
