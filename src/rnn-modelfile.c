@@ -730,15 +730,17 @@ rnn_model_load (const char *path, GError **error)
   }
   size = (guint64) sb.st_size;
 
-  r = size >= 8 ? pread_full (fr.fd, first8, 8, 0) : 0;
-  if (r < 0) {
-    int saved = errno;
-    set_error (error, RNN_ERROR_IO, path, "cannot read the model file: %s",
-        g_strerror (saved));
-    goto out;
+  if (size >= 8) {
+    r = pread_full (fr.fd, first8, 8, 0);
+    if (r < 0) {
+      int saved = errno;
+      set_error (error, RNN_ERROR_IO, path, "cannot read the model file: %s",
+          g_strerror (saved));
+      goto out;
+    }
+    if (r < 8)
+      size = (guint64) r;               /* shrank since fstat () */
   }
-  if ((guint64) r < MIN (size, 8))
-    size = (guint64) r;                 /* shrank since fstat () */
   if (!rnn_safetensors_header_length (first8, size, path, &n, error))
     goto out;
 

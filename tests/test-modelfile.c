@@ -1735,6 +1735,7 @@ test_not_regular_files (void)
   char *fifo = tmp_path (dir, "fifo.safetensors");
   char *loop_a = tmp_path (dir, "a.safetensors");
   char *loop_b = tmp_path (dir, "b.safetensors");
+  char *short_file = tmp_path (dir, "short.safetensors");
   ChildLoad r;
 
   g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
@@ -1758,6 +1759,15 @@ test_not_regular_files (void)
   g_assert_nonnull (strstr (r.message, "is a directory"));
   g_free (r.message);
 
+  /* and a regular file shorter than the length field, named with its
+   * real size */
+  g_assert_true (g_file_set_contents (short_file, "abcde", 5, NULL));
+  r = load_in_child (short_file, 0, 10);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (r.message, "file is 5 bytes, too short"));
+  g_free (r.message);
+  g_assert_cmpint (g_remove (short_file), ==, 0);
+
   g_assert_cmpint (symlink (loop_b, loop_a), ==, 0);
   g_assert_cmpint (symlink (loop_a, loop_b), ==, 0);
   r = load_in_child (loop_a, 0, 10);
@@ -1772,6 +1782,7 @@ test_not_regular_files (void)
   g_assert_cmpint (g_rmdir (dir), ==, 0);
   g_free (loop_a);
   g_free (loop_b);
+  g_free (short_file);
   g_free (fifo);
   g_free (dir);
 }
