@@ -1,12 +1,20 @@
-/* Model files (DESIGN §3): loading, saving and serialising an RnnModel as
+/* Model files (docs/design.md §3): loading, saving and serialising an RnnModel as
  * safetensors.
  *
- * Loading trusts nothing: rnn_safetensors_parse() applies the container's
- * checks, then this file checks the metadata (every value by hand), the set
- * of tensors (every expected tensor present with exactly its shape, no
- * others), and the values (finite, input.std > 0).  The expected tensors are
- * checked against the file before the model is allocated, so a small file
- * cannot make us allocate a huge slab by claiming a huge configuration.
+ * Loading trusts nothing: rnn_safetensors_parse_head() applies the
+ * container's checks, then this file checks the metadata (every value by
+ * hand), the set of tensors (every expected tensor present with exactly its
+ * shape, no others), and the values (finite, input.std > 0).  The expected
+ * tensors are checked against the file before the model is allocated, so a
+ * small file cannot make us allocate a huge slab by claiming a huge
+ * configuration.
+ *
+ * From a path, only a regular file is opened, and only its length field
+ * and header are read before they are judged completely against the real
+ * file size; the tensors are then read straight into the parameter slab.
+ * So memory is bounded by the header (at most 100 MB) and the parameters
+ * (and their packed copy), never a copy of the file, and every allocation
+ * sized by the file is refused with an error rather than aborting.
  *
  * Metadata integers are strict: ASCII decimal digits only -- no sign, no
  * space, no exponent, no leading zero ("08" is refused: the writer never
@@ -19,8 +27,8 @@
  * '{' and is padded with spaces to a multiple of 8.  So save -> load -> save
  * gives the same bytes.
  */
-#include "rnn.h"
-#include "rnn-safetensors-private.h"
+#include "rnn-private.h"
+#include "rnn-safetensors.h"
 
 #include <glib/gstdio.h>
 #include <errno.h>
@@ -33,6 +41,9 @@
 
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
+#endif
+#ifndef O_NOCTTY
+#define O_NOCTTY 0
 #endif
 
 #define FORMAT_NAME "gst-rnn"
@@ -257,7 +268,7 @@ expect (GArray *arr, guint ndim, guint64 d0, guint64 d1, const char *fmt, ...)
   g_array_append_val (arr, e);
 }
 
-/* The tensors DESIGN §3 prescribes for @cfg, built without allocating the
+/* The tensors docs/design.md §3 prescribes for @cfg, built without allocating the
  * model (the contract, independent of rnn-model.c, which is cross-checked
  * after the model is built). */
 static GArray *
@@ -365,26 +376,39 @@ parse_optional_tensors (const RnnSafetensors *st, const char *dn,
 
 /* ---- load ---------------------------------------------------------------- */
 
-RnnModel *
-rnn_model_load_from_data (const guint8 *data, gsize size,
-    const char *display_name, GError **error)
+/* The most tensors a model may have: four per layer and direction, a head
+ * and input normalisation.  A header with more is refused while it is
+ * scanned, before a tree is built for them. */
+#define MAX_MODEL_TENSORS (RNN_MAX_LAYERS * 2 * 4 + 4)
+/* The most __metadata__ keys: each costs some 400 bytes held while loading
+ * (the JSON tree, the reader's table, the model's), so this bounds that
+ * memory near 400 MB, whatever the header's 100 MB hold. */
+#define MAX_MODEL_META_KEYS (1u << 20)
+
+/* Fills @out (t->numel floats) with tensor @t; errors are not prefixed. */
+typedef gboolean (*ReadTensor) (gpointer user_data, const RnnSafetensors *st,
+    const RnnStTensor *t, float *out, GError **error);
+
+static gboolean
+read_tensor_memory (gpointer user_data, const RnnSafetensors *st,
+    const RnnStTensor *t, float *out, GError **error)
 {
-  g_autoptr (RnnSafetensors) st = NULL;
+  return rnn_safetensors_read_f32 (t, out, error);
+}
+
+/* Judges the parsed header against the model file format, allocates the
+ * model and fills it through @read: nothing is allocated for the
+ * parameters before every check that does not need their values passed. */
+static RnnModel *
+load_model (const RnnSafetensors *st, const char *dn, ReadTensor read,
+    gpointer read_data, GError **error)
+{
   g_autoptr (RnnModel) model = NULL;
   GArray *expected = NULL;
-  const char *dn;
   const char *const *keys;
   RnnConfig cfg;
   GError *local = NULL;
   float *params;
-
-  g_return_val_if_fail (data != NULL || size == 0, NULL);
-  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
-
-  dn = display_name ? display_name : "<memory>";
-  st = rnn_safetensors_parse (data, size, dn, error);
-  if (st == NULL)
-    return NULL;
 
   rnn_config_init (&cfg);
   if (!parse_config (st, dn, &cfg, error)
@@ -437,8 +461,11 @@ rnn_model_load_from_data (const guint8 *data, gsize size,
 
   model = rnn_model_new (&cfg, &local);
   if (model == NULL) {
-    set_error (error, RNN_ERROR_METADATA, dn, "invalid configuration: %s",
-        local->message);
+    if (local->code == RNN_ERROR_IO)      /* the slab could not be had */
+      set_error (error, RNN_ERROR_IO, dn, "%s", local->message);
+    else
+      set_error (error, RNN_ERROR_METADATA, dn, "invalid configuration: %s",
+          local->message);
     g_error_free (local);
     return NULL;
   }
@@ -453,8 +480,13 @@ rnn_model_load_from_data (const guint8 *data, gsize size,
     /* The model's own table must agree with the contract checked above. */
     if (!check_tensor_shape (t, dn, info->name, info->ndim, shape, error))
       return NULL;
-    if (!rnn_safetensors_read_f32 (t, out, &local)) {
-      g_propagate_prefixed_error (error, local, "%s: ", dn);
+    if (!read (read_data, st, t, out, &local)) {
+      if (local->code == RNN_ERROR_IO)
+        set_error (error, RNN_ERROR_IO, dn, "%s", local->message);
+      else
+        g_propagate_prefixed_error (error, g_steal_pointer (&local), "%s: ",
+            dn);
+      g_clear_error (&local);
       return NULL;
     }
     for (gsize j = 0; j < info->numel; j++) {
@@ -491,94 +523,257 @@ rnn_model_load_from_data (const guint8 *data, gsize size,
     }
   }
 
-  rnn_model_seal (model);
+  if (!rnn_model_try_seal (model, &local)) {
+    set_error (error, RNN_ERROR_IO, dn, "%s", local->message);
+    g_error_free (local);
+    return NULL;
+  }
   return g_steal_pointer (&model);
 }
 
-/* Reads all of @path; errors name the path and the system's reason. */
-static guint8 *
-read_whole_file (const char *path, gsize *len, GError **error)
+RnnModel *
+rnn_model_load_from_data (const guint8 *data, gsize size,
+    const char *display_name, GError **error)
 {
-  struct stat sb;
-  guint8 *buf = NULL;
-  gsize cap, n = 0;
-  int fd, saved;
+  g_autoptr (RnnSafetensors) st = NULL;
+  const char *dn;
 
-  fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) {
-    saved = errno;
-    set_error (error, RNN_ERROR_IO, path, "cannot open the model file: %s",
-        g_strerror (saved));
+  g_return_val_if_fail (data != NULL || size == 0, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  dn = display_name ? display_name : "<memory>";
+  st = rnn_safetensors_parse_head (data, size, size, MAX_MODEL_TENSORS,
+      MAX_MODEL_META_KEYS, dn, error);
+  if (st == NULL)
     return NULL;
-  }
-  if (fstat (fd, &sb) != 0) {
-    saved = errno;
-    set_error (error, RNN_ERROR_IO, path, "cannot stat the model file: %s",
-        g_strerror (saved));
-    goto fail;
-  }
-  if (S_ISDIR (sb.st_mode)) {
-    set_error (error, RNN_ERROR_IO, path, "is a directory, not a model file");
-    goto fail;
-  }
-  cap = (S_ISREG (sb.st_mode) && sb.st_size > 0
-      && (guint64) sb.st_size < G_MAXSIZE - 1) ? (gsize) sb.st_size + 1 : 65536;
-  for (;;) {
-    gssize r;
-
-    if (buf == NULL || n == cap) {
-      guint8 *nb;
-      if (buf != NULL) {
-        if (cap > G_MAXSIZE / 2)
-          goto too_large;
-        cap *= 2;
-      }
-      nb = g_try_realloc (buf, cap);
-      if (nb == NULL)
-        goto too_large;
-      buf = nb;
-    }
-    r = read (fd, buf + n, cap - n);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      saved = errno;
-      set_error (error, RNN_ERROR_IO, path, "cannot read the model file: %s",
-          g_strerror (saved));
-      goto fail;
-    }
-    if (r == 0)
-      break;
-    n += (gsize) r;
-  }
-  close (fd);
-  *len = n;
-  return buf;
-
-too_large:
-  set_error (error, RNN_ERROR_IO, path, "the model file is too large to "
-      "load into memory");
-fail:
-  g_free (buf);
-  close (fd);
-  return NULL;
+  return load_model (st, dn, read_tensor_memory, NULL, error);
 }
 
+/* Reads @len bytes at @offset of @fd; a short count only at end of file. */
+static gssize
+pread_full (int fd, void *buf, gsize len, guint64 offset)
+{
+  gsize done = 0;
+
+  while (done < len) {
+    gssize r = pread (fd, (guint8 *) buf + done, len - done,
+        (off_t) (offset + done));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -1;
+    if (r == 0)
+      break;
+    done += (gsize) r;
+  }
+  return (gssize) done;
+}
+
+typedef struct {
+  int fd;
+  guint8 *chunk;                /* CHUNK_BYTES, for converted dtypes */
+} FileReader;
+
+#define CHUNK_BYTES (256 * 1024)
+
+static gboolean
+read_failed (const RnnStTensor *t, gssize r,
+    gsize want, GError **error)
+{
+  const int saved = errno;
+  char *q = rnn_st_quote (t->name);
+
+  if (r < 0)
+    g_set_error (error, RNN_ERROR, RNN_ERROR_IO, "cannot read tensor %s "
+        "from the model file: %s", q, g_strerror (saved));
+  else
+    g_set_error (error, RNN_ERROR, RNN_ERROR_IO, "the model file ended "
+        "inside tensor %s (%" G_GSSIZE_FORMAT " of %" G_GSIZE_FORMAT " bytes "
+        "read): it was truncated while being read", q, r, want);
+  g_free (q);
+  return FALSE;
+}
+
+/* Reads tensor @t of the file straight into @out: float32 in place, other
+ * dtypes through a fixed chunk, so memory stays that of the slab. */
+static gboolean
+read_tensor_file (gpointer user_data, const RnnSafetensors *st,
+    const RnnStTensor *t, float *out, GError **error)
+{
+  FileReader *fr = user_data;
+  const guint64 at = rnn_safetensors_get_file_offset (st, t);
+  gsize esize, per_chunk;
+  gssize r;
+
+  if (t->dtype == RNN_DTYPE_OTHER)                  /* refused */
+    return rnn_safetensors_convert_f32 (t, NULL, 0, 0, NULL, error);
+  if (t->numel == 0)
+    return TRUE;
+  if (t->dtype == RNN_DTYPE_F32) {
+    r = pread_full (fr->fd, out, t->nbytes, at);
+    if (r < 0 || (gsize) r != t->nbytes)
+      return read_failed (t, r, t->nbytes, error);
+#if G_BYTE_ORDER != G_LITTLE_ENDIAN
+    return rnn_safetensors_convert_f32 (t, (const guint8 *) out, 0,
+        (gsize) t->numel, out, error);
+#else
+    return TRUE;
+#endif
+  }
+  /* the element size from the byte count the parser checked */
+  esize = t->nbytes / (gsize) t->numel;
+  per_chunk = CHUNK_BYTES / esize;
+  if (fr->chunk == NULL)
+    fr->chunk = g_malloc (CHUNK_BYTES);
+  for (gsize first = 0; first < (gsize) t->numel; first += per_chunk) {
+    const gsize count = MIN (per_chunk, (gsize) t->numel - first);
+    r = pread_full (fr->fd, fr->chunk, count * esize, at + first * esize);
+    if (r < 0 || (gsize) r != count * esize)
+      return read_failed (t, r, count * esize, error);
+    if (!rnn_safetensors_convert_f32 (t, fr->chunk, first, count,
+            out + first, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* What a path that is not a regular file is, for the message. */
+static const char *
+describe_file_type (mode_t mode)
+{
+  if (S_ISDIR (mode))
+    return "a directory";
+  if (S_ISFIFO (mode))
+    return "a named pipe (FIFO)";
+  if (S_ISCHR (mode))
+    return "a character device";
+  if (S_ISBLK (mode))
+    return "a block device";
+#ifdef S_ISSOCK
+  if (S_ISSOCK (mode))
+    return "a socket";
+#endif
+  return "not a regular file";
+}
+
+static void
+open_error (const char *path, int err, GError **error)
+{
+  switch (err) {
+    case ELOOP:
+      set_error (error, RNN_ERROR_IO, path, "cannot open the model file: "
+          "the path is a symbolic link loop (%s)", g_strerror (err));
+      break;
+    case ENOENT:
+    case ENOTDIR:
+      set_error (error, RNN_ERROR_IO, path, "cannot open the model file: %s "
+          "(not found: check the path)", g_strerror (err));
+      break;
+    case EACCES:
+    case EPERM:
+      set_error (error, RNN_ERROR_IO, path, "cannot open the model file: %s "
+          "(check the file's permissions)", g_strerror (err));
+      break;
+    default:
+      set_error (error, RNN_ERROR_IO, path, "cannot open the model file: %s",
+          g_strerror (err));
+  }
+}
+
+/* Only a regular file is opened: a FIFO would block in open () (and a
+ * writer could feed it forever), a device may never end.  Then only the
+ * length field and the header are read and judged completely -- against
+ * the real file size -- before the parameter slab is allocated and the
+ * tensors are read straight into it: no copy of the whole file is held. */
 RnnModel *
 rnn_model_load (const char *path, GError **error)
 {
-  RnnModel *model;
-  guint8 *data;
-  gsize len = 0;
+  g_autoptr (RnnSafetensors) st = NULL;
+  FileReader fr = { -1, NULL };
+  RnnModel *model = NULL;
+  struct stat sb;
+  guint8 first8[8];
+  guint8 *head = NULL;
+  guint64 size, n;
+  gssize r;
 
   g_return_val_if_fail (path != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  data = read_whole_file (path, &len, error);
-  if (data == NULL)
+  /* stat () first, so that a device or FIFO is not even opened */
+  if (g_stat (path, &sb) != 0) {
+    open_error (path, errno, error);
     return NULL;
-  model = rnn_model_load_from_data (data, len, path, error);
-  g_free (data);
+  }
+  if (!S_ISREG (sb.st_mode)) {
+    set_error (error, RNN_ERROR_IO, path, "is %s, not a model file (a "
+        "regular file is needed)", describe_file_type (sb.st_mode));
+    return NULL;
+  }
+  /* O_NONBLOCK: should the path have become a FIFO since, open () does
+   * not wait for a writer; fstat () below refuses it */
+  fr.fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+  if (fr.fd < 0) {
+    open_error (path, errno, error);
+    return NULL;
+  }
+  if (fstat (fr.fd, &sb) != 0) {
+    int saved = errno;
+    set_error (error, RNN_ERROR_IO, path, "cannot stat the model file: %s",
+        g_strerror (saved));
+    goto out;
+  }
+  if (!S_ISREG (sb.st_mode)) {
+    set_error (error, RNN_ERROR_IO, path, "is %s, not a model file (a "
+        "regular file is needed)", describe_file_type (sb.st_mode));
+    goto out;
+  }
+  size = (guint64) sb.st_size;
+
+  if (size >= 8) {
+    r = pread_full (fr.fd, first8, 8, 0);
+    if (r < 0) {
+      int saved = errno;
+      set_error (error, RNN_ERROR_IO, path, "cannot read the model file: %s",
+          g_strerror (saved));
+      goto out;
+    }
+    if (r < 8)
+      size = (guint64) r;               /* shrank since fstat () */
+  }
+  if (!rnn_safetensors_header_length (first8, size, path, &n, error))
+    goto out;
+
+  /* n <= 100,000,000: bounded, and checked against the file's size */
+  head = rnn_try_alloc0 (8 + (gsize) n, 1, "the model file's header", error);
+  if (head == NULL) {
+    g_prefix_error (error, "%s: ", path);
+    goto out;
+  }
+  memcpy (head, first8, 8);
+  r = pread_full (fr.fd, head + 8, (gsize) n, 8);
+  if (r < 0 || (guint64) r != n) {
+    int saved = errno;
+    if (r < 0)
+      set_error (error, RNN_ERROR_IO, path, "cannot read the model file: %s",
+          g_strerror (saved));
+    else
+      set_error (error, RNN_ERROR_IO, path, "the model file ended inside "
+          "its header: it was truncated while being read");
+    goto out;
+  }
+  st = rnn_safetensors_parse_head (head, 8 + (gsize) n, size,
+      MAX_MODEL_TENSORS, MAX_MODEL_META_KEYS, path, error);
+  g_clear_pointer (&head, g_free);      /* @st keeps what it needs */
+  if (st == NULL)
+    goto out;
+  model = load_model (st, path, read_tensor_file, &fr, error);
+
+out:
+  g_free (head);
+  g_free (fr.chunk);
+  if (fr.fd >= 0)
+    close (fr.fd);
   return model;
 }
 

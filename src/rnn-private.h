@@ -3,6 +3,22 @@
 
 #include "rnn.h"
 
+/* Memory whose size comes from a file (or from a configuration read from
+ * one) is taken here, never with an aborting allocator: @n_elems *
+ * @elem_size bytes, zero-filled, or NULL with an RNN_ERROR_IO naming the
+ * size and @what it was for (e.g. "the parameter slab").  Free with
+ * g_free ().  The size is checked for overflow first. */
+gpointer rnn_try_alloc0 (gsize n_elems, gsize elem_size, const char *what,
+    GError **error);
+/* The same, not zero-filled and @alignment-aligned (a power of two, a
+ * multiple of sizeof (void *)); free with g_aligned_free (). */
+gpointer rnn_try_aligned_alloc (gsize n_elems, gsize elem_size,
+    gsize alignment, const char *what, GError **error);
+
+/* rnn_model_seal () that refuses instead of aborting when the packed copy
+ * cannot be allocated (a model read from a file). */
+gboolean rnn_model_try_seal (RnnModel *model, GError **error);
+
 /* A weight W [N][K] repacked for the inference kernels: its transpose cut
  * into panels of `width` columns (a multiple of 8, at most 64), each panel
  * [K][width] contiguous, the last one zero-padded.  A kernel then streams

@@ -1,4 +1,4 @@
-/* Raw safetensors reader (DESIGN §3).
+/* Raw safetensors reader (docs/design.md §3).
  *
  * Layout: an 8-byte little-endian header length N, N bytes of UTF-8 JSON,
  * then the data region holding every tensor's bytes.  Every input is
@@ -24,13 +24,21 @@
  *    end - begin == numel * dtype size;
  *  - sorted by offset, the tensors cover the data region contiguously from
  *    0, without gap or overlap, and the region ends exactly at the end of the
- *    input (no trailing bytes).
+ *    input (no trailing bytes);
+ *  - with bounds given (rnn_safetensors_parse_head()), no more tensors and
+ *    __metadata__ keys than those: counted while scanning, so a header of a
+ *    million empty tensors costs no tree.
+ *
+ * The header can be judged alone, against the size of a file whose data is
+ * not read (rnn_safetensors_parse_head()); the tensors are then read at
+ * their file offsets and converted piece by piece
+ * (rnn_safetensors_convert_f32()).
  *
  * Every error is RNN_ERROR_FORMAT (RNN_ERROR_TENSOR from read_f32) and its
  * message starts with the display name.
  */
 #include "rnn.h"
-#include "rnn-safetensors-private.h"
+#include "rnn-safetensors.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -52,6 +60,8 @@ struct _RnnSafetensors {
   GHashTable *meta;              /* key -> value (owned) */
   gboolean has_meta;
   char **meta_keys;              /* sorted; strings owned by @meta */
+  guint64 data_start;            /* 8 + the header length */
+  guint64 *begins;               /* each tensor's offset in the data region */
 };
 
 /* ---- dtypes ------------------------------------------------------------- */
@@ -161,6 +171,14 @@ typedef struct {
   GString *key1;
   GString *key2;
   GError **error;
+  /* tensors (members of the root other than __metadata__) seen, and the
+   * most accepted: refused as soon as one more is seen, before json-glib
+   * builds a tree for them */
+  guint n_tensors;
+  guint max_tensors;
+  /* the same for the keys of __metadata__ */
+  guint n_meta;
+  guint max_meta;
 } Scan;
 
 static gboolean
@@ -445,6 +463,20 @@ scan_object (Scan *s, int depth)
       goto out;
     }
     g_hash_table_add (seen, g_strdup (key->str));
+    if (depth == 1 && strcmp (key->str, "__metadata__") != 0
+        && ++s->n_tensors > s->max_tensors) {
+      s->p = key_at;
+      scan_refuse (s, "more than %u tensors, the most a model file may "
+          "have", s->max_tensors);
+      goto out;
+    }
+    if (depth == 2 && strcmp (s->key1->str, "__metadata__") == 0
+        && ++s->n_meta > s->max_meta) {
+      s->p = key_at;
+      scan_refuse (s, "more than %u __metadata__ keys, the most a model "
+          "file may have", s->max_meta);
+      goto out;
+    }
     if (depth == 1) {
       g_string_assign (s->key1, key->str);
       g_string_truncate (s->key2, 0);
@@ -552,10 +584,11 @@ scan_value (Scan *s, int depth)
 /* Validates @header (@len bytes, already valid UTF-8) as exactly one JSON
  * object with no duplicate keys, nothing json-glib would bend. */
 static gboolean
-scan_header (const char *header, gsize len, const char *display_name,
-    GError **error)
+scan_header (const char *header, gsize len, guint max_tensors,
+    guint max_meta, const char *display_name, GError **error)
 {
-  Scan s = { header, header, header + len, display_name, NULL, NULL, error };
+  Scan s = { header, header, header + len, display_name, NULL, NULL, error,
+    0, max_tensors, 0, max_meta };
   gboolean ok;
   char buf[16];
 
@@ -903,8 +936,57 @@ entries_free (Entry *entries, guint n)
   g_free (entries);
 }
 
+gboolean
+rnn_safetensors_header_length (const guint8 *data, guint64 file_size,
+    const char *display_name, guint64 *header_len, GError **error)
+{
+  guint64 n;
+
+  g_return_val_if_fail (data != NULL || file_size < 8, FALSE);
+  g_return_val_if_fail (header_len != NULL, FALSE);
+  if (display_name == NULL)
+    display_name = "<memory>";
+
+  if (file_size < 8) {
+    st_error (error, display_name, "file is %" G_GUINT64_FORMAT " bytes, "
+        "too short for the 8-byte header length", file_size);
+    return FALSE;
+  }
+  memcpy (&n, data, 8);
+  n = GUINT64_FROM_LE (n);
+  if (n == 0) {
+    st_error (error, display_name, "header length is 0");
+    return FALSE;
+  }
+  if (n > ST_MAX_HEADER_SIZE) {
+    st_error (error, display_name, "header length %" G_GUINT64_FORMAT
+        " exceeds the limit of %u bytes", n, ST_MAX_HEADER_SIZE);
+    return FALSE;
+  }
+  if (n > file_size - 8) {
+    st_error (error, display_name, "header length %" G_GUINT64_FORMAT
+        " runs past the end of the file (%" G_GUINT64_FORMAT " bytes follow "
+        "the length field)", n, file_size - 8);
+    return FALSE;
+  }
+  *header_len = n;
+  return TRUE;
+}
+
 RnnSafetensors *
 rnn_safetensors_parse (const guint8 *data, gsize size,
+    const char *display_name, GError **error)
+{
+  g_return_val_if_fail (data != NULL || size == 0, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return rnn_safetensors_parse_head (data, size, size, G_MAXUINT, G_MAXUINT,
+      display_name, error);
+}
+
+RnnSafetensors *
+rnn_safetensors_parse_head (const guint8 *data, gsize avail,
+    guint64 file_size, guint max_tensors, guint max_meta_keys,
     const char *display_name, GError **error)
 {
   RnnSafetensors *st = NULL;
@@ -918,44 +1000,34 @@ rnn_safetensors_parse (const guint8 *data, gsize size,
   const guint8 *region;
   GError *json_error = NULL;
 
-  g_return_val_if_fail (data != NULL || size == 0, NULL);
+  g_return_val_if_fail (data != NULL || avail == 0, NULL);
+  g_return_val_if_fail (avail <= file_size, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (display_name == NULL)
     display_name = "<memory>";
 
-  if (size < 8) {
-    st_error (error, display_name, "file is %" G_GSIZE_FORMAT " bytes, too "
-        "short for the 8-byte header length", size);
+  if (!rnn_safetensors_header_length (data, file_size, display_name, &n,
+          error))
     return NULL;
-  }
-  memcpy (&n, data, 8);
-  n = GUINT64_FROM_LE (n);
-  if (n == 0) {
-    st_error (error, display_name, "header length is 0");
-    return NULL;
-  }
-  if (n > ST_MAX_HEADER_SIZE) {
-    st_error (error, display_name, "header length %" G_GUINT64_FORMAT
-        " exceeds the limit of %u bytes", n, ST_MAX_HEADER_SIZE);
-    return NULL;
-  }
-  if (n > size - 8) {
-    st_error (error, display_name, "header length %" G_GUINT64_FORMAT
-        " runs past the end of the file (%" G_GSIZE_FORMAT " bytes follow "
-        "the length field)", n, size - 8);
+  if (avail < 8 || n > avail - 8) {
+    /* the caller read less than the header */
+    st_error (error, display_name, "only %" G_GSIZE_FORMAT " bytes of the "
+        "%" G_GUINT64_FORMAT "-byte header were read", MAX (avail, 8) - 8, n);
     return NULL;
   }
   header = (const char *) data + 8;
-  region = data + 8 + n;
-  data_size = size - 8 - n;
+  /* the tensors' bytes are in @data only when all of the file is */
+  region = avail == file_size ? data + 8 + n : NULL;
+  data_size = file_size - 8 - n;
 
   if (!g_utf8_validate (header, (gssize) n, &bad)) {
     st_error (error, display_name, "header is not valid UTF-8 (byte %"
         G_GSIZE_FORMAT " of the header)", (gsize) (bad - header));
     return NULL;
   }
-  if (!scan_header (header, n, display_name, error))
+  if (!scan_header (header, n, max_tensors, max_meta_keys, display_name,
+          error))
     return NULL;
 
   parser = json_parser_new ();
@@ -1039,10 +1111,13 @@ rnn_safetensors_parse (const guint8 *data, gsize size,
   }
 
   st->n_tensors = n_entries;
+  st->data_start = 8 + n;
   st->tensors = g_new0 (RnnStTensor, n_entries + 1);
+  st->begins = g_new0 (guint64, n_entries + 1);
   for (guint i = 0; i < n_entries; i++) {
     st->tensors[i] = entries[i].t;
-    st->tensors[i].data = region + entries[i].begin;
+    st->tensors[i].data = region ? region + entries[i].begin : NULL;
+    st->begins[i] = entries[i].begin;
     g_hash_table_insert (st->index, (gpointer) st->tensors[i].name,
         GUINT_TO_POINTER (i + 1));
   }
@@ -1070,6 +1145,7 @@ rnn_safetensors_free (RnnSafetensors *st)
   for (guint i = 0; i < st->n_tensors; i++)
     g_free ((char *) st->tensors[i].name);
   g_free (st->tensors);
+  g_free (st->begins);
   g_hash_table_unref (st->index);
   g_free (st->meta_keys);       /* strings are owned by @meta */
   g_hash_table_unref (st->meta);
@@ -1109,6 +1185,16 @@ rnn_safetensors_get_meta (const RnnSafetensors *st, const char *key)
   g_return_val_if_fail (st != NULL, NULL);
   g_return_val_if_fail (key != NULL, NULL);
   return g_hash_table_lookup (st->meta, key);
+}
+
+guint64
+rnn_safetensors_get_file_offset (const RnnSafetensors *st,
+    const RnnStTensor *t)
+{
+  g_return_val_if_fail (st != NULL && t != NULL, 0);
+  g_return_val_if_fail (t >= st->tensors && t < st->tensors + st->n_tensors,
+      0);
+  return st->data_start + st->begins[t - st->tensors];
 }
 
 const char *
@@ -1161,75 +1247,77 @@ half_to_float (guint16 h)
   return bits_to_float (sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-gboolean
-rnn_safetensors_read_f32 (const RnnStTensor *t, float *out, GError **error)
+static gsize
+dtype_esize (RnnDtype dtype)
 {
-  gsize esize;
+  switch (dtype) {
+    case RNN_DTYPE_F32: return 4;
+    case RNN_DTYPE_F16: return 2;
+    case RNN_DTYPE_BF16: return 2;
+    case RNN_DTYPE_F64: return 8;
+    case RNN_DTYPE_OTHER:
+    default:
+      return 0;
+  }
+}
+
+static gboolean
+not_convertible (const RnnStTensor *t, GError **error)
+{
+  char *q = rnn_st_quote (t->name ? t->name : "");
+
+  g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+      "tensor %s has dtype %s, which cannot be converted to float32 "
+      "(F32, F16, BF16 and F64 can)", q,
+      t->dtype_name ? t->dtype_name : "?");
+  g_free (q);
+  return FALSE;
+}
+
+gboolean
+rnn_safetensors_convert_f32 (const RnnStTensor *t, const guint8 *src,
+    gsize first, gsize count, float *out, GError **error)
+{
+  const gsize esize = dtype_esize (t->dtype);
   char *q;
 
   g_return_val_if_fail (t != NULL, FALSE);
-  g_return_val_if_fail (out != NULL || t->numel == 0, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail ((src != NULL && out != NULL) || count == 0, FALSE);
+  if (esize == 0)
+    return not_convertible (t, error);
 
-  switch (t->dtype) {
-    case RNN_DTYPE_F32: esize = 4; break;
-    case RNN_DTYPE_F16: esize = 2; break;
-    case RNN_DTYPE_BF16: esize = 2; break;
-    case RNN_DTYPE_F64: esize = 8; break;
-    case RNN_DTYPE_OTHER:
-    default:
-      q = rnn_st_quote (t->name ? t->name : "");
-      g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
-          "tensor %s has dtype %s, which cannot be converted to float32 "
-          "(F32, F16, BF16 and F64 can)", q,
-          t->dtype_name ? t->dtype_name : "?");
-      g_free (q);
-      return FALSE;
-  }
-  /* Hand-built descriptors are not trusted either. */
-  if (t->numel > G_MAXSIZE / esize || t->nbytes != t->numel * esize
-      || (t->numel > 0 && t->data == NULL)) {
-    q = rnn_st_quote (t->name ? t->name : "");
-    g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
-        "tensor %s: %" G_GSIZE_FORMAT " bytes do not hold %" G_GUINT64_FORMAT
-        " elements of %" G_GSIZE_FORMAT " bytes", q, t->nbytes, t->numel,
-        esize);
-    g_free (q);
-    return FALSE;
-  }
-
-  for (gsize i = 0; i < (gsize) t->numel; i++) {
-    const guint8 *src = t->data + i * esize;
+  for (gsize i = 0; i < count; i++) {
+    const guint8 *p = src + i * esize;
     switch (t->dtype) {
       case RNN_DTYPE_F32: {
         guint32 u;
-        memcpy (&u, src, 4);
+        memcpy (&u, p, 4);
         out[i] = bits_to_float (GUINT32_FROM_LE (u));
         break;
       }
       case RNN_DTYPE_F16: {
         guint16 u;
-        memcpy (&u, src, 2);
+        memcpy (&u, p, 2);
         out[i] = half_to_float (GUINT16_FROM_LE (u));
         break;
       }
       case RNN_DTYPE_BF16: {
         guint16 u;
-        memcpy (&u, src, 2);
+        memcpy (&u, p, 2);
         out[i] = bits_to_float ((guint32) GUINT16_FROM_LE (u) << 16);
         break;
       }
       case RNN_DTYPE_F64: {
         guint64 u;
         double d;
-        memcpy (&u, src, 8);
+        memcpy (&u, p, 8);
         u = GUINT64_FROM_LE (u);
         memcpy (&d, &u, 8);
         if (isfinite (d) && fabs (d) > FLT_MAX) {
           q = rnn_st_quote (t->name ? t->name : "");
           g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
               "tensor %s: F64 value %.17g at index %" G_GSIZE_FORMAT
-              " is outside the float32 range", q, d, i);
+              " is outside the float32 range", q, d, first + i);
           g_free (q);
           return FALSE;
         }
@@ -1244,4 +1332,32 @@ rnn_safetensors_read_f32 (const RnnStTensor *t, float *out, GError **error)
     }
   }
   return TRUE;
+}
+
+gboolean
+rnn_safetensors_read_f32 (const RnnStTensor *t, float *out, GError **error)
+{
+  gsize esize;
+  char *q;
+
+  g_return_val_if_fail (t != NULL, FALSE);
+  g_return_val_if_fail (out != NULL || t->numel == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  esize = dtype_esize (t->dtype);
+  if (esize == 0)
+    return not_convertible (t, error);
+  /* Hand-built descriptors are not trusted either. */
+  if (t->numel > G_MAXSIZE / esize || t->nbytes != t->numel * esize
+      || (t->numel > 0 && t->data == NULL)) {
+    q = rnn_st_quote (t->name ? t->name : "");
+    g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+        "tensor %s: %" G_GSIZE_FORMAT " bytes do not hold %" G_GUINT64_FORMAT
+        " elements of %" G_GSIZE_FORMAT " bytes", q, t->nbytes, t->numel,
+        esize);
+    g_free (q);
+    return FALSE;
+  }
+  return rnn_safetensors_convert_f32 (t, t->data, 0, (gsize) t->numel, out,
+      error);
 }

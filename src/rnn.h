@@ -230,40 +230,7 @@ void rnn_forward (RnnForward *fw, const RnnModel *model, RnnState *state,
 void rnn_forward_naive (const RnnModel *model, RnnState *state,
     const float *x, guint T, guint B, float *y);
 
-/* ---- raw safetensors (for fixtures and the model loader) --------------- */
+/* The raw safetensors reader is declared in rnn-safetensors.h. */
 
-typedef enum {
-  RNN_DTYPE_F32, RNN_DTYPE_F16, RNN_DTYPE_BF16, RNN_DTYPE_F64,
-  RNN_DTYPE_OTHER,               /* recognised by the parser, not convertible */
-} RnnDtype;
-
-typedef struct {
-  const char *name;
-  RnnDtype dtype;
-  const char *dtype_name;        /* as in the file: "F32", "I64", ... */
-  guint ndim;
-  guint64 shape[8];
-  guint64 numel;
-  const guint8 *data;            /* unaligned; into the parsed bytes */
-  gsize nbytes;
-} RnnStTensor;
-
-typedef struct _RnnSafetensors RnnSafetensors;
-
-/* Applies all of safetensors' own checks.  @data must outlive the result. */
-RnnSafetensors *rnn_safetensors_parse (const guint8 *data, gsize size,
-    const char *display_name, GError **error);
-void rnn_safetensors_free (RnnSafetensors *st);
-guint rnn_safetensors_get_n_tensors (const RnnSafetensors *st);
-/* Tensors in the order of their data offsets. */
-const RnnStTensor *rnn_safetensors_get_tensor (const RnnSafetensors *st, guint i);
-const RnnStTensor *rnn_safetensors_find (const RnnSafetensors *st, const char *name);
-/* __metadata__ string values, or NULL. */
-const char *rnn_safetensors_get_meta (const RnnSafetensors *st, const char *key);
-/* Copies the tensor into @out (numel floats), converting F16/BF16/F64.
- * The error names the tensor; callers prefix the file name. */
-gboolean rnn_safetensors_read_f32 (const RnnStTensor *t, float *out, GError **error);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnSafetensors, rnn_safetensors_free)
 
 G_END_DECLS

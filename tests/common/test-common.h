@@ -2,6 +2,7 @@
 #pragma once
 
 #include "rnn.h"
+#include "rnn-safetensors.h"
 
 #include <glib/gstdio.h>
 #include <math.h>

@@ -1,10 +1,19 @@
 /* Model files: round trips, dtype conversion, and a corpus of malformed files
  * built in memory from a valid one by byte and JSON surgery. */
 #include "rnn.h"
+#include "rnn-safetensors.h"
 
 #include <glib/gstdio.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define DISPLAY "model.safetensors"
 
@@ -1355,6 +1364,429 @@ test_bases_load (void)
   }
 }
 
+/* The raw reader's header-only parse: the bounds on tensors and metadata
+ * keys, the file offsets, and no data pointers when only the header is at
+ * hand. */
+static void
+test_safetensors_head_bounds (void)
+{
+  const char *json = "{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"},"
+      "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"y\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[8,10]},"
+      "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[10,10]}}";
+  const guint64 n = strlen (json);
+  guint8 *head = g_malloc (8 + n);
+  GError *error = NULL;
+  RnnSafetensors *st;
+  guint64 le = GUINT64_TO_LE (n);
+
+  memcpy (head, &le, 8);
+  memcpy (head + 8, json, n);
+
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 10, 2, 3, "h",
+      &error);
+  g_assert_null (st);
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "more than 2 tensors"));
+  g_clear_error (&error);
+
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 10, 3, 2, "h",
+      &error);
+  g_assert_null (st);
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "more than 2 __metadata__ keys"));
+  g_clear_error (&error);
+
+  /* the data region is judged against the file's size, not what is read */
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 11, 3, 3, "h",
+      &error);
+  g_assert_null (st);
+  g_assert_nonnull (strstr (error->message, "1 trailing bytes"));
+  g_clear_error (&error);
+
+  st = rnn_safetensors_parse_head (head, 8 + n, 8 + n + 10, 3, 3, "h",
+      &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (rnn_safetensors_get_n_tensors (st), ==, 3);
+  g_assert_null (rnn_safetensors_find (st, "x")->data);
+  g_assert_cmpuint (rnn_safetensors_get_file_offset (st,
+          rnn_safetensors_find (st, "x")), ==, 8 + n);
+  g_assert_cmpuint (rnn_safetensors_get_file_offset (st,
+          rnn_safetensors_find (st, "y")), ==, 8 + n + 8);
+  g_assert_cmpstr (rnn_safetensors_get_meta (st, "c"), ==, "3");
+  rnn_safetensors_free (st);
+  g_free (head);
+}
+
+/* ---- files at every size, and paths that are not files ------------------- */
+
+/* A model file of @cell with one layer, @I inputs and @H hidden units,
+ * float32, written as its header only and extended with ftruncate () to
+ * its full size: the data region is a hole that reads as zeros, so a model
+ * of gigabytes costs no disk.  @n_extra_meta metadata keys "kNNNNNNN" and
+ * @n_empty zero-size tensors are added (@G gates per unit).  Returns the file's size. */
+static guint64
+write_sparse_model (const char *path, const char *cell, guint G, guint I,
+    guint H, guint n_extra_meta, guint n_empty)
+{
+  GString *h = g_string_new ("{\"__metadata__\":{");
+  const guint64 GH = (guint64) G * H;
+  const guint64 rows[4][2] = { { GH, I }, { GH, H }, { GH, 0 }, { GH, 0 } };
+  const char *names[4] = { "rnn.weight_ih_l0", "rnn.weight_hh_l0",
+    "rnn.bias_ih_l0", "rnn.bias_hh_l0" };
+  guint64 off = 0, len;
+  int fd;
+
+  g_string_append_printf (h, "\"format\":\"gst-rnn\",\"version\":\"1\","
+      "\"cell\":\"%s\",\"input_size\":\"%u\",\"hidden_size\":\"%u\","
+      "\"num_layers\":\"1\",\"bidirectional\":\"false\","
+      "\"head_activation\":\"none\"", cell, I, H);
+  for (guint i = 0; i < n_extra_meta; i++)
+    g_string_append_printf (h, ",\"k%07u\":\"v%u\"", i, i);
+  g_string_append_c (h, '}');
+  for (guint t = 0; t < 4; t++) {
+    const guint64 numel = rows[t][1] ? rows[t][0] * rows[t][1] : rows[t][0];
+    if (rows[t][1])
+      g_string_append_printf (h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%"
+          G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "],", names[t], rows[t][0],
+          rows[t][1]);
+    else
+      g_string_append_printf (h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%"
+          G_GUINT64_FORMAT "],", names[t], rows[t][0]);
+    g_string_append_printf (h, "\"data_offsets\":[%" G_GUINT64_FORMAT ",%"
+        G_GUINT64_FORMAT "]}", off, off + numel * 4);
+    off += numel * 4;
+  }
+  for (guint i = 0; i < n_empty; i++)
+    g_string_append_printf (h, ",\"e%u\":{\"dtype\":\"F32\",\"shape\":[0],"
+        "\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]}", i,
+        off, off);
+  g_string_append_c (h, '}');
+
+  len = GUINT64_TO_LE ((guint64) h->len);
+  fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (write (fd, &len, 8), ==, 8);
+  g_assert_cmpint (write (fd, h->str, h->len), ==, (gssize) h->len);
+  g_assert_cmpint (ftruncate (fd, (off_t) (8 + h->len + off)), ==, 0);
+  g_assert_cmpint (close (fd), ==, 0);
+  len = 8 + h->len + off;
+  g_string_free (h, TRUE);
+  return len;
+}
+
+static gboolean
+under_valgrind (void)
+{
+  char *maps = NULL;
+  gboolean yes = FALSE;
+
+  if (g_file_get_contents ("/proc/self/maps", &maps, NULL, NULL))
+    yes = strstr (maps, "vgpreload") != NULL;
+  g_free (maps);
+  return yes;
+}
+
+/* RLIMIT_AS cannot be used under AddressSanitizer (its shadow memory
+ * reserves terabytes of address space) or valgrind. */
+static gboolean
+address_limit_usable (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return FALSE;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return FALSE;
+#endif
+#endif
+  return !under_valgrind ();
+}
+
+/* The process's address space now, in bytes. */
+static guint64
+address_space_now (void)
+{
+  char *statm = NULL;
+  guint64 pages = 0;
+
+  if (g_file_get_contents ("/proc/self/statm", &statm, NULL, NULL))
+    pages = g_ascii_strtoull (statm, NULL, 10);
+  g_free (statm);
+  return pages * (guint64) sysconf (_SC_PAGESIZE);
+}
+
+typedef struct {
+  gboolean loaded;              /* the child loaded the model */
+  int sig;                      /* the signal that ended the child, or 0 */
+  int code;                     /* the GError's code, or -1 */
+  char *message;                /* the GError's message, or "" */
+} ChildLoad;
+
+/* rnn_model_load (@path) in a forked child, with its address space limited
+ * to what it has now + @extra_as bytes (0: no limit) and SIGALRM after
+ * @seconds: an abort, a crash or a hang shows as a signal instead of
+ * taking the test program down or blocking it. */
+static ChildLoad
+load_in_child (const char *path, guint64 extra_as, guint seconds)
+{
+  ChildLoad res = { FALSE, 0, -1, NULL };
+  GString *out = g_string_new (NULL);
+  int fds[2], status;
+  pid_t pid;
+  char buf[4096];
+  gssize r;
+
+  g_assert_cmpint (pipe (fds), ==, 0);
+  pid = fork ();
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0) {
+    GError *error = NULL;
+    RnnModel *m;
+    GString *msg;
+
+    close (fds[0]);
+    /* a bound on a hang, not a measure: generous on a loaded machine, and
+     * more so under valgrind */
+    alarm (under_valgrind () ? 20 * seconds : seconds);
+    if (extra_as > 0) {
+      struct rlimit rl;
+      rl.rlim_cur = rl.rlim_max = address_space_now () + extra_as;
+      if (setrlimit (RLIMIT_AS, &rl) != 0)
+        _exit (3);
+    }
+    m = rnn_model_load (path, &error);
+    msg = g_string_new (NULL);
+    if (m != NULL)
+      g_string_append (msg, "loaded");
+    else if (error != NULL && error->domain == RNN_ERROR)
+      g_string_append_printf (msg, "%d %s", error->code, error->message);
+    else
+      g_string_append (msg, "no RNN_ERROR");
+    if (write (fds[1], msg->str, msg->len) != (gssize) msg->len)
+      _exit (4);
+    _exit (0);
+  }
+  close (fds[1]);
+  while ((r = read (fds[0], buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
+    if (r > 0)
+      g_string_append_len (out, buf, r);
+  close (fds[0]);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  if (WIFSIGNALED (status))
+    res.sig = WTERMSIG (status);
+  else
+    g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  if (g_str_equal (out->str, "loaded")) {
+    res.loaded = TRUE;
+  } else if (out->len > 0 && g_ascii_isdigit (out->str[0])) {
+    char *end;
+    res.code = (int) g_ascii_strtoll (out->str, &end, 10);
+    g_string_erase (out, 0, end + 1 - out->str);
+  }
+  res.message = g_string_free (out, FALSE);
+  g_test_message ("%s: %s%s%s", path, res.sig ? "killed by " : "",
+      res.sig ? g_strsignal (res.sig) : "", res.message);
+  return res;
+}
+
+static char *
+tmp_path (const char *dir, const char *name)
+{
+  return g_build_filename (dir, name, NULL);
+}
+
+/* A valid LSTM of 68 MB whose address space can take the file once more
+ * but not twice: reading the whole file, then the slab, aborted; now the
+ * tensors are read into the slab, and what cannot be had (the packed
+ * copy) is refused with an error naming it. */
+static void
+test_large_sparse_refused (void)
+{
+  char *dir = g_dir_make_tmp ("test-modelfile-XXXXXX", NULL);
+  char *path = tmp_path (dir, "large.safetensors");
+  guint64 size = write_sparse_model (path, "lstm", 4, 16, 2048, 0, 0);
+  ChildLoad r;
+
+  if (!address_limit_usable ()) {
+    g_test_skip ("RLIMIT_AS is not usable under ASan or valgrind");
+  } else {
+    r = load_in_child (path, size + size / 2, 30);
+    g_assert_cmpint (r.sig, ==, 0);
+    g_assert_false (r.loaded);
+    g_assert_cmpint (r.code, ==, RNN_ERROR_IO);
+    g_assert_true (g_str_has_prefix (r.message, path));
+    g_assert_nonnull (strstr (r.message, "cannot allocate"));
+    g_assert_nonnull (strstr (r.message, "packed weights"));
+    g_free (r.message);
+  }
+  g_assert_cmpint (g_remove (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  g_free (path);
+  g_free (dir);
+}
+
+/* The same model loads in the parameters plus their packed copy (3x the
+ * file, given 3.5x): no copy of the whole file on the way. */
+static void
+test_large_sparse_loads (void)
+{
+  char *dir = g_dir_make_tmp ("test-modelfile-XXXXXX", NULL);
+  char *path = tmp_path (dir, "large.safetensors");
+  guint64 size = write_sparse_model (path, "lstm", 4, 16, 2048, 0, 0);
+  ChildLoad r;
+
+  r = load_in_child (path, address_limit_usable () ? size * 7 / 2 : 0, 60);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_true (r.loaded);
+  g_free (r.message);
+  g_assert_cmpint (g_remove (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  g_free (path);
+  g_free (dir);
+}
+
+/* A 6.4 GB file (a hole) whose hidden_size is out of range: judged from
+ * its header, none of the data is read. */
+static void
+test_huge_sparse_bad_config (void)
+{
+  char *dir = g_dir_make_tmp ("test-modelfile-XXXXXX", NULL);
+  char *path = tmp_path (dir, "huge.safetensors");
+  ChildLoad r;
+
+  write_sparse_model (path, "lstm", 4, 4, 20000, 0, 0);
+  r = load_in_child (path, address_limit_usable () ? 256u << 20 : 0, 30);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_METADATA);
+  g_assert_nonnull (strstr (r.message, "hidden_size"));
+  g_free (r.message);
+  g_assert_cmpint (g_remove (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  g_free (path);
+  g_free (dir);
+}
+
+/* A header of 200,000 zero-size tensors (13 MB): refused while it is
+ * scanned, past the most tensors a model may have, before json-glib
+ * builds a tree of hundreds of megabytes for it. */
+static void
+test_zero_size_tensor_flood (void)
+{
+  char *dir = g_dir_make_tmp ("test-modelfile-XXXXXX", NULL);
+  char *path = tmp_path (dir, "flood.safetensors");
+  ChildLoad r;
+
+  write_sparse_model (path, "rnn_tanh", 1, 2, 3, 0, 200000);
+  r = load_in_child (path, address_limit_usable () ? 128u << 20 : 0, 30);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (r.message, "more than 516 tensors"));
+  g_free (r.message);
+  g_assert_cmpint (g_remove (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  g_free (path);
+  g_free (dir);
+}
+
+/* 160,000 metadata keys (2.6 MB): every key kept, in order.  Inserting
+ * each into the sorted key array by a linear search took over a minute of
+ * CPU (the load takes some 0.3 s now); the child's alarm makes that a
+ * failure. */
+static void
+test_many_metadata_keys (void)
+{
+  char *dir = g_dir_make_tmp ("test-modelfile-XXXXXX", NULL);
+  char *path = tmp_path (dir, "keys.safetensors");
+  GError *error = NULL;
+  ChildLoad r;
+  RnnModel *m;
+  const char *const *keys;
+  guint n = 0;
+
+  write_sparse_model (path, "rnn_tanh", 1, 2, 3, 160000, 0);
+  r = load_in_child (path, 0, 60);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_true (r.loaded);
+  g_free (r.message);
+
+  m = rnn_model_load (path, &error);
+  g_assert_no_error (error);
+  keys = rnn_model_get_meta_keys (m);
+  for (; keys[n] != NULL; n++)
+    if (n > 0)
+      g_assert_cmpstr (keys[n - 1], <, keys[n]);
+  g_assert_cmpuint (n, ==, 160000);
+  g_assert_cmpstr (rnn_model_get_meta (m, "k0123456"), ==, "v123456");
+  rnn_model_unref (m);
+  g_assert_cmpint (g_remove (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  g_free (path);
+  g_free (dir);
+}
+
+/* Paths that are not regular files are refused without being read, each
+ * named for what it is: a FIFO without blocking in open () (no writer
+ * ever comes), /dev/zero without reading it, a directory, a symbolic
+ * link loop. */
+static void
+test_not_regular_files (void)
+{
+  char *dir = g_dir_make_tmp ("test-modelfile-XXXXXX", NULL);
+  char *fifo = tmp_path (dir, "fifo.safetensors");
+  char *loop_a = tmp_path (dir, "a.safetensors");
+  char *loop_b = tmp_path (dir, "b.safetensors");
+  char *short_file = tmp_path (dir, "short.safetensors");
+  ChildLoad r;
+
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  r = load_in_child (fifo, 0, 10);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_IO);
+  g_assert_true (g_str_has_prefix (r.message, fifo));
+  g_assert_nonnull (strstr (r.message, "named pipe (FIFO)"));
+  g_free (r.message);
+
+  r = load_in_child ("/dev/zero", address_limit_usable () ? 256u << 20 : 0,
+      10);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_IO);
+  g_assert_nonnull (strstr (r.message, "character device"));
+  g_free (r.message);
+
+  r = load_in_child (dir, 0, 10);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_IO);
+  g_assert_nonnull (strstr (r.message, "is a directory"));
+  g_free (r.message);
+
+  /* and a regular file shorter than the length field, named with its
+   * real size */
+  g_assert_true (g_file_set_contents (short_file, "abcde", 5, NULL));
+  r = load_in_child (short_file, 0, 10);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (r.message, "file is 5 bytes, too short"));
+  g_free (r.message);
+  g_assert_cmpint (g_remove (short_file), ==, 0);
+
+  g_assert_cmpint (symlink (loop_b, loop_a), ==, 0);
+  g_assert_cmpint (symlink (loop_a, loop_b), ==, 0);
+  r = load_in_child (loop_a, 0, 10);
+  g_assert_cmpint (r.sig, ==, 0);
+  g_assert_cmpint (r.code, ==, RNN_ERROR_IO);
+  g_assert_nonnull (strstr (r.message, "symbolic link loop"));
+  g_free (r.message);
+
+  g_assert_cmpint (g_remove (loop_a), ==, 0);
+  g_assert_cmpint (g_remove (loop_b), ==, 0);
+  g_assert_cmpint (g_remove (fifo), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  g_free (loop_a);
+  g_free (loop_b);
+  g_free (short_file);
+  g_free (fifo);
+  g_free (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1392,7 +1824,20 @@ main (int argc, char **argv)
   g_test_add_func ("/modelfile/convert/special-values",
       test_convert_special_values);
   g_test_add_func ("/modelfile/safetensors/raw", test_safetensors_raw);
+  g_test_add_func ("/modelfile/safetensors/head-bounds",
+      test_safetensors_head_bounds);
   g_test_add_func ("/modelfile/file/errors", test_file_errors);
+  g_test_add_func ("/modelfile/file/not-regular", test_not_regular_files);
+  g_test_add_func ("/modelfile/file/large-sparse-refused",
+      test_large_sparse_refused);
+  g_test_add_func ("/modelfile/file/large-sparse-loads",
+      test_large_sparse_loads);
+  g_test_add_func ("/modelfile/file/huge-sparse-bad-config",
+      test_huge_sparse_bad_config);
+  g_test_add_func ("/modelfile/file/zero-size-tensor-flood",
+      test_zero_size_tensor_flood);
+  g_test_add_func ("/modelfile/file/many-metadata-keys",
+      test_many_metadata_keys);
   g_test_add_func ("/modelfile/malformed/bases-load", test_bases_load);
   g_test_add_func ("/modelfile/fuzz-corpus", test_fuzz_corpus);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {

@@ -1,4 +1,4 @@
-/* libFuzzer target for the model loader (DESIGN §3: every file is
+/* libFuzzer target for the model loader (docs/design.md §3: every file is
  * untrusted).
  *
  * Each input goes through the raw safetensors reader and the model loader.
@@ -15,6 +15,7 @@
  * Built only with -Dfuzzing=true and clang.  Run it through scripts/fuzz.
  */
 #include "rnn.h"
+#include "rnn-safetensors.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of tests/fuzz/fuzz-loader.c into tests/fuzz/corpus/.
+"""Writes the seed corpora of tests/fuzz/fuzz-loader.c into tests/fuzz/corpus/
+and of tests/fuzz/fuzz-loader-sparse.c into tests/fuzz/corpus-sparse/.
 
     PYTHONPATH=python python3 tests/fuzz/gen-fuzz-corpus.py [FIXTURE_DIR]
 
@@ -12,6 +13,7 @@ The files are assembled by gstrnn.fixtures (standard library; importing the
 package needs numpy).  Deterministic: running it twice gives the same
 bytes.
 """
+import json
 import math
 import os
 import random
@@ -23,6 +25,8 @@ from gstrnn.fixtures import safetensors_bytes as assemble
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
+OUT_SPARSE = os.path.join(HERE, "corpus-sparse")
+MAX_HOLE = 64 << 20             # as in tests/fuzz/fuzz-loader-sparse.c
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
@@ -250,6 +254,80 @@ def main():
             f.write(data)
         total += len(data)
     print("%d files, %d bytes in %s" % (len(files), total, OUT))
+    write_sparse(files)
+
+
+def sparse_seed(data):
+    """An input of fuzz-loader-sparse: the hole's size, then the length
+    field and the header of @data (its data region becomes the hole)."""
+    if len(data) >= 8:
+        n = struct.unpack("<Q", data[:8])[0]
+        if 8 + n <= len(data):
+            return struct.pack("<I", (len(data) - 8 - n) % (MAX_HOLE + 1)) \
+                + data[:8 + n]
+    return struct.pack("<I", 0) + data
+
+
+def large_header(cfg, extra_tensors=()):
+    """The length field and header of a model of @cfg with F32 tensors and
+    the size of its data region, without the data."""
+    header = {"__metadata__": metadata_for(cfg)}
+    pos = 0
+    for name, shape in [(t[0], t[1]) for t in tensors_for_shapes(cfg)] \
+            + list(extra_tensors):
+        size = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": shape,
+                        "data_offsets": [pos, pos + size]}
+        pos += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text, pos
+
+
+def tensors_for_shapes(cfg):
+    """[(name, shape)] of tensors_for() without drawing values."""
+    g = GATES[cfg["cell"]]
+    h = cfg["hidden_size"]
+    d = 2 if cfg["bidirectional"] else 1
+    out = []
+    for k in range(cfg["num_layers"]):
+        i_k = cfg["input_size"] if k == 0 else d * h
+        for s in ([""] if d == 1 else ["", "_reverse"]):
+            out += [("rnn.weight_ih_l%d%s" % (k, s), [g * h, i_k]),
+                    ("rnn.weight_hh_l%d%s" % (k, s), [g * h, h]),
+                    ("rnn.bias_ih_l%d%s" % (k, s), [g * h]),
+                    ("rnn.bias_hh_l%d%s" % (k, s), [g * h])]
+    return out
+
+
+def write_sparse(files):
+    seeds = {name: sparse_seed(data) for name, data in files.items()}
+    lstm = {"cell": "lstm", "input_size": 16, "num_layers": 1,
+            "bidirectional": False}
+    # valid over holes: 17 MB, and 64.6 MB (near the most a hole may be)
+    head, size = large_header(dict(lstm, hidden_size=1024))
+    seeds["large-lstm-1024"] = struct.pack("<I", size) + head
+    head, size = large_header(dict(lstm, hidden_size=2000))
+    assert size <= MAX_HOLE
+    seeds["large-lstm-2000"] = struct.pack("<I", size) + head
+    # claims far beyond the file: a 6.4 GB model (hidden_size out of range)
+    # and a valid 1.6 GB one, each over a 64 MiB hole
+    head, size = large_header(dict(lstm, input_size=4, hidden_size=20000))
+    seeds["huge-lstm-20000"] = struct.pack("<I", MAX_HOLE) + head
+    head, size = large_header(dict(lstm, hidden_size=10000))
+    seeds["huge-lstm-10000"] = struct.pack("<I", MAX_HOLE) + head
+    # more zero-size tensors than a model may have
+    head, size = large_header(dict(lstm, hidden_size=8), [
+        ("e%d" % i, [0]) for i in range(600)])
+    seeds["zero-size-tensors-600"] = struct.pack("<I", size) + head
+
+    shutil.rmtree(OUT_SPARSE, ignore_errors=True)
+    os.makedirs(OUT_SPARSE)
+    total = 0
+    for name, data in sorted(seeds.items()):
+        with open(os.path.join(OUT_SPARSE, name), "wb") as f:
+            f.write(data)
+        total += len(data)
+    print("%d files, %d bytes in %s" % (len(seeds), total, OUT_SPARSE))
 
 
 if __name__ == "__main__":
