@@ -29,6 +29,7 @@
  */
 #include "rnn-private.h"
 #include "rnn-safetensors.h"
+#include "rnn-sniff.h"
 
 #include <glib/gstdio.h>
 #include <errno.h>
@@ -531,12 +532,28 @@ load_model (const RnnSafetensors *st, const char *dn, ReadTensor read,
   return g_steal_pointer (&model);
 }
 
+/* A file that failed safetensors' own checks may be a model of another
+ * kind (PyTorch, ONNX, an amp model's JSON) or no model at all (WAV): say
+ * what it is and how to convert it instead of which check it failed.
+ * @what is rnn_sniff_*()'s answer (taken). */
+static void
+name_foreign_file (gchar *what, GError **error)
+{
+  if (what && error && *error && g_error_matches (*error, RNN_ERROR,
+          RNN_ERROR_FORMAT)) {
+    g_clear_error (error);
+    g_set_error_literal (error, RNN_ERROR, RNN_ERROR_FORMAT, what);
+  }
+  g_free (what);
+}
+
 RnnModel *
 rnn_model_load_from_data (const guint8 *data, gsize size,
     const char *display_name, GError **error)
 {
   g_autoptr (RnnSafetensors) st = NULL;
   const char *dn;
+  guint64 n;
 
   g_return_val_if_fail (data != NULL || size == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -544,8 +561,16 @@ rnn_model_load_from_data (const guint8 *data, gsize size,
   dn = display_name ? display_name : "<memory>";
   st = rnn_safetensors_parse_head (data, size, size, MAX_MODEL_TENSORS,
       MAX_MODEL_META_KEYS, dn, error);
-  if (st == NULL)
+  if (st == NULL) {
+    /* only where the length field itself is implausible: a malformed
+     * safetensors file keeps the loader's own words */
+    if (error && *error && !rnn_safetensors_header_length (data, size, dn,
+            &n, NULL))
+      name_foreign_file (rnn_sniff_describe (data, MIN (size, 65536),
+              size > 65536 ? data + size - 65536 : data, MIN (size, 65536),
+              dn), error);
     return NULL;
+  }
   return load_model (st, dn, read_tensor_memory, NULL, error);
 }
 
@@ -741,8 +766,11 @@ rnn_model_load (const char *path, GError **error)
     if (r < 8)
       size = (guint64) r;               /* shrank since fstat () */
   }
-  if (!rnn_safetensors_header_length (first8, size, path, &n, error))
+  if (!rnn_safetensors_header_length (first8, size, path, &n, error)) {
+    if (error && *error)
+      name_foreign_file (rnn_sniff_file (path), error);
     goto out;
+  }
 
   /* n <= 100,000,000: bounded, and checked against the file's size */
   head = rnn_try_alloc0 (8 + (gsize) n, 1, "the model file's header", error);

@@ -47,19 +47,41 @@ first_json_char (const guint8 *p, gsize n)
   return 0;
 }
 
+/* Printable UTF-8 (and white space) in the first kilobyte.  A file
+ * shorter than the 8-byte length field is left to the loader, which says
+ * exactly that. */
+static gboolean
+looks_like_text (const guint8 *p, gsize n)
+{
+  const gchar *end = NULL;
+  gsize len = MIN (n, 1024);
+
+  if (len < 8)
+    return FALSE;
+  /* a multi-byte character cut at the end is still text */
+  if (!g_utf8_validate ((const gchar *) p, len, &end)
+      && (const guint8 *) end < p + len - 3)
+    return FALSE;
+  for (gsize i = 0; i < (gsize) ((const guint8 *) end - p); i++) {
+    if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\r' && p[i] != '\t')
+      return FALSE;
+  }
+  return TRUE;
+}
+
 static gchar *
 convert_hint (const char *name, const char *what)
 {
-  return g_strdup_printf ("%s is %s, not a gst-rnn model: convert it with "
-      "`gst-rnn-convert --check %s model.safetensors` and use the file it "
-      "writes", name, what, name);
+  return g_strdup_printf ("%s: this is %s, not a gst-rnn model: convert it "
+      "with `gst-rnn-convert --check %s model.safetensors` and use the file "
+      "it writes", name, what, name);
 }
 
 static gchar *
 unsupported_hint (const char *name, const char *what, const char *advice)
 {
-  return g_strdup_printf ("%s is %s, not a gst-rnn model, and gst-rnn-convert "
-      "cannot read this kind of file yet: %s", name, what, advice);
+  return g_strdup_printf ("%s: this is %s, not a gst-rnn model, and "
+      "gst-rnn-convert cannot read this kind of file: %s", name, what, advice);
 }
 
 gchar *
@@ -97,13 +119,13 @@ rnn_sniff_describe (const guint8 *head, gsize n_head, const guint8 *tail,
         "export it to ONNX (e.g. with tf2onnx) and convert that");
   if (has_prefix (head, n_head, "RIFF", 4) && n_head >= 12
       && memcmp (head + 8, "WAVE", 4) == 0)
-    return g_strdup_printf ("%s is a WAV audio file, not a model: audio goes "
+    return g_strdup_printf ("%s: this is a WAV audio file, not a model: audio goes "
         "into the pipeline (filesrc location=%s ! wavparse ! audioconvert ! "
         "rnnfilter ...), and model-location names a gst-rnn .safetensors "
         "model", name, name);
   if (has_prefix (head, n_head, "fLaC", 4) || has_prefix (head, n_head,
           "OggS", 4) || has_prefix (head, n_head, "ID3", 3))
-    return g_strdup_printf ("%s is an audio file, not a model: "
+    return g_strdup_printf ("%s: this is an audio file, not a model: "
         "model-location names a gst-rnn .safetensors model", name);
   if (first_json_char (head, n_head) == '{') {
     if (contains (head, n_head, "\"model_data\"")
@@ -122,6 +144,10 @@ rnn_sniff_describe (const guint8 *head, gsize n_head, const guint8 *tail,
   if (n_head >= 2 && head[0] == 0x08 && (contains (head, n_head, "onnx")
           || contains (head, n_head, "pytorch")))
     return convert_hint (name, "an ONNX model");
+  if (looks_like_text (head, n_head))
+    return g_strdup_printf ("%s: this is a text file, not a gst-rnn model (a model "
+        "is a .safetensors file: 8 bytes of header length, then its JSON "
+        "header and the weights)", name);
   return NULL;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnn_sniff_describe(): files that are not gst-rnn models are named, with
  * the command that converts them; models and unknown bytes are not. */
+#include "rnn.h"
 #include "rnn-sniff.h"
 
 #include <glib/gstdio.h>
@@ -42,6 +43,7 @@ static const guint8 hdf5[] = "\x89HDF\r\n\x1a\n\0\0\0\0";
 static const guint8 safetensors[] = "\x40\0\0\0\0\0\0\0{\"__metadata__\":"
     "{\"format\":\"gst-rnn\"}}";
 static const guint8 text[] = "just some notes about a model\n";
+static const guint8 noise[] = "\x13\xf7\x00\x9c\x01\x02\xfe\x7f\x00\x00";
 
 #define BYTES(a) a, sizeof (a) - 1
 
@@ -60,7 +62,8 @@ static const Case cases[] = {
   {"rt.json", BYTES (rtneural), NULL, 0, {"RTNeural", "gst-rnn-convert"}},
   {"k.h5", BYTES (hdf5), NULL, 0, {"HDF5", "ONNX"}},
   {"m.safetensors", BYTES (safetensors), NULL, 0, {NULL}},
-  {"notes.txt", BYTES (text), NULL, 0, {NULL}},
+  {"notes.txt", BYTES (text), NULL, 0, {"text file", ".safetensors"}},
+  {"noise.bin", BYTES (noise), NULL, 0, {NULL}},
   {"empty", (const guint8 *) "", 0, NULL, 0, {NULL}},
 };
 
@@ -77,7 +80,11 @@ test_case (gconstpointer data)
   }
   g_assert_nonnull (what);
   g_test_message ("%s", what);
-  g_assert_true (g_str_has_prefix (what, c->path));
+  {
+    g_autofree gchar *prefix = g_strconcat (c->path, ": ", NULL);
+
+    g_assert_true (g_str_has_prefix (what, prefix));
+  }
   for (guint i = 0; c->want[i]; i++) {
     if (!strstr (what, c->want[i]))
       g_error ("%s: \"%s\" lacks \"%s\"", c->path, what, c->want[i]);
@@ -109,6 +116,45 @@ test_file (void)
   g_rmdir (dir);
 }
 
+/* The loader names such files in its error, from a path and from memory;
+ * a malformed safetensors file keeps the loader's own message. */
+static void
+test_load (void)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("sniff-XXXXXX", NULL);
+  g_autofree gchar *onnx_path = g_build_filename (dir, "m.onnx", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RnnModel) m = NULL;
+  /* a plausible length field (16) before a header that is not JSON */
+  static const guint8 bad_st[] = "\x10\0\0\0\0\0\0\0not json at all!";
+
+  g_assert_true (g_file_set_contents (onnx_path, (const char *) onnx,
+          sizeof (onnx) - 1, NULL));
+  m = rnn_model_load (onnx_path, &error);
+  g_assert_null (m);
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_FORMAT);
+  g_assert_true (g_str_has_prefix (error->message, onnx_path));
+  g_assert_nonnull (strstr (error->message, "ONNX model"));
+  g_assert_nonnull (strstr (error->message, "gst-rnn-convert"));
+  g_clear_error (&error);
+
+  m = rnn_model_load_from_data (wav, sizeof (wav) - 1, "a.wav", &error);
+  g_assert_null (m);
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "WAV audio file"));
+  g_clear_error (&error);
+
+  m = rnn_model_load_from_data (bad_st, sizeof (bad_st) - 1, "b.safetensors",
+      &error);
+  g_assert_null (m);
+  g_assert_nonnull (error);
+  g_assert_null (strstr (error->message, "this is"));
+  g_clear_error (&error);
+
+  g_unlink (onnx_path);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -119,5 +165,6 @@ main (int argc, char **argv)
     g_test_add_data_func (name, &cases[i], test_case);
   }
   g_test_add_func ("/sniff/file", test_file);
+  g_test_add_func ("/sniff/load", test_load);
   return g_test_run ();
 }
