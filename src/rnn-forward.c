@@ -2,7 +2,9 @@
  * (bidirectional).  The fast path projects the input of a piece of steps at
  * a time (our panel kernel), then runs the fused recurrent kernel (products,
  * gate nonlinearities, state update) over the piece; the streams of a call
- * may be split over threads.  The naive path is the plain-loop reference. */
+ * may be split over threads.  What is derived from the parameters once
+ * (packed weights, the direct path) is the model's plan (rnn-plan.c); the
+ * plain-loop reference is rnn-forward-naive.c. */
 #include "rnn-private.h"
 #include "rnn-kernels.h"
 
@@ -388,6 +390,19 @@ rnn_forward_set_plain (RnnForward *fw, gboolean plain)
 static void forward_call (RnnForward *fw, const RnnModel *m,
     RnnState *state, const float *x, guint T, guint B, float *y);
 
+/* Plans @m (once, thread-safe), then runs the call; if planning failed (no
+ * memory for the packed weights: warned) the output is zeros. */
+static void __attribute__ ((noinline))
+forward_unplanned (RnnForward *fw, const RnnModel *m, RnnState *state,
+    const float *x, guint T, guint B, float *y)
+{
+  if (rnn_model_plan_lazily (m))
+    rnn_forward (fw, m, state, x, T, B, y);
+  else
+    memset (y, 0, (gsize) T * B * rnn_model_get_output_size (m)
+        * sizeof (float));
+}
+
 void
 rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     const float *x, guint T, guint B, float *y)
@@ -397,12 +412,11 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
   const RnnConfig *c = &m->cfg;
   if (T == 0 || B == 0)
     return;
-  /* planned at load, else now (once); on failure (no memory for the
-   * packed weights: warned) the output is zeros */
-  if (G_UNLIKELY (!g_atomic_int_get (&m->plan.ready))
-      && !rnn_model_plan_lazily (m)) {
-    memset (y, 0, (gsize) T * B * rnn_model_get_output_size (m)
-        * sizeof (float));
+  /* planned at load, else by the first call (a tail call with the same
+   * arguments, which keeps this function's prologue as short as the
+   * one-sample path needs) */
+  if (G_UNLIKELY (!g_atomic_int_get (&m->plan.ready))) {
+    forward_unplanned (fw, m, state, x, T, B, y);
     return;
   }
   /* one sample of one stream of a model with a direct path (the

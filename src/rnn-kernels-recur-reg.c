@@ -174,7 +174,7 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
    * for the G gates; gate by gate was 8 % slower than the general path) */
   /* h's lanes by the immediate shuffles of VLANE, or spread as the
    * compiler likes (the same values): per cell and size, the faster,
-   * measured since the LSTM's tanh became Horner's (6b506a2).  The
+   * measured with the LSTM's tanh in Horner's form.  The
    * compiler's choice: GRU H=16 with its input fused (@io) 1.06-1.10x (in
    * buffers, at one sample per call and for 8 streams), Elman H=32
    * 1.05-1.06x (one or two layers); VLANE: LSTM H = 16-32 (the other way

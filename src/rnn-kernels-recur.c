@@ -384,20 +384,15 @@ KFN (recur_cell) (const RnnCell cell, const int half,
   }
 }
 
-void KFN (recur) (const RnnRecurArgs *a);
-
-void
-KFN (recur) (const RnnRecurArgs *a)
+/* recur ()'s arguments one by one: with them read from the RnnRecurArgs in
+ * here, GCC allocated the registers of the step loop differently (GRU
+ * H=128: 2.7 % more instructions per step). */
+static void __attribute__ ((noinline))
+KFN (recur_loop) (RnnCell cell, const RnnPackedMatrix *W, const float *bhh,
+    const float *xp, gsize T, gsize B, gsize H, gboolean reverse,
+    const float *h0, gsize h0_stride, float *c, float *out,
+    gsize row_stride, gsize stream_stride, float *pre)
 {
-  const RnnCell cell = a->cell;
-  const RnnPackedMatrix *const W = a->w_hh;
-  const float *const bhh = a->b_hh, *const xp = a->xp;
-  const gsize T = a->T, B = a->B, H = a->H;
-  const gboolean reverse = a->reverse;
-  const float *const h0 = a->h0;
-  const gsize h0_stride = a->h0_stride;
-  float *const c = a->c, *const out = a->out, *const pre = a->pre;
-  const gsize row_stride = a->row_stride, stream_stride = a->stream_stride;
   /* one instance per cell and weight format (CELL_SWITCH) */
 #define RECUR_CASE(CELL, HALF) \
     case CELL: \
@@ -412,4 +407,14 @@ KFN (recur) (const RnnRecurArgs *a)
 #endif
   CELL_SWITCH (cell, RECUR_CASE, 0);
 #undef RECUR_CASE
+}
+
+void KFN (recur) (const RnnRecurArgs *a);
+
+void
+KFN (recur) (const RnnRecurArgs *a)
+{
+  KFN (recur_loop) (a->cell, a->w_hh, a->b_hh, a->xp, a->T, a->B, a->H,
+      a->reverse, a->h0, a->h0_stride, a->c, a->out, a->row_stride,
+      a->stream_stride, a->pre);
 }

@@ -1,6 +1,6 @@
 /* gst-rnn numerical core: models, state, forward pass, model files.
  *
- * This library never includes a GStreamer header (DESIGN §1).  Sequences are
+ * This library never includes a GStreamer header (docs/design.md §1).  Sequences are
  * time-major: x[t][b][i] for T steps of B independent streams with I inputs,
  * y[t][b][o] likewise.  All tensors are float32, row-major, laid out exactly
  * as PyTorch's state_dict (weights [rows][cols]).
@@ -144,7 +144,10 @@ const RnnConfig *rnn_model_get_config (const RnnModel *model);
 guint rnn_model_get_output_size (const RnnModel *model);
 guint rnn_model_get_num_directions (const RnnModel *model);
 
-/* The slab: every parameter, contiguous, in RnnParamInfo order. */
+/* The slab: every parameter, contiguous, in RnnParamInfo order.
+ * rnn_model_get_params() hands it out for writing: the model is planned
+ * again at its next forward pass, so do not call it on a model other
+ * threads are running; rnn_model_peek_params() only reads. */
 float *rnn_model_get_params (RnnModel *model, gsize *n_params);
 const float *rnn_model_peek_params (const RnnModel *model, gsize *n_params);
 guint rnn_model_get_n_tensors (const RnnModel *model);
@@ -170,7 +173,7 @@ const char *const *rnn_model_get_meta_keys (const RnnModel *model);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnModel, rnn_model_unref)
 
-/* ---- model files (DESIGN §3) ------------------------------------------- */
+/* ---- model files (docs/design.md §3) ----------------------------------- */
 
 /* Every refusal is a GError whose message starts with the file name.  The
  * model returned is planned (rnn-plan.h). */
