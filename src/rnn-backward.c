@@ -7,7 +7,7 @@
  * direction, one sgemm projects the inputs of a piece of steps (256 KB of
  * rows, which stay in L2 until their steps run); the recurrence
  * runs step by step with the panel kernel (rnn_project_rows() with the
- * sealed, transposed W_hh) and exponential-based activations, caching what
+ * packed, transposed W_hh of the model's plan) and exponential-based activations, caching what
  * backward needs.  It computes rnn_forward()'s function to within rounding
  * (the inference kernel sums in another order and uses rational gate
  * activations; both are held to PyTorch by the parity tests).  Backward walks the
@@ -338,8 +338,9 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
   /* a refused call leaves nothing for rnn_train_loss() to work on */
   tr->have_forward = tr->have_loss = FALSE;
   g_return_if_fail (m != NULL && x != NULL);
-  g_return_if_fail (m->packed != NULL);
   g_return_if_fail (T > 0 && B > 0 && (gsize) T * B <= G_MAXINT);
+  if (!g_atomic_int_get (&m->plan.ready) && !rnn_model_plan_lazily (m))
+    return;                     /* no memory for the plan: warned */
   const RnnConfig *c = &m->cfg;
   if (c->bidirectional)
     g_return_if_fail (state == NULL);
@@ -395,7 +396,7 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
         const float *xp = tr->xp + (t - piece) * B * GH, *h_prev = lc->h + prev * BH;
         float *h = lc->h + cur * BH, *o = out + t * B * DH + d * H;
 
-        rnn_project_rows (tr->hp, h_prev, &m->packed[k * D + d].w_hh, lp->b_hh, B);
+        rnn_project_rows (tr->hp, h_prev, &m->plan.packed[k * D + d].w_hh, lp->b_hh, B);
         switch (c->cell) {
           case RNN_CELL_RNN_TANH:
           case RNN_CELL_RNN_RELU:

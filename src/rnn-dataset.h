@@ -9,7 +9,7 @@
  * return the same bytes wherever a record lives, so training on a spooled
  * recording gives bitwise the same model.
  *
- * No GStreamer here (DESIGN §1).  Not thread-safe: one owner at a time.
+ * No GStreamer here (docs/design.md §1).  Not thread-safe: one owner at a time.
  */
 #pragma once
 

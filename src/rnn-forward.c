@@ -2,7 +2,9 @@
  * (bidirectional).  The fast path projects the input of a piece of steps at
  * a time (our panel kernel), then runs the fused recurrent kernel (products,
  * gate nonlinearities, state update) over the piece; the streams of a call
- * may be split over threads.  The naive path is the plain-loop reference. */
+ * may be split over threads.  What is derived from the parameters once
+ * (packed weights, the direct path) is the model's plan (rnn-plan.c); the
+ * plain-loop reference is rnn-forward-naive.c. */
 #include "rnn-private.h"
 #include "rnn-kernels.h"
 
@@ -181,7 +183,7 @@ sigmoidf (float x)
  * tiles (measured on this machine: for K >= 8, rows in the tail of its
  * 12-row tiles differ in the last bit), so a stream cut into different
  * chunks, or run beside other streams, would not give the same bits.  Our
- * kernel (rnn-kernels-impl.c) sums every element in one fixed order — bias,
+ * kernel (rnn-kernels-gemm.c) sums every element in one fixed order — bias,
  * then k ascending — for any M; the axpy form (transposed weights)
  * vectorises without reassociation, and four rows share each weight load.
  * At streaming sizes (one to a few hundred rows) it also avoids the
@@ -237,49 +239,6 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
 }
 
-/* The first layer fits a register kernel with its input projection fused
- * in (recur_small_io (), recur_hreg_io ()): H = 8, 16, 24 or 32, <= 8
- * inputs, one direction.  (Float16 weights too: a W_hh this small gets no
- * float16 loads, see rnn_model_seal (); its float32 weights hold the
- * rounded values.) */
-static gboolean
-first_layer_fuses (const RnnModel *m)
-{
-  const RnnConfig *c = &m->cfg;
-  return c->hidden_size % 8 == 0 && c->hidden_size <= 32
-      && !c->bidirectional && c->input_size <= 8;
-}
-
-RnnDirect
-rnn_forward_direct_kind (const RnnModel *m)
-{
-  const RnnConfig *c = &m->cfg;
-  const gsize H = c->hidden_size;
-  /* (an input normalisation is checked by rnn_forward (): the general
-   * path normalises into scratch, then takes the small kernel too) */
-  if (c->bidirectional || c->input_size > 8
-      || (c->has_head && c->output_size > 8))
-    return RNN_DIRECT_NONE;
-  /* one layer of 8 units (any number of streams) or of 16, 24 or 32: the
-   * per-sample audio model, where the two projection passes cost a fifth
-   * of the time; its kernel keeps h and c in registers and computes them
-   * in the step loop instead (same bits) */
-  if (c->num_layers == 1 && first_layer_fuses (m))
-    return RNN_DIRECT_SMALL;
-  /* two layers of 8 units: both in one kernel, h and c of both in
-   * registers, layer 1 fed from layer 0's registers (LSTM: 1.44x faster
-   * at 480 steps per call, 2.1x at one) */
-  if (c->num_layers == 2 && H == 8)
-    return RNN_DIRECT_SMALL2;
-  /* one stream of H > 8, a step or two per call: past that, the general
-   * path's passes over a whole chunk cost less per step than the direct
-   * path's per-step calls (LSTM H=64: 185 instructions more per step, 376
-   * fewer per call) */
-  if (c->num_layers == 1 && H > 8 && H <= RNN_IO_MAX_H)
-    return RNN_DIRECT_ONE;
-  return RNN_DIRECT_NONE;
-}
-
 /* The whole model for streams b0 .. b0+nb-1 of a call of B streams (every
  * [T][B][...] buffer keeps its full layout; a share touches only its own
  * streams' columns, so shares can run on different threads).  Per stream
@@ -329,8 +288,8 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
    * layer the head too: a second layer's input is too wide for the fused
    * projection, but the first layer's pass is saved (LSTM 2x32: 1,890 ->
    * 1,510 instructions per step for that layer) */
-  const gboolean fused0 = !fw->plain && first_layer_fuses (m);
-  const gboolean fused = fused0 && m->direct == RNN_DIRECT_SMALL;
+  const gboolean fused0 = !fw->plain && m->plan.first_fused;
+  const gboolean fused = fused0 && m->plan.direct == RNN_DIRECT_SMALL;
 
   const gsize piece = MIN (T, piece_steps (nb, GH));
   for (guint k = 0; k < c->num_layers; k++) {
@@ -347,7 +306,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
         cs = lstm ? sc->zero + nb * H : NULL;
         memset (sc->zero, 0, 2 * nb * H * sizeof (float));
       }
-      const RnnPackedLayer *pk = &m->packed[k * D + d];
+      const RnnPackedLayer *pk = &m->plan.packed[k * D + d];
       /* pieces of steps in the direction of time: project their input, then
        * run the recurrence over them; each step reads the previous h from
        * the output row written before it */
@@ -356,11 +315,16 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
       const gboolean here = fused0 && k == 0;
       if (here) {
         const gsize Ok = fused ? O : 0;
-        (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
-            &pk->w_ih, lp->b_ih, in + b0 * n_in,
-            B * n_in, n_in, &pk->w_hh_blocked, lp->b_hh, T, nb, h0, H, cs,
-            out + b0 * DH, B * DH, DH, m->head_w, Ok, m->head_b, y + b0 * O,
-            B * O, O, NULL);
+        const RnnRecurIoArgs a = {
+          .cell = c->cell, .w_ih = &pk->w_ih, .b_ih = lp->b_ih,
+          .x = in + b0 * n_in, .x_stride = B * n_in, .x_sstride = n_in,
+          .w_hh = &pk->w_hh_blocked, .b_hh = lp->b_hh, .T = T, .B = nb,
+          .h0 = h0, .h0_stride = H, .c = cs,
+          .out = out + b0 * DH, .row_stride = B * DH, .stream_stride = DH,
+          .head_w = m->head_w, .O = Ok, .head_b = m->head_b,
+          .y = y + b0 * O, .y_stride = B * O, .y_sstride = O,
+        };
+        (H == 8 ? kern->recur_h8_io : kern->recur_hreg_io) (&a);
         h0 = out + ((gsize) (T - 1) * B + b0) * DH;
         h0_stride = DH;
       }
@@ -369,8 +333,14 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
         const gsize t0 = d ? T - done - len : done;
         float *o = out + (t0 * B + b0) * DH + d * H;
         PROJECT (sc->xp, in, n_in, &pk->w_ih, lp->b_ih, t0, len);
-        kern->recur (c->cell, &pk->w_hh_blocked, lp->b_hh, sc->xp, len, nb, H,
-            d != 0, h0, h0_stride, cs, o, B * DH, DH, sc->pre);
+        const RnnRecurArgs a = {
+          .cell = c->cell, .w_hh = &pk->w_hh_blocked, .b_hh = lp->b_hh,
+          .xp = sc->xp, .T = len, .B = nb, .H = H, .reverse = d != 0,
+          .h0 = h0, .h0_stride = h0_stride, .c = cs,
+          .out = o, .row_stride = B * DH, .stream_stride = DH,
+          .pre = sc->pre,
+        };
+        kern->recur (&a);
         h0 = d ? o : o + (len - 1) * B * DH;
         h0_stride = DH;
       }
@@ -406,17 +376,6 @@ run_share (gpointer data, gpointer user_data)
   g_mutex_unlock (&fw->lock);
 }
 
-/* The state a call of B streams needs: none for a bidirectional model
- * (each window starts from zero), else one that fits the model. */
-static inline gboolean
-state_matches (const RnnModel *m, const RnnState *state, guint B)
-{
-  if (m->cfg.bidirectional)
-    return state == NULL;
-  return state != NULL && state->batch == B
-      && rnn_state_shape_fits (state, m);
-}
-
 void
 rnn_forward_set_plain (RnnForward *fw, gboolean plain)
 {
@@ -431,26 +390,46 @@ rnn_forward_set_plain (RnnForward *fw, gboolean plain)
 static void forward_call (RnnForward *fw, const RnnModel *m,
     RnnState *state, const float *x, guint T, guint B, float *y);
 
+/* Plans @m (once, thread-safe), then runs the call; if planning failed (no
+ * memory for the packed weights: warned) the output is zeros. */
+static void __attribute__ ((noinline))
+forward_unplanned (RnnForward *fw, const RnnModel *m, RnnState *state,
+    const float *x, guint T, guint B, float *y)
+{
+  if (rnn_model_plan_lazily (m))
+    rnn_forward (fw, m, state, x, T, B, y);
+  else
+    memset (y, 0, (gsize) T * B * rnn_model_get_output_size (m)
+        * sizeof (float));
+}
+
 void
 rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
     const float *x, guint T, guint B, float *y)
 {
   g_return_if_fail (fw != NULL && m != NULL && x != NULL && y != NULL);
-  g_return_if_fail (m->packed != NULL);
-  g_return_if_fail (state_matches (m, state, B));
+  g_return_if_fail (rnn_state_matches (m, state, B));
   const RnnConfig *c = &m->cfg;
   if (T == 0 || B == 0)
     return;
+  /* planned at load, else by the first call (a tail call with the same
+   * arguments, which keeps this function's prologue as short as the
+   * one-sample path needs) */
+  if (G_UNLIKELY (!g_atomic_int_get (&m->plan.ready))) {
+    forward_unplanned (fw, m, state, x, T, B, y);
+    return;
+  }
   /* one sample of one stream of a model with a direct path (the
    * per-sample audio model driven sample by sample): RnnStep1's kernel,
    * before any other bookkeeping.  Everything else is forward_call ()'s,
    * a function of its own, so that this path does not pay for its
    * prologue (six registers saved and restored) */
-  if (T == 1 && B == 1 && m->step1.fn && !fw->plain && !c->has_input_norm) {
-    m->step1.fn (&m->step1, x, rnn_state_h_block (state, 0, 0),
+  const RnnStep1 *s1 = &m->plan.step1;
+  if (T == 1 && B == 1 && s1->fn && !fw->plain && !c->has_input_norm) {
+    s1->fn (s1, x, rnn_state_h_block (state, 0, 0),
         rnn_state_c_block (state, 0, 0), y);
-    if (m->step1.O && c->head_activation != RNN_HEAD_ACT_NONE)
-      rnn_head_activate (c->head_activation, y, 1, m->step1.O);
+    if (s1->O && c->head_activation != RNN_HEAD_ACT_NONE)
+      rnn_head_activate (c->head_activation, y, 1, s1->O);
     return;
   }
   forward_call (fw, m, state, x, T, B, y);
@@ -474,9 +453,9 @@ forward_call (RnnForward *fw, const RnnModel *m, RnnState *state,
   }
 
   const RnnKernels *kern = rnn_kernels_get ();
-  /* the direct paths (RnnDirect), chosen per model at seal */
+  /* the direct paths (RnnDirect), chosen per model by its plan */
   const RnnDirect direct = fw->plain || n > 1 || c->has_input_norm
-      ? RNN_DIRECT_NONE : m->direct;
+      ? RNN_DIRECT_NONE : m->plan.direct;
   const gsize n_in = c->input_size, O = c->has_head ? c->output_size : 0;
   if (direct == RNN_DIRECT_SMALL
       || (direct == RNN_DIRECT_ONE && B == 1 && T <= 2)) {
@@ -486,32 +465,42 @@ forward_call (RnnForward *fw, const RnnModel *m, RnnState *state,
      * some 700 instructions per call, as much as a step of these models,
      * which matters at one sample per call. */
     const RnnLayerParams *lp = &m->layers[0];
-    const RnnPackedLayer *pk = &m->packed[0];
+    const RnnPackedLayer *pk = &m->plan.packed[0];
     float *h = rnn_state_h_block (state, 0, 0);
     float *cs = rnn_state_c_block (state, 0, 0);
+    const RnnRecurIoArgs a = {
+      .cell = c->cell, .w_ih = &pk->w_ih, .b_ih = lp->b_ih,
+      .x = x, .x_stride = B * n_in, .x_sstride = n_in,
+      .w_hh = &pk->w_hh_blocked, .b_hh = lp->b_hh, .T = T, .B = B,
+      .h0 = h, .h0_stride = H, .c = cs,
+      .out = O ? NULL : y, .row_stride = B * H, .stream_stride = H,
+      .head_w = m->head_w, .O = O, .head_b = m->head_b,
+      .y = y, .y_stride = B * O, .y_sstride = O, .h_final = h,
+    };
     if (direct == RNN_DIRECT_SMALL)
-      (H == 8 ? kern->recur_small_io : kern->recur_hreg_io) (c->cell,
-          &pk->w_ih, lp->b_ih, x, B * n_in, n_in,
-          &pk->w_hh_blocked, lp->b_hh, T, B, h, H, cs, O ? NULL : y, B * H,
-          H, m->head_w, O, m->head_b, y, B * O, O, h);
+      (H == 8 ? kern->recur_h8_io : kern->recur_hreg_io) (&a);
     else
-      kern->recur1_io (c->cell, &pk->w_ih, lp->b_ih, x, n_in,
-          &pk->w_hh_blocked, lp->b_hh, T, H, h, cs, O ? NULL : y, H,
-          m->head_w, O, m->head_b, y, O, h);
+      kern->recur_one_io (&a);
     if (O)
       rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
     return;
   }
   if (direct == RNN_DIRECT_SMALL2 && B == 1) {
-    float *const hs[2] = { rnn_state_h_block (state, 0, 0),
-      rnn_state_h_block (state, 1, 0) };
-    float *const cs[2] = { rnn_state_c_block (state, 0, 0),
-      rnn_state_c_block (state, 1, 0) };
-    kern->recur_small2_io (c->cell, &m->packed[0].w_ih, m->layers[0].b_ih, x,
-        n_in, &m->packed[0].w_hh_blocked, m->layers[0].b_hh,
-        &m->packed[1].w_ih, m->layers[1].b_ih, &m->packed[1].w_hh_blocked,
-        m->layers[1].b_hh, T, hs, cs, O ? NULL : y, H, m->head_w, O,
-        m->head_b, y, O);
+    const RnnPackedLayer *pk = m->plan.packed;
+    const RnnRecur2IoArgs a = {
+      .cell = c->cell,
+      .w_ih = { &pk[0].w_ih, &pk[1].w_ih },
+      .w_hh = { &pk[0].w_hh_blocked, &pk[1].w_hh_blocked },
+      .b_ih = { m->layers[0].b_ih, m->layers[1].b_ih },
+      .b_hh = { m->layers[0].b_hh, m->layers[1].b_hh },
+      .x = x, .x_stride = n_in, .T = T,
+      .h = { rnn_state_h_block (state, 0, 0), rnn_state_h_block (state, 1, 0) },
+      .c = { rnn_state_c_block (state, 0, 0), rnn_state_c_block (state, 1, 0) },
+      .out = O ? NULL : y, .row_stride = H,
+      .head_w = m->head_w, .O = O, .head_b = m->head_b,
+      .y = y, .y_stride = O,
+    };
+    kern->recur_h8x2_io (&a);
     if (O)
       rnn_head_activate (c->head_activation, y, T, O);
     return;
@@ -542,110 +531,4 @@ forward_call (RnnForward *fw, const RnnModel *m, RnnState *state,
   while (fw->pending > 0)
     g_cond_wait (&fw->done, &fw->lock);
   g_mutex_unlock (&fw->lock);
-}
-
-/* ---- reference path ---------------------------------------------------- */
-
-void
-rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
-    guint T, guint B, float *y)
-{
-  g_return_if_fail (m != NULL && x != NULL && y != NULL);
-  g_return_if_fail (state_matches (m, state, B));
-  const RnnConfig *c = &m->cfg;
-
-  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
-  const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
-  const gsize n_in = c->input_size;
-  float *in = g_new (float, TB * MAX (n_in, D * H));
-  float *out = g_new (float, TB * D * H);
-  float *pre_x = g_new (float, GH), *pre_h = g_new (float, GH);
-  float *h0 = g_new0 (float, B * H), *c0 = g_new0 (float, B * H);
-
-  for (gsize r = 0; r < TB; r++)
-    for (gsize i = 0; i < n_in; i++)
-      in[r * n_in + i] = c->has_input_norm
-          ? (x[r * n_in + i] - m->in_mean[i]) / m->in_std[i] : x[r * n_in + i];
-
-  gsize in_size = n_in;
-  for (guint k = 0; k < c->num_layers; k++) {
-    for (guint d = 0; d < D; d++) {
-      const RnnLayerParams *lp = &m->layers[k * D + d];
-      float *hs = state ? rnn_state_h (state, k, d) : h0;
-      float *cst = state ? rnn_state_c (state, k, d) : c0;
-      if (!state) {
-        memset (h0, 0, B * H * sizeof (float));
-        memset (c0, 0, B * H * sizeof (float));
-      }
-      for (gsize b = 0; b < B; b++) {
-        float *h = hs + b * H, *cc = cst ? cst + b * H : NULL;
-        for (gsize s = 0; s < T; s++) {
-          const gsize t = d ? T - 1 - s : s;
-          const float *xt = in + (t * B + b) * in_size;
-          for (gsize r = 0; r < GH; r++) {
-            float a = lp->b_ih[r], e = lp->b_hh[r];
-            for (gsize i = 0; i < in_size; i++)
-              a += lp->w_ih[r * in_size + i] * xt[i];
-            for (gsize j = 0; j < H; j++)
-              e += lp->w_hh[r * H + j] * h[j];
-            pre_x[r] = a;
-            pre_h[r] = e;
-          }
-          float *o = out + (t * B + b) * D * H + d * H;
-          for (gsize j = 0; j < H; j++) {
-            switch (c->cell) {
-              case RNN_CELL_RNN_TANH:
-                h[j] = tanhf (pre_x[j] + pre_h[j]);
-                break;
-              case RNN_CELL_RNN_RELU:
-                h[j] = fmaxf (pre_x[j] + pre_h[j], 0.0f);
-                break;
-              case RNN_CELL_LSTM:{
-                const float ig = 1.0f / (1.0f + expf (-(pre_x[j] + pre_h[j])));
-                const float fg = 1.0f / (1.0f + expf (-(pre_x[H + j] + pre_h[H + j])));
-                const float gg = tanhf (pre_x[2 * H + j] + pre_h[2 * H + j]);
-                const float og = 1.0f / (1.0f + expf (-(pre_x[3 * H + j] + pre_h[3 * H + j])));
-                cc[j] = fg * cc[j] + ig * gg;
-                h[j] = og * tanhf (cc[j]);
-                break;
-              }
-              case RNN_CELL_GRU:{
-                const float rg = 1.0f / (1.0f + expf (-(pre_x[j] + pre_h[j])));
-                const float zg = 1.0f / (1.0f + expf (-(pre_x[H + j] + pre_h[H + j])));
-                const float ng = tanhf (pre_x[2 * H + j] + rg * pre_h[2 * H + j]);
-                h[j] = (1.0f - zg) * ng + zg * h[j];
-                break;
-              }
-            }
-          }
-          memcpy (o, h, H * sizeof (float));
-        }
-      }
-    }
-    memcpy (in, out, TB * D * H * sizeof (float));
-    in_size = D * H;
-  }
-
-  const gsize O = rnn_model_get_output_size (m);
-  for (gsize r = 0; r < TB; r++) {
-    if (!c->has_head) {
-      memcpy (y + r * O, in + r * in_size, O * sizeof (float));
-      continue;
-    }
-    for (gsize o = 0; o < O; o++) {
-      float a = m->head_b[o];
-      for (gsize i = 0; i < in_size; i++)
-        a += m->head_w[o * in_size + i] * in[r * in_size + i];
-      y[r * O + o] = a;
-    }
-  }
-  if (c->has_head)
-    rnn_head_activate (c->head_activation, y, TB, O);
-
-  g_free (in);
-  g_free (out);
-  g_free (pre_x);
-  g_free (pre_h);
-  g_free (h0);
-  g_free (c0);
 }

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #define KERNEL_SUFFIX avx2
+#define KERNEL_NAME "avx2-fma"
 #define VFMA(a, b, c) \
   ((v8sf) _mm256_fmadd_ps ((__m256) (a), (__m256) (b), (__m256) (c)))
 #define VMIN(a, b) ((v8sf) _mm256_min_ps ((__m256) (a), (__m256) (b)))
@@ -18,17 +19,7 @@
           (__m256) (v), (k) < 4 ? 0x00 : 0x11), ((k) & 3) * 0x55))
 /* 8 float16 values to float32 (F16C) */
 #define VLOADH(p) ((v8sf) _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (p))))
-#include "rnn-kernels-impl.c"
-
-static const RnnKernels kernels = {
-  "avx2-fma", project_rows_avx2,
-  recur_avx2, recur_small_io_avx2,
-  recur_hreg_io_avx2, recur1_io_avx2,
-  recur_small2_io_avx2,
-  recur_step1_avx2, recur_small2_step1_avx2, recur1_step1_avx2,
-  head_rows_avx2,
-  sigmoid_array_avx2, tanh_array_avx2,
-};
+#include "rnn-kernels-template.h"
 
 /* F16C from CPUID (leaf 1, ECX bit 29): clang's __builtin_cpu_supports
  * does not know "f16c" */

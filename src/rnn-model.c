@@ -1,7 +1,6 @@
 /* RnnModel: a configuration plus one slab of parameters with a pointer table,
  * and RnnState: the carried h (and c) of every layer and direction. */
 #include "rnn-private.h"
-#include "rnn-kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -302,8 +301,7 @@ rnn_model_unref (RnnModel *model)
   g_free (model->tensors);
   g_free (model->params);
   g_free (model->layers);
-  g_free (model->packed);
-  g_aligned_free (model->packed_slab);
+  rnn_plan_clear (&model->plan);
   g_hash_table_unref (model->meta_values);
   g_ptr_array_unref (model->meta);
   g_free (model);
@@ -321,112 +319,11 @@ rnn_model_copy (const RnnModel *model)
     rnn_model_set_meta (copy, key, g_hash_table_lookup (model->meta_values, key));
   }
   copy->precision = model->precision;
-  if (model->packed)
-    rnn_model_seal (copy);
+  /* planned now if @model was (else on its first forward pass); should
+   * that fail, the first forward pass tries again */
+  if (g_atomic_int_get (&model->plan.ready))
+    rnn_model_plan (copy, NULL);
   return copy;
-}
-
-static gsize
-packed_size (gsize N, gsize K)
-{
-  const gsize width = MIN (RNN_PANEL_MAX, (N + 7) & ~(gsize) 7);
-  return (N + width - 1) / width * width * K;
-}
-
-/* Packs W [N][K] into @p (see RnnPackedMatrix). */
-static void
-pack_matrix (RnnPackedMatrix *pm, float *p, const float *W, gsize N, gsize K)
-{
-  pm->data = p;
-  pm->N = N;
-  pm->K = K;
-  pm->width = MIN (RNN_PANEL_MAX, (N + 7) & ~(gsize) 7);
-  pm->n_panels = (N + pm->width - 1) / pm->width;
-  pm->half = NULL;
-  memset (p, 0, pm->n_panels * pm->width * K * sizeof (float));
-  for (gsize n = 0; n < N; n++) {
-    float *panel = p + n / pm->width * K * pm->width;
-    for (gsize k = 0; k < K; k++)
-      panel[k * pm->width + n % pm->width] = W[n * K + k];
-  }
-}
-
-static gsize
-blocked_size (gsize G, gsize H)
-{
-  return (H + 7) / 8 * H * G * 8;
-}
-
-/* Packs W_hh [G*H][H] gate-blocked into @p (see RnnPackedLayer). */
-static void
-pack_blocked (RnnPackedMatrix *pm, float *p, const float *W, gsize G, gsize H)
-{
-  pm->data = p;
-  pm->N = G * H;
-  pm->K = H;
-  pm->width = G * 8;
-  pm->n_panels = (H + 7) / 8;
-  pm->half = NULL;
-  memset (p, 0, blocked_size (G, H) * sizeof (float));
-  for (gsize g = 0; g < G; g++)
-    for (gsize j = 0; j < H; j++) {
-      float *panel = p + j / 8 * H * G * 8;
-      for (gsize k = 0; k < H; k++)
-        panel[k * G * 8 + g * 8 + j % 8] = W[(g * H + j) * H + k];
-    }
-}
-
-/* float -> float16 bits, round to nearest, ties to even; finite input.
- * Written out rather than _Float16 or F16C so that it builds and gives the
- * same bits everywhere. */
-static guint16
-f32_to_f16_bits (float x)
-{
-  guint32 b;
-  memcpy (&b, &x, sizeof b);
-  const guint32 sign = (b >> 16) & 0x8000u, mant = b & 0x7fffffu;
-  const int e = (int) ((b >> 23) & 0xffu) - 127 + 15;
-  if (e >= 31)
-    return (guint16) (sign | 0x7c00u);             /* beyond range: inf */
-  if (e >= 1) {
-    guint32 h = sign | ((guint32) e << 10) | (mant >> 13);
-    const guint32 rem = mant & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-      h++;                      /* may carry into the exponent: still right */
-    return (guint16) h;
-  }
-  /* subnormal or zero: value = m * 2^-24 */
-  const int shift = 14 - e;
-  if (shift > 24)
-    return (guint16) sign;
-  const guint32 full = mant | 0x800000u;
-  guint32 m = full >> shift;
-  const guint32 rem = full & ((1u << shift) - 1), half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (m & 1u)))
-    m++;
-  return (guint16) (sign | m);
-}
-
-static float
-f16_bits_to_f32 (guint16 h)
-{
-  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  float v;
-  if (e == 31)
-    v = m ? NAN : INFINITY;
-  else if (e == 0)
-    v = ldexpf ((float) m, -24);
-  else
-    v = ldexpf ((float) (1024 + m), e - 25);
-  return (h & 0x8000) ? -v : v;
-}
-
-float
-rnn_round_to_f16 (float x)
-{
-  if (!isfinite (x))
-    return x;
-  return f16_bits_to_f32 (f32_to_f16_bits (x));
 }
 
 gboolean
@@ -453,11 +350,9 @@ rnn_model_set_weight_precision (RnnModel *model, RnnWeightPrecision precision,
       }
   }
   model->precision = precision;
-  /* the packed slab's size depends on the precision: build it anew */
-  g_clear_pointer (&model->packed, g_free);
-  g_clear_pointer (&model->packed_slab, g_aligned_free);
-  rnn_model_seal (model);
-  return TRUE;
+  /* the packed weights depend on the precision: planned again now, so that
+   * a model too large for memory is refused here */
+  return rnn_model_plan (model, error);
 }
 
 RnnWeightPrecision
@@ -465,113 +360,6 @@ rnn_model_get_weight_precision (const RnnModel *model)
 {
   g_return_val_if_fail (model != NULL, RNN_WEIGHTS_F32);
   return model->precision;
-}
-
-void
-rnn_model_seal (RnnModel *model)
-{
-  GError *error = NULL;
-
-  g_return_if_fail (model != NULL);
-  if (!rnn_model_try_seal (model, &error))
-    g_error ("%s", error->message);
-}
-
-gboolean
-rnn_model_try_seal (RnnModel *model, GError **error)
-{
-  g_return_val_if_fail (model != NULL, FALSE);
-  const RnnConfig *c = &model->cfg;
-  const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
-  const gsize D = rnn_model_get_num_directions (model);
-  const gsize LD = (gsize) c->num_layers * D;
-  /* float16 loads only where a layer's float32 W_hh exceeds the 32 KB L1:
-   * below, it stays in L1 and the register kernels on the float32 copy of
-   * the rounded values (the same numbers, so the same outputs) ran faster
-   * than the float16 loads (LSTM H = 8 / 16 / 32 0.80 / 0.83 / 0.70x, tanh
-   * RNN H=64 0.87x with them) */
-  const gboolean f16_loads = model->precision == RNN_WEIGHTS_F16
-      && G * H * H * sizeof (float) > 32768;
-
-  if (!model->packed) {
-    gsize total = 0;
-    for (gsize l = 0; l < LD; l++)
-      total += packed_size (GH, model->layers[l].in_size) + packed_size (GH, H)
-          + blocked_size (G, H);
-    if (f16_loads)                               /* the float16 copies */
-      total += LD * (blocked_size (G, H) + 1) / 2;
-    model->packed_slab = rnn_try_aligned_alloc (total, sizeof (float), 64,
-        "the packed weights", error);
-    if (model->packed_slab == NULL)
-      return FALSE;
-    model->packed = g_new0 (RnnPackedLayer, LD);
-  }
-  float *p = model->packed_slab;
-  for (gsize l = 0; l < LD; l++) {
-    const RnnLayerParams *lp = &model->layers[l];
-    pack_matrix (&model->packed[l].w_ih, p, lp->w_ih, GH, lp->in_size);
-    p += packed_size (GH, lp->in_size);
-    pack_matrix (&model->packed[l].w_hh, p, lp->w_hh, GH, H);
-    p += packed_size (GH, H);
-    pack_blocked (&model->packed[l].w_hh_blocked, p, lp->w_hh, G, H);
-    p += blocked_size (G, H);
-  }
-  if (model->precision == RNN_WEIGHTS_F16) {
-    /* the float32 weights rounded in place; their float16 bits after the
-     * float32 parts, so that those stay 4-byte aligned */
-    guint16 *q = (guint16 *) p;
-    for (gsize l = 0; l < LD; l++) {
-      RnnPackedMatrix *pm = &model->packed[l].w_hh_blocked;
-      const gsize n = blocked_size (G, H);
-      for (gsize i = 0; i < n; i++) {
-        const guint16 bits = f32_to_f16_bits (pm->data[i]);
-        pm->data[i] = f16_bits_to_f32 (bits);
-        if (f16_loads)
-          q[i] = bits;
-      }
-      if (f16_loads) {
-        pm->half = q;
-        q += n + (n & 1);
-      }
-    }
-  }
-  model->direct = rnn_forward_direct_kind (model);
-  memset (&model->step1, 0, sizeof model->step1);
-  if (model->direct == RNN_DIRECT_NONE)
-    return TRUE;
-  const RnnKernels *kern = rnn_kernels_get ();
-  RnnStep1 *s1 = &model->step1;
-  s1->cell = model->cfg.cell;
-  s1->H = H;
-  s1->O = model->cfg.has_head ? model->cfg.output_size : 0;
-  s1->w_ih = &model->packed[0].w_ih;
-  s1->w_hh = &model->packed[0].w_hh_blocked;
-  s1->b_ih = model->layers[0].b_ih;
-  s1->b_hh = model->layers[0].b_hh;
-  s1->head_w = model->head_w;
-  s1->head_b = model->head_b;
-  switch (model->direct) {
-    case RNN_DIRECT_SMALL:
-      s1->fn = kern->recur_step1;
-      if (H > 8)
-        rnn_hreg_offsets ((int) G, (int) (H / 8), s1->w_ih, s1->xoff[0]);
-      break;
-    case RNN_DIRECT_SMALL2:
-      s1->fn = kern->recur_small2_step1;
-      s1->w_ih1 = &model->packed[1].w_ih;
-      s1->w_hh1 = &model->packed[1].w_hh_blocked;
-      s1->b_ih1 = model->layers[1].b_ih;
-      s1->b_hh1 = model->layers[1].b_hh;
-      rnn_hreg_offsets ((int) G, 1, s1->w_ih, s1->xoff[0]);
-      rnn_hreg_offsets ((int) G, 1, s1->w_ih1, s1->xoff[1]);
-      break;
-    case RNN_DIRECT_ONE:
-      s1->fn = kern->recur1_step1;
-      break;
-    case RNN_DIRECT_NONE:
-      break;
-  }
-  return TRUE;
 }
 
 const RnnConfig *
@@ -600,6 +388,8 @@ float *
 rnn_model_get_params (RnnModel *model, gsize *n_params)
 {
   g_return_val_if_fail (model != NULL, NULL);
+  /* handed out for writing: the plan follows at the next forward pass */
+  rnn_model_plan_invalidate (model);
   if (n_params)
     *n_params = model->n_params;
   return model->params;

@@ -524,7 +524,7 @@ load_model (const RnnSafetensors *st, const char *dn, ReadTensor read,
     }
   }
 
-  if (!rnn_model_try_seal (model, &local)) {
+  if (!rnn_model_plan (model, &local)) {
     set_error (error, RNN_ERROR_IO, dn, "%s", local->message);
     g_error_free (local);
     return NULL;

@@ -241,7 +241,7 @@ rnn_optimizer_step_model (RnnOptimizer *opt, RnnModel *model, const float *grads
   g_return_if_fail (opt->n == rnn_train_get_n_trainable (model));
 
   rnn_optimizer_step (opt, model->params, grads);
-  rnn_model_seal (model);
+  rnn_model_plan_invalidate (model);
 }
 
 /* ---- initialisation ---------------------------------------------------- */
@@ -270,7 +270,7 @@ rnn_train_init_params (RnnModel *model, guint32 seed)
       p[j] = (float) g_rand_double_range (rand, -bound, bound);
   }
   g_rand_free (rand);
-  rnn_model_seal (model);
+  rnn_model_plan_invalidate (model);
 }
 
 /* ---- clipping ------------------------------------------------------------ */

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "rnn.h"
+#include "rnn-plan.h"
 
 /* Memory whose size comes from a file (or from a configuration read from
  * one) is taken here, never with an aborting allocator: @n_elems *
@@ -15,76 +16,6 @@ gpointer rnn_try_alloc0 (gsize n_elems, gsize elem_size, const char *what,
 gpointer rnn_try_aligned_alloc (gsize n_elems, gsize elem_size,
     gsize alignment, const char *what, GError **error);
 
-/* rnn_model_seal () that refuses instead of aborting when the packed copy
- * cannot be allocated (a model read from a file). */
-gboolean rnn_model_try_seal (RnnModel *model, GError **error);
-
-/* A weight W [N][K] repacked for the inference kernels: its transpose cut
- * into panels of `width` columns (a multiple of 8, at most 64), each panel
- * [K][width] contiguous, the last one zero-padded.  A kernel then streams
- * one panel with its accumulators held in registers. */
-typedef struct {
-  float *data;              /* n_panels * K * width */
-  gsize K, N, width, n_panels;
-  /* RNN_WEIGHTS_F16: the same values as float16 bits (data then holds them
-   * rounded, for kernels without a float16 load); NULL otherwise */
-  const guint16 *half;
-} RnnPackedMatrix;
-
-#define RNN_PANEL_MAX 64
-
-/* Weights of one layer/direction packed for the inference kernels. */
-typedef struct {
-  RnnPackedMatrix w_ih;     /* from [G*H][I_k] */
-  RnnPackedMatrix w_hh;     /* from [G*H][H] */
-  /* W_hh again, gate-blocked for the fused recurrent kernel: per block of 8
-   * hidden units j..j+7 (the last zero-padded), H rows k of G x 8 weights
-   * [gate g][unit] = W_hh[g*H + j + unit][k]; width = G*8, n_panels =
-   * ceil(H/8). */
-  RnnPackedMatrix w_hh_blocked;
-} RnnPackedLayer;
-
-/* rnn_forward ()'s direct paths: straight to one kernel, without the
- * general path's passes and bookkeeping (which cost as much as a step of
- * these models at one sample per call).  Chosen per model at
- * rnn_model_seal () (rnn_forward_direct_kind ()), so that a call of one
- * sample does not test the configuration again. */
-typedef enum {
-  RNN_DIRECT_NONE,
-  /* one layer of H = 8, 16, 24 or 32, float32, <= 8 inputs and outputs:
-   * recur_small_io () / recur_hreg_io (), any number of streams */
-  RNN_DIRECT_SMALL,
-  /* two layers of H = 8, the same limits: recur_small2_io (), one stream */
-  RNN_DIRECT_SMALL2,
-  /* one layer of 8 < H <= RNN_IO_MAX_H otherwise: recur1_io (), one stream
-   * at one or two steps per call */
-  RNN_DIRECT_ONE,
-} RnnDirect;
-
-RnnDirect rnn_forward_direct_kind (const RnnModel *m);
-
-/* What a call of one sample of one stream needs on the direct paths
- * (RnnDirect), gathered by rnn_model_seal (): the kernel
- * (RnnKernels.recur_step1, recur_small2_step1 or recur1_step1)
- * then takes five arguments in registers, where the general entry's 23
- * cost some 40 instructions to pass and as many to take apart, at every
- * sample. */
-typedef struct _RnnStep1 RnnStep1;
-struct _RnnStep1 {
-  void (*fn) (const RnnStep1 *s, const float *x, float *h, float *c,
-      float *y);
-  RnnCell cell;
-  gsize H, O;
-  const RnnPackedMatrix *w_ih, *w_hh;   /* packed; w_hh gate-blocked */
-  const float *b_ih, *b_hh, *head_w, *head_b;
-  /* RNN_DIRECT_SMALL2: layer 1's weights (layer 0's above) */
-  const RnnPackedMatrix *w_ih1, *w_hh1;
-  const float *b_ih1, *b_hh1;
-  /* H = 16-32: the register kernel's W_ih offsets (rnn_hreg_offsets ()),
-   * some 30-50 instructions a call would otherwise spend on them; two
-   * layers of 8: layer 0's, then layer 1's */
-  gsize xoff[2][4][4];
-};
 
 struct _RnnModel {
   gatomicrefcount ref_count;
@@ -96,14 +27,9 @@ struct _RnnModel {
   RnnLayerParams *layers;   /* [L][D] */
   float *head_w, *head_b;   /* [O][D*H], [O] or NULL */
   float *in_mean, *in_std;  /* [I] or NULL */
-  RnnPackedLayer *packed;   /* [L][D]; NULL until sealed */
-  float *packed_slab;       /* owns the packed data; 64-byte aligned
-                             * (g_aligned_alloc), so that no vector load of
-                             * a panel crosses a cache line */
   RnnWeightPrecision precision;
-  RnnDirect direct;         /* set by rnn_model_seal () */
   guint64 state_shape;      /* rnn_shape_key () of its states */
-  RnnStep1 step1;           /* set by rnn_model_seal () (fn NULL: none) */
+  RnnPlan plan;             /* rnn-plan.h */
   GPtrArray *meta;          /* sorted keys, NULL-terminated */
   GHashTable *meta_values;  /* key (owned by meta) -> value */
 };
@@ -151,6 +77,17 @@ rnn_state_c_block (const RnnState *state, guint k, guint d)
     return NULL;
   return state->data
       + (gsize) (state->layers * state->dirs + k * state->dirs + d) * state->per_block;
+}
+
+/* The state a call of B streams needs: none for a bidirectional model
+ * (each window starts from zero), else one that fits the model. */
+static inline gboolean
+rnn_state_matches (const RnnModel *m, const RnnState *state, guint B)
+{
+  if (m->cfg.bidirectional)
+    return state == NULL;
+  return state != NULL && state->batch == B
+      && rnn_state_shape_fits (state, m);
 }
 
 /* Kernels of rnn-forward.c shared with the training code. */

@@ -3,7 +3,7 @@
  *
  * A training step, as RnnTrainer (rnn-trainer.c) runs it for rnntrain:
  *
- *   RnnModel *model = ...;            // the trainer's private, sealed copy:
+ *   RnnModel *model = ...;            // the trainer's private copy:
  *                                     // rnn_model_copy() of an init-model, or
  *                                     // rnn_model_new() + rnn_train_init_params()
  *   gsize n;
@@ -22,7 +22,7 @@
  *     rnn_train_backward (tr, grads, NULL, model);
  *     norm = rnn_clip_grad_norm (grads, n, clip_norm);   // if clipping
  *     if (!isfinite (loss) || !isfinite (norm)) roll back ...;
- *     rnn_optimizer_step_model (opt, model, grads);      // updates + reseals
+ *     rnn_optimizer_step_model (opt, model, grads);      // updates (planned again at the next forward)
  *
  * Validation is rnn_train_forward() + rnn_train_loss() without the backward.
  * Offline training on windows cut at random offsets passes state NULL (zero
@@ -89,8 +89,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnTrain, rnn_train_free)
  *   detached: no gradient flows into it (truncated BPTT).
  *   Bidirectional models: must be NULL; every window is one whole sequence,
  *   both directions start from zero (as rnn_forward() runs them).
- * @model must be sealed (rnn_model_seal(); rnn_optimizer_step_model()
- * reseals) and must stay unchanged until rnn_train_backward(); @x need not
+ * @model (planned here if it is not) must stay unchanged until
+ * rnn_train_backward(); @x need not
  * outlive the call.
  * Computes what rnn_forward() computes with the same cell arithmetic and
  * recurrent kernel; the input projection is one sgemm, so the two agree to
@@ -201,8 +201,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnOptimizer, rnn_optimizer_free)
 /* One step over the @n floats given at creation: params[i] from grads[i]. */
 void rnn_optimizer_step (RnnOptimizer *opt, float *params, const float *grads);
 /* One step over the trainable part of @model's slab (the optimizer must
- * have been made with n = rnn_train_get_n_trainable (model)), then
- * rnn_model_seal (model).  The model must be the trainer's private copy. */
+ * have been made with n = rnn_train_get_n_trainable (model)); the model is
+ * planned again at its next forward pass.  The model must be the trainer's
+ * private copy. */
 void rnn_optimizer_step_model (RnnOptimizer *opt, RnnModel *model,
     const float *grads);
 

@@ -1,6 +1,6 @@
 /* gst-rnn numerical core: models, state, forward pass, model files.
  *
- * This library never includes a GStreamer header (DESIGN §1).  Sequences are
+ * This library never includes a GStreamer header (docs/design.md §1).  Sequences are
  * time-major: x[t][b][i] for T steps of B independent streams with I inputs,
  * y[t][b][o] likewise.  All tensors are float32, row-major, laid out exactly
  * as PyTorch's state_dict (weights [rows][cols]).
@@ -108,10 +108,13 @@ typedef struct _RnnModel RnnModel;
 RnnModel *rnn_model_new (const RnnConfig *cfg, GError **error);
 RnnModel *rnn_model_ref (RnnModel *model);
 void rnn_model_unref (RnnModel *model);
-/* Builds the derived weight layouts of the fast forward path (recurrent
- * weights transposed, gate-stacked).  Call it after filling or changing the
- * parameters; rnn_model_load() and rnn_model_copy() do.  rnn_forward()
- * refuses a model that was never sealed. */
+/* Deprecated, no longer needed: a model is planned for the fast forward
+ * path (packed weights, the kernel choice) when it is loaded or copied,
+ * and otherwise by its first forward pass, and again after
+ * rnn_model_get_params() handed out its slab for writing.  This plans it
+ * now (a warning if memory for it cannot be had); still useful only to
+ * a caller that keeps the slab's pointer and changes parameters through it
+ * between forward passes. */
 void rnn_model_seal (RnnModel *model);
 /* Precision of the weights the fast forward path streams at every step. */
 typedef enum {
@@ -125,14 +128,15 @@ typedef enum {
  * longer fits the first-level cache).  The parameters themselves (training,
  * saving, rnn_forward_naive()) stay float32; everything else is computed in
  * float32.  Fails, naming the weight, if one is beyond float16's range.
- * Reseals the model: call it before sharing the model. */
+ * Plans the model again (fails, naming the size, if memory for it cannot
+ * be had): call it before sharing the model. */
 gboolean rnn_model_set_weight_precision (RnnModel *model,
     RnnWeightPrecision precision, GError **error);
 RnnWeightPrecision rnn_model_get_weight_precision (const RnnModel *model);
 /* x rounded to the nearest float16 value (ties to even), as a float; +-inf
  * beyond float16's range.  What RNN_WEIGHTS_F16 does to each weight. */
 float rnn_round_to_f16 (float x);
-/* Deep copy (parameters and metadata), sealed if @model was. */
+/* Deep copy (parameters and metadata), planned if @model was. */
 RnnModel *rnn_model_copy (const RnnModel *model);
 
 const RnnConfig *rnn_model_get_config (const RnnModel *model);
@@ -140,7 +144,10 @@ const RnnConfig *rnn_model_get_config (const RnnModel *model);
 guint rnn_model_get_output_size (const RnnModel *model);
 guint rnn_model_get_num_directions (const RnnModel *model);
 
-/* The slab: every parameter, contiguous, in RnnParamInfo order. */
+/* The slab: every parameter, contiguous, in RnnParamInfo order.
+ * rnn_model_get_params() hands it out for writing: the model is planned
+ * again at its next forward pass, so do not call it on a model other
+ * threads are running; rnn_model_peek_params() only reads. */
 float *rnn_model_get_params (RnnModel *model, gsize *n_params);
 const float *rnn_model_peek_params (const RnnModel *model, gsize *n_params);
 guint rnn_model_get_n_tensors (const RnnModel *model);
@@ -166,10 +173,10 @@ const char *const *rnn_model_get_meta_keys (const RnnModel *model);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnModel, rnn_model_unref)
 
-/* ---- model files (DESIGN §3) ------------------------------------------- */
+/* ---- model files (docs/design.md §3) ----------------------------------- */
 
 /* Every refusal is a GError whose message starts with the file name.  The
- * model returned is sealed. */
+ * model returned is planned (rnn-plan.h). */
 RnnModel *rnn_model_load (const char *path, GError **error);
 RnnModel *rnn_model_load_from_data (const guint8 *data, gsize size,
     const char *display_name, GError **error);

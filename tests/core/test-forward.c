@@ -237,7 +237,7 @@ test_chunking (void)
  * held across steps, input projection and head fused), larger sizes the
  * general one; two layers of 8 units for one stream have a kernel of their
  * own, and one stream at a step or two per call of a larger model the
- * direct path (recur1_io).  The fixtures have H = 1, 8 and 33; this covers
+ * direct path (recur_one_io).  The fixtures have H = 1, 8 and 33; this covers
  * the multiples of 8 up to 32 on random models (every cell, 1 or 3
  * inputs, with and without a head, one or two layers): for three streams
  * the fused paths give the general path's bits (its passes, forced by
@@ -595,7 +595,7 @@ test_f16_loads (void)
     g_autoptr (RnnModel) half = rnn_model_copy (model);
     g_assert_true (rnn_model_set_weight_precision (half, RNN_WEIGHTS_F16, NULL));
     const gsize G = rnn_cell_gates (cfg.cell), H = cfg.hidden_size;
-    g_assert_true ((half->packed[0].w_hh_blocked.half != NULL)
+    g_assert_true ((half->plan.packed[0].w_hh_blocked.half != NULL)
         == (G * H * H * sizeof (float) > 32768));
     RnnModel *rounded = rounded_copy (model);
     const guint T = 150, O = cfg.output_size;
@@ -603,7 +603,7 @@ test_f16_loads (void)
     g_assert_cmpmem (y, (gsize) T * O * sizeof (float), y32, (gsize) T * O * sizeof (float));
     g_free (y);
     /* one sample per call: for one layer the direct path's one-step
-     * kernel (recur1_step1 ()), with the float16 loads */
+     * kernel (step1_one ()), with the float16 loads */
     y = run_sample_by_sample (half, T);
     g_assert_cmpmem (y, (gsize) T * O * sizeof (float), y32, (gsize) T * O * sizeof (float));
     g_free (y);
