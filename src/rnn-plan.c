@@ -216,7 +216,7 @@ void
 rnn_plan_clear (RnnPlan *plan)
 {
   g_clear_pointer (&plan->packed, g_free);
-  g_clear_pointer (&plan->slab_mem, g_free);
+  g_clear_pointer (&plan->slab_mem, g_aligned_free);
   plan->slab = NULL;
   plan->slab_floats = 0;
   memset (&plan->step1, 0, sizeof plan->step1);
@@ -253,20 +253,22 @@ plan_build (RnnPlan *plan, const RnnModel *model, GError **error)
    * packed again in place */
   if (!plan->packed || plan->slab_floats != total) {
     rnn_plan_clear (plan);
-    const gsize bytes = MAX (total, 1) * sizeof (float);
     plan->packed = g_try_new0 (RnnPackedLayer, LD);
-    plan->slab_mem = g_try_malloc (bytes + 63);
+    plan->slab_mem = rnn_try_aligned_alloc (total, sizeof (float), 64,
+        "the packed weights", error);
     if (!plan->packed || !plan->slab_mem) {
+      if (plan->slab_mem == NULL)
+        g_prefix_error (error, "Cannot prepare the model for the forward "
+            "pass (use a smaller model or free memory): ");
+      else
+        g_set_error (error, RNN_ERROR, RNN_ERROR_IO, "Cannot prepare the "
+            "model for the forward pass: out of memory for its layer table");
       rnn_plan_clear (plan);
-      g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
-          "Cannot prepare the model for the forward pass: its packed "
-          "weights need %" G_GSIZE_FORMAT " bytes (%" G_GSIZE_FORMAT
-          " MiB) of memory, which could not be allocated; free memory or "
-          "use a smaller model", bytes, (bytes + (1 << 20) - 1) >> 20);
       return FALSE;
     }
-    plan->slab = (float *) (((guintptr) plan->slab_mem + 63)
-        & ~(guintptr) 63);
+    /* 64-byte aligned, so that no vector load of a panel crosses a cache
+     * line */
+    plan->slab = plan->slab_mem;
     plan->slab_floats = total;
   }
 
