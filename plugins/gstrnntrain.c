@@ -29,7 +29,7 @@
  * Trains an Elman RNN, LSTM or GRU (stacked, optionally bidirectional, with
  * a linear head) on an interleaved 32-bit float stream and writes it as a
  * gst-rnn safetensors model that rnnfilter (and PyTorch, through
- * scripts/gstrnn_export.py) loads.
+ * python/gstrnn/export.py) loads.
  *
  * ## Pads
  *

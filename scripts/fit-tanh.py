@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fits the rational tanh of the inference kernels (src/rnn-kernels-impl.c,
+"""Fits the rational tanh of the inference kernels (src/rnn-kernels-act.c,
 vtanh_fast) and measures it.
 
     tanh x ~ x P(x^2) / Q(x^2),  |x| <= 9 (tanh rounds to +-1 in float beyond)
