@@ -104,11 +104,14 @@
  *
  * ## Messages
  *
- * GST_MESSAGE_PROGRESS with code "train": START when training starts,
- * CONTINUE after every epoch (offline, with "percent"), every checkpoint
- * (online) and every few seconds of a long epoch, then COMPLETE, CANCELED
- * (a flush or state change stopped offline training) or ERROR (the model
- * could not be written).
+ * GST_MESSAGE_PROGRESS with code "train".  Offline: START when training
+ * starts at EOS, CONTINUE after every epoch (with "percent") and every few
+ * seconds of a long epoch, then COMPLETE, CANCELED (a flush or state
+ * change stopped training) or ERROR (the model could not be written).
+ * Online: a START / COMPLETE pair around every model write (CANCELED when
+ * the write failed), so no progress stays open while the stream runs
+ * (gst-launch-1.0 waits for an open progress to complete before it sets
+ * the pipeline to PLAYING).
  *
  * Element messages (gst_message_new_element, structure name):
  *
@@ -139,12 +142,9 @@
  *     s. ! queue ! rnntrain name=t model-location=effect.safetensors cell=gru hidden-size=16 epochs=5 ! fakesink \
  *     s. ! queue ! audiocheblimit cutoff=3000 ! t.target
  * ]|
- * Train online and rewrite the model every 10 updates.  gst-launch-1.0
- * holds the pipeline in PAUSED while a progress it was told of runs, and
- * online training's runs until EOS: the sink must not wait for a preroll
- * (async=false).
+ * Train online and rewrite the model every 10 updates:
  * |[
- * gst-launch-1.0 -m audiotestsrc num-buffers=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! rnntrain model-location=online.safetensors mode=online seq-length=32 batch-size=4 checkpoint-interval=10 ! fakesink async=false
+ * gst-launch-1.0 -m audiotestsrc num-buffers=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! rnntrain model-location=online.safetensors mode=online seq-length=32 batch-size=4 checkpoint-interval=10 ! fakesink
  * ]|
  */
 #include "gstrnntrain.h"

@@ -818,6 +818,14 @@ online_checkpoint (RnnTrainer *t, gboolean final, GError **error)
   gboolean ok;
 
   t->checkpoints++;
+  /* Online training runs as long as the stream: a progress that stayed
+   * open would hold gst-launch-1.0 in PAUSED (it waits for START or
+   * CONTINUE to be followed by COMPLETE before it goes to PLAYING), so the
+   * sink would never leave preroll.  Each checkpoint is a progress of its
+   * own, closed as soon as the model is written. */
+  gchar *start = g_strdup_printf ("Writing checkpoint %u", t->checkpoints);
+  progress (t, RNN_TRAINER_PROGRESS_START, start, -1);
+  g_free (start);
   set_provenance (t, m, t->checkpoints, t->checkpoints, loss, NAN,
       (gsize) (t->updates * t->cfg.batch_size * t->cfg.seq_length), 0);
   gchar *v = g_strdup_printf ("%" G_GUINT64_FORMAT, t->updates);
@@ -825,17 +833,20 @@ online_checkpoint (RnnTrainer *t, gboolean final, GError **error)
   g_free (v);
   ok = write_model (t, m, error);
   rnn_model_unref (m);
-  if (!ok)
+  if (!ok) {
+    progress (t, RNN_TRAINER_PROGRESS_CANCELED, "Checkpoint not written", -1);
     return FALSE;
+  }
   t->ck_dirty = FALSE;
 
   const gint64 now = g_get_monotonic_time ();
   const double secs = MAX ((now - t->ck_time) / 1e6, 1e-9);
   epoch_done (t, t->checkpoints, 0, loss, NAN, t->ck_steps / secs, G_MAXUINT64);
-  if (!final) {
-    gchar *text = g_strdup_printf ("Checkpoint %u after %" G_GUINT64_FORMAT
-        " updates: loss %g", t->checkpoints, t->updates, loss);
-    progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text, -1);
+  {
+    gchar *text = g_strdup_printf ("%s %u after %" G_GUINT64_FORMAT
+        " updates: loss %g", final ? "Training complete: checkpoint"
+        : "Checkpoint", t->checkpoints, t->updates, loss);
+    progress (t, RNN_TRAINER_PROGRESS_COMPLETE, text, -1);
     g_free (text);
   }
   t->last_loss = loss;
@@ -859,7 +870,6 @@ online_update (RnnTrainer *t, GError **error)
       t->need_norm = FALSE;
     }
     snapshot_take (t);
-    progress (t, RNN_TRAINER_PROGRESS_START, "Training online", -1);
     t->ck_time = g_get_monotonic_time ();
     t->online_started = TRUE;
   }
@@ -978,7 +988,6 @@ rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report, GError **error)
       && !online_checkpoint (t, TRUE, error)) {
     ret = RNN_TRAINER_FAILED;
   } else {
-    progress (t, RNN_TRAINER_PROGRESS_COMPLETE, "Training complete", -1);
     rep.loss = t->last_loss;
     ret = RNN_TRAINER_DONE;
   }

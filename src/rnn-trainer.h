@@ -147,7 +147,10 @@ void rnn_trainer_break (RnnTrainer *t);
 
 /* Offline: trains on the recording and writes the best model.  Online:
  * writes the last weights if they changed since the last checkpoint.
- * Posts COMPLETE progress when it returns RNN_TRAINER_DONE. */
+ * Offline, posts COMPLETE progress when it returns RNN_TRAINER_DONE.
+ * Online, every model write is a START / COMPLETE pair of its own (a
+ * progress left open for the whole stream would hold gst-launch-1.0 in
+ * PAUSED). */
 RnnTrainerStatus rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report,
     GError **error);
 

@@ -18,6 +18,8 @@
 #include <gst/gst.h>
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
+#include <gio/gio.h>
+#include <signal.h>
 
 #define RATE 8000
 
@@ -1509,6 +1511,135 @@ test_cancel (void)
   g_free (out);
 }
 
+/* ---- gst-launch-1.0 ---------------------------------------------------------- */
+
+/* gst-launch-1.0 with the plugin of this build tree, or NULL (the test is
+ * skipped) when the tool or the plugin is missing. */
+static gchar **
+launch_argv (const char *const *args)
+{
+  gchar *tool = g_find_program_in_path ("gst-launch-1.0");
+  gchar *timeout = g_find_program_in_path ("timeout");
+  const char *bdir = g_getenv ("G_TEST_BUILDDIR");
+  gchar *plugins = bdir ? g_build_filename (bdir, "..", "plugins", NULL) : NULL;
+
+  if (!tool || !timeout || !plugins
+      || !g_file_test (plugins, G_FILE_TEST_IS_DIR)) {
+    g_test_skip ("gst-launch-1.0, timeout(1) or the built plugin is missing");
+    g_free (tool);
+    g_free (timeout);
+    g_free (plugins);
+    return NULL;
+  }
+  g_setenv ("GST_PLUGIN_PATH", plugins, TRUE);
+  gchar *reg = g_build_filename (bdir, "registry-rnntrain.bin", NULL);
+  g_setenv ("GST_REGISTRY", reg, TRUE);
+  g_free (reg);
+  g_free (plugins);
+
+  GPtrArray *a = g_ptr_array_new ();
+  /* a stalled pipeline must fail the test, not hang it */
+  g_ptr_array_add (a, timeout);
+  g_ptr_array_add (a, g_strdup ("-s"));
+  g_ptr_array_add (a, g_strdup ("KILL"));
+  g_ptr_array_add (a, g_strdup ("60"));
+  g_ptr_array_add (a, tool);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (a, g_strdup (args[i]));
+  g_ptr_array_add (a, NULL);
+  return (gchar **) g_ptr_array_free (a, FALSE);
+}
+
+typedef struct
+{
+  GSubprocess *proc;
+  guint delay_ms;
+} Interrupt;
+
+static gpointer
+interrupt_thread (gpointer p)
+{
+  Interrupt *i = p;
+  g_usleep (i->delay_ms * 1000);
+  g_subprocess_send_signal (i->proc, SIGINT);
+  return NULL;
+}
+
+/* Runs gst-launch-1.0 with @args (and a SIGINT after @sigint_ms if not 0);
+ * returns its output (stdout and stderr) and its exit status in @status. */
+static gchar *
+run_launch (const char *const *args, guint sigint_ms, gint *status)
+{
+  gchar **argv = launch_argv (args);
+  GError *err = NULL;
+  gchar *out = NULL;
+
+  if (!argv)
+    return NULL;
+  GSubprocess *proc = g_subprocess_newv ((const gchar * const *) argv,
+      G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE, &err);
+  g_assert_no_error (err);
+  Interrupt in = { proc, sigint_ms };
+  GThread *th = sigint_ms ? g_thread_new ("sigint", interrupt_thread, &in) : NULL;
+  g_assert_true (g_subprocess_communicate_utf8 (proc, NULL, NULL, &out, NULL,
+          &err));
+  g_assert_no_error (err);
+  if (th)
+    g_thread_join (th);
+  *status = g_subprocess_get_if_exited (proc) ?
+      g_subprocess_get_exit_status (proc) : -1;
+  g_test_message ("gst-launch-1.0 status %d, output:\n%s", *status, out);
+  g_object_unref (proc);
+  g_strfreev (argv);
+  return out;
+}
+
+static guint
+count_lines_with (const char *text, const char *needle)
+{
+  guint n = 0;
+  for (const char *p = text; (p = strstr (p, needle)); p += strlen (needle))
+    n++;
+  return n;
+}
+
+/* Online training in gst-launch-1.0 with a sink that prerolls (the default
+ * fakesink): the kill-train pipeline, on a bounded source.  gst-launch-1.0
+ * sets PLAYING only once every progress it was told of has completed; the
+ * first update fits in the first buffer, so a progress left open until EOS
+ * would stall the sink in preroll and rnntrain in its push for good.  It
+ * must run to EOS and write the model once per update. */
+static void
+test_launch_online_async_sink (void)
+{
+  gchar *out = tmp_path ("launch-online.safetensors");
+  gchar *loc = g_strdup_printf ("model-location=%s", out);
+  const char *const args[] = { "-m", "audiotestsrc", "wave=white-noise",
+    "samplesperbuffer=512", "num-buffers=4", "!",
+    "audio/x-raw,format=F32LE,rate=8000,channels=1", "!", "rnntrain",
+    "mode=online", loc, "checkpoint-interval=1", "seq-length=8",
+    "batch-size=1", "cell=lstm", "hidden-size=64", "num-layers=2", "!",
+    "fakesink", NULL
+  };
+  gint status;
+  gchar *text = run_launch (args, 0, &status);
+
+  if (text) {
+    /* 2048 frames, 2047 predict-ahead steps: 255 updates of 8 */
+    const guint writes = count_lines_with (text, "rnntrain-progress");
+    g_test_message ("%u model writes", writes);
+    g_assert_cmpint (status, ==, 0);
+    g_assert_nonnull (strstr (text, "Got EOS"));
+    g_assert_cmpuint (writes, ==, 255);
+    RnnModel *m = load_model (out);
+    g_assert_cmpuint (meta_u64 (m, "train_updates"), ==, 255);
+    rnn_model_unref (m);
+  }
+  g_free (text);
+  g_free (loc);
+  g_free (out);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 int
@@ -1564,6 +1695,8 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/pipeline/tee-unequal-branches",
       test_pipeline_tee_unequal_branches);
   g_test_add_func ("/rnntrain/pipeline/cancel", test_cancel);
+  g_test_add_func ("/rnntrain/launch/online-async-sink",
+      test_launch_online_async_sink);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
