@@ -90,6 +90,24 @@
  * frames) and at EOS, so an rnnfilter with reload-on-change picks it up.
  * normalize takes its statistics from the first update's data.
  *
+ * ## Where the model goes, and stopping early
+ *
+ * model-location is checked when the stream starts (a file is created
+ * beside it and removed): a missing directory, a directory or a place that
+ * cannot be written is an error then, before anything is recorded.  A
+ * symbolic link is written through: its target is replaced (atomically,
+ * beside the target), the link stays.  An online checkpoint that cannot
+ * be written (a full disk) is a warning; the model on disk stays as it
+ * was, training goes on and the next checkpoint writes again.
+ *
+ * Stopped before EOS (a state change down, Ctrl-C without -e): online,
+ * the updates since the last checkpoint are written; an offline run
+ * stopped while training writes the best model of the epochs it finished;
+ * a recording not trained on yet is discarded, and a warning says how many
+ * seconds.  Offline training starts at EOS: gst-launch-1.0 -e sends EOS on
+ * Ctrl-C, so the model is trained and written before it exits.  Each of
+ * these is a GST_MESSAGE_WARNING.
+ *
  * ## Divergence
  *
  * A non-finite loss, gradient or weight rolls the model and the optimizer
@@ -1062,6 +1080,18 @@ gst_rnn_train_stop (GstAggregator *agg)
 {
   GstRnnTrain *self = GST_RNN_TRAIN (agg);
 
+  /* stopped before the end of the stream: keep what was trained, or say
+   * what is thrown away */
+  if (self->configured && !self->finished && self->trainer) {
+    GError *err = NULL;
+    const double step_s = (double) self->pairing.f_in / MAX (self->rate, 1);
+    if (rnn_trainer_abandon (self->trainer, step_s, &err) == RNN_TRAINER_FAILED) {
+      GST_ELEMENT_WARNING (self, RESOURCE, OPEN_WRITE,
+          ("Stopped before the end of the stream and could not write the "
+              "model to %s.", self->s.location), ("%s", err->message));
+      g_error_free (err);
+    }
+  }
   free_stream (self);
   return TRUE;
 }

@@ -2,8 +2,11 @@
 #include "rnn-trainer.h"
 #include "rnn-dataset.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+
+#include <glib/gstdio.h>
 
 G_DEFINE_QUARK (rnn-trainer-error-quark, rnn_trainer_error)
 
@@ -34,6 +37,7 @@ struct _RnnTrainer
 
   /* offline */
   RnnRecording *recording;
+  gboolean offline_written;     /* a model of this recording was written */
 
   /* online */
   float *ob;                    /* [B*T][rec] the batch being gathered */
@@ -146,6 +150,10 @@ rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
         "seq-length, batch-size and checkpoint-interval must be at least 1 "
         "(they are %u, %u and %u).", cfg->seq_length, cfg->batch_size,
         cfg->checkpoint_interval);
+    rnn_model_unref (model);
+    return NULL;
+  }
+  if (cfg->location && !rnn_trainer_check_location (cfg->location, error)) {
     rnn_model_unref (model);
     return NULL;
   }
@@ -531,7 +539,77 @@ set_provenance (RnnTrainer *t, RnnModel *m, guint epochs_run,
 #undef SET_DBL
 }
 
-/* rnn_model_save() writes through a temporary file and a rename. */
+/* The file a write to @location replaces: @location, or, when it is a
+ * symbolic link, the file the link (and any link it leads to) names, so
+ * that the write goes through the link instead of replacing it. */
+static gchar *
+resolve_location (const char *location)
+{
+  gchar *path = g_strdup (location);
+
+  for (guint hops = 0; hops < 40; hops++) {
+    gchar *target = g_file_read_link (path, NULL);
+    if (!target)
+      break;                    /* not a link (or missing): write here */
+    if (!g_path_is_absolute (target)) {
+      gchar *dir = g_path_get_dirname (path);
+      gchar *abs = g_build_filename (dir, target, NULL);
+      g_free (dir);
+      g_free (target);
+      target = abs;
+    }
+    g_free (path);
+    path = target;
+  }
+  return path;
+}
+
+gboolean
+rnn_trainer_check_location (const char *location, GError **error)
+{
+  g_return_val_if_fail (location != NULL, FALSE);
+
+  gchar *path = resolve_location (location);
+  gchar *dir = g_path_get_dirname (path);
+  gchar *probe = NULL;
+  gboolean ok = FALSE;
+  const gchar *via = strcmp (path, location) != 0 ? " (the target of the "
+      "symbolic link model-location)" : "";
+
+  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        "%s%s is a directory: model-location must name a file, e.g. %s/"
+        "model.safetensors.", path, via, path);
+    goto out;
+  }
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        "Cannot write %s%s: the directory %s does not exist; create it or "
+        "choose another model-location.", path, via, dir);
+    goto out;
+  }
+  /* a file beside it, as the atomic write will create */
+  probe = g_strdup_printf ("%s.probe-XXXXXX", path);
+  const int fd = g_mkstemp (probe);
+  if (fd < 0) {
+    const int e = errno;
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        "Cannot write %s%s: cannot create a file in %s (%s); choose a "
+        "writable model-location.", path, via, dir, g_strerror (e));
+    goto out;
+  }
+  g_close (fd, NULL);
+  g_unlink (probe);
+  ok = TRUE;
+out:
+  g_free (probe);
+  g_free (dir);
+  g_free (path);
+  return ok;
+}
+
+/* rnn_model_save() writes through a temporary file and a rename; a
+ * symbolic link is written through (its target is replaced). */
 static gboolean
 write_model (RnnTrainer *t, RnnModel *m, GError **error)
 {
@@ -543,7 +621,10 @@ write_model (RnnTrainer *t, RnnModel *m, GError **error)
         "Refusing to write a model with non-finite weights.");
     return FALSE;
   }
-  if (!rnn_model_save (m, t->cfg.location, &err)) {
+  gchar *path = resolve_location (t->cfg.location);
+  const gboolean ok = rnn_model_save (m, path, &err);
+  g_free (path);
+  if (!ok) {
     g_set_error_literal (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
         err->message);
     g_error_free (err);
@@ -625,6 +706,34 @@ shuffle (GRand *rng, gsize *a, gsize n)
     a[i - 1] = a[j];
     a[j] = s;
   }
+}
+
+/* Training was stopped after @epochs_run of its epochs: writes the best
+ * model so far and says so, rather than throw the epochs away. */
+static void
+keep_best (RnnTrainer *t, RnnModel *best, guint epochs_run, guint best_epoch,
+    double best_loss, double best_val, gsize n_tr, gsize n_val)
+{
+  GError *err = NULL;
+  gchar *text;
+
+  set_provenance (t, best, epochs_run, best_epoch, best_loss, best_val, n_tr,
+      n_val);
+  if (write_model (t, best, &err)) {
+    t->offline_written = TRUE;
+    text = g_strdup_printf ("Training stopped after epoch %u of %u: wrote the "
+        "best model so far (epoch %u, loss %g, validation loss %g) to %s.",
+        epochs_run, t->cfg.epochs, best_epoch, best_loss, best_val,
+        t->cfg.location);
+    warning (t, text, NULL);
+  } else {
+    text = g_strdup_printf ("Training stopped after epoch %u of %u and the "
+        "best model so far could not be written to %s: %s", epochs_run,
+        t->cfg.epochs, t->cfg.location, err->message);
+    warning (t, text, NULL);
+    g_error_free (err);
+  }
+  g_free (text);
 }
 
 /* Trains on the recording and writes the best model. */
@@ -711,6 +820,9 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
         if (cancelled (t)) {
           progress (t, RNN_TRAINER_PROGRESS_CANCELED, "Training cancelled", -1);
           ret = RNN_TRAINER_CANCELLED;
+          if (epochs_run > 0)
+            keep_best (t, best, epochs_run, best_epoch, best_loss, best_val,
+                n_tr, n_val);
           goto out;
         }
         if (g_get_monotonic_time () - last_note > 5 * G_USEC_PER_SEC) {
@@ -795,6 +907,7 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
     ret = RNN_TRAINER_FAILED;
     goto out;
   }
+  t->offline_written = TRUE;
   progress (t, RNN_TRAINER_PROGRESS_COMPLETE, "Training complete", -1);
   rep->loss = best_loss;
   rep->val_loss = best_val;
@@ -817,26 +930,40 @@ online_checkpoint (RnnTrainer *t, gboolean final, GError **error)
   RnnModel *m = rnn_model_copy (t->model);
   gboolean ok;
 
-  t->checkpoints++;
   /* Online training runs as long as the stream: a progress that stayed
    * open would hold gst-launch-1.0 in PAUSED (it waits for START or
    * CONTINUE to be followed by COMPLETE before it goes to PLAYING), so the
    * sink would never leave preroll.  Each checkpoint is a progress of its
    * own, closed as soon as the model is written. */
-  gchar *start = g_strdup_printf ("Writing checkpoint %u", t->checkpoints);
+  gchar *start = g_strdup_printf ("Writing checkpoint %u", t->checkpoints + 1);
   progress (t, RNN_TRAINER_PROGRESS_START, start, -1);
   g_free (start);
-  set_provenance (t, m, t->checkpoints, t->checkpoints, loss, NAN,
+  set_provenance (t, m, t->checkpoints + 1, t->checkpoints + 1, loss, NAN,
       (gsize) (t->updates * t->cfg.batch_size * t->cfg.seq_length), 0);
   gchar *v = g_strdup_printf ("%" G_GUINT64_FORMAT, t->updates);
   rnn_model_set_meta (m, "train_updates", v);
   g_free (v);
-  ok = write_model (t, m, error);
+  GError *err = NULL;
+  ok = write_model (t, m, &err);
   rnn_model_unref (m);
   if (!ok) {
     progress (t, RNN_TRAINER_PROGRESS_CANCELED, "Checkpoint not written", -1);
-    return FALSE;
+    if (final) {
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+    /* a full disk or a lost directory: the stream and the training go on,
+     * the model on disk (written atomically) stays as it was */
+    gchar *text = g_strdup_printf ("Could not write checkpoint %u to %s; "
+        "the previous model is kept and the write is retried at the next "
+        "checkpoint.", t->checkpoints + 1, t->cfg.location);
+    warning (t, text, err->message);
+    g_free (text);
+    g_error_free (err);
+    t->ck_dirty = TRUE;
+    return TRUE;
   }
+  t->checkpoints++;
   t->ck_dirty = FALSE;
 
   const gint64 now = g_get_monotonic_time ();
@@ -998,4 +1125,48 @@ rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report, GError **error)
   if (report)
     *report = rep;
   return ret;
+}
+
+RnnTrainerStatus
+rnn_trainer_abandon (RnnTrainer *t, double seconds_per_step, GError **error)
+{
+  gchar *text;
+
+  g_return_val_if_fail (t != NULL, RNN_TRAINER_FAILED);
+
+  if (t->cfg.online) {
+    if (!t->online_started) {
+      if (t->ob_len == 0)
+        return RNN_TRAINER_NOTHING;
+      text = g_strdup_printf ("Stopped before the first update: %.1f s of "
+          "data (%" G_GSIZE_FORMAT " steps, less than batch-size x "
+          "seq-length) were discarded; no model written.",
+          t->ob_len * seconds_per_step, t->ob_len);
+      warning (t, text, NULL);
+      g_free (text);
+      return RNN_TRAINER_NOTHING;
+    }
+    if (!t->ck_dirty && t->checkpoints > 0)
+      return RNN_TRAINER_DONE;
+    if (!online_checkpoint (t, TRUE, error))
+      return RNN_TRAINER_FAILED;
+    text = g_strdup_printf ("Stopped before the end of the stream: wrote the "
+        "last weights (%" G_GUINT64_FORMAT " updates) to %s.", t->updates,
+        t->cfg.location);
+    warning (t, text, NULL);
+    g_free (text);
+    return RNN_TRAINER_DONE;
+  }
+
+  const gsize n = rnn_recording_get_length (t->recording);
+  if (t->offline_written || n == 0)
+    return t->offline_written ? RNN_TRAINER_DONE : RNN_TRAINER_NOTHING;
+  text = g_strdup_printf ("Stopped before the end of the stream: the "
+      "recording of %.1f s (%" G_GSIZE_FORMAT " steps) was discarded "
+      "untrained and no model was written.  Offline training starts at EOS: "
+      "end the stream with EOS (gst-launch-1.0 -e sends EOS on Ctrl-C) to "
+      "train on what was recorded.", n * seconds_per_step, n);
+  warning (t, text, NULL);
+  g_free (text);
+  return RNN_TRAINER_NOTHING;
 }

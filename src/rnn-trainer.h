@@ -99,6 +99,8 @@ typedef struct {
   void (*warning) (gpointer user_data, const char *text, const char *detail);
   /* Polled between batches: TRUE stops offline training. */
   gboolean (*cancelled) (gpointer user_data);
+  /* A cancelled offline run writes its best model if it finished an
+   * epoch (and warns that it stopped early). */
 } RnnTrainerCallbacks;
 
 typedef struct {
@@ -124,7 +126,10 @@ typedef struct _RnnTrainer RnnTrainer;
  * or a fresh one after rnn_train_init_params()).  @callbacks is copied.
  * Fails with RNN_TRAINER_ERROR_SETTINGS when the loss cannot train the
  * model, the optimizer settings are invalid, or seq-length, batch-size or
- * checkpoint-interval is 0; @model is unreffed then. */
+ * checkpoint-interval is 0, and with RNN_TRAINER_ERROR_WRITE when
+ * @cfg->location cannot be written (rnn_trainer_check_location()); @model
+ * is unreffed then.  A checkpoint that cannot be written (online) is a
+ * warning and is retried at the next one; the file on disk stays whole. */
 RnnTrainer *rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
     const RnnTrainerCallbacks *callbacks, gpointer user_data, GError **error);
 void rnn_trainer_free (RnnTrainer *t);
@@ -153,5 +158,21 @@ void rnn_trainer_break (RnnTrainer *t);
  * PAUSED). */
 RnnTrainerStatus rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report,
     GError **error);
+
+/* The stream stopped before its end (a state change down, Ctrl-C without
+ * EOS).  Online: writes the weights of the updates since the last
+ * checkpoint (RNN_TRAINER_DONE) and says so in a warning.  Offline: if the
+ * recording was not trained on (an offline run cancelled after some
+ * epochs has already written its best model), a warning says how much
+ * (@seconds_per_step: the duration of one step) was discarded and how to
+ * train on it.  RNN_TRAINER_FAILED (@error set) when the write failed. */
+RnnTrainerStatus rnn_trainer_abandon (RnnTrainer *t, double seconds_per_step,
+    GError **error);
+
+/* Whether a model can be written to @location: it is not a directory, its
+ * directory exists and a file can be created beside it (created and
+ * removed).  A symbolic link is followed: the model is written to its
+ * target.  The error names the path and the fix. */
+gboolean rnn_trainer_check_location (const char *location, GError **error);
 
 G_END_DECLS

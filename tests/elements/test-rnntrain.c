@@ -1489,7 +1489,34 @@ test_pipeline_tee_target (void)
   g_free (out);
 }
 
-/* A long training stops promptly when the pipeline is shut down. */
+/* The first warning with @needle on @bus within @secs, or NULL. */
+static gchar *
+pop_warning (GstBus *bus, const char *needle, guint secs)
+{
+  const gint64 deadline = g_get_monotonic_time () + secs * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 100 * GST_MSECOND,
+        GST_MESSAGE_WARNING);
+    if (!m)
+      continue;
+    GError *err = NULL;
+    gst_message_parse_warning (m, &err, NULL);
+    gst_message_unref (m);
+    g_test_message ("warning: %s", err->message);
+    if (strstr (err->message, needle)) {
+      gchar *text = g_strdup (err->message);
+      g_error_free (err);
+      return text;
+    }
+    g_error_free (err);
+  }
+  return NULL;
+}
+
+/* A long training stops promptly when the pipeline is shut down, and the
+ * epochs it finished are not lost: the best model so far is written and a
+ * warning says so. */
 static void
 test_cancel (void)
 {
@@ -1499,15 +1526,95 @@ test_cancel (void)
       "rnntrain model-location=%s epochs=100000 hidden-size=4 ! fakesink", out);
   GstBus *bus;
   GstElement *p = launch (desc, &bus);
-  GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
-      GST_MESSAGE_PROGRESS);
-  g_assert_nonnull (m);
-  gst_message_unref (m);
+  GstMessage *m;
+  gboolean epoch = FALSE;
+
+  /* the first epoch's message */
+  while (!epoch && (m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+              GST_MESSAGE_ELEMENT))) {
+    epoch = gst_structure_has_name (gst_message_get_structure (m),
+        "rnntrain-progress");
+    gst_message_unref (m);
+  }
+  g_assert_true (epoch);
+  const gint64 t0 = g_get_monotonic_time ();
+  /* READY: the pipeline's bus drops its messages in NULL */
+  gst_element_set_state (p, GST_STATE_READY);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_USEC_PER_SEC);
+  gchar *w = pop_warning (bus, "best model so far", 1);
   gst_element_set_state (p, GST_STATE_NULL);
-  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  g_assert_nonnull (w);
+  g_assert_nonnull (strstr (w, out));
+  RnnModel *model = load_model (out);
+  g_assert_cmpuint (meta_u64 (model, "train_epochs"), >=, 1);
+  rnn_model_unref (model);
+  g_free (w);
   gst_object_unref (bus);
   gst_object_unref (p);
   g_free (desc);
+  g_free (out);
+}
+
+/* Stopped before EOS: online, the updates since the last checkpoint are
+ * written (with a warning); offline, the warning says how much recording
+ * was thrown away and that EOS (gst-launch-1.0 -e) trains on it. */
+static void
+test_stop_before_eos (void)
+{
+  const gsize N = 8000;
+  float *x = signal_new (N, 31);
+  gchar *out = tmp_path ("stop-online.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "mode", GST_RNN_TRAIN_MODE_ONLINE, "hidden-size", 4, "seq-length", 50,
+      "batch-size", 2, "checkpoint-interval", 1000, NULL);
+
+  for (gsize i = 0; i < N; i += 400)
+    gst_harness_push (r->h, make_buffer (x + i, 400, 1, i));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  gst_element_set_state (r->e, GST_STATE_NULL);
+  gchar *w = pop_warning (r->bus, "wrote the last weights", 1);
+  g_assert_nonnull (w);
+  g_free (w);
+  RnnModel *m = load_model (out);
+  /* at most 7999 steps (buffers still queued are dropped): 79 updates */
+  g_assert_cmpuint (meta_u64 (m, "train_updates"), >=, 1);
+  g_assert_cmpuint (meta_u64 (m, "train_updates"), <=, 79);
+  rnn_model_unref (m);
+  rig_free (r);
+  g_free (out);
+
+  out = tmp_path ("stop-offline.safetensors");
+  r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out, "hidden-size",
+      4, NULL);
+  for (gsize i = 0; i < N; i += 400)
+    gst_harness_push (r->h, make_buffer (x + i, 400, 1, i));
+  gst_element_set_state (r->e, GST_STATE_NULL);
+  w = pop_warning (r->bus, "discarded", 1);
+  g_assert_nonnull (w);
+  g_assert_true (strstr (w, " s (") != NULL);
+  g_assert_nonnull (strstr (w, "gst-launch-1.0 -e"));
+  g_free (w);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* A model-location that cannot be written is an error when the stream
+ * starts, naming the path, before anything is recorded. */
+static void
+test_location_unwritable (void)
+{
+  gchar *out = tmp_path ("no-such-dir/m.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out, NULL);
+  float x[400] = { 0 };
+
+  gst_harness_push (r->h, make_buffer (x, 400, 1, 0));
+  gchar *e = wait_error (r->bus);
+  g_assert_nonnull (e);
+  g_assert_nonnull (strstr (e, out));
+  g_free (e);
+  rig_free (r);
   g_free (out);
 }
 
@@ -1640,6 +1747,32 @@ test_launch_online_async_sink (void)
   g_free (out);
 }
 
+/* Ctrl-C of a gst-launch-1.0 -e run: the EOS it sends ends the recording,
+ * and the model is trained and written before gst-launch-1.0 exits. */
+static void
+test_launch_interrupt_eos (void)
+{
+  gchar *out = tmp_path ("launch-sigint.safetensors");
+  gchar *loc = g_strdup_printf ("model-location=%s", out);
+  const char *const args[] = { "-e", "audiotestsrc", "is-live=true",
+    "wave=white-noise", "samplesperbuffer=400", "!",
+    "audio/x-raw,format=F32LE,rate=8000,channels=1", "!", "rnntrain", loc,
+    "hidden-size=4", "epochs=2", "!", "fakesink", NULL
+  };
+  gint status;
+  gchar *text = run_launch (args, 1500, &status);
+
+  if (text) {
+    g_assert_cmpint (status, ==, 0);
+    RnnModel *m = load_model (out);
+    g_assert_cmpuint (meta_u64 (m, "train_epochs"), ==, 2);
+    rnn_model_unref (m);
+  }
+  g_free (text);
+  g_free (loc);
+  g_free (out);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 int
@@ -1697,6 +1830,9 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/pipeline/cancel", test_cancel);
   g_test_add_func ("/rnntrain/launch/online-async-sink",
       test_launch_online_async_sink);
+  g_test_add_func ("/rnntrain/launch/interrupt-eos", test_launch_interrupt_eos);
+  g_test_add_func ("/rnntrain/stop-before-eos", test_stop_before_eos);
+  g_test_add_func ("/rnntrain/location/unwritable", test_location_unwritable);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
