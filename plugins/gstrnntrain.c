@@ -108,6 +108,14 @@
  * Ctrl-C, so the model is trained and written before it exits.  Each of
  * these is a GST_MESSAGE_WARNING.
  *
+ * ## Memory
+ *
+ * Besides the model and the recording, training takes the BPTT caches of
+ * seq-length × batch-size steps (offline) or seq-length steps plus the
+ * batch-size × seq-length steps gathered for an update (online).  Settings
+ * that need more than 4 GiB for this are an error when the stream starts;
+ * the message gives the arithmetic.
+ *
  * ## Divergence
  *
  * A non-finite loss, gradient or weight rolls the model and the optimizer

@@ -74,17 +74,22 @@ rnn_trainer_config_init (RnnTrainerConfig *cfg)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Grows *@buf to hold at least @n elements of @size bytes. */
-static gpointer
-grow (gpointer buf, gsize *cap, gsize n, gsize size)
+/* Grows *@buf to hold at least @n elements of @size bytes.  FALSE (and
+ * *@buf as it was) when the memory is not there. */
+static gboolean
+grow (gpointer *buf, gsize *cap, gsize n, gsize size)
 {
   if (n <= *cap)
-    return buf;
+    return TRUE;
   gsize c = MAX (*cap, 64);
   while (c < n)
     c *= 2;
+  gpointer b = g_try_realloc_n (*buf, c, size);
+  if (!b)
+    return FALSE;
+  *buf = b;
   *cap = c;
-  return g_realloc_n (buf, c, size);
+  return TRUE;
 }
 
 static gchar *
@@ -135,6 +140,10 @@ cancelled (RnnTrainer *t)
 }
 
 /* ---- set-up --------------------------------------------------------------- */
+
+static gboolean batch_scratch (RnnTrainer *t, guint T, guint B);
+static gboolean check_scratch (const RnnTrainerConfig *cfg,
+    const RnnModel *model, gsize rec, gsize n_in, gsize n_tgt, GError **error);
 
 RnnTrainer *
 rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
@@ -207,12 +216,29 @@ rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
   rnn_model_get_params (t->model, &t->n_params);
   t->grads = g_new0 (float, t->n_params);
   t->last_loss = NAN;
-  if (!cfg->online) {
+  if (!check_scratch (cfg, t->model, t->rec, t->n_in, t->n_tgt, error)) {
+    rnn_trainer_free (t);
+    return NULL;
+  }
+  /* everything the loops use, at its largest, in allocations that may fail */
+  const guint wb = cfg->online ? 1 : cfg->batch_size;
+  gboolean ok = batch_scratch (t, cfg->seq_length, wb)
+      && rnn_train_reserve (t->tr, t->model, cfg->seq_length, wb, NULL);
+  if (ok && !cfg->online) {
     t->recording = rnn_recording_new (t->rec, cfg->max_memory);
-  } else {
-    t->ob = g_new (float, (gsize) cfg->batch_size * cfg->seq_length * t->rec);
-    if (!t->bidirectional)
+  } else if (ok) {
+    t->ob = g_try_malloc_n ((gsize) cfg->batch_size * cfg->seq_length,
+        t->rec * sizeof (float));
+    ok = t->ob != NULL;
+    if (ok && !t->bidirectional)
       t->tstate = rnn_state_new (t->model, 1);
+  }
+  if (!ok) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "Out of memory for training with seq-length %u and batch-size %u; "
+        "lower them.", cfg->seq_length, cfg->batch_size);
+    rnn_trainer_free (t);
+    return NULL;
   }
   return t;
 }
@@ -383,15 +409,61 @@ model_set_window (RnnTrainer *t, guint window)
 
 /* ---- batches, steps, rollback ------------------------------------------------ */
 
-/* Batch scratch for @T steps of @B windows. */
-static void
+/* Batch scratch for @T steps of @B windows.  rnn_trainer_new() reserves
+ * the largest the settings ask for, so later calls allocate nothing. */
+static gboolean
 batch_scratch (RnnTrainer *t, guint T, guint B)
 {
   const gsize TB = (gsize) T * B;
-  t->bx = grow (t->bx, &t->bx_cap, TB * t->n_in, sizeof (float));
-  t->bt = grow (t->bt, &t->bt_cap, TB * t->n_tgt, sizeof (float));
-  t->bm = grow (t->bm, &t->bm_cap, TB, sizeof (float));
-  t->wbuf = grow (t->wbuf, &t->wbuf_cap, (gsize) T * t->rec, sizeof (float));
+  return grow ((gpointer *) &t->bx, &t->bx_cap, TB * t->n_in, sizeof (float))
+      && grow ((gpointer *) &t->bt, &t->bt_cap, TB * t->n_tgt, sizeof (float))
+      && grow ((gpointer *) &t->bm, &t->bm_cap, TB, sizeof (float))
+      && grow ((gpointer *) &t->wbuf, &t->wbuf_cap, (gsize) T * t->rec,
+      sizeof (float));
+}
+
+/* The memory the settings make training take, refused beyond
+ * RNN_TRAINER_MAX_SCRATCH with the arithmetic in the message. */
+static gboolean
+check_scratch (const RnnTrainerConfig *cfg, const RnnModel *model, gsize rec,
+    gsize n_in, gsize n_tgt, GError **error)
+{
+  const guint T = cfg->seq_length, B = cfg->batch_size;
+  const guint wb = cfg->online ? 1 : B;  /* windows per training pass */
+  const guint64 gather = cfg->online ? (guint64) T * B * rec * sizeof (float) : 0;
+  const guint64 batch = (guint64) T * wb * (n_in + n_tgt + 1) * sizeof (float)
+      + (guint64) T * rec * sizeof (float);
+  const guint64 work = rnn_train_workspace_bytes (model, T, wb);
+  const guint64 total = gather + batch + work;
+
+  if (total <= RNN_TRAINER_MAX_SCRATCH)
+    return TRUE;
+  gchar *gb = g_strdup_printf ("%.1f GiB", total / 1073741824.0);
+  gchar *lim = g_strdup_printf ("%.1f GiB",
+      RNN_TRAINER_MAX_SCRATCH / 1073741824.0);
+  if (cfg->online)
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "seq-length %u x batch-size %u needs %s of training memory, more "
+        "than the limit of %s: the batch gathered for one update is %u x %u "
+        "steps x %" G_GSIZE_FORMAT " floats x 4 = %" G_GUINT64_FORMAT
+        " bytes, the training workspace of one window %" G_GUINT64_FORMAT
+        " bytes and the batch scratch %" G_GUINT64_FORMAT " bytes (total %"
+        G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT ").  Lower seq-length or "
+        "batch-size.", T, B, gb, lim, T, B, rec, gather, work, batch, total,
+        (guint64) RNN_TRAINER_MAX_SCRATCH);
+  else
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "seq-length %u x batch-size %u needs %s of training memory, more "
+        "than the limit of %s: the training workspace of a batch (%u steps "
+        "x %u windows, the caches of every layer and step kept for the "
+        "backward pass) is %" G_GUINT64_FORMAT " bytes and the batch "
+        "scratch %" G_GUINT64_FORMAT " bytes (total %" G_GUINT64_FORMAT
+        " > %" G_GUINT64_FORMAT ").  Lower seq-length or batch-size.", T, B,
+        gb, lim, T, B, work, batch, total,
+        (guint64) RNN_TRAINER_MAX_SCRATCH);
+  g_free (gb);
+  g_free (lim);
+  return FALSE;
 }
 
 /* Scatters window @b of @B ([T][rec] records at @w) into the batch. */

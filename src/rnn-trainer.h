@@ -46,6 +46,15 @@ typedef enum {
   RNN_TRAINER_ERROR_NOT_FINITE, /* refused to write non-finite weights */
 } RnnTrainerError;
 
+/* The most memory training may take beyond the model and the recording:
+ * the batch gathered for an online update (batch-size x seq-length
+ * records), the batch scratch and the training workspace (the caches of
+ * every layer and step kept for the backward pass, seq-length x
+ * batch-size rows offline, seq-length rows online).  Settings that need
+ * more are refused by rnn_trainer_new() with the arithmetic in the
+ * message (docs/design.md §4). */
+#define RNN_TRAINER_MAX_SCRATCH (G_GUINT64_CONSTANT (4) << 30)
+
 /* Consecutive rollbacks after which training gives up. */
 #define RNN_TRAINER_MAX_ROLLBACKS 40
 

@@ -613,6 +613,43 @@ test_online_write_failure (void)
   g_free (recs);
 }
 
+/* Settings whose training memory is beyond RNN_TRAINER_MAX_SCRATCH are
+ * refused with the arithmetic, never an abort of a failed allocation. */
+static void
+test_memory_bound (void)
+{
+  RnnTrainerConfig cfg;
+  GError *err = NULL;
+
+  for (int online = 0; online < 2; online++) {
+    offline_config (&cfg, "unused.safetensors");
+    cfg.online = online;
+    cfg.seq_length = 65536;
+    cfg.batch_size = 65536;
+    g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1),
+            NULL, NULL, &err));
+    g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS);
+    g_test_message ("%s", err->message);
+    g_assert_nonnull (strstr (err->message, "seq-length 65536"));
+    g_assert_nonnull (strstr (err->message, "batch-size 65536"));
+    g_assert_nonnull (strstr (err->message, "4.0 GiB"));
+    gchar *limit = g_strdup_printf ("> %" G_GUINT64_FORMAT,
+        (guint64) RNN_TRAINER_MAX_SCRATCH);
+    g_assert_nonnull (strstr (err->message, limit));
+    g_free (limit);
+    g_clear_error (&err);
+  }
+  /* large but within the limit */
+  offline_config (&cfg, "unused.safetensors");
+  cfg.online = TRUE;
+  cfg.seq_length = 4096;
+  cfg.batch_size = 64;
+  RnnTrainer *t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
+      NULL, &err);
+  g_assert_no_error (err);
+  rnn_trainer_free (t);
+}
+
 /* Settings the model cannot train with are refused with a message. */
 static void
 test_bad_settings (void)
@@ -659,6 +696,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/online/checkpoints", test_online_checkpoints);
   g_test_add_func ("/trainer/bad-settings", test_bad_settings);
   g_test_add_func ("/trainer/location/probe", test_location_probe);
+  g_test_add_func ("/trainer/memory-bound", test_memory_bound);
   g_test_add_func ("/trainer/offline/cancel-keeps-best",
       test_offline_cancel_keeps_best);
   g_test_add_func ("/trainer/abandon", test_abandon);

@@ -1618,6 +1618,29 @@ test_location_unwritable (void)
   g_free (out);
 }
 
+/* Settings whose training memory is beyond the limit are an error when
+ * the stream starts, with the arithmetic, not an abort. */
+static void
+test_memory_bound (void)
+{
+  for (int online = 0; online < 2; online++) {
+    gchar *out = tmp_path ("memory.safetensors");
+    Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+        "mode", online ? GST_RNN_TRAIN_MODE_ONLINE : GST_RNN_TRAIN_MODE_OFFLINE,
+        "seq-length", 65536, "batch-size", 65536, NULL);
+    float x[400] = { 0 };
+
+    gst_harness_push (r->h, make_buffer (x, 400, 1, 0));
+    gchar *e = wait_error (r->bus);
+    g_assert_nonnull (e);
+    g_assert_nonnull (strstr (e, "seq-length 65536 x batch-size 65536"));
+    g_assert_nonnull (strstr (e, "bytes"));
+    g_free (e);
+    rig_free (r);
+    g_free (out);
+  }
+}
+
 /* ---- gst-launch-1.0 ---------------------------------------------------------- */
 
 /* gst-launch-1.0 with the plugin of this build tree, or NULL (the test is
@@ -1833,6 +1856,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/launch/interrupt-eos", test_launch_interrupt_eos);
   g_test_add_func ("/rnntrain/stop-before-eos", test_stop_before_eos);
   g_test_add_func ("/rnntrain/location/unwritable", test_location_unwritable);
+  g_test_add_func ("/rnntrain/memory-bound", test_memory_bound);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
