@@ -42,7 +42,15 @@
  * first frame are dropped).  Gaps of up to one second in either stream are
  * bridged as missing data (inputs 0, loss weight 0); after a longer gap the
  * pairing restarts.  Feed the two pads from a tee through a `queue` each,
- * as for any element with two inputs.
+ * as for any element with two inputs.  The target pad asks for the sink's
+ * rate (known from the sink's caps or from what is upstream of it), so an
+ * `audioresample` on the target branch converts a target at another rate.
+ * A target shorter or longer than the input is trained on where both are
+ * present and a warning gives both lengths; a requested target pad that
+ * has received nothing when the input ends is named in a warning (the
+ * aggregator waits for it).  When training starts an INFO message names
+ * what is learnt (the target pad's stream, or next-step prediction with
+ * predict-ahead).
  *
  * `src` carries the predictions of the current model for the training
  * stream: O/F_out channels at rate × F_out / F_in, each step's F_out frames
@@ -691,6 +699,18 @@ configure (GstRnnTrain *self)
       c_in, p->n_out, p->f_out, self->rate,
       self->has_target ? "pad" : "predict-ahead",
       s->mode == GST_RNN_TRAIN_MODE_OFFLINE ? "offline" : "online");
+  {
+    gchar *mode = self->has_target ?
+        g_strdup_printf ("Training %s on the target pad's stream.",
+        s->mode == GST_RNN_TRAIN_MODE_OFFLINE ? "offline" : "online")
+        : g_strdup_printf ("Training %s for next-step prediction: no target "
+        "pad, so the model learns to predict its input %u step%s ahead "
+        "(predict-ahead).", s->mode == GST_RNN_TRAIN_MODE_OFFLINE ?
+        "offline" : "online", s->predict_ahead, s->predict_ahead == 1 ? ""
+        : "s");
+    GST_ELEMENT_INFO (self, STREAM, FORMAT, ("%s", mode), ("%s", mode));
+    g_free (mode);
+  }
   self->t_start = g_get_monotonic_time ();
   GST_OBJECT_LOCK (self);
   self->configured = TRUE;
@@ -771,6 +791,11 @@ finish (GstRnnTrain *self)
   }
   gst_rnn_pairing_predict_finish (&self->pairing,
       rnn_trainer_peek_model (self->trainer));
+  gchar *mismatch = gst_rnn_pairing_describe_mismatch (&self->pairing);
+  if (mismatch) {
+    GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("%s", mismatch), (NULL));
+    g_free (mismatch);
+  }
 
   switch (rnn_trainer_finish (self->trainer, &rep, &err)) {
     case RNN_TRAINER_DONE:
@@ -912,6 +937,36 @@ out:
 
 /* ---- events and queries ------------------------------------------------------------ */
 
+/* EOS on the sink pad, seen as it arrives (the aggregator queues it
+ * behind the buffers it cannot take while it waits for the target): a
+ * target pad that was requested and never fed holds the end back, say
+ * so. */
+static GstPadProbeReturn
+sink_eos_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  GstRnnTrain *self = user_data;
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+
+  if (GST_EVENT_TYPE (event) != GST_EVENT_EOS)
+    return GST_PAD_PROBE_OK;
+  GST_OBJECT_LOCK (self);
+  GstAggregatorPad *tp = self->pairing.lanes[GST_RNN_LANE_TARGET].pad;
+  const gboolean started = self->pairing.lanes[GST_RNN_LANE_TARGET].started;
+  if (tp)
+    gst_object_ref (tp);
+  GST_OBJECT_UNLOCK (self);
+  if (tp && !started && !gst_aggregator_pad_has_buffer (tp)
+      && !gst_aggregator_pad_is_eos (tp))
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("The input ended but the target pad %s has received no data: "
+            "rnntrain waits for it.  Feed it, send it EOS, or do not "
+            "request it (without a target the model learns to predict its "
+            "input, predict-ahead).", GST_PAD_NAME (tp)), (NULL));
+  if (tp)
+    gst_object_unref (tp);
+  return GST_PAD_PROBE_OK;
+}
+
 static gboolean
 gst_rnn_train_sink_event (GstAggregator *agg, GstAggregatorPad *pad,
     GstEvent *event)
@@ -942,6 +997,30 @@ gst_rnn_train_sink_event (GstAggregator *agg, GstAggregatorPad *pad,
   return GST_AGGREGATOR_CLASS (parent_class)->sink_event (agg, pad, event);
 }
 
+/* The rate upstream of the sink pad can only give, 0 if it is not fixed.
+ * The target follows the sink's rate even before the sink's caps are set,
+ * as audioaggregator's pads follow the output rate: an audioresample on
+ * the target branch then converts. */
+static gint
+upstream_rate (GstPad *sinkpad)
+{
+  GstCaps *caps = gst_pad_peer_query_caps (sinkpad, NULL);
+  gint rate = 0;
+
+  for (guint i = 0; caps && i < gst_caps_get_size (caps); i++) {
+    gint r;
+    if (!gst_structure_get_int (gst_caps_get_structure (caps, i), "rate", &r)
+        || (rate && r != rate)) {
+      rate = 0;
+      break;
+    }
+    rate = r;
+  }
+  if (caps)
+    gst_caps_unref (caps);
+  return rate;
+}
+
 static gboolean
 gst_rnn_train_sink_query (GstAggregator *agg, GstAggregatorPad *pad,
     GstQuery *query)
@@ -955,7 +1034,15 @@ gst_rnn_train_sink_query (GstAggregator *agg, GstAggregatorPad *pad,
     /* the other pad's rate, once known, is the only one we take */
     GST_OBJECT_LOCK (self);
     rate = gst_rnn_pairing_other_rate (&self->pairing, pad);
+    GstPad *sinkpad = GST_PAD (self->pairing.lanes[GST_RNN_LANE_SINK].pad);
+    const gboolean is_target = GST_PAD (pad) != sinkpad;
+    if (sinkpad)
+      gst_object_ref (sinkpad);
     GST_OBJECT_UNLOCK (self);
+    if (!rate && is_target && sinkpad)
+      rate = upstream_rate (sinkpad);
+    if (sinkpad)
+      gst_object_unref (sinkpad);
     if (rate) {
       caps = gst_caps_make_writable (caps);
       gst_caps_set_simple (caps, "rate", G_TYPE_INT, rate, NULL);
@@ -1416,6 +1503,8 @@ gst_rnn_train_init (GstRnnTrain *self)
   Settings *p = &self->props;
 
   gst_object_unref (templ);
+  gst_pad_add_probe (GST_PAD (pad), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      sink_eos_probe, self, NULL);
   gst_element_add_pad (GST_ELEMENT (self), GST_PAD (pad));
   self->pairing.element = GST_ELEMENT (self);
   self->pairing.push = push_predictions;

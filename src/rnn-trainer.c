@@ -842,8 +842,14 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
     t->need_norm = FALSE;
   }
 
+  gchar *what = s->target && strcmp (s->target, "predict-ahead") == 0 ?
+      g_strdup_printf ("next-step prediction, the input %u step%s ahead "
+      "(predict-ahead)", s->predict_ahead, s->predict_ahead == 1 ? "" : "s")
+      : g_strdup_printf ("target: %s", s->target ? s->target : "given");
   text = g_strdup_printf ("Training %u epochs on %" G_GSIZE_FORMAT
-      " steps (%" G_GSIZE_FORMAT " held out)", s->epochs, n_tr, n_val);
+      " steps (%" G_GSIZE_FORMAT " held out), %s", s->epochs, n_tr, n_val,
+      what);
+  g_free (what);
   progress (t, RNN_TRAINER_PROGRESS_START, text, -1);
   g_free (text);
 

@@ -1641,6 +1641,119 @@ test_memory_bound (void)
   }
 }
 
+/* A target shorter or longer than the input is trained on where both are
+ * present, and a warning gives both lengths. */
+static void
+test_target_length_mismatch (void)
+{
+  const gsize N = 8000, M = 6000;
+  float *x = signal_new (N, 41), *y = lowpass_new (x, N);
+  /* the element stops taking data once one pad has ended: the other
+   * pad's length is what it took by then */
+  const char *needles[] = {
+    "The target (6000 frames, 0.750 s) is shorter than the input (",
+    "is longer than the input (6000 frames, 0.750 s): trained on the 6000 "
+        "frames (0.750 s) where both are present",
+  };
+
+  for (guint longer = 0; longer < 2; longer++) {
+    gchar *out = tmp_path ("mismatch.safetensors");
+    Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+        "epochs", 1, "hidden-size", 4, NULL);
+    GstStructure *done = rig_train (r, x, longer ? M : N, 0, 400, y,
+        longer ? N : M, 0, 400);
+    g_assert_nonnull (done);
+    g_assert_cmpuint (count_warnings (needles[longer]), ==, 1);
+    gst_structure_free (done);
+    rig_free (r);
+    g_free (out);
+  }
+  g_free (x);
+  g_free (y);
+}
+
+/* Without a target pad, the message at the start names the mode. */
+static void
+test_no_target_mode_message (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 43);
+  gchar *out = tmp_path ("mode.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "epochs", 1, "hidden-size", 4, "predict-ahead", 3, NULL);
+
+  gst_harness_push (r->h, make_buffer (x, N, 1, 0));
+  GstMessage *m = gst_bus_timed_pop_filtered (r->bus, 10 * GST_SECOND,
+      GST_MESSAGE_INFO);
+  g_assert_nonnull (m);
+  GError *err = NULL;
+  gst_message_parse_info (m, &err, NULL);
+  g_test_message ("info: %s", err->message);
+  g_assert_nonnull (strstr (err->message, "next-step prediction"));
+  g_assert_nonnull (strstr (err->message, "3 steps ahead (predict-ahead)"));
+  g_error_free (err);
+  gst_message_unref (m);
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* A requested target pad that gets nothing: at the input's EOS a warning
+ * names it (the aggregator waits for it). */
+static void
+test_unfed_target (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 44);
+  gchar *out = tmp_path ("unfed.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out, NULL);
+
+  gst_harness_push (r->h, make_buffer (x, N, 1, 0));
+  gst_harness_push_event (r->h, gst_event_new_eos ());
+  gchar *w = pop_warning (r->bus, "has received no data", 10);
+  g_assert_nonnull (w);
+  g_assert_nonnull (strstr (w, "target"));
+  g_free (w);
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* Sink at 16 kHz, target at 48 kHz through audioresample: the target pad
+ * asks for the sink's rate, so audioresample converts and training runs. */
+static void
+test_target_resample (void)
+{
+  gchar *out = tmp_path ("resample.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=20 "
+      "samplesperbuffer=1600 ! audio/x-raw,format=F32LE,rate=16000,channels=1 "
+      "! rnntrain name=t model-location=%s epochs=1 hidden-size=4 ! fakesink "
+      "audiotestsrc wave=saw num-buffers=20 samplesperbuffer=4800 ! "
+      "audio/x-raw,format=F32LE,rate=48000,channels=1 ! audioresample ! "
+      "t.target", out);
+  GstBus *bus;
+  GstElement *p = launch (desc, &bus);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+
+  g_assert_nonnull (m);
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    GError *err = NULL;
+    gst_message_parse_error (m, &err, NULL);
+    g_error ("pipeline error: %s", err->message);
+  }
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  RnnModel *model = load_model (out);
+  g_assert_cmpuint (rnn_model_get_config (model)->sample_rate, ==, 16000);
+  g_assert_cmpstr (rnn_model_get_meta (model, "train_target"), ==, "pad");
+  rnn_model_unref (model);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_free (desc);
+  g_free (out);
+}
+
 /* ---- gst-launch-1.0 ---------------------------------------------------------- */
 
 /* gst-launch-1.0 with the plugin of this build tree, or NULL (the test is
@@ -1857,6 +1970,12 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/stop-before-eos", test_stop_before_eos);
   g_test_add_func ("/rnntrain/location/unwritable", test_location_unwritable);
   g_test_add_func ("/rnntrain/memory-bound", test_memory_bound);
+  g_test_add_func ("/rnntrain/target/length-mismatch",
+      test_target_length_mismatch);
+  g_test_add_func ("/rnntrain/target/none-names-mode",
+      test_no_target_mode_message);
+  g_test_add_func ("/rnntrain/target/unfed", test_unfed_target);
+  g_test_add_func ("/rnntrain/target/resample", test_target_resample);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
