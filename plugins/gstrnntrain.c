@@ -77,7 +77,10 @@
  * unlinked temporary file in $TMPDIR).  At EOS the tail validation-fraction
  * of the recording is held out; the rest is normalised (normalize: the
  * per-channel mean and standard deviation of the training part, stored in
- * the model as input.mean / input.std) and trained on for `epochs` epochs:
+ * the model as input.mean / input.std; values beyond 100 robust standard
+ * deviations of a channel's median are left out of them, with a warning
+ * naming the farthest one's value and time) and trained on for `epochs`
+ * epochs:
  * each epoch cuts the training part into windows of seq-length steps at a
  * random phase, shuffles them (seeded by seed) and runs them in batches of
  * batch-size, every window from zero state.  After each epoch the held-out
@@ -152,8 +155,12 @@
  * - `rnntrain-progress` after every epoch (offline) or checkpoint (online):
  *   `epoch` (guint: the epoch or checkpoint number), `epochs` (guint: the
  *   total; 0 online), `loss` (gdouble: training loss), `val-loss` (gdouble:
- *   validation loss), `steps-per-second` (gdouble: window steps × batch per
- *   second), `eta` (guint64 GstClockTime; GST_CLOCK_TIME_NONE online).
+ *   validation loss), `val-esr` (gdouble: the validation error-to-signal
+ *   ratio Σ(y−ŷ)²/Σy², MSE only, else NaN), `steps-per-second` (gdouble:
+ *   window steps × batch per second), `elapsed` (guint64 GstClockTime:
+ *   since training started), `eta` (guint64 GstClockTime;
+ *   GST_CLOCK_TIME_NONE online).  The progress texts give the same in
+ *   words, with the elapsed and remaining time in s, min and h.
  * - `rnntrain-done` once the model is written at EOS: `model-location`
  *   (gchararray), `loss` (gdouble), `val-loss` (gdouble), `duration`
  *   (guint64 GstClockTime, from the first buffer).
@@ -434,24 +441,26 @@ on_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
 }
 
 static void
-on_epoch (gpointer user_data, guint epoch, guint epochs, double loss,
-    double val_loss, double steps_per_second, guint64 eta_ns)
+on_epoch (gpointer user_data, const RnnTrainerEpoch *e)
 {
   GstRnnTrain *self = user_data;
   GstStructure *st = gst_structure_new ("rnntrain-progress",
-      "epoch", G_TYPE_UINT, epoch,
-      "epochs", G_TYPE_UINT, epochs,
-      "loss", G_TYPE_DOUBLE, loss,
-      "val-loss", G_TYPE_DOUBLE, val_loss,
-      "steps-per-second", G_TYPE_DOUBLE, steps_per_second,
-      "eta", G_TYPE_UINT64, eta_ns == G_MAXUINT64 ? GST_CLOCK_TIME_NONE
-      : (GstClockTime) eta_ns, NULL);
+      "epoch", G_TYPE_UINT, e->epoch,
+      "epochs", G_TYPE_UINT, e->epochs,
+      "loss", G_TYPE_DOUBLE, e->loss,
+      "val-loss", G_TYPE_DOUBLE, e->val_loss,
+      "val-esr", G_TYPE_DOUBLE, e->val_esr,
+      "steps-per-second", G_TYPE_DOUBLE, e->steps_per_second,
+      "elapsed", G_TYPE_UINT64, (guint64) e->elapsed_ns,
+      "eta", G_TYPE_UINT64, e->eta_ns == G_MAXUINT64 ? GST_CLOCK_TIME_NONE
+      : (GstClockTime) e->eta_ns, NULL);
 
   gst_element_post_message (GST_ELEMENT_CAST (self),
       gst_message_new_element (GST_OBJECT_CAST (self), st));
-  if (epochs > 0)
-    GST_INFO_OBJECT (self, "epoch %u/%u: loss %g val %g, %.0f steps/s",
-        epoch, epochs, loss, val_loss, steps_per_second);
+  if (e->epochs > 0)
+    GST_INFO_OBJECT (self, "epoch %u/%u: loss %g val %g (ESR %g), %.0f steps/s",
+        e->epoch, e->epochs, e->loss, e->val_loss, e->val_esr,
+        e->steps_per_second);
 }
 
 static void
@@ -657,6 +666,7 @@ configure (GstRnnTrain *self)
   /* a model from init-model keeps its statistics */
   tc.normalize = s->init_location == NULL;
   tc.checkpoint_interval = s->checkpoint_interval;
+  tc.seconds_per_step = (double) p->f_in / self->rate;
   tc.max_memory = s->max_memory;
   tc.location = s->location;
   tc.description = "trained by the rnntrain GStreamer element";
@@ -1467,8 +1477,8 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
       "sink by running time; without it the model predicts sink "
       "predict-ahead steps ahead. src: the current model's predictions. "
       "Posts GST_MESSAGE_PROGRESS (code \"train\") and element messages "
-      "rnntrain-progress (epoch, epochs, loss, val-loss, steps-per-second, "
-      "eta) per epoch or checkpoint and rnntrain-done (model-location, "
+      "rnntrain-progress (epoch, epochs, loss, val-loss, val-esr, "
+      "steps-per-second, elapsed, eta) per epoch or checkpoint and rnntrain-done (model-location, "
       "loss, val-loss, duration) when the model is written",
       "gst-rnn developers");
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -49,6 +50,7 @@ struct _RnnTrainer
   double last_loss;
   guint64 ck_steps;
   gint64 ck_time;
+  gint64 online_t0;             /* the first update */
   gboolean online_started;
   gboolean ck_dirty;            /* model changed since the last checkpoint */
   guint online_streak;          /* rollbacks since the last good update */
@@ -125,12 +127,29 @@ warning (RnnTrainer *t, const char *text, const char *detail)
 }
 
 static void
-epoch_done (RnnTrainer *t, guint epoch, guint epochs, double loss,
-    double val_loss, double steps_per_second, guint64 eta_ns)
+epoch_done (RnnTrainer *t, const RnnTrainerEpoch *e)
 {
   if (t->cb.epoch)
-    t->cb.epoch (t->user_data, epoch, epochs, loss, val_loss,
-        steps_per_second, eta_ns);
+    t->cb.epoch (t->user_data, e);
+}
+
+gchar *
+rnn_trainer_format_duration (guint64 ns)
+{
+  const double s = ns / 1e9;
+
+  if (ns == G_MAXUINT64)
+    return g_strdup ("unknown");
+  if (s < 10)
+    return g_strdup_printf ("%.1f s", s);
+  guint64 sec = (guint64) (s + 0.5);
+  if (sec < 60)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " s", sec);
+  if (sec < 3600)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " min %02" G_GUINT64_FORMAT
+        " s", sec / 60, sec % 60);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT " h %02" G_GUINT64_FORMAT
+      " min", sec / 3600, (sec % 3600) / 60);
 }
 
 static gboolean
@@ -306,52 +325,196 @@ model_set_norm (RnnTrainer *t, const double *mean, const double *std)
   rnn_model_seal (t->model);
 }
 
-/* Per-channel sums over the inputs of @n records at @recs. */
+/* Normalisation statistics one outlier cannot wreck.  The mean and the
+ * standard deviation of a channel come from its values within
+ * NORM_OUTLIER_K robust standard deviations (1.4826 x the median absolute
+ * deviation, from an evenly spaced sample of at most NORM_SAMPLE values)
+ * of its median; values beyond are left out and named in a warning (how
+ * many, the farthest one's value and time).  A channel whose MAD is 0
+ * (mostly constant) keeps all its values. */
+#define NORM_OUTLIER_K 100.0
+#define NORM_SAMPLE 65536
+
+typedef struct
+{
+  gsize stride;                 /* sample every stride-th value */
+  float **sample;               /* [c_in][NORM_SAMPLE] */
+  gsize *n_sample;
+  double *med, *lo, *hi;        /* inlier bounds */
+  double *sum, *sq, *mean;
+  guint64 *cnt, *n_out, *worst_at;
+  double *worst;
+} Norm;
+
+static Norm *
+norm_new (RnnTrainer *t, gsize n_steps)
+{
+  Norm *nm = g_new0 (Norm, 1);
+  const gsize n_vals = n_steps * t->f_in;
+  const guint C = t->c_in;
+
+  nm->stride = MAX ((n_vals + NORM_SAMPLE - 1) / NORM_SAMPLE, 1);
+  nm->sample = g_new0 (float *, C);
+  for (guint c = 0; c < C; c++)
+    nm->sample[c] = g_new (float, MIN (n_vals, NORM_SAMPLE) + 1);
+  nm->n_sample = g_new0 (gsize, C);
+  nm->med = g_new0 (double, C);
+  nm->lo = g_new0 (double, C);
+  nm->hi = g_new0 (double, C);
+  nm->sum = g_new0 (double, C);
+  nm->sq = g_new0 (double, C);
+  nm->mean = g_new0 (double, C);
+  nm->cnt = g_new0 (guint64, C);
+  nm->n_out = g_new0 (guint64, C);
+  nm->worst_at = g_new0 (guint64, C);
+  nm->worst = g_new0 (double, C);
+  return nm;
+}
+
 static void
-norm_accumulate (RnnTrainer *t, const float *recs, gsize n, double *sum,
-    gboolean second_pass, const double *mean)
+norm_free (RnnTrainer *t, Norm *nm)
+{
+  for (guint c = 0; c < t->c_in; c++)
+    g_free (nm->sample[c]);
+  g_free (nm->sample);
+  g_free (nm->n_sample);
+  g_free (nm->med);
+  g_free (nm->lo);
+  g_free (nm->hi);
+  g_free (nm->sum);
+  g_free (nm->sq);
+  g_free (nm->mean);
+  g_free (nm->cnt);
+  g_free (nm->n_out);
+  g_free (nm->worst_at);
+  g_free (nm->worst);
+  g_free (nm);
+}
+
+/* Pass 0 samples, pass 1 sums the inliers (and finds the outliers), pass 2
+ * sums their squared deviations; over records [@first, @first + @n). */
+static void
+norm_visit (RnnTrainer *t, Norm *nm, int pass, const float *recs,
+    gsize first, gsize n)
 {
   for (gsize r = 0; r < n; r++) {
     const float *x = recs + r * t->rec;
-    for (guint f = 0; f < t->f_in; f++)
+    for (guint f = 0; f < t->f_in; f++) {
+      const guint64 idx = (guint64) (first + r) * t->f_in + f;
       for (guint c = 0; c < t->c_in; c++) {
         const double v = x[f * t->c_in + c];
-        if (second_pass)
-          sum[c] += (v - mean[c]) * (v - mean[c]);
-        else
-          sum[c] += v;
+        if (pass == 0) {
+          if (idx % nm->stride == 0 && nm->n_sample[c] < NORM_SAMPLE)
+            nm->sample[c][nm->n_sample[c]++] = (float) v;
+        } else if (v < nm->lo[c] || v > nm->hi[c]) {
+          if (pass == 1) {
+            if (nm->n_out[c]++ == 0
+                || fabs (v - nm->med[c]) > fabs (nm->worst[c] - nm->med[c])) {
+              nm->worst[c] = v;
+              nm->worst_at[c] = idx;
+            }
+          }
+        } else if (pass == 1) {
+          nm->sum[c] += v;
+          nm->cnt[c]++;
+        } else {
+          nm->sq[c] += (v - nm->mean[c]) * (v - nm->mean[c]);
+        }
       }
+    }
+  }
+}
+
+static int
+cmp_float (gconstpointer a, gconstpointer b)
+{
+  const float x = *(const float *) a, y = *(const float *) b;
+  return (x > y) - (x < y);
+}
+
+static double
+median_of (float *v, gsize n)
+{
+  if (n == 0)
+    return 0.0;
+  qsort (v, n, sizeof (float), cmp_float);
+  return n % 2 ? v[n / 2] : 0.5 * ((double) v[n / 2 - 1] + v[n / 2]);
+}
+
+/* After pass 0: the median and the inlier bounds of every channel. */
+static void
+norm_bounds (RnnTrainer *t, Norm *nm)
+{
+  for (guint c = 0; c < t->c_in; c++) {
+    float *v = nm->sample[c];
+    const gsize n = nm->n_sample[c];
+    const double med = median_of (v, n);
+    for (gsize i = 0; i < n; i++)
+      v[i] = (float) fabs (v[i] - med);
+    const double sigma = 1.4826 * median_of (v, n);
+    nm->med[c] = med;
+    nm->lo[c] = sigma > 0 ? med - NORM_OUTLIER_K * sigma : -INFINITY;
+    nm->hi[c] = sigma > 0 ? med + NORM_OUTLIER_K * sigma : INFINITY;
+  }
+}
+
+/* After pass 1: the inliers' means (and the warning on outliers). */
+static void
+norm_means (RnnTrainer *t, Norm *nm)
+{
+  for (guint c = 0; c < t->c_in; c++) {
+    nm->mean[c] = nm->cnt[c] ? nm->sum[c] / nm->cnt[c] : 0.0;
+    if (!nm->n_out[c])
+      continue;
+    const guint64 step = nm->worst_at[c] / t->f_in;
+    gchar *when = t->cfg.seconds_per_step > 0 ?
+        g_strdup_printf ("at %.3f s (step %" G_GUINT64_FORMAT ")",
+        (double) nm->worst_at[c] * t->cfg.seconds_per_step / t->f_in, step)
+        : g_strdup_printf ("at step %" G_GUINT64_FORMAT, step);
+    gchar *text = g_strdup_printf ("Input channel %u has %" G_GUINT64_FORMAT
+        " value%s beyond %g robust standard deviations of its median %g "
+        "(the farthest: %g %s); left out of the normalisation statistics "
+        "(input.mean / input.std), which come from the other %"
+        G_GUINT64_FORMAT " values.", c, nm->n_out[c],
+        nm->n_out[c] == 1 ? "" : "s", NORM_OUTLIER_K, nm->med[c],
+        nm->worst[c], when, nm->cnt[c]);
+    warning (t, text, NULL);
+    g_free (text);
+    g_free (when);
   }
 }
 
 static void
-norm_finish (RnnTrainer *t, double *mean, double *var, gsize n_steps)
+norm_set (RnnTrainer *t, Norm *nm)
 {
-  const double n = (double) n_steps * t->f_in;
+  double *sd = g_new (double, t->c_in);
   for (guint c = 0; c < t->c_in; c++) {
-    double sd = n > 0 ? sqrt (var[c] / n) : 1.0;
-    if (!(sd > 1e-12) || !isfinite (sd))
-      sd = 1.0;                 /* a constant channel: leave it unscaled */
-    var[c] = sd;
-    if (!isfinite (mean[c]))
-      mean[c] = 0.0;
+    double v = nm->cnt[c] ? sqrt (nm->sq[c] / nm->cnt[c]) : 1.0;
+    if (!(v > 1e-12) || !isfinite (v))
+      v = 1.0;                  /* a constant channel: leave it unscaled */
+    sd[c] = v;
+    if (!isfinite (nm->mean[c]))
+      nm->mean[c] = 0.0;
   }
+  model_set_norm (t, nm->mean, sd);
+  g_free (sd);
 }
 
 /* Normalisation statistics from records [0, n) of an in-memory array. */
 static void
 norm_from_array (RnnTrainer *t, const float *recs, gsize n)
 {
-  double *mean = g_new0 (double, t->c_in), *var = g_new0 (double, t->c_in);
+  Norm *nm = norm_new (t, n);
 
-  norm_accumulate (t, recs, n, mean, FALSE, NULL);
-  for (guint c = 0; c < t->c_in; c++)
-    mean[c] /= MAX ((double) n * t->f_in, 1.0);
-  norm_accumulate (t, recs, n, var, TRUE, mean);
-  norm_finish (t, mean, var, n);
-  model_set_norm (t, mean, var);
-  g_free (mean);
-  g_free (var);
+  for (int pass = 0; pass < 3; pass++) {
+    norm_visit (t, nm, pass, recs, 0, n);
+    if (pass == 0)
+      norm_bounds (t, nm);
+    else if (pass == 1)
+      norm_means (t, nm);
+  }
+  norm_set (t, nm);
+  norm_free (t, nm);
 }
 
 /* The same over records [0, n) of the recording, in chunks. */
@@ -359,28 +522,26 @@ static gboolean
 norm_from_recording (RnnTrainer *t, gsize n, GError **error)
 {
   const gsize chunk = 4096;
-  double *mean = g_new0 (double, t->c_in), *var = g_new0 (double, t->c_in);
+  Norm *nm = norm_new (t, n);
   float *buf = g_new (float, chunk * t->rec);
   gboolean ok = TRUE;
 
-  for (int pass = 0; pass < 2 && ok; pass++) {
+  for (int pass = 0; pass < 3 && ok; pass++) {
     for (gsize r = 0; r < n && ok; r += chunk) {
       const gsize k = MIN (chunk, n - r);
       ok = rnn_recording_read (t->recording, r, k, buf, error);
       if (ok)
-        norm_accumulate (t, buf, k, pass ? var : mean, pass == 1, mean);
+        norm_visit (t, nm, pass, buf, r, k);
     }
     if (pass == 0)
-      for (guint c = 0; c < t->c_in; c++)
-        mean[c] /= MAX ((double) n * t->f_in, 1.0);
+      norm_bounds (t, nm);
+    else if (pass == 1 && ok)
+      norm_means (t, nm);
   }
-  if (ok) {
-    norm_finish (t, mean, var, n);
-    model_set_norm (t, mean, var);
-  }
+  if (ok)
+    norm_set (t, nm);
   g_free (buf);
-  g_free (mean);
-  g_free (var);
+  norm_free (t, nm);
   return ok;
 }
 
@@ -728,13 +889,15 @@ read_records (RnnTrainer *t, gsize first, gsize n, GError **error)
  * bidirectional models run windows of @T.  NaN if nothing carries loss. */
 static gboolean
 evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
-    GError **error)
+    double *esr, GError **error)
 {
-  double total = 0.0, wsum = 0.0;
+  double total = 0.0, wsum = 0.0, ysum = 0.0;
   RnnState *state = NULL;
   gsize pos = start;
 
   *out = NAN;
+  if (esr)
+    *esr = NAN;
   if (len == 0)
     return TRUE;
   if (!t->bidirectional) {
@@ -759,6 +922,15 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
       if (w > 0) {
         total += l * w;
         wsum += w;
+        /* the MSE's normalisation: weight x mean over the outputs */
+        for (gsize r = 0; r < n; r++) {
+          double y2 = 0.0;
+          for (guint o = 0; o < t->n_tgt; o++) {
+            const double y = t->bt[r * t->n_tgt + o];
+            y2 += y * y;
+          }
+          ysum += t->bm[r] * y2 / t->n_tgt;
+        }
       }
     }
     pos += n;
@@ -766,6 +938,8 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
   rnn_state_free (state);
   if (wsum > 0)
     *out = total / wsum;
+  if (esr && wsum > 0 && ysum > 0 && t->cfg.loss == RNN_LOSS_MSE)
+    *esr = total / ysum;
   return TRUE;
 }
 
@@ -863,8 +1037,8 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
 
   if (s->epochs == 0) {
     double l, v;
-    if (!evaluate (t, 0, n_tr, T, &l, error)
-        || !evaluate (t, n_tr, n_val, T, &v, error)) {
+    if (!evaluate (t, 0, n_tr, T, &l, NULL, error)
+        || !evaluate (t, n_tr, n_val, T, &v, NULL, error)) {
       ret = RNN_TRAINER_FAILED;
       goto out;
     }
@@ -946,8 +1120,8 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
       streak = 0;
 
       const double loss = wsum > 0 ? total / wsum : NAN;
-      double val;
-      if (!evaluate (t, n_tr, n_val, T, &val, error)) {
+      double val, esr;
+      if (!evaluate (t, n_tr, n_val, T, &val, &esr, error)) {
         ret = RNN_TRAINER_FAILED;
         goto out;
       }
@@ -967,9 +1141,20 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
       const double secs = MAX ((now - te) / 1e6, 1e-9);
       const guint64 eta = (guint64) ((now - t0) / (double) epoch
           * (s->epochs - epoch) * 1000.0);
-      epoch_done (t, epoch, s->epochs, loss, val, steps_done / secs, eta);
-      text = g_strdup_printf ("Epoch %u/%u: loss %g, validation loss %g",
-          epoch, s->epochs, loss, val);
+      const RnnTrainerEpoch e = { epoch, s->epochs, loss, val, esr,
+        steps_done / secs, (guint64) (now - t0) * 1000, eta
+      };
+      epoch_done (t, &e);
+      gchar *el = rnn_trainer_format_duration (e.elapsed_ns);
+      gchar *left = rnn_trainer_format_duration (eta);
+      gchar *v = isnan (val) ? g_strdup ("no validation")
+          : isnan (esr) ? g_strdup_printf ("validation loss %g", val)
+          : g_strdup_printf ("validation loss %g (ESR %.4g)", val, esr);
+      text = g_strdup_printf ("Epoch %u/%u: loss %g, %s; %s elapsed, about "
+          "%s left", epoch, s->epochs, loss, v, el, left);
+      g_free (el);
+      g_free (left);
+      g_free (v);
       progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text,
           (int) (100.0 * epoch / s->epochs));
       g_free (text);
@@ -1046,11 +1231,17 @@ online_checkpoint (RnnTrainer *t, gboolean final, GError **error)
 
   const gint64 now = g_get_monotonic_time ();
   const double secs = MAX ((now - t->ck_time) / 1e6, 1e-9);
-  epoch_done (t, t->checkpoints, 0, loss, NAN, t->ck_steps / secs, G_MAXUINT64);
+  const RnnTrainerEpoch e = { t->checkpoints, 0, loss, NAN, NAN,
+    t->ck_steps / secs, (guint64) (now - t->online_t0) * 1000, G_MAXUINT64
+  };
+  epoch_done (t, &e);
   {
+    gchar *el = rnn_trainer_format_duration (e.elapsed_ns);
     gchar *text = g_strdup_printf ("%s %u after %" G_GUINT64_FORMAT
-        " updates: loss %g", final ? "Training complete: checkpoint"
-        : "Checkpoint", t->checkpoints, t->updates, loss);
+        " updates: loss %g; %s elapsed", final ?
+        "Training complete: checkpoint" : "Checkpoint", t->checkpoints,
+        t->updates, loss, el);
+    g_free (el);
     progress (t, RNN_TRAINER_PROGRESS_COMPLETE, text, -1);
     g_free (text);
   }
@@ -1075,7 +1266,7 @@ online_update (RnnTrainer *t, GError **error)
       t->need_norm = FALSE;
     }
     snapshot_take (t);
-    t->ck_time = g_get_monotonic_time ();
+    t->ck_time = t->online_t0 = g_get_monotonic_time ();
     t->online_started = TRUE;
   }
 

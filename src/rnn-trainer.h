@@ -73,6 +73,7 @@ typedef struct {
   guint seed;                   /* window order (offline) */
   gboolean normalize;           /* compute input.mean / input.std from data */
   guint checkpoint_interval;    /* online: updates between model writes */
+  double seconds_per_step;      /* for messages: a step's duration; 0 unknown */
   guint64 max_memory;           /* offline: record bytes kept in memory */
   const char *location;         /* where the model is written */
   /* provenance, written into the model's metadata */
@@ -93,17 +94,31 @@ typedef enum {
   RNN_TRAINER_PROGRESS_CANCELED,
 } RnnTrainerProgress;
 
+/* What an epoch (offline) or a checkpoint (online) ended with. */
+typedef struct {
+  guint epoch;                  /* the epoch, or the checkpoint's number */
+  guint epochs;                 /* the total; 0 online */
+  double loss;                  /* training loss */
+  double val_loss;              /* validation loss; NaN without validation */
+  double val_esr;               /* validation error-to-signal ratio
+                                 * sum (y - yhat)^2 / sum y^2 (MSE only;
+                                 * else NaN) */
+  double steps_per_second;      /* window steps x batch per second */
+  guint64 elapsed_ns;           /* since training started */
+  guint64 eta_ns;               /* time left; G_MAXUINT64 unknown (online) */
+} RnnTrainerEpoch;
+
+/* @ns as a person reads it: "0.4 s", "42 s", "3 min 20 s", "2 h 05 min". */
+gchar *rnn_trainer_format_duration (guint64 ns);
+
 /* Every callback may be NULL; they run in the thread that called the
  * trainer. */
 typedef struct {
   /* Training started, moves on, ended.  @percent < 0: none given. */
   void (*progress) (gpointer user_data, RnnTrainerProgress kind,
       const char *text, int percent);
-  /* After each offline epoch (epochs = the total) or online checkpoint
-   * (epoch = the checkpoint number, epochs 0, @eta_ns G_MAXUINT64).
-   * @val_loss is NaN without validation. */
-  void (*epoch) (gpointer user_data, guint epoch, guint epochs, double loss,
-      double val_loss, double steps_per_second, guint64 eta_ns);
+  /* After each offline epoch or online checkpoint. */
+  void (*epoch) (gpointer user_data, const RnnTrainerEpoch *e);
   /* A rollback, giving up, or nothing to train on. */
   void (*warning) (gpointer user_data, const char *text, const char *detail);
   /* Polled between batches: TRUE stops offline training. */

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A noisy sine sampled once per step: the input is x(t) and the target is
  * x(t + 1).  The noise is a fixed hash so the series is the same everywhere. */
@@ -69,7 +70,8 @@ fresh_model (RnnCell cell, guint seed)
 typedef struct
 {
   guint starts, epochs, warnings, completes, gave_up;
-  double last_val;
+  double last_val, last_esr;
+  gchar *last_progress;         /* the last CONTINUE's text */
   gboolean cancel_after_start;
   guint cancel_after_epochs;    /* > 0: cancel once this many epochs ran */
   gchar *last_warning;
@@ -84,6 +86,10 @@ seen_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
     int percent)
 {
   Seen *s = user_data;
+  if (kind == RNN_TRAINER_PROGRESS_CONTINUE) {
+    g_free (s->last_progress);
+    s->last_progress = g_strdup (text);
+  }
   if (kind == RNN_TRAINER_PROGRESS_START)
     s->starts++;
   if (kind == RNN_TRAINER_PROGRESS_COMPLETE)
@@ -91,14 +97,14 @@ seen_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
 }
 
 static void
-seen_epoch (gpointer user_data, guint epoch, guint epochs, double loss,
-    double val_loss, double sps, guint64 eta)
+seen_epoch (gpointer user_data, const RnnTrainerEpoch *e)
 {
   Seen *s = user_data;
   s->epochs++;
-  s->last_val = val_loss;
+  s->last_val = e->val_loss;
+  s->last_esr = e->val_esr;
   if (s->on_epoch)
-    s->on_epoch (s->hook_data, epoch);
+    s->on_epoch (s->hook_data, e->epoch);
 }
 
 static void
@@ -650,6 +656,146 @@ test_memory_bound (void)
   rnn_trainer_free (t);
 }
 
+/* One finite 1e20 among 100k inputs does not wreck the normalisation: the
+ * statistics are those of the other values, and a warning names the
+ * outlier's value and step. */
+static void
+test_norm_outlier (void)
+{
+  const guint n = 100000, at = 50000;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("outlier.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  /* the statistics of the clean values */
+  double mean = 0.0, sq = 0.0;
+  for (guint i = 0; i < n; i++)
+    if (i != at)
+      mean += recs[i * 3];
+  mean /= n - 1;
+  for (guint i = 0; i < n; i++)
+    if (i != at)
+      sq += (recs[i * 3] - mean) * (recs[i * 3] - mean);
+  const double sd = sqrt (sq / (n - 1));
+  recs[at * 3] = 1e20f;
+
+  offline_config (&cfg, path);
+  cfg.epochs = 0;
+  cfg.validation_fraction = 0.0;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 1), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+  g_assert_cmpuint (seen.warnings, ==, 1);
+  g_assert_nonnull (strstr (seen.last_warning, "1e+20"));
+  g_assert_nonnull (strstr (seen.last_warning, "step 50000"));
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_test_message ("stored mean %g std %g; clean %g %g",
+      rnn_model_get_input_mean (m)[0], rnn_model_get_input_std (m)[0], mean, sd);
+  g_assert_cmpfloat_with_epsilon (rnn_model_get_input_mean (m)[0], mean, 1e-4);
+  g_assert_cmpfloat_with_epsilon (rnn_model_get_input_std (m)[0], sd, 1e-4);
+  rnn_model_unref (m);
+  g_unlink (path);
+  g_free (path);
+  g_free (seen.last_warning);
+  g_free (recs);
+}
+
+/* Progress a person can read: the validation ESR next to the loss,
+ * elapsed time and time left in human units. */
+static void
+test_progress_text (void)
+{
+  const guint n = 1000, n_val = 200;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("progress.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  offline_config (&cfg, path);
+  cfg.epochs = 2;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_LSTM, 1), recs, n,
+          &rep, &seen), ==, RNN_TRAINER_DONE);
+  /* ESR = sum (y - yhat)^2 / sum y^2 over the held-out tail: the MSE
+   * divided by the mean square of the targets */
+  double y2 = 0.0;
+  for (guint i = n - n_val; i < n; i++)
+    y2 += (double) recs[i * 3 + 1] * recs[i * 3 + 1];
+  y2 /= n_val;
+  g_test_message ("val %g, ESR %g; last progress: %s", seen.last_val,
+      seen.last_esr, seen.last_progress);
+  g_assert_cmpfloat_with_epsilon (seen.last_esr, seen.last_val / y2,
+      1e-6 * seen.last_val / y2);
+  g_assert_nonnull (strstr (seen.last_progress, "(ESR "));
+  g_assert_nonnull (strstr (seen.last_progress, "elapsed"));
+  g_assert_nonnull (strstr (seen.last_progress, "left"));
+  g_unlink (path);
+  g_free (path);
+  g_free (seen.last_progress);
+  g_free (recs);
+
+  const struct { guint64 ns; const char *text; } d[] = {
+    { 400 * G_GUINT64_CONSTANT (1000000), "0.4 s" },
+    { 42 * G_GUINT64_CONSTANT (1000000000), "42 s" },
+    { 200 * G_GUINT64_CONSTANT (1000000000), "3 min 20 s" },
+    { 7500 * G_GUINT64_CONSTANT (1000000000), "2 h 05 min" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (d); i++) {
+    gchar *f = rnn_trainer_format_duration (d[i].ns);
+    g_assert_cmpstr (f, ==, d[i].text);
+    g_free (f);
+  }
+}
+
+/* A symbolic link as model-location is written through: its target is
+ * replaced by the model, the link stays a link (relative targets too). */
+static void
+test_symlink_location (void)
+{
+  const guint n = 400;
+  float *recs = make_records (n);
+  gchar *dir = tmp_file ("links");
+  gchar *real_dir = g_build_filename (dir, "models", NULL);
+  gchar *target = g_build_filename (real_dir, "real.safetensors", NULL);
+  gchar *link = g_build_filename (dir, "current.safetensors", NULL);
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+  GError *err = NULL;
+
+  g_assert_cmpint (g_mkdir_with_parents (real_dir, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (target, "old", -1, NULL));
+  g_assert_cmpint (symlink ("models/real.safetensors", link), ==, 0);
+  offline_config (&cfg, link);
+  cfg.epochs = 1;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 1), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+  gchar *points = g_file_read_link (link, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (points, ==, "models/real.safetensors");
+  RnnModel *m = rnn_model_load (target, &err);
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+  /* nothing else was left in either directory */
+  GDir *d = g_dir_open (real_dir, 0, NULL);
+  g_assert_cmpstr (g_dir_read_name (d), ==, "real.safetensors");
+  g_assert_null (g_dir_read_name (d));
+  g_dir_close (d);
+  g_unlink (link);
+  g_unlink (target);
+  g_rmdir (real_dir);
+  g_rmdir (dir);
+  g_free (points);
+  g_free (link);
+  g_free (target);
+  g_free (real_dir);
+  g_free (dir);
+  g_free (recs);
+}
+
 /* Settings the model cannot train with are refused with a message. */
 static void
 test_bad_settings (void)
@@ -697,6 +843,9 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/bad-settings", test_bad_settings);
   g_test_add_func ("/trainer/location/probe", test_location_probe);
   g_test_add_func ("/trainer/memory-bound", test_memory_bound);
+  g_test_add_func ("/trainer/normalize/outlier", test_norm_outlier);
+  g_test_add_func ("/trainer/progress-text", test_progress_text);
+  g_test_add_func ("/trainer/location/symlink", test_symlink_location);
   g_test_add_func ("/trainer/offline/cancel-keeps-best",
       test_offline_cancel_keeps_best);
   g_test_add_func ("/trainer/abandon", test_abandon);

@@ -1442,8 +1442,15 @@ test_pipeline_tee_target (void)
         break;
       case GST_MESSAGE_PROGRESS:{
         GstProgressType type;
-        gst_message_parse_progress (m, &type, NULL, NULL);
+        gchar *text = NULL;
+        gst_message_parse_progress (m, &type, NULL, &text);
         n_progress++;
+        if (type == GST_PROGRESS_TYPE_CONTINUE) {
+          /* human units, never nanoseconds */
+          g_assert_nonnull (strstr (text, " elapsed, about "));
+          g_assert_nonnull (strstr (text, "(ESR "));
+        }
+        g_free (text);
         start += type == GST_PROGRESS_TYPE_START;
         complete += type == GST_PROGRESS_TYPE_COMPLETE;
         break;
@@ -1457,6 +1464,12 @@ test_pipeline_tee_target (void)
                   "epochs", G_TYPE_UINT, &epochs, "eta", G_TYPE_UINT64, &eta, NULL));
           g_assert_true (isfinite (get_double (s, "loss")));
           g_assert_true (isfinite (get_double (s, "val-loss")));
+          g_assert_true (isfinite (get_double (s, "val-esr")));
+          g_assert_cmpfloat (get_double (s, "val-esr"), >, 0);
+          guint64 elapsed = GST_CLOCK_TIME_NONE;
+          g_assert_true (gst_structure_get_uint64 (s, "elapsed", &elapsed));
+          g_assert_cmpuint (elapsed, >, 0);
+          g_assert_cmpuint (elapsed, <, 600 * GST_SECOND);
           g_assert_cmpfloat (get_double (s, "steps-per-second"), >, 0);
           g_assert_cmpuint (epoch, ==, ++n_epoch);
           g_assert_cmpuint (epochs, ==, 2);
@@ -1754,6 +1767,32 @@ test_target_resample (void)
   g_free (out);
 }
 
+/* One finite 1e20 among 100k samples: the warning names its value and
+ * time, and the model's statistics stay those of the signal. */
+static void
+test_normalize_outlier (void)
+{
+  const gsize N = 100000;
+  float *x = signal_new (N, 51);
+  gchar *out = tmp_path ("outlier.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "epochs", 0, "hidden-size", 4, "validation-fraction", 0.0, NULL);
+
+  x[50000] = 1e20f;             /* 6.25 s at 8 kHz */
+  GstStructure *done = rig_train (r, x, N, 0, 4000, NULL, 0, 0, 0);
+  g_assert_nonnull (done);
+  g_assert_cmpuint (count_warnings ("(the farthest: 1e+20 at 6.250 s"), ==, 1);
+  RnnModel *m = load_model (out);
+  g_test_message ("input.std %g", rnn_model_get_input_std (m)[0]);
+  g_assert_cmpfloat (rnn_model_get_input_std (m)[0], <, 1.0);
+  g_assert_cmpfloat (fabs (rnn_model_get_input_mean (m)[0]), <, 0.1);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
 /* ---- gst-launch-1.0 ---------------------------------------------------------- */
 
 /* gst-launch-1.0 with the plugin of this build tree, or NULL (the test is
@@ -1976,6 +2015,7 @@ main (int argc, char **argv)
       test_no_target_mode_message);
   g_test_add_func ("/rnntrain/target/unfed", test_unfed_target);
   g_test_add_func ("/rnntrain/target/resample", test_target_resample);
+  g_test_add_func ("/rnntrain/normalize/outlier", test_normalize_outlier);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
