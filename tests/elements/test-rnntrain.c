@@ -20,6 +20,7 @@
 #include <glib/gstdio.h>
 #include <gio/gio.h>
 #include <signal.h>
+#include <unistd.h>
 
 #define RATE 8000
 
@@ -1793,6 +1794,34 @@ test_normalize_outlier (void)
   g_free (x);
 }
 
+/* A symbolic model-location: the model goes to the link's target, the
+ * link stays. */
+static void
+test_symlink_location (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 61);
+  gchar *target = tmp_path ("link-target.safetensors");
+  gchar *link = tmp_path ("link.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", link,
+      "epochs", 0, "hidden-size", 4, NULL);
+
+  g_assert_true (g_file_set_contents (target, "old", -1, NULL));
+  g_assert_cmpint (symlink (target, link), ==, 0);
+  GstStructure *done = rig_train (r, x, N, 0, 400, NULL, 0, 0, 0);
+  g_assert_nonnull (done);
+  g_assert_true (g_file_test (link, G_FILE_TEST_IS_SYMLINK));
+  RnnModel *m = load_model (target);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_unlink (link);
+  g_unlink (target);
+  g_free (link);
+  g_free (target);
+  g_free (x);
+}
+
 /* ---- gst-launch-1.0 ---------------------------------------------------------- */
 
 /* gst-launch-1.0 with the plugin of this build tree, or NULL (the test is
@@ -2016,6 +2045,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/target/unfed", test_unfed_target);
   g_test_add_func ("/rnntrain/target/resample", test_target_resample);
   g_test_add_func ("/rnntrain/normalize/outlier", test_normalize_outlier);
+  g_test_add_func ("/rnntrain/location/symlink", test_symlink_location);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
