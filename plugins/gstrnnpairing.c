@@ -466,6 +466,15 @@ gst_rnn_pairing_push (GstRnnPairing * p, guint lane, GstAggregatorPad * pad,
       reset = TRUE;
     }
   }
+  if (n > 0) {
+    if (!l->have_span) {
+      l->have_span = TRUE;
+      l->span_first = frame;
+      l->span_end = frame;
+    }
+    l->span_first = MIN (l->span_first, frame);
+    l->span_end = MAX (l->span_end, frame + n);
+  }
   if (!reset && n > 0) {
     l->data = grow (l->data, &l->cap, (l->len + n) * l->channels,
         sizeof (float));
@@ -562,6 +571,7 @@ gst_rnn_pairing_clear (GstRnnPairing * p)
     lane_reset (&p->lanes[i]);
     g_clear_pointer (&p->lanes[i].data, g_free);
     p->lanes[i].cap = 0;
+    p->lanes[i].have_span = FALSE;
   }
   g_clear_pointer (&p->step, g_free);
   g_clear_pointer (&p->steps, g_free);
@@ -581,4 +591,35 @@ gst_rnn_pairing_clear (GstRnnPairing * p)
   p->out_steps = p->out_cap = 0;
   p->have_out_next = FALSE;
   p->out_discont = FALSE;
+}
+
+gchar *
+gst_rnn_pairing_describe_mismatch (GstRnnPairing * p)
+{
+  const GstRnnLane *s = &p->lanes[GST_RNN_LANE_SINK];
+  const GstRnnLane *t = &p->lanes[GST_RNN_LANE_TARGET];
+  const double rate = MAX (p->rate, 1);
+
+  if (!p->has_target || !s->have_span)
+    return NULL;
+  const guint64 ns = s->span_end - s->span_first;
+  if (!t->have_span)
+    return g_strdup_printf ("The target pad brought no data: the input's %"
+        G_GUINT64_FORMAT " frames (%.3f s) were not trained on.", ns,
+        ns / rate);
+  const guint64 nt = t->span_end - t->span_first;
+  const guint64 a = MAX (s->span_first, t->span_first);
+  const guint64 b = MIN (s->span_end, t->span_end);
+  const guint64 both = b > a ? b - a : 0;
+  const guint64 tol = MAX (1, p->rate / 2000);  /* 0.5 ms, as the pairing */
+
+  if (ns <= both + tol && nt <= both + tol)
+    return NULL;
+  return g_strdup_printf ("The target (%" G_GUINT64_FORMAT " frames, %.3f s) "
+      "is %s than the input (%" G_GUINT64_FORMAT " frames, %.3f s)%s: "
+      "trained on the %" G_GUINT64_FORMAT " frames (%.3f s) where both are "
+      "present, the rest was dropped.", nt, nt / rate,
+      nt < ns ? "shorter" : nt > ns ? "longer" : "as long", ns, ns / rate,
+      s->span_first != t->span_first ? " and starts at another time" : "",
+      both, both / rate);
 }

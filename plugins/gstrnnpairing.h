@@ -37,6 +37,10 @@ typedef struct
   guint64 first;
   float *data;                  /* [len][channels] */
   gsize len, cap;               /* frames */
+  /* the extent of everything the lane was given since the stream started,
+   * in running-time frame indices: [span_first, span_end) */
+  gboolean have_span;
+  guint64 span_first, span_end;
 } GstRnnLane;
 
 typedef struct
@@ -127,6 +131,11 @@ void gst_rnn_pairing_out_flush (GstRnnPairing * p);
 /* At the end: runs a partial bidirectional window, then out_flush. */
 void gst_rnn_pairing_predict_finish (GstRnnPairing * p,
     const RnnModel * model);
+
+/* At the end of a stream with a target: when the two lanes' extents
+ * differ, a description of both and of the overlap trained on (free it),
+ * else NULL. */
+gchar *gst_rnn_pairing_describe_mismatch (GstRnnPairing * p);
 
 /* Drops what is half-paired and half-predicted (a flush). */
 void gst_rnn_pairing_flush (GstRnnPairing * p);

@@ -42,7 +42,15 @@
  * first frame are dropped).  Gaps of up to one second in either stream are
  * bridged as missing data (inputs 0, loss weight 0); after a longer gap the
  * pairing restarts.  Feed the two pads from a tee through a `queue` each,
- * as for any element with two inputs.
+ * as for any element with two inputs.  The target pad asks for the sink's
+ * rate (known from the sink's caps or from what is upstream of it), so an
+ * `audioresample` on the target branch converts a target at another rate.
+ * A target shorter or longer than the input is trained on where both are
+ * present and a warning gives both lengths; a requested target pad that
+ * has received nothing when the input ends is named in a warning (the
+ * aggregator waits for it).  When training starts an INFO message names
+ * what is learnt (the target pad's stream, or next-step prediction with
+ * predict-ahead).
  *
  * `src` carries the predictions of the current model for the training
  * stream: O/F_out channels at rate × F_out / F_in, each step's F_out frames
@@ -69,7 +77,10 @@
  * unlinked temporary file in $TMPDIR).  At EOS the tail validation-fraction
  * of the recording is held out; the rest is normalised (normalize: the
  * per-channel mean and standard deviation of the training part, stored in
- * the model as input.mean / input.std) and trained on for `epochs` epochs:
+ * the model as input.mean / input.std; values beyond 100 robust standard
+ * deviations of a channel's median are left out of them, with a warning
+ * naming the farthest one's value and time) and trained on for `epochs`
+ * epochs:
  * each epoch cuts the training part into windows of seq-length steps at a
  * random phase, shuffles them (seeded by seed) and runs them in batches of
  * batch-size, every window from zero state.  After each epoch the held-out
@@ -90,6 +101,32 @@
  * frames) and at EOS, so an rnnfilter with reload-on-change picks it up.
  * normalize takes its statistics from the first update's data.
  *
+ * ## Where the model goes, and stopping early
+ *
+ * model-location is checked when the stream starts (a file is created
+ * beside it and removed): a missing directory, a directory or a place that
+ * cannot be written is an error then, before anything is recorded.  A
+ * symbolic link is written through: its target is replaced (atomically,
+ * beside the target), the link stays.  An online checkpoint that cannot
+ * be written (a full disk) is a warning; the model on disk stays as it
+ * was, training goes on and the next checkpoint writes again.
+ *
+ * Stopped before EOS (a state change down, Ctrl-C without -e): online,
+ * the updates since the last checkpoint are written; an offline run
+ * stopped while training writes the best model of the epochs it finished;
+ * a recording not trained on yet is discarded, and a warning says how many
+ * seconds.  Offline training starts at EOS: gst-launch-1.0 -e sends EOS on
+ * Ctrl-C, so the model is trained and written before it exits.  Each of
+ * these is a GST_MESSAGE_WARNING.
+ *
+ * ## Memory
+ *
+ * Besides the model and the recording, training takes the BPTT caches of
+ * seq-length × batch-size steps (offline) or seq-length steps plus the
+ * batch-size × seq-length steps gathered for an update (online).  Settings
+ * that need more than 4 GiB for this are an error when the stream starts;
+ * the message gives the arithmetic.
+ *
  * ## Divergence
  *
  * A non-finite loss, gradient or weight rolls the model and the optimizer
@@ -104,19 +141,26 @@
  *
  * ## Messages
  *
- * GST_MESSAGE_PROGRESS with code "train": START when training starts,
- * CONTINUE after every epoch (offline, with "percent"), every checkpoint
- * (online) and every few seconds of a long epoch, then COMPLETE, CANCELED
- * (a flush or state change stopped offline training) or ERROR (the model
- * could not be written).
+ * GST_MESSAGE_PROGRESS with code "train".  Offline: START when training
+ * starts at EOS, CONTINUE after every epoch (with "percent") and every few
+ * seconds of a long epoch, then COMPLETE, CANCELED (a flush or state
+ * change stopped training) or ERROR (the model could not be written).
+ * Online: a START / COMPLETE pair around every model write (CANCELED when
+ * the write failed), so no progress stays open while the stream runs
+ * (gst-launch-1.0 waits for an open progress to complete before it sets
+ * the pipeline to PLAYING).
  *
  * Element messages (gst_message_new_element, structure name):
  *
  * - `rnntrain-progress` after every epoch (offline) or checkpoint (online):
  *   `epoch` (guint: the epoch or checkpoint number), `epochs` (guint: the
  *   total; 0 online), `loss` (gdouble: training loss), `val-loss` (gdouble:
- *   validation loss), `steps-per-second` (gdouble: window steps × batch per
- *   second), `eta` (guint64 GstClockTime; GST_CLOCK_TIME_NONE online).
+ *   validation loss), `val-esr` (gdouble: the validation error-to-signal
+ *   ratio Σ(y−ŷ)²/Σy², MSE only, else NaN), `steps-per-second` (gdouble:
+ *   window steps × batch per second), `elapsed` (guint64 GstClockTime:
+ *   since training started), `eta` (guint64 GstClockTime;
+ *   GST_CLOCK_TIME_NONE online).  The progress texts give the same in
+ *   words, with the elapsed and remaining time in s, min and h.
  * - `rnntrain-done` once the model is written at EOS: `model-location`
  *   (gchararray), `loss` (gdouble), `val-loss` (gdouble), `duration`
  *   (guint64 GstClockTime, from the first buffer).
@@ -139,12 +183,9 @@
  *     s. ! queue ! rnntrain name=t model-location=effect.safetensors cell=gru hidden-size=16 epochs=5 ! fakesink \
  *     s. ! queue ! audiocheblimit cutoff=3000 ! t.target
  * ]|
- * Train online and rewrite the model every 10 updates.  gst-launch-1.0
- * holds the pipeline in PAUSED while a progress it was told of runs, and
- * online training's runs until EOS: the sink must not wait for a preroll
- * (async=false).
+ * Train online and rewrite the model every 10 updates:
  * |[
- * gst-launch-1.0 -m audiotestsrc num-buffers=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! rnntrain model-location=online.safetensors mode=online seq-length=32 batch-size=4 checkpoint-interval=10 ! fakesink async=false
+ * gst-launch-1.0 -m audiotestsrc num-buffers=400 ! audio/x-raw,format=F32LE,rate=8000,channels=1 ! rnntrain model-location=online.safetensors mode=online seq-length=32 batch-size=4 checkpoint-interval=10 ! fakesink
  * ]|
  */
 #include "gstrnntrain.h"
@@ -400,24 +441,26 @@ on_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
 }
 
 static void
-on_epoch (gpointer user_data, guint epoch, guint epochs, double loss,
-    double val_loss, double steps_per_second, guint64 eta_ns)
+on_epoch (gpointer user_data, const RnnTrainerEpoch *e)
 {
   GstRnnTrain *self = user_data;
   GstStructure *st = gst_structure_new ("rnntrain-progress",
-      "epoch", G_TYPE_UINT, epoch,
-      "epochs", G_TYPE_UINT, epochs,
-      "loss", G_TYPE_DOUBLE, loss,
-      "val-loss", G_TYPE_DOUBLE, val_loss,
-      "steps-per-second", G_TYPE_DOUBLE, steps_per_second,
-      "eta", G_TYPE_UINT64, eta_ns == G_MAXUINT64 ? GST_CLOCK_TIME_NONE
-      : (GstClockTime) eta_ns, NULL);
+      "epoch", G_TYPE_UINT, e->epoch,
+      "epochs", G_TYPE_UINT, e->epochs,
+      "loss", G_TYPE_DOUBLE, e->loss,
+      "val-loss", G_TYPE_DOUBLE, e->val_loss,
+      "val-esr", G_TYPE_DOUBLE, e->val_esr,
+      "steps-per-second", G_TYPE_DOUBLE, e->steps_per_second,
+      "elapsed", G_TYPE_UINT64, (guint64) e->elapsed_ns,
+      "eta", G_TYPE_UINT64, e->eta_ns == G_MAXUINT64 ? GST_CLOCK_TIME_NONE
+      : (GstClockTime) e->eta_ns, NULL);
 
   gst_element_post_message (GST_ELEMENT_CAST (self),
       gst_message_new_element (GST_OBJECT_CAST (self), st));
-  if (epochs > 0)
-    GST_INFO_OBJECT (self, "epoch %u/%u: loss %g val %g, %.0f steps/s",
-        epoch, epochs, loss, val_loss, steps_per_second);
+  if (e->epochs > 0)
+    GST_INFO_OBJECT (self, "epoch %u/%u: loss %g val %g (ESR %g), %.0f steps/s",
+        e->epoch, e->epochs, e->loss, e->val_loss, e->val_esr,
+        e->steps_per_second);
 }
 
 static void
@@ -623,6 +666,7 @@ configure (GstRnnTrain *self)
   /* a model from init-model keeps its statistics */
   tc.normalize = s->init_location == NULL;
   tc.checkpoint_interval = s->checkpoint_interval;
+  tc.seconds_per_step = (double) p->f_in / self->rate;
   tc.max_memory = s->max_memory;
   tc.location = s->location;
   tc.description = "trained by the rnntrain GStreamer element";
@@ -665,6 +709,18 @@ configure (GstRnnTrain *self)
       c_in, p->n_out, p->f_out, self->rate,
       self->has_target ? "pad" : "predict-ahead",
       s->mode == GST_RNN_TRAIN_MODE_OFFLINE ? "offline" : "online");
+  {
+    gchar *mode = self->has_target ?
+        g_strdup_printf ("Training %s on the target pad's stream.",
+        s->mode == GST_RNN_TRAIN_MODE_OFFLINE ? "offline" : "online")
+        : g_strdup_printf ("Training %s for next-step prediction: no target "
+        "pad, so the model learns to predict its input %u step%s ahead "
+        "(predict-ahead).", s->mode == GST_RNN_TRAIN_MODE_OFFLINE ?
+        "offline" : "online", s->predict_ahead, s->predict_ahead == 1 ? ""
+        : "s");
+    GST_ELEMENT_INFO (self, STREAM, FORMAT, ("%s", mode), ("%s", mode));
+    g_free (mode);
+  }
   self->t_start = g_get_monotonic_time ();
   GST_OBJECT_LOCK (self);
   self->configured = TRUE;
@@ -745,6 +801,11 @@ finish (GstRnnTrain *self)
   }
   gst_rnn_pairing_predict_finish (&self->pairing,
       rnn_trainer_peek_model (self->trainer));
+  gchar *mismatch = gst_rnn_pairing_describe_mismatch (&self->pairing);
+  if (mismatch) {
+    GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("%s", mismatch), (NULL));
+    g_free (mismatch);
+  }
 
   switch (rnn_trainer_finish (self->trainer, &rep, &err)) {
     case RNN_TRAINER_DONE:
@@ -886,6 +947,36 @@ out:
 
 /* ---- events and queries ------------------------------------------------------------ */
 
+/* EOS on the sink pad, seen as it arrives (the aggregator queues it
+ * behind the buffers it cannot take while it waits for the target): a
+ * target pad that was requested and never fed holds the end back, say
+ * so. */
+static GstPadProbeReturn
+sink_eos_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  GstRnnTrain *self = user_data;
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+
+  if (GST_EVENT_TYPE (event) != GST_EVENT_EOS)
+    return GST_PAD_PROBE_OK;
+  GST_OBJECT_LOCK (self);
+  GstAggregatorPad *tp = self->pairing.lanes[GST_RNN_LANE_TARGET].pad;
+  const gboolean started = self->pairing.lanes[GST_RNN_LANE_TARGET].started;
+  if (tp)
+    gst_object_ref (tp);
+  GST_OBJECT_UNLOCK (self);
+  if (tp && !started && !gst_aggregator_pad_has_buffer (tp)
+      && !gst_aggregator_pad_is_eos (tp))
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("The input ended but the target pad %s has received no data: "
+            "rnntrain waits for it.  Feed it, send it EOS, or do not "
+            "request it (without a target the model learns to predict its "
+            "input, predict-ahead).", GST_PAD_NAME (tp)), (NULL));
+  if (tp)
+    gst_object_unref (tp);
+  return GST_PAD_PROBE_OK;
+}
+
 static gboolean
 gst_rnn_train_sink_event (GstAggregator *agg, GstAggregatorPad *pad,
     GstEvent *event)
@@ -916,6 +1007,30 @@ gst_rnn_train_sink_event (GstAggregator *agg, GstAggregatorPad *pad,
   return GST_AGGREGATOR_CLASS (parent_class)->sink_event (agg, pad, event);
 }
 
+/* The rate upstream of the sink pad can only give, 0 if it is not fixed.
+ * The target follows the sink's rate even before the sink's caps are set,
+ * as audioaggregator's pads follow the output rate: an audioresample on
+ * the target branch then converts. */
+static gint
+upstream_rate (GstPad *sinkpad)
+{
+  GstCaps *caps = gst_pad_peer_query_caps (sinkpad, NULL);
+  gint rate = 0;
+
+  for (guint i = 0; caps && i < gst_caps_get_size (caps); i++) {
+    gint r;
+    if (!gst_structure_get_int (gst_caps_get_structure (caps, i), "rate", &r)
+        || (rate && r != rate)) {
+      rate = 0;
+      break;
+    }
+    rate = r;
+  }
+  if (caps)
+    gst_caps_unref (caps);
+  return rate;
+}
+
 static gboolean
 gst_rnn_train_sink_query (GstAggregator *agg, GstAggregatorPad *pad,
     GstQuery *query)
@@ -929,7 +1044,15 @@ gst_rnn_train_sink_query (GstAggregator *agg, GstAggregatorPad *pad,
     /* the other pad's rate, once known, is the only one we take */
     GST_OBJECT_LOCK (self);
     rate = gst_rnn_pairing_other_rate (&self->pairing, pad);
+    GstPad *sinkpad = GST_PAD (self->pairing.lanes[GST_RNN_LANE_SINK].pad);
+    const gboolean is_target = GST_PAD (pad) != sinkpad;
+    if (sinkpad)
+      gst_object_ref (sinkpad);
     GST_OBJECT_UNLOCK (self);
+    if (!rate && is_target && sinkpad)
+      rate = upstream_rate (sinkpad);
+    if (sinkpad)
+      gst_object_unref (sinkpad);
     if (rate) {
       caps = gst_caps_make_writable (caps);
       gst_caps_set_simple (caps, "rate", G_TYPE_INT, rate, NULL);
@@ -1062,6 +1185,18 @@ gst_rnn_train_stop (GstAggregator *agg)
 {
   GstRnnTrain *self = GST_RNN_TRAIN (agg);
 
+  /* stopped before the end of the stream: keep what was trained, or say
+   * what is thrown away */
+  if (self->configured && !self->finished && self->trainer) {
+    GError *err = NULL;
+    const double step_s = (double) self->pairing.f_in / MAX (self->rate, 1);
+    if (rnn_trainer_abandon (self->trainer, step_s, &err) == RNN_TRAINER_FAILED) {
+      GST_ELEMENT_WARNING (self, RESOURCE, OPEN_WRITE,
+          ("Stopped before the end of the stream and could not write the "
+              "model to %s.", self->s.location), ("%s", err->message));
+      g_error_free (err);
+    }
+  }
   free_stream (self);
   return TRUE;
 }
@@ -1342,8 +1477,8 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
       "sink by running time; without it the model predicts sink "
       "predict-ahead steps ahead. src: the current model's predictions. "
       "Posts GST_MESSAGE_PROGRESS (code \"train\") and element messages "
-      "rnntrain-progress (epoch, epochs, loss, val-loss, steps-per-second, "
-      "eta) per epoch or checkpoint and rnntrain-done (model-location, "
+      "rnntrain-progress (epoch, epochs, loss, val-loss, val-esr, "
+      "steps-per-second, elapsed, eta) per epoch or checkpoint and rnntrain-done (model-location, "
       "loss, val-loss, duration) when the model is written",
       "gst-rnn developers");
 
@@ -1378,6 +1513,8 @@ gst_rnn_train_init (GstRnnTrain *self)
   Settings *p = &self->props;
 
   gst_object_unref (templ);
+  gst_pad_add_probe (GST_PAD (pad), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      sink_eos_probe, self, NULL);
   gst_element_add_pad (GST_ELEMENT (self), GST_PAD (pad));
   self->pairing.element = GST_ELEMENT (self);
   self->pairing.push = push_predictions;

@@ -152,6 +152,39 @@ train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
   return off;
 }
 
+gsize
+rnn_train_workspace_bytes (const RnnModel *model, guint T, guint B)
+{
+  RnnTrain measure = { 0 };
+
+  g_return_val_if_fail (model != NULL, 0);
+  return train_layout (&measure, NULL, model, T, B) * sizeof (float);
+}
+
+gboolean
+rnn_train_reserve (RnnTrain *tr, const RnnModel *model, guint T, guint B,
+    GError **error)
+{
+  RnnTrain measure = { 0 };
+
+  g_return_val_if_fail (tr != NULL && model != NULL, FALSE);
+  const gsize need = train_layout (&measure, NULL, model, T, B);
+  if (need <= tr->capacity)
+    return TRUE;
+  float *buf = g_try_malloc_n (need, sizeof (float));
+  if (!buf) {
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOMEM,
+        "Out of memory for the training workspace (%" G_GSIZE_FORMAT
+        " bytes for %u steps of %u windows).", need * sizeof (float), T, B);
+    return FALSE;
+  }
+  g_free (tr->buf);
+  tr->buf = buf;
+  tr->capacity = need;
+  tr->have_forward = tr->have_loss = FALSE;
+  return TRUE;
+}
+
 /* Carves the buffers, reallocating only for a larger need than ever. */
 static void
 train_reserve (RnnTrain *tr, const RnnModel *m, guint T, guint B)

@@ -96,7 +96,13 @@ mem_reserve (RnnRecording *rec, gsize n)
     while (cap < want)
       cap = cap > G_MAXSIZE / 2 ? G_MAXSIZE : cap * 2;
     cap = MIN (cap, rec->mem_limit);
-    rec->mem = g_realloc_n (rec->mem, cap, rec->rec_bytes);
+    gpointer mem = g_try_realloc_n (rec->mem, cap, rec->rec_bytes);
+    if (!mem) {
+      /* the memory max-memory allows is not there: spool the rest */
+      rec->mem_limit = rec->mem_capacity;
+      return MIN (n, rec->mem_limit - rec->n_mem);
+    }
+    rec->mem = mem;
     rec->mem_capacity = cap;
   }
   return MIN (n, room);

@@ -77,6 +77,15 @@ typedef struct _RnnTrain RnnTrain;
 RnnTrain *rnn_train_new (void);
 void rnn_train_free (RnnTrain *tr);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnTrain, rnn_train_free)
+/* Bytes of workspace the training passes over @T steps of @B windows of
+ * @model take. */
+gsize rnn_train_workspace_bytes (const RnnModel *model, guint T, guint B);
+/* Allocates the workspace for @T x @B (if larger than what @tr has) with
+ * an allocation that may fail: FALSE (G_FILE_ERROR_NOMEM) instead of an
+ * abort.  Later passes up to that size allocate nothing.  Call it before
+ * rnn_train_forward(), not between a forward and its backward. */
+gboolean rnn_train_reserve (RnnTrain *tr, const RnnModel *model, guint T,
+    guint B, GError **error);
 
 /* Training forward of a batch of B windows of T steps: x [T][B][I] ->
  * y [T][B][O] (O = rnn_model_get_output_size()), caching the gate

@@ -2,8 +2,12 @@
 #include "rnn-trainer.h"
 #include "rnn-dataset.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <glib/gstdio.h>
 
 G_DEFINE_QUARK (rnn-trainer-error-quark, rnn_trainer_error)
 
@@ -34,6 +38,7 @@ struct _RnnTrainer
 
   /* offline */
   RnnRecording *recording;
+  gboolean offline_written;     /* a model of this recording was written */
 
   /* online */
   float *ob;                    /* [B*T][rec] the batch being gathered */
@@ -45,6 +50,7 @@ struct _RnnTrainer
   double last_loss;
   guint64 ck_steps;
   gint64 ck_time;
+  gint64 online_t0;             /* the first update */
   gboolean online_started;
   gboolean ck_dirty;            /* model changed since the last checkpoint */
   guint online_streak;          /* rollbacks since the last good update */
@@ -70,17 +76,22 @@ rnn_trainer_config_init (RnnTrainerConfig *cfg)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Grows *@buf to hold at least @n elements of @size bytes. */
-static gpointer
-grow (gpointer buf, gsize *cap, gsize n, gsize size)
+/* Grows *@buf to hold at least @n elements of @size bytes.  FALSE (and
+ * *@buf as it was) when the memory is not there. */
+static gboolean
+grow (gpointer *buf, gsize *cap, gsize n, gsize size)
 {
   if (n <= *cap)
-    return buf;
+    return TRUE;
   gsize c = MAX (*cap, 64);
   while (c < n)
     c *= 2;
+  gpointer b = g_try_realloc_n (*buf, c, size);
+  if (!b)
+    return FALSE;
+  *buf = b;
   *cap = c;
-  return g_realloc_n (buf, c, size);
+  return TRUE;
 }
 
 static gchar *
@@ -116,12 +127,29 @@ warning (RnnTrainer *t, const char *text, const char *detail)
 }
 
 static void
-epoch_done (RnnTrainer *t, guint epoch, guint epochs, double loss,
-    double val_loss, double steps_per_second, guint64 eta_ns)
+epoch_done (RnnTrainer *t, const RnnTrainerEpoch *e)
 {
   if (t->cb.epoch)
-    t->cb.epoch (t->user_data, epoch, epochs, loss, val_loss,
-        steps_per_second, eta_ns);
+    t->cb.epoch (t->user_data, e);
+}
+
+gchar *
+rnn_trainer_format_duration (guint64 ns)
+{
+  const double s = ns / 1e9;
+
+  if (ns == G_MAXUINT64)
+    return g_strdup ("unknown");
+  if (s < 10)
+    return g_strdup_printf ("%.1f s", s);
+  guint64 sec = (guint64) (s + 0.5);
+  if (sec < 60)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " s", sec);
+  if (sec < 3600)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " min %02" G_GUINT64_FORMAT
+        " s", sec / 60, sec % 60);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT " h %02" G_GUINT64_FORMAT
+      " min", sec / 3600, (sec % 3600) / 60);
 }
 
 static gboolean
@@ -131,6 +159,10 @@ cancelled (RnnTrainer *t)
 }
 
 /* ---- set-up --------------------------------------------------------------- */
+
+static gboolean batch_scratch (RnnTrainer *t, guint T, guint B);
+static gboolean check_scratch (const RnnTrainerConfig *cfg,
+    const RnnModel *model, gsize rec, gsize n_in, gsize n_tgt, GError **error);
 
 RnnTrainer *
 rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
@@ -146,6 +178,10 @@ rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
         "seq-length, batch-size and checkpoint-interval must be at least 1 "
         "(they are %u, %u and %u).", cfg->seq_length, cfg->batch_size,
         cfg->checkpoint_interval);
+    rnn_model_unref (model);
+    return NULL;
+  }
+  if (cfg->location && !rnn_trainer_check_location (cfg->location, error)) {
     rnn_model_unref (model);
     return NULL;
   }
@@ -199,12 +235,29 @@ rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
   rnn_model_get_params (t->model, &t->n_params);
   t->grads = g_new0 (float, t->n_params);
   t->last_loss = NAN;
-  if (!cfg->online) {
+  if (!check_scratch (cfg, t->model, t->rec, t->n_in, t->n_tgt, error)) {
+    rnn_trainer_free (t);
+    return NULL;
+  }
+  /* everything the loops use, at its largest, in allocations that may fail */
+  const guint wb = cfg->online ? 1 : cfg->batch_size;
+  gboolean ok = batch_scratch (t, cfg->seq_length, wb)
+      && rnn_train_reserve (t->tr, t->model, cfg->seq_length, wb, NULL);
+  if (ok && !cfg->online) {
     t->recording = rnn_recording_new (t->rec, cfg->max_memory);
-  } else {
-    t->ob = g_new (float, (gsize) cfg->batch_size * cfg->seq_length * t->rec);
-    if (!t->bidirectional)
+  } else if (ok) {
+    t->ob = g_try_malloc_n ((gsize) cfg->batch_size * cfg->seq_length,
+        t->rec * sizeof (float));
+    ok = t->ob != NULL;
+    if (ok && !t->bidirectional)
       t->tstate = rnn_state_new (t->model, 1);
+  }
+  if (!ok) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "Out of memory for training with seq-length %u and batch-size %u; "
+        "lower them.", cfg->seq_length, cfg->batch_size);
+    rnn_trainer_free (t);
+    return NULL;
   }
   return t;
 }
@@ -272,52 +325,196 @@ model_set_norm (RnnTrainer *t, const double *mean, const double *std)
   rnn_model_seal (t->model);
 }
 
-/* Per-channel sums over the inputs of @n records at @recs. */
+/* Normalisation statistics one outlier cannot wreck.  The mean and the
+ * standard deviation of a channel come from its values within
+ * NORM_OUTLIER_K robust standard deviations (1.4826 x the median absolute
+ * deviation, from an evenly spaced sample of at most NORM_SAMPLE values)
+ * of its median; values beyond are left out and named in a warning (how
+ * many, the farthest one's value and time).  A channel whose MAD is 0
+ * (mostly constant) keeps all its values. */
+#define NORM_OUTLIER_K 100.0
+#define NORM_SAMPLE 65536
+
+typedef struct
+{
+  gsize stride;                 /* sample every stride-th value */
+  float **sample;               /* [c_in][NORM_SAMPLE] */
+  gsize *n_sample;
+  double *med, *lo, *hi;        /* inlier bounds */
+  double *sum, *sq, *mean;
+  guint64 *cnt, *n_out, *worst_at;
+  double *worst;
+} Norm;
+
+static Norm *
+norm_new (RnnTrainer *t, gsize n_steps)
+{
+  Norm *nm = g_new0 (Norm, 1);
+  const gsize n_vals = n_steps * t->f_in;
+  const guint C = t->c_in;
+
+  nm->stride = MAX ((n_vals + NORM_SAMPLE - 1) / NORM_SAMPLE, 1);
+  nm->sample = g_new0 (float *, C);
+  for (guint c = 0; c < C; c++)
+    nm->sample[c] = g_new (float, MIN (n_vals, NORM_SAMPLE) + 1);
+  nm->n_sample = g_new0 (gsize, C);
+  nm->med = g_new0 (double, C);
+  nm->lo = g_new0 (double, C);
+  nm->hi = g_new0 (double, C);
+  nm->sum = g_new0 (double, C);
+  nm->sq = g_new0 (double, C);
+  nm->mean = g_new0 (double, C);
+  nm->cnt = g_new0 (guint64, C);
+  nm->n_out = g_new0 (guint64, C);
+  nm->worst_at = g_new0 (guint64, C);
+  nm->worst = g_new0 (double, C);
+  return nm;
+}
+
 static void
-norm_accumulate (RnnTrainer *t, const float *recs, gsize n, double *sum,
-    gboolean second_pass, const double *mean)
+norm_free (RnnTrainer *t, Norm *nm)
+{
+  for (guint c = 0; c < t->c_in; c++)
+    g_free (nm->sample[c]);
+  g_free (nm->sample);
+  g_free (nm->n_sample);
+  g_free (nm->med);
+  g_free (nm->lo);
+  g_free (nm->hi);
+  g_free (nm->sum);
+  g_free (nm->sq);
+  g_free (nm->mean);
+  g_free (nm->cnt);
+  g_free (nm->n_out);
+  g_free (nm->worst_at);
+  g_free (nm->worst);
+  g_free (nm);
+}
+
+/* Pass 0 samples, pass 1 sums the inliers (and finds the outliers), pass 2
+ * sums their squared deviations; over records [@first, @first + @n). */
+static void
+norm_visit (RnnTrainer *t, Norm *nm, int pass, const float *recs,
+    gsize first, gsize n)
 {
   for (gsize r = 0; r < n; r++) {
     const float *x = recs + r * t->rec;
-    for (guint f = 0; f < t->f_in; f++)
+    for (guint f = 0; f < t->f_in; f++) {
+      const guint64 idx = (guint64) (first + r) * t->f_in + f;
       for (guint c = 0; c < t->c_in; c++) {
         const double v = x[f * t->c_in + c];
-        if (second_pass)
-          sum[c] += (v - mean[c]) * (v - mean[c]);
-        else
-          sum[c] += v;
+        if (pass == 0) {
+          if (idx % nm->stride == 0 && nm->n_sample[c] < NORM_SAMPLE)
+            nm->sample[c][nm->n_sample[c]++] = (float) v;
+        } else if (v < nm->lo[c] || v > nm->hi[c]) {
+          if (pass == 1) {
+            if (nm->n_out[c]++ == 0
+                || fabs (v - nm->med[c]) > fabs (nm->worst[c] - nm->med[c])) {
+              nm->worst[c] = v;
+              nm->worst_at[c] = idx;
+            }
+          }
+        } else if (pass == 1) {
+          nm->sum[c] += v;
+          nm->cnt[c]++;
+        } else {
+          nm->sq[c] += (v - nm->mean[c]) * (v - nm->mean[c]);
+        }
       }
+    }
+  }
+}
+
+static int
+cmp_float (gconstpointer a, gconstpointer b)
+{
+  const float x = *(const float *) a, y = *(const float *) b;
+  return (x > y) - (x < y);
+}
+
+static double
+median_of (float *v, gsize n)
+{
+  if (n == 0)
+    return 0.0;
+  qsort (v, n, sizeof (float), cmp_float);
+  return n % 2 ? v[n / 2] : 0.5 * ((double) v[n / 2 - 1] + v[n / 2]);
+}
+
+/* After pass 0: the median and the inlier bounds of every channel. */
+static void
+norm_bounds (RnnTrainer *t, Norm *nm)
+{
+  for (guint c = 0; c < t->c_in; c++) {
+    float *v = nm->sample[c];
+    const gsize n = nm->n_sample[c];
+    const double med = median_of (v, n);
+    for (gsize i = 0; i < n; i++)
+      v[i] = (float) fabs (v[i] - med);
+    const double sigma = 1.4826 * median_of (v, n);
+    nm->med[c] = med;
+    nm->lo[c] = sigma > 0 ? med - NORM_OUTLIER_K * sigma : -INFINITY;
+    nm->hi[c] = sigma > 0 ? med + NORM_OUTLIER_K * sigma : INFINITY;
+  }
+}
+
+/* After pass 1: the inliers' means (and the warning on outliers). */
+static void
+norm_means (RnnTrainer *t, Norm *nm)
+{
+  for (guint c = 0; c < t->c_in; c++) {
+    nm->mean[c] = nm->cnt[c] ? nm->sum[c] / nm->cnt[c] : 0.0;
+    if (!nm->n_out[c])
+      continue;
+    const guint64 step = nm->worst_at[c] / t->f_in;
+    gchar *when = t->cfg.seconds_per_step > 0 ?
+        g_strdup_printf ("at %.3f s (step %" G_GUINT64_FORMAT ")",
+        (double) nm->worst_at[c] * t->cfg.seconds_per_step / t->f_in, step)
+        : g_strdup_printf ("at step %" G_GUINT64_FORMAT, step);
+    gchar *text = g_strdup_printf ("Input channel %u has %" G_GUINT64_FORMAT
+        " value%s beyond %g robust standard deviations of its median %g "
+        "(the farthest: %g %s); left out of the normalisation statistics "
+        "(input.mean / input.std), which come from the other %"
+        G_GUINT64_FORMAT " values.", c, nm->n_out[c],
+        nm->n_out[c] == 1 ? "" : "s", NORM_OUTLIER_K, nm->med[c],
+        nm->worst[c], when, nm->cnt[c]);
+    warning (t, text, NULL);
+    g_free (text);
+    g_free (when);
   }
 }
 
 static void
-norm_finish (RnnTrainer *t, double *mean, double *var, gsize n_steps)
+norm_set (RnnTrainer *t, Norm *nm)
 {
-  const double n = (double) n_steps * t->f_in;
+  double *sd = g_new (double, t->c_in);
   for (guint c = 0; c < t->c_in; c++) {
-    double sd = n > 0 ? sqrt (var[c] / n) : 1.0;
-    if (!(sd > 1e-12) || !isfinite (sd))
-      sd = 1.0;                 /* a constant channel: leave it unscaled */
-    var[c] = sd;
-    if (!isfinite (mean[c]))
-      mean[c] = 0.0;
+    double v = nm->cnt[c] ? sqrt (nm->sq[c] / nm->cnt[c]) : 1.0;
+    if (!(v > 1e-12) || !isfinite (v))
+      v = 1.0;                  /* a constant channel: leave it unscaled */
+    sd[c] = v;
+    if (!isfinite (nm->mean[c]))
+      nm->mean[c] = 0.0;
   }
+  model_set_norm (t, nm->mean, sd);
+  g_free (sd);
 }
 
 /* Normalisation statistics from records [0, n) of an in-memory array. */
 static void
 norm_from_array (RnnTrainer *t, const float *recs, gsize n)
 {
-  double *mean = g_new0 (double, t->c_in), *var = g_new0 (double, t->c_in);
+  Norm *nm = norm_new (t, n);
 
-  norm_accumulate (t, recs, n, mean, FALSE, NULL);
-  for (guint c = 0; c < t->c_in; c++)
-    mean[c] /= MAX ((double) n * t->f_in, 1.0);
-  norm_accumulate (t, recs, n, var, TRUE, mean);
-  norm_finish (t, mean, var, n);
-  model_set_norm (t, mean, var);
-  g_free (mean);
-  g_free (var);
+  for (int pass = 0; pass < 3; pass++) {
+    norm_visit (t, nm, pass, recs, 0, n);
+    if (pass == 0)
+      norm_bounds (t, nm);
+    else if (pass == 1)
+      norm_means (t, nm);
+  }
+  norm_set (t, nm);
+  norm_free (t, nm);
 }
 
 /* The same over records [0, n) of the recording, in chunks. */
@@ -325,28 +522,26 @@ static gboolean
 norm_from_recording (RnnTrainer *t, gsize n, GError **error)
 {
   const gsize chunk = 4096;
-  double *mean = g_new0 (double, t->c_in), *var = g_new0 (double, t->c_in);
+  Norm *nm = norm_new (t, n);
   float *buf = g_new (float, chunk * t->rec);
   gboolean ok = TRUE;
 
-  for (int pass = 0; pass < 2 && ok; pass++) {
+  for (int pass = 0; pass < 3 && ok; pass++) {
     for (gsize r = 0; r < n && ok; r += chunk) {
       const gsize k = MIN (chunk, n - r);
       ok = rnn_recording_read (t->recording, r, k, buf, error);
       if (ok)
-        norm_accumulate (t, buf, k, pass ? var : mean, pass == 1, mean);
+        norm_visit (t, nm, pass, buf, r, k);
     }
     if (pass == 0)
-      for (guint c = 0; c < t->c_in; c++)
-        mean[c] /= MAX ((double) n * t->f_in, 1.0);
+      norm_bounds (t, nm);
+    else if (pass == 1 && ok)
+      norm_means (t, nm);
   }
-  if (ok) {
-    norm_finish (t, mean, var, n);
-    model_set_norm (t, mean, var);
-  }
+  if (ok)
+    norm_set (t, nm);
   g_free (buf);
-  g_free (mean);
-  g_free (var);
+  norm_free (t, nm);
   return ok;
 }
 
@@ -375,15 +570,61 @@ model_set_window (RnnTrainer *t, guint window)
 
 /* ---- batches, steps, rollback ------------------------------------------------ */
 
-/* Batch scratch for @T steps of @B windows. */
-static void
+/* Batch scratch for @T steps of @B windows.  rnn_trainer_new() reserves
+ * the largest the settings ask for, so later calls allocate nothing. */
+static gboolean
 batch_scratch (RnnTrainer *t, guint T, guint B)
 {
   const gsize TB = (gsize) T * B;
-  t->bx = grow (t->bx, &t->bx_cap, TB * t->n_in, sizeof (float));
-  t->bt = grow (t->bt, &t->bt_cap, TB * t->n_tgt, sizeof (float));
-  t->bm = grow (t->bm, &t->bm_cap, TB, sizeof (float));
-  t->wbuf = grow (t->wbuf, &t->wbuf_cap, (gsize) T * t->rec, sizeof (float));
+  return grow ((gpointer *) &t->bx, &t->bx_cap, TB * t->n_in, sizeof (float))
+      && grow ((gpointer *) &t->bt, &t->bt_cap, TB * t->n_tgt, sizeof (float))
+      && grow ((gpointer *) &t->bm, &t->bm_cap, TB, sizeof (float))
+      && grow ((gpointer *) &t->wbuf, &t->wbuf_cap, (gsize) T * t->rec,
+      sizeof (float));
+}
+
+/* The memory the settings make training take, refused beyond
+ * RNN_TRAINER_MAX_SCRATCH with the arithmetic in the message. */
+static gboolean
+check_scratch (const RnnTrainerConfig *cfg, const RnnModel *model, gsize rec,
+    gsize n_in, gsize n_tgt, GError **error)
+{
+  const guint T = cfg->seq_length, B = cfg->batch_size;
+  const guint wb = cfg->online ? 1 : B;  /* windows per training pass */
+  const guint64 gather = cfg->online ? (guint64) T * B * rec * sizeof (float) : 0;
+  const guint64 batch = (guint64) T * wb * (n_in + n_tgt + 1) * sizeof (float)
+      + (guint64) T * rec * sizeof (float);
+  const guint64 work = rnn_train_workspace_bytes (model, T, wb);
+  const guint64 total = gather + batch + work;
+
+  if (total <= RNN_TRAINER_MAX_SCRATCH)
+    return TRUE;
+  gchar *gb = g_strdup_printf ("%.1f GiB", total / 1073741824.0);
+  gchar *lim = g_strdup_printf ("%.1f GiB",
+      RNN_TRAINER_MAX_SCRATCH / 1073741824.0);
+  if (cfg->online)
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "seq-length %u x batch-size %u needs %s of training memory, more "
+        "than the limit of %s: the batch gathered for one update is %u x %u "
+        "steps x %" G_GSIZE_FORMAT " floats x 4 = %" G_GUINT64_FORMAT
+        " bytes, the training workspace of one window %" G_GUINT64_FORMAT
+        " bytes and the batch scratch %" G_GUINT64_FORMAT " bytes (total %"
+        G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT ").  Lower seq-length or "
+        "batch-size.", T, B, gb, lim, T, B, rec, gather, work, batch, total,
+        (guint64) RNN_TRAINER_MAX_SCRATCH);
+  else
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "seq-length %u x batch-size %u needs %s of training memory, more "
+        "than the limit of %s: the training workspace of a batch (%u steps "
+        "x %u windows, the caches of every layer and step kept for the "
+        "backward pass) is %" G_GUINT64_FORMAT " bytes and the batch "
+        "scratch %" G_GUINT64_FORMAT " bytes (total %" G_GUINT64_FORMAT
+        " > %" G_GUINT64_FORMAT ").  Lower seq-length or batch-size.", T, B,
+        gb, lim, T, B, work, batch, total,
+        (guint64) RNN_TRAINER_MAX_SCRATCH);
+  g_free (gb);
+  g_free (lim);
+  return FALSE;
 }
 
 /* Scatters window @b of @B ([T][rec] records at @w) into the batch. */
@@ -531,7 +772,77 @@ set_provenance (RnnTrainer *t, RnnModel *m, guint epochs_run,
 #undef SET_DBL
 }
 
-/* rnn_model_save() writes through a temporary file and a rename. */
+/* The file a write to @location replaces: @location, or, when it is a
+ * symbolic link, the file the link (and any link it leads to) names, so
+ * that the write goes through the link instead of replacing it. */
+static gchar *
+resolve_location (const char *location)
+{
+  gchar *path = g_strdup (location);
+
+  for (guint hops = 0; hops < 40; hops++) {
+    gchar *target = g_file_read_link (path, NULL);
+    if (!target)
+      break;                    /* not a link (or missing): write here */
+    if (!g_path_is_absolute (target)) {
+      gchar *dir = g_path_get_dirname (path);
+      gchar *abs = g_build_filename (dir, target, NULL);
+      g_free (dir);
+      g_free (target);
+      target = abs;
+    }
+    g_free (path);
+    path = target;
+  }
+  return path;
+}
+
+gboolean
+rnn_trainer_check_location (const char *location, GError **error)
+{
+  g_return_val_if_fail (location != NULL, FALSE);
+
+  gchar *path = resolve_location (location);
+  gchar *dir = g_path_get_dirname (path);
+  gchar *probe = NULL;
+  gboolean ok = FALSE;
+  const gchar *via = strcmp (path, location) != 0 ? " (the target of the "
+      "symbolic link model-location)" : "";
+
+  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        "%s%s is a directory: model-location must name a file, e.g. %s/"
+        "model.safetensors.", path, via, path);
+    goto out;
+  }
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        "Cannot write %s%s: the directory %s does not exist; create it or "
+        "choose another model-location.", path, via, dir);
+    goto out;
+  }
+  /* a file beside it, as the atomic write will create */
+  probe = g_strdup_printf ("%s.probe-XXXXXX", path);
+  const int fd = g_mkstemp (probe);
+  if (fd < 0) {
+    const int e = errno;
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
+        "Cannot write %s%s: cannot create a file in %s (%s); choose a "
+        "writable model-location.", path, via, dir, g_strerror (e));
+    goto out;
+  }
+  g_close (fd, NULL);
+  g_unlink (probe);
+  ok = TRUE;
+out:
+  g_free (probe);
+  g_free (dir);
+  g_free (path);
+  return ok;
+}
+
+/* rnn_model_save() writes through a temporary file and a rename; a
+ * symbolic link is written through (its target is replaced). */
 static gboolean
 write_model (RnnTrainer *t, RnnModel *m, GError **error)
 {
@@ -543,7 +854,10 @@ write_model (RnnTrainer *t, RnnModel *m, GError **error)
         "Refusing to write a model with non-finite weights.");
     return FALSE;
   }
-  if (!rnn_model_save (m, t->cfg.location, &err)) {
+  gchar *path = resolve_location (t->cfg.location);
+  const gboolean ok = rnn_model_save (m, path, &err);
+  g_free (path);
+  if (!ok) {
     g_set_error_literal (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE,
         err->message);
     g_error_free (err);
@@ -575,13 +889,15 @@ read_records (RnnTrainer *t, gsize first, gsize n, GError **error)
  * bidirectional models run windows of @T.  NaN if nothing carries loss. */
 static gboolean
 evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
-    GError **error)
+    double *esr, GError **error)
 {
-  double total = 0.0, wsum = 0.0;
+  double total = 0.0, wsum = 0.0, ysum = 0.0;
   RnnState *state = NULL;
   gsize pos = start;
 
   *out = NAN;
+  if (esr)
+    *esr = NAN;
   if (len == 0)
     return TRUE;
   if (!t->bidirectional) {
@@ -606,6 +922,15 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
       if (w > 0) {
         total += l * w;
         wsum += w;
+        /* the MSE's normalisation: weight x mean over the outputs */
+        for (gsize r = 0; r < n; r++) {
+          double y2 = 0.0;
+          for (guint o = 0; o < t->n_tgt; o++) {
+            const double y = t->bt[r * t->n_tgt + o];
+            y2 += y * y;
+          }
+          ysum += t->bm[r] * y2 / t->n_tgt;
+        }
       }
     }
     pos += n;
@@ -613,6 +938,8 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
   rnn_state_free (state);
   if (wsum > 0)
     *out = total / wsum;
+  if (esr && wsum > 0 && ysum > 0 && t->cfg.loss == RNN_LOSS_MSE)
+    *esr = total / ysum;
   return TRUE;
 }
 
@@ -625,6 +952,34 @@ shuffle (GRand *rng, gsize *a, gsize n)
     a[i - 1] = a[j];
     a[j] = s;
   }
+}
+
+/* Training was stopped after @epochs_run of its epochs: writes the best
+ * model so far and says so, rather than throw the epochs away. */
+static void
+keep_best (RnnTrainer *t, RnnModel *best, guint epochs_run, guint best_epoch,
+    double best_loss, double best_val, gsize n_tr, gsize n_val)
+{
+  GError *err = NULL;
+  gchar *text;
+
+  set_provenance (t, best, epochs_run, best_epoch, best_loss, best_val, n_tr,
+      n_val);
+  if (write_model (t, best, &err)) {
+    t->offline_written = TRUE;
+    text = g_strdup_printf ("Training stopped after epoch %u of %u: wrote the "
+        "best model so far (epoch %u, loss %g, validation loss %g) to %s.",
+        epochs_run, t->cfg.epochs, best_epoch, best_loss, best_val,
+        t->cfg.location);
+    warning (t, text, NULL);
+  } else {
+    text = g_strdup_printf ("Training stopped after epoch %u of %u and the "
+        "best model so far could not be written to %s: %s", epochs_run,
+        t->cfg.epochs, t->cfg.location, err->message);
+    warning (t, text, NULL);
+    g_error_free (err);
+  }
+  g_free (text);
 }
 
 /* Trains on the recording and writes the best model. */
@@ -661,8 +1016,14 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
     t->need_norm = FALSE;
   }
 
+  gchar *what = s->target && strcmp (s->target, "predict-ahead") == 0 ?
+      g_strdup_printf ("next-step prediction, the input %u step%s ahead "
+      "(predict-ahead)", s->predict_ahead, s->predict_ahead == 1 ? "" : "s")
+      : g_strdup_printf ("target: %s", s->target ? s->target : "given");
   text = g_strdup_printf ("Training %u epochs on %" G_GSIZE_FORMAT
-      " steps (%" G_GSIZE_FORMAT " held out)", s->epochs, n_tr, n_val);
+      " steps (%" G_GSIZE_FORMAT " held out), %s", s->epochs, n_tr, n_val,
+      what);
+  g_free (what);
   progress (t, RNN_TRAINER_PROGRESS_START, text, -1);
   g_free (text);
 
@@ -676,8 +1037,8 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
 
   if (s->epochs == 0) {
     double l, v;
-    if (!evaluate (t, 0, n_tr, T, &l, error)
-        || !evaluate (t, n_tr, n_val, T, &v, error)) {
+    if (!evaluate (t, 0, n_tr, T, &l, NULL, error)
+        || !evaluate (t, n_tr, n_val, T, &v, NULL, error)) {
       ret = RNN_TRAINER_FAILED;
       goto out;
     }
@@ -711,6 +1072,9 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
         if (cancelled (t)) {
           progress (t, RNN_TRAINER_PROGRESS_CANCELED, "Training cancelled", -1);
           ret = RNN_TRAINER_CANCELLED;
+          if (epochs_run > 0)
+            keep_best (t, best, epochs_run, best_epoch, best_loss, best_val,
+                n_tr, n_val);
           goto out;
         }
         if (g_get_monotonic_time () - last_note > 5 * G_USEC_PER_SEC) {
@@ -756,8 +1120,8 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
       streak = 0;
 
       const double loss = wsum > 0 ? total / wsum : NAN;
-      double val;
-      if (!evaluate (t, n_tr, n_val, T, &val, error)) {
+      double val, esr;
+      if (!evaluate (t, n_tr, n_val, T, &val, &esr, error)) {
         ret = RNN_TRAINER_FAILED;
         goto out;
       }
@@ -777,9 +1141,20 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
       const double secs = MAX ((now - te) / 1e6, 1e-9);
       const guint64 eta = (guint64) ((now - t0) / (double) epoch
           * (s->epochs - epoch) * 1000.0);
-      epoch_done (t, epoch, s->epochs, loss, val, steps_done / secs, eta);
-      text = g_strdup_printf ("Epoch %u/%u: loss %g, validation loss %g",
-          epoch, s->epochs, loss, val);
+      const RnnTrainerEpoch e = { epoch, s->epochs, loss, val, esr,
+        steps_done / secs, (guint64) (now - t0) * 1000, eta
+      };
+      epoch_done (t, &e);
+      gchar *el = rnn_trainer_format_duration (e.elapsed_ns);
+      gchar *left = rnn_trainer_format_duration (eta);
+      gchar *v = isnan (val) ? g_strdup ("no validation")
+          : isnan (esr) ? g_strdup_printf ("validation loss %g", val)
+          : g_strdup_printf ("validation loss %g (ESR %.4g)", val, esr);
+      text = g_strdup_printf ("Epoch %u/%u: loss %g, %s; %s elapsed, about "
+          "%s left", epoch, s->epochs, loss, v, el, left);
+      g_free (el);
+      g_free (left);
+      g_free (v);
       progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text,
           (int) (100.0 * epoch / s->epochs));
       g_free (text);
@@ -795,6 +1170,7 @@ train_offline (RnnTrainer *t, RnnTrainerReport *rep, GError **error)
     ret = RNN_TRAINER_FAILED;
     goto out;
   }
+  t->offline_written = TRUE;
   progress (t, RNN_TRAINER_PROGRESS_COMPLETE, "Training complete", -1);
   rep->loss = best_loss;
   rep->val_loss = best_val;
@@ -817,25 +1193,56 @@ online_checkpoint (RnnTrainer *t, gboolean final, GError **error)
   RnnModel *m = rnn_model_copy (t->model);
   gboolean ok;
 
-  t->checkpoints++;
-  set_provenance (t, m, t->checkpoints, t->checkpoints, loss, NAN,
+  /* Online training runs as long as the stream: a progress that stayed
+   * open would hold gst-launch-1.0 in PAUSED (it waits for START or
+   * CONTINUE to be followed by COMPLETE before it goes to PLAYING), so the
+   * sink would never leave preroll.  Each checkpoint is a progress of its
+   * own, closed as soon as the model is written. */
+  gchar *start = g_strdup_printf ("Writing checkpoint %u", t->checkpoints + 1);
+  progress (t, RNN_TRAINER_PROGRESS_START, start, -1);
+  g_free (start);
+  set_provenance (t, m, t->checkpoints + 1, t->checkpoints + 1, loss, NAN,
       (gsize) (t->updates * t->cfg.batch_size * t->cfg.seq_length), 0);
   gchar *v = g_strdup_printf ("%" G_GUINT64_FORMAT, t->updates);
   rnn_model_set_meta (m, "train_updates", v);
   g_free (v);
-  ok = write_model (t, m, error);
+  GError *err = NULL;
+  ok = write_model (t, m, &err);
   rnn_model_unref (m);
-  if (!ok)
-    return FALSE;
+  if (!ok) {
+    progress (t, RNN_TRAINER_PROGRESS_CANCELED, "Checkpoint not written", -1);
+    if (final) {
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+    /* a full disk or a lost directory: the stream and the training go on,
+     * the model on disk (written atomically) stays as it was */
+    gchar *text = g_strdup_printf ("Could not write checkpoint %u to %s; "
+        "the previous model is kept and the write is retried at the next "
+        "checkpoint.", t->checkpoints + 1, t->cfg.location);
+    warning (t, text, err->message);
+    g_free (text);
+    g_error_free (err);
+    t->ck_dirty = TRUE;
+    return TRUE;
+  }
+  t->checkpoints++;
   t->ck_dirty = FALSE;
 
   const gint64 now = g_get_monotonic_time ();
   const double secs = MAX ((now - t->ck_time) / 1e6, 1e-9);
-  epoch_done (t, t->checkpoints, 0, loss, NAN, t->ck_steps / secs, G_MAXUINT64);
-  if (!final) {
-    gchar *text = g_strdup_printf ("Checkpoint %u after %" G_GUINT64_FORMAT
-        " updates: loss %g", t->checkpoints, t->updates, loss);
-    progress (t, RNN_TRAINER_PROGRESS_CONTINUE, text, -1);
+  const RnnTrainerEpoch e = { t->checkpoints, 0, loss, NAN, NAN,
+    t->ck_steps / secs, (guint64) (now - t->online_t0) * 1000, G_MAXUINT64
+  };
+  epoch_done (t, &e);
+  {
+    gchar *el = rnn_trainer_format_duration (e.elapsed_ns);
+    gchar *text = g_strdup_printf ("%s %u after %" G_GUINT64_FORMAT
+        " updates: loss %g; %s elapsed", final ?
+        "Training complete: checkpoint" : "Checkpoint", t->checkpoints,
+        t->updates, loss, el);
+    g_free (el);
+    progress (t, RNN_TRAINER_PROGRESS_COMPLETE, text, -1);
     g_free (text);
   }
   t->last_loss = loss;
@@ -859,8 +1266,7 @@ online_update (RnnTrainer *t, GError **error)
       t->need_norm = FALSE;
     }
     snapshot_take (t);
-    progress (t, RNN_TRAINER_PROGRESS_START, "Training online", -1);
-    t->ck_time = g_get_monotonic_time ();
+    t->ck_time = t->online_t0 = g_get_monotonic_time ();
     t->online_started = TRUE;
   }
 
@@ -978,7 +1384,6 @@ rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report, GError **error)
       && !online_checkpoint (t, TRUE, error)) {
     ret = RNN_TRAINER_FAILED;
   } else {
-    progress (t, RNN_TRAINER_PROGRESS_COMPLETE, "Training complete", -1);
     rep.loss = t->last_loss;
     ret = RNN_TRAINER_DONE;
   }
@@ -989,4 +1394,48 @@ rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report, GError **error)
   if (report)
     *report = rep;
   return ret;
+}
+
+RnnTrainerStatus
+rnn_trainer_abandon (RnnTrainer *t, double seconds_per_step, GError **error)
+{
+  gchar *text;
+
+  g_return_val_if_fail (t != NULL, RNN_TRAINER_FAILED);
+
+  if (t->cfg.online) {
+    if (!t->online_started) {
+      if (t->ob_len == 0)
+        return RNN_TRAINER_NOTHING;
+      text = g_strdup_printf ("Stopped before the first update: %.1f s of "
+          "data (%" G_GSIZE_FORMAT " steps, less than batch-size x "
+          "seq-length) were discarded; no model written.",
+          t->ob_len * seconds_per_step, t->ob_len);
+      warning (t, text, NULL);
+      g_free (text);
+      return RNN_TRAINER_NOTHING;
+    }
+    if (!t->ck_dirty && t->checkpoints > 0)
+      return RNN_TRAINER_DONE;
+    if (!online_checkpoint (t, TRUE, error))
+      return RNN_TRAINER_FAILED;
+    text = g_strdup_printf ("Stopped before the end of the stream: wrote the "
+        "last weights (%" G_GUINT64_FORMAT " updates) to %s.", t->updates,
+        t->cfg.location);
+    warning (t, text, NULL);
+    g_free (text);
+    return RNN_TRAINER_DONE;
+  }
+
+  const gsize n = rnn_recording_get_length (t->recording);
+  if (t->offline_written || n == 0)
+    return t->offline_written ? RNN_TRAINER_DONE : RNN_TRAINER_NOTHING;
+  text = g_strdup_printf ("Stopped before the end of the stream: the "
+      "recording of %.1f s (%" G_GSIZE_FORMAT " steps) was discarded "
+      "untrained and no model was written.  Offline training starts at EOS: "
+      "end the stream with EOS (gst-launch-1.0 -e sends EOS on Ctrl-C) to "
+      "train on what was recorded.", n * seconds_per_step, n);
+  warning (t, text, NULL);
+  g_free (text);
+  return RNN_TRAINER_NOTHING;
 }

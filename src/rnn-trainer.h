@@ -46,6 +46,15 @@ typedef enum {
   RNN_TRAINER_ERROR_NOT_FINITE, /* refused to write non-finite weights */
 } RnnTrainerError;
 
+/* The most memory training may take beyond the model and the recording:
+ * the batch gathered for an online update (batch-size x seq-length
+ * records), the batch scratch and the training workspace (the caches of
+ * every layer and step kept for the backward pass, seq-length x
+ * batch-size rows offline, seq-length rows online).  Settings that need
+ * more are refused by rnn_trainer_new() with the arithmetic in the
+ * message (docs/design.md §4). */
+#define RNN_TRAINER_MAX_SCRATCH (G_GUINT64_CONSTANT (4) << 30)
+
 /* Consecutive rollbacks after which training gives up. */
 #define RNN_TRAINER_MAX_ROLLBACKS 40
 
@@ -64,6 +73,7 @@ typedef struct {
   guint seed;                   /* window order (offline) */
   gboolean normalize;           /* compute input.mean / input.std from data */
   guint checkpoint_interval;    /* online: updates between model writes */
+  double seconds_per_step;      /* for messages: a step's duration; 0 unknown */
   guint64 max_memory;           /* offline: record bytes kept in memory */
   const char *location;         /* where the model is written */
   /* provenance, written into the model's metadata */
@@ -84,21 +94,37 @@ typedef enum {
   RNN_TRAINER_PROGRESS_CANCELED,
 } RnnTrainerProgress;
 
+/* What an epoch (offline) or a checkpoint (online) ended with. */
+typedef struct {
+  guint epoch;                  /* the epoch, or the checkpoint's number */
+  guint epochs;                 /* the total; 0 online */
+  double loss;                  /* training loss */
+  double val_loss;              /* validation loss; NaN without validation */
+  double val_esr;               /* validation error-to-signal ratio
+                                 * sum (y - yhat)^2 / sum y^2 (MSE only;
+                                 * else NaN) */
+  double steps_per_second;      /* window steps x batch per second */
+  guint64 elapsed_ns;           /* since training started */
+  guint64 eta_ns;               /* time left; G_MAXUINT64 unknown (online) */
+} RnnTrainerEpoch;
+
+/* @ns as a person reads it: "0.4 s", "42 s", "3 min 20 s", "2 h 05 min". */
+gchar *rnn_trainer_format_duration (guint64 ns);
+
 /* Every callback may be NULL; they run in the thread that called the
  * trainer. */
 typedef struct {
   /* Training started, moves on, ended.  @percent < 0: none given. */
   void (*progress) (gpointer user_data, RnnTrainerProgress kind,
       const char *text, int percent);
-  /* After each offline epoch (epochs = the total) or online checkpoint
-   * (epoch = the checkpoint number, epochs 0, @eta_ns G_MAXUINT64).
-   * @val_loss is NaN without validation. */
-  void (*epoch) (gpointer user_data, guint epoch, guint epochs, double loss,
-      double val_loss, double steps_per_second, guint64 eta_ns);
+  /* After each offline epoch or online checkpoint. */
+  void (*epoch) (gpointer user_data, const RnnTrainerEpoch *e);
   /* A rollback, giving up, or nothing to train on. */
   void (*warning) (gpointer user_data, const char *text, const char *detail);
   /* Polled between batches: TRUE stops offline training. */
   gboolean (*cancelled) (gpointer user_data);
+  /* A cancelled offline run writes its best model if it finished an
+   * epoch (and warns that it stopped early). */
 } RnnTrainerCallbacks;
 
 typedef struct {
@@ -124,7 +150,10 @@ typedef struct _RnnTrainer RnnTrainer;
  * or a fresh one after rnn_train_init_params()).  @callbacks is copied.
  * Fails with RNN_TRAINER_ERROR_SETTINGS when the loss cannot train the
  * model, the optimizer settings are invalid, or seq-length, batch-size or
- * checkpoint-interval is 0; @model is unreffed then. */
+ * checkpoint-interval is 0, and with RNN_TRAINER_ERROR_WRITE when
+ * @cfg->location cannot be written (rnn_trainer_check_location()); @model
+ * is unreffed then.  A checkpoint that cannot be written (online) is a
+ * warning and is retried at the next one; the file on disk stays whole. */
 RnnTrainer *rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
     const RnnTrainerCallbacks *callbacks, gpointer user_data, GError **error);
 void rnn_trainer_free (RnnTrainer *t);
@@ -147,8 +176,27 @@ void rnn_trainer_break (RnnTrainer *t);
 
 /* Offline: trains on the recording and writes the best model.  Online:
  * writes the last weights if they changed since the last checkpoint.
- * Posts COMPLETE progress when it returns RNN_TRAINER_DONE. */
+ * Offline, posts COMPLETE progress when it returns RNN_TRAINER_DONE.
+ * Online, every model write is a START / COMPLETE pair of its own (a
+ * progress left open for the whole stream would hold gst-launch-1.0 in
+ * PAUSED). */
 RnnTrainerStatus rnn_trainer_finish (RnnTrainer *t, RnnTrainerReport *report,
     GError **error);
+
+/* The stream stopped before its end (a state change down, Ctrl-C without
+ * EOS).  Online: writes the weights of the updates since the last
+ * checkpoint (RNN_TRAINER_DONE) and says so in a warning.  Offline: if the
+ * recording was not trained on (an offline run cancelled after some
+ * epochs has already written its best model), a warning says how much
+ * (@seconds_per_step: the duration of one step) was discarded and how to
+ * train on it.  RNN_TRAINER_FAILED (@error set) when the write failed. */
+RnnTrainerStatus rnn_trainer_abandon (RnnTrainer *t, double seconds_per_step,
+    GError **error);
+
+/* Whether a model can be written to @location: it is not a directory, its
+ * directory exists and a file can be created beside it (created and
+ * removed).  A symbolic link is followed: the model is written to its
+ * target.  The error names the path and the fix. */
+gboolean rnn_trainer_check_location (const char *location, GError **error);
 
 G_END_DECLS

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A noisy sine sampled once per step: the input is x(t) and the target is
  * x(t + 1).  The noise is a fixed hash so the series is the same everywhere. */
@@ -69,8 +70,15 @@ fresh_model (RnnCell cell, guint seed)
 typedef struct
 {
   guint starts, epochs, warnings, completes, gave_up;
-  double last_val;
+  double last_val, last_esr;
+  gchar *last_progress;         /* the last CONTINUE's text */
   gboolean cancel_after_start;
+  guint cancel_after_epochs;    /* > 0: cancel once this many epochs ran */
+  gchar *last_warning;
+  /* optional hooks of a test */
+  void (*on_epoch) (gpointer hook_data, guint epoch);
+  void (*on_warning) (gpointer hook_data, const char *text);
+  gpointer hook_data;
 } Seen;
 
 static void
@@ -78,6 +86,10 @@ seen_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
     int percent)
 {
   Seen *s = user_data;
+  if (kind == RNN_TRAINER_PROGRESS_CONTINUE) {
+    g_free (s->last_progress);
+    s->last_progress = g_strdup (text);
+  }
   if (kind == RNN_TRAINER_PROGRESS_START)
     s->starts++;
   if (kind == RNN_TRAINER_PROGRESS_COMPLETE)
@@ -85,12 +97,14 @@ seen_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
 }
 
 static void
-seen_epoch (gpointer user_data, guint epoch, guint epochs, double loss,
-    double val_loss, double sps, guint64 eta)
+seen_epoch (gpointer user_data, const RnnTrainerEpoch *e)
 {
   Seen *s = user_data;
   s->epochs++;
-  s->last_val = val_loss;
+  s->last_val = e->val_loss;
+  s->last_esr = e->val_esr;
+  if (s->on_epoch)
+    s->on_epoch (s->hook_data, e->epoch);
 }
 
 static void
@@ -101,13 +115,18 @@ seen_warning (gpointer user_data, const char *text, const char *detail)
   s->warnings++;
   if (strstr (text, "keeps diverging"))
     s->gave_up++;
+  g_free (s->last_warning);
+  s->last_warning = g_strdup (text);
+  if (s->on_warning)
+    s->on_warning (s->hook_data, text);
 }
 
 static gboolean
 seen_cancelled (gpointer user_data)
 {
   Seen *s = user_data;
-  return s->cancel_after_start && s->starts > 0;
+  return (s->cancel_after_start && s->starts > 0)
+      || (s->cancel_after_epochs > 0 && s->epochs >= s->cancel_after_epochs);
 }
 
 static const RnnTrainerCallbacks seen_callbacks = {
@@ -399,6 +418,384 @@ test_offline_cancel (void)
   g_free (recs);
 }
 
+/* ---- stopping early, writing where asked ----------------------------------- */
+
+/* A place the model cannot be written to is refused when the trainer is
+ * made, before any data, with the path in the message. */
+static void
+test_location_probe (void)
+{
+  gchar *dir = tmp_file ("probe");
+  gchar *missing = g_build_filename (dir, "no-such-dir", "m.safetensors", NULL);
+  gchar *good = g_build_filename (dir, "m.safetensors", NULL);
+  const char *unwritable = "/proc/m.safetensors";
+  const char *bad[] = { missing, dir, unwritable };
+  RnnTrainerConfig cfg;
+  GError *err = NULL;
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    offline_config (&cfg, bad[i]);
+    g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_GRU, 1), NULL,
+            NULL, &err));
+    g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_WRITE);
+    g_test_message ("%s: %s", bad[i], err->message);
+    g_assert_nonnull (strstr (err->message, bad[i]));
+    g_clear_error (&err);
+  }
+  offline_config (&cfg, good);
+  RnnTrainer *t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_GRU, 1), NULL,
+      NULL, &err);
+  g_assert_no_error (err);
+  rnn_trainer_free (t);
+  /* the probe leaves nothing behind */
+  GDir *d = g_dir_open (dir, 0, NULL);
+  g_assert_null (g_dir_read_name (d));
+  g_dir_close (d);
+  g_rmdir (dir);
+  g_free (good);
+  g_free (missing);
+  g_free (dir);
+}
+
+/* A run cancelled after some epochs writes the best model so far and says
+ * so. */
+static void
+test_offline_cancel_keeps_best (void)
+{
+  const guint n = 400;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("cancel-best.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+  GError *err = NULL;
+
+  offline_config (&cfg, path);
+  seen.cancel_after_epochs = 2;
+  RnnTrainer *t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_GRU, 1),
+      &seen_callbacks, &seen, &err);
+  g_assert_true (rnn_trainer_add_records (t, recs, n, &err));
+  g_assert_cmpint (rnn_trainer_finish (t, &rep, &err), ==,
+      RNN_TRAINER_CANCELLED);
+  g_assert_cmpuint (seen.warnings, ==, 1);
+  g_assert_nonnull (strstr (seen.last_warning, "best model so far"));
+  g_assert_nonnull (strstr (seen.last_warning, path));
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_epochs"), ==, "2");
+  rnn_model_unref (m);
+  /* nothing more to say when the stream is then stopped */
+  g_assert_cmpint (rnn_trainer_abandon (t, 1e-3, &err), ==, RNN_TRAINER_DONE);
+  g_assert_cmpuint (seen.warnings, ==, 1);
+  rnn_trainer_free (t);
+  g_unlink (path);
+  g_free (path);
+  g_free (seen.last_warning);
+  g_free (recs);
+}
+
+/* Stopped before the end: online, the updates since the last checkpoint
+ * are written; offline, the warning says what was recorded and thrown
+ * away, and how to train on it. */
+static void
+test_abandon (void)
+{
+  float *recs = make_records (16 * 4 * 3 + 5);
+  gchar *path = tmp_file ("abandon.safetensors");
+  RnnTrainerConfig cfg;
+  Seen seen = { 0 };
+  GError *err = NULL;
+
+  offline_config (&cfg, path);
+  cfg.online = TRUE;
+  cfg.checkpoint_interval = 100;
+  RnnTrainer *t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1),
+      &seen_callbacks, &seen, &err);
+  g_assert_true (rnn_trainer_add_records (t, recs, 16 * 4 * 3 + 5, &err));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (rnn_trainer_abandon (t, 1e-3, &err), ==, RNN_TRAINER_DONE);
+  g_assert_no_error (err);
+  g_assert_nonnull (strstr (seen.last_warning, "wrote the last weights"));
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_updates"), ==, "3");
+  rnn_model_unref (m);
+  rnn_trainer_free (t);
+  g_unlink (path);
+
+  offline_config (&cfg, path);
+  t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), &seen_callbacks,
+      &seen, &err);
+  g_assert_true (rnn_trainer_add_records (t, recs, 100, &err));
+  g_assert_cmpint (rnn_trainer_abandon (t, 0.05, &err), ==,
+      RNN_TRAINER_NOTHING);
+  g_test_message ("%s", seen.last_warning);
+  g_assert_nonnull (strstr (seen.last_warning, "5.0 s"));
+  g_assert_nonnull (strstr (seen.last_warning, "discarded"));
+  g_assert_nonnull (strstr (seen.last_warning, "gst-launch-1.0 -e"));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+  rnn_trainer_free (t);
+  g_free (path);
+  g_free (seen.last_warning);
+  g_free (recs);
+}
+
+/* A checkpoint that cannot be written (here the model's directory is
+ * replaced by a file, as a lost mount or a full disk would refuse it) is a
+ * warning: training goes on, the model written before stays whole, and
+ * the next checkpoint writes again. */
+typedef struct
+{
+  gchar *dir, *saved, *path;
+  guint failed;
+} Hidden;
+
+static void
+hide_dir (gpointer p, guint epoch)
+{
+  Hidden *h = p;
+  if (epoch != 2)
+    return;
+  g_assert_cmpint (g_rename (h->dir, h->saved), ==, 0);
+  g_assert_true (g_file_set_contents (h->dir, "not a directory", -1, NULL));
+}
+
+static void
+restore_dir (gpointer p, const char *text)
+{
+  Hidden *h = p;
+  GError *err = NULL;
+
+  g_assert_nonnull (strstr (text, "retried at the next checkpoint"));
+  h->failed++;
+  /* the last good model is still whole */
+  gchar *old = g_build_filename (h->saved, "m.safetensors", NULL);
+  RnnModel *m = rnn_model_load (old, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_updates"), ==, "2");
+  rnn_model_unref (m);
+  g_free (old);
+  g_assert_cmpint (g_unlink (h->dir), ==, 0);
+  g_assert_cmpint (g_rename (h->saved, h->dir), ==, 0);
+}
+
+static void
+test_online_write_failure (void)
+{
+  const guint n = 16 * 4 * 6;
+  float *recs = make_records (n);
+  Hidden h = { 0 };
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  h.dir = tmp_file ("ckdir");
+  h.saved = tmp_file ("ckdir.saved");
+  h.path = g_build_filename (h.dir, "m.safetensors", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (h.dir, 0755), ==, 0);
+  seen.on_epoch = hide_dir;
+  seen.on_warning = restore_dir;
+  seen.hook_data = &h;
+  offline_config (&cfg, h.path);
+  cfg.online = TRUE;
+  cfg.checkpoint_interval = 1;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_LSTM, 1), recs, n,
+          &rep, &seen), ==, RNN_TRAINER_DONE);
+  g_assert_cmpuint (h.failed, ==, 1);
+  g_assert_cmpuint (rep.updates, ==, 6);
+  g_assert_cmpuint (rep.checkpoints, ==, 5);
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (h.path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_updates"), ==, "6");
+  rnn_model_unref (m);
+  g_unlink (h.path);
+  g_rmdir (h.dir);
+  g_free (h.path);
+  g_free (h.dir);
+  g_free (h.saved);
+  g_free (seen.last_warning);
+  g_free (recs);
+}
+
+/* Settings whose training memory is beyond RNN_TRAINER_MAX_SCRATCH are
+ * refused with the arithmetic, never an abort of a failed allocation. */
+static void
+test_memory_bound (void)
+{
+  RnnTrainerConfig cfg;
+  GError *err = NULL;
+
+  for (int online = 0; online < 2; online++) {
+    offline_config (&cfg, "unused.safetensors");
+    cfg.online = online;
+    cfg.seq_length = 65536;
+    cfg.batch_size = 65536;
+    g_assert_null (rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1),
+            NULL, NULL, &err));
+    g_assert_error (err, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS);
+    g_test_message ("%s", err->message);
+    g_assert_nonnull (strstr (err->message, "seq-length 65536"));
+    g_assert_nonnull (strstr (err->message, "batch-size 65536"));
+    g_assert_nonnull (strstr (err->message, "4.0 GiB"));
+    gchar *limit = g_strdup_printf ("> %" G_GUINT64_FORMAT,
+        (guint64) RNN_TRAINER_MAX_SCRATCH);
+    g_assert_nonnull (strstr (err->message, limit));
+    g_free (limit);
+    g_clear_error (&err);
+  }
+  /* large but within the limit */
+  offline_config (&cfg, "unused.safetensors");
+  cfg.online = TRUE;
+  cfg.seq_length = 4096;
+  cfg.batch_size = 64;
+  RnnTrainer *t = rnn_trainer_new (&cfg, fresh_model (RNN_CELL_LSTM, 1), NULL,
+      NULL, &err);
+  g_assert_no_error (err);
+  rnn_trainer_free (t);
+}
+
+/* One finite 1e20 among 100k inputs does not wreck the normalisation: the
+ * statistics are those of the other values, and a warning names the
+ * outlier's value and step. */
+static void
+test_norm_outlier (void)
+{
+  const guint n = 100000, at = 50000;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("outlier.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  /* the statistics of the clean values */
+  double mean = 0.0, sq = 0.0;
+  for (guint i = 0; i < n; i++)
+    if (i != at)
+      mean += recs[i * 3];
+  mean /= n - 1;
+  for (guint i = 0; i < n; i++)
+    if (i != at)
+      sq += (recs[i * 3] - mean) * (recs[i * 3] - mean);
+  const double sd = sqrt (sq / (n - 1));
+  recs[at * 3] = 1e20f;
+
+  offline_config (&cfg, path);
+  cfg.epochs = 0;
+  cfg.validation_fraction = 0.0;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 1), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+  g_assert_cmpuint (seen.warnings, ==, 1);
+  g_assert_nonnull (strstr (seen.last_warning, "1e+20"));
+  g_assert_nonnull (strstr (seen.last_warning, "step 50000"));
+  GError *err = NULL;
+  RnnModel *m = rnn_model_load (path, &err);
+  g_assert_no_error (err);
+  g_test_message ("stored mean %g std %g; clean %g %g",
+      rnn_model_get_input_mean (m)[0], rnn_model_get_input_std (m)[0], mean, sd);
+  g_assert_cmpfloat_with_epsilon (rnn_model_get_input_mean (m)[0], mean, 1e-4);
+  g_assert_cmpfloat_with_epsilon (rnn_model_get_input_std (m)[0], sd, 1e-4);
+  rnn_model_unref (m);
+  g_unlink (path);
+  g_free (path);
+  g_free (seen.last_warning);
+  g_free (recs);
+}
+
+/* Progress a person can read: the validation ESR next to the loss,
+ * elapsed time and time left in human units. */
+static void
+test_progress_text (void)
+{
+  const guint n = 1000, n_val = 200;
+  float *recs = make_records (n);
+  gchar *path = tmp_file ("progress.safetensors");
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+
+  offline_config (&cfg, path);
+  cfg.epochs = 2;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_LSTM, 1), recs, n,
+          &rep, &seen), ==, RNN_TRAINER_DONE);
+  /* ESR = sum (y - yhat)^2 / sum y^2 over the held-out tail: the MSE
+   * divided by the mean square of the targets */
+  double y2 = 0.0;
+  for (guint i = n - n_val; i < n; i++)
+    y2 += (double) recs[i * 3 + 1] * recs[i * 3 + 1];
+  y2 /= n_val;
+  g_test_message ("val %g, ESR %g; last progress: %s", seen.last_val,
+      seen.last_esr, seen.last_progress);
+  g_assert_cmpfloat_with_epsilon (seen.last_esr, seen.last_val / y2,
+      1e-6 * seen.last_val / y2);
+  g_assert_nonnull (strstr (seen.last_progress, "(ESR "));
+  g_assert_nonnull (strstr (seen.last_progress, "elapsed"));
+  g_assert_nonnull (strstr (seen.last_progress, "left"));
+  g_unlink (path);
+  g_free (path);
+  g_free (seen.last_progress);
+  g_free (recs);
+
+  const struct { guint64 ns; const char *text; } d[] = {
+    { 400 * G_GUINT64_CONSTANT (1000000), "0.4 s" },
+    { 42 * G_GUINT64_CONSTANT (1000000000), "42 s" },
+    { 200 * G_GUINT64_CONSTANT (1000000000), "3 min 20 s" },
+    { 7500 * G_GUINT64_CONSTANT (1000000000), "2 h 05 min" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (d); i++) {
+    gchar *f = rnn_trainer_format_duration (d[i].ns);
+    g_assert_cmpstr (f, ==, d[i].text);
+    g_free (f);
+  }
+}
+
+/* A symbolic link as model-location is written through: its target is
+ * replaced by the model, the link stays a link (relative targets too). */
+static void
+test_symlink_location (void)
+{
+  const guint n = 400;
+  float *recs = make_records (n);
+  gchar *dir = tmp_file ("links");
+  gchar *real_dir = g_build_filename (dir, "models", NULL);
+  gchar *target = g_build_filename (real_dir, "real.safetensors", NULL);
+  gchar *link = g_build_filename (dir, "current.safetensors", NULL);
+  RnnTrainerConfig cfg;
+  RnnTrainerReport rep;
+  Seen seen = { 0 };
+  GError *err = NULL;
+
+  g_assert_cmpint (g_mkdir_with_parents (real_dir, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (target, "old", -1, NULL));
+  g_assert_cmpint (symlink ("models/real.safetensors", link), ==, 0);
+  offline_config (&cfg, link);
+  cfg.epochs = 1;
+  g_assert_cmpint (train (&cfg, fresh_model (RNN_CELL_GRU, 1), recs, n, &rep,
+          &seen), ==, RNN_TRAINER_DONE);
+  gchar *points = g_file_read_link (link, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (points, ==, "models/real.safetensors");
+  RnnModel *m = rnn_model_load (target, &err);
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+  /* nothing else was left in either directory */
+  GDir *d = g_dir_open (real_dir, 0, NULL);
+  g_assert_cmpstr (g_dir_read_name (d), ==, "real.safetensors");
+  g_assert_null (g_dir_read_name (d));
+  g_dir_close (d);
+  g_unlink (link);
+  g_unlink (target);
+  g_rmdir (real_dir);
+  g_rmdir (dir);
+  g_free (points);
+  g_free (link);
+  g_free (target);
+  g_free (real_dir);
+  g_free (dir);
+  g_free (recs);
+}
+
 /* Settings the model cannot train with are refused with a message. */
 static void
 test_bad_settings (void)
@@ -444,5 +841,14 @@ main (int argc, char **argv)
       test_diverge_rolls_back);
   g_test_add_func ("/trainer/online/checkpoints", test_online_checkpoints);
   g_test_add_func ("/trainer/bad-settings", test_bad_settings);
+  g_test_add_func ("/trainer/location/probe", test_location_probe);
+  g_test_add_func ("/trainer/memory-bound", test_memory_bound);
+  g_test_add_func ("/trainer/normalize/outlier", test_norm_outlier);
+  g_test_add_func ("/trainer/progress-text", test_progress_text);
+  g_test_add_func ("/trainer/location/symlink", test_symlink_location);
+  g_test_add_func ("/trainer/offline/cancel-keeps-best",
+      test_offline_cancel_keeps_best);
+  g_test_add_func ("/trainer/abandon", test_abandon);
+  g_test_add_func ("/trainer/online/write-failure", test_online_write_failure);
   return g_test_run ();
 }

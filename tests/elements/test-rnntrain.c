@@ -18,6 +18,9 @@
 #include <gst/gst.h>
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
+#include <gio/gio.h>
+#include <signal.h>
+#include <unistd.h>
 
 #define RATE 8000
 
@@ -1440,8 +1443,15 @@ test_pipeline_tee_target (void)
         break;
       case GST_MESSAGE_PROGRESS:{
         GstProgressType type;
-        gst_message_parse_progress (m, &type, NULL, NULL);
+        gchar *text = NULL;
+        gst_message_parse_progress (m, &type, NULL, &text);
         n_progress++;
+        if (type == GST_PROGRESS_TYPE_CONTINUE) {
+          /* human units, never nanoseconds */
+          g_assert_nonnull (strstr (text, " elapsed, about "));
+          g_assert_nonnull (strstr (text, "(ESR "));
+        }
+        g_free (text);
         start += type == GST_PROGRESS_TYPE_START;
         complete += type == GST_PROGRESS_TYPE_COMPLETE;
         break;
@@ -1455,6 +1465,12 @@ test_pipeline_tee_target (void)
                   "epochs", G_TYPE_UINT, &epochs, "eta", G_TYPE_UINT64, &eta, NULL));
           g_assert_true (isfinite (get_double (s, "loss")));
           g_assert_true (isfinite (get_double (s, "val-loss")));
+          g_assert_true (isfinite (get_double (s, "val-esr")));
+          g_assert_cmpfloat (get_double (s, "val-esr"), >, 0);
+          guint64 elapsed = GST_CLOCK_TIME_NONE;
+          g_assert_true (gst_structure_get_uint64 (s, "elapsed", &elapsed));
+          g_assert_cmpuint (elapsed, >, 0);
+          g_assert_cmpuint (elapsed, <, 600 * GST_SECOND);
           g_assert_cmpfloat (get_double (s, "steps-per-second"), >, 0);
           g_assert_cmpuint (epoch, ==, ++n_epoch);
           g_assert_cmpuint (epochs, ==, 2);
@@ -1487,7 +1503,34 @@ test_pipeline_tee_target (void)
   g_free (out);
 }
 
-/* A long training stops promptly when the pipeline is shut down. */
+/* The first warning with @needle on @bus within @secs, or NULL. */
+static gchar *
+pop_warning (GstBus *bus, const char *needle, guint secs)
+{
+  const gint64 deadline = g_get_monotonic_time () + secs * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 100 * GST_MSECOND,
+        GST_MESSAGE_WARNING);
+    if (!m)
+      continue;
+    GError *err = NULL;
+    gst_message_parse_warning (m, &err, NULL);
+    gst_message_unref (m);
+    g_test_message ("warning: %s", err->message);
+    if (strstr (err->message, needle)) {
+      gchar *text = g_strdup (err->message);
+      g_error_free (err);
+      return text;
+    }
+    g_error_free (err);
+  }
+  return NULL;
+}
+
+/* A long training stops promptly when the pipeline is shut down, and the
+ * epochs it finished are not lost: the best model so far is written and a
+ * warning says so. */
 static void
 test_cancel (void)
 {
@@ -1497,15 +1540,440 @@ test_cancel (void)
       "rnntrain model-location=%s epochs=100000 hidden-size=4 ! fakesink", out);
   GstBus *bus;
   GstElement *p = launch (desc, &bus);
-  GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
-      GST_MESSAGE_PROGRESS);
-  g_assert_nonnull (m);
-  gst_message_unref (m);
+  GstMessage *m;
+  gboolean epoch = FALSE;
+
+  /* the first epoch's message */
+  while (!epoch && (m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+              GST_MESSAGE_ELEMENT))) {
+    epoch = gst_structure_has_name (gst_message_get_structure (m),
+        "rnntrain-progress");
+    gst_message_unref (m);
+  }
+  g_assert_true (epoch);
+  const gint64 t0 = g_get_monotonic_time ();
+  /* READY: the pipeline's bus drops its messages in NULL */
+  gst_element_set_state (p, GST_STATE_READY);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_USEC_PER_SEC);
+  gchar *w = pop_warning (bus, "best model so far", 1);
   gst_element_set_state (p, GST_STATE_NULL);
-  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  g_assert_nonnull (w);
+  g_assert_nonnull (strstr (w, out));
+  RnnModel *model = load_model (out);
+  g_assert_cmpuint (meta_u64 (model, "train_epochs"), >=, 1);
+  rnn_model_unref (model);
+  g_free (w);
   gst_object_unref (bus);
   gst_object_unref (p);
   g_free (desc);
+  g_free (out);
+}
+
+/* Stopped before EOS: online, the updates since the last checkpoint are
+ * written (with a warning); offline, the warning says how much recording
+ * was thrown away and that EOS (gst-launch-1.0 -e) trains on it. */
+static void
+test_stop_before_eos (void)
+{
+  const gsize N = 8000;
+  float *x = signal_new (N, 31);
+  gchar *out = tmp_path ("stop-online.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "mode", GST_RNN_TRAIN_MODE_ONLINE, "hidden-size", 4, "seq-length", 50,
+      "batch-size", 2, "checkpoint-interval", 1000, NULL);
+
+  for (gsize i = 0; i < N; i += 400)
+    gst_harness_push (r->h, make_buffer (x + i, 400, 1, i));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  gst_element_set_state (r->e, GST_STATE_NULL);
+  gchar *w = pop_warning (r->bus, "wrote the last weights", 1);
+  g_assert_nonnull (w);
+  g_free (w);
+  RnnModel *m = load_model (out);
+  /* at most 7999 steps (buffers still queued are dropped): 79 updates */
+  g_assert_cmpuint (meta_u64 (m, "train_updates"), >=, 1);
+  g_assert_cmpuint (meta_u64 (m, "train_updates"), <=, 79);
+  rnn_model_unref (m);
+  rig_free (r);
+  g_free (out);
+
+  out = tmp_path ("stop-offline.safetensors");
+  r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out, "hidden-size",
+      4, NULL);
+  for (gsize i = 0; i < N; i += 400)
+    gst_harness_push (r->h, make_buffer (x + i, 400, 1, i));
+  gst_element_set_state (r->e, GST_STATE_NULL);
+  w = pop_warning (r->bus, "discarded", 1);
+  g_assert_nonnull (w);
+  g_assert_true (strstr (w, " s (") != NULL);
+  g_assert_nonnull (strstr (w, "gst-launch-1.0 -e"));
+  g_free (w);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* A model-location that cannot be written is an error when the stream
+ * starts, naming the path, before anything is recorded. */
+static void
+test_location_unwritable (void)
+{
+  gchar *out = tmp_path ("no-such-dir/m.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out, NULL);
+  float x[400] = { 0 };
+
+  gst_harness_push (r->h, make_buffer (x, 400, 1, 0));
+  gchar *e = wait_error (r->bus);
+  g_assert_nonnull (e);
+  g_assert_nonnull (strstr (e, out));
+  g_free (e);
+  rig_free (r);
+  g_free (out);
+}
+
+/* Settings whose training memory is beyond the limit are an error when
+ * the stream starts, with the arithmetic, not an abort. */
+static void
+test_memory_bound (void)
+{
+  for (int online = 0; online < 2; online++) {
+    gchar *out = tmp_path ("memory.safetensors");
+    Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+        "mode", online ? GST_RNN_TRAIN_MODE_ONLINE : GST_RNN_TRAIN_MODE_OFFLINE,
+        "seq-length", 65536, "batch-size", 65536, NULL);
+    float x[400] = { 0 };
+
+    gst_harness_push (r->h, make_buffer (x, 400, 1, 0));
+    gchar *e = wait_error (r->bus);
+    g_assert_nonnull (e);
+    g_assert_nonnull (strstr (e, "seq-length 65536 x batch-size 65536"));
+    g_assert_nonnull (strstr (e, "bytes"));
+    g_free (e);
+    rig_free (r);
+    g_free (out);
+  }
+}
+
+/* A target shorter or longer than the input is trained on where both are
+ * present, and a warning gives both lengths. */
+static void
+test_target_length_mismatch (void)
+{
+  const gsize N = 8000, M = 6000;
+  float *x = signal_new (N, 41), *y = lowpass_new (x, N);
+  /* the element stops taking data once one pad has ended: the other
+   * pad's length is what it took by then */
+  const char *needles[] = {
+    "The target (6000 frames, 0.750 s) is shorter than the input (",
+    "is longer than the input (6000 frames, 0.750 s): trained on the 6000 "
+        "frames (0.750 s) where both are present",
+  };
+
+  for (guint longer = 0; longer < 2; longer++) {
+    gchar *out = tmp_path ("mismatch.safetensors");
+    Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+        "epochs", 1, "hidden-size", 4, NULL);
+    GstStructure *done = rig_train (r, x, longer ? M : N, 0, 400, y,
+        longer ? N : M, 0, 400);
+    g_assert_nonnull (done);
+    g_assert_cmpuint (count_warnings (needles[longer]), ==, 1);
+    gst_structure_free (done);
+    rig_free (r);
+    g_free (out);
+  }
+  g_free (x);
+  g_free (y);
+}
+
+/* Without a target pad, the message at the start names the mode. */
+static void
+test_no_target_mode_message (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 43);
+  gchar *out = tmp_path ("mode.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "epochs", 1, "hidden-size", 4, "predict-ahead", 3, NULL);
+
+  gst_harness_push (r->h, make_buffer (x, N, 1, 0));
+  GstMessage *m = gst_bus_timed_pop_filtered (r->bus, 10 * GST_SECOND,
+      GST_MESSAGE_INFO);
+  g_assert_nonnull (m);
+  GError *err = NULL;
+  gst_message_parse_info (m, &err, NULL);
+  g_test_message ("info: %s", err->message);
+  g_assert_nonnull (strstr (err->message, "next-step prediction"));
+  g_assert_nonnull (strstr (err->message, "3 steps ahead (predict-ahead)"));
+  g_error_free (err);
+  gst_message_unref (m);
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* A requested target pad that gets nothing: at the input's EOS a warning
+ * names it (the aggregator waits for it). */
+static void
+test_unfed_target (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 44);
+  gchar *out = tmp_path ("unfed.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out, NULL);
+
+  gst_harness_push (r->h, make_buffer (x, N, 1, 0));
+  gst_harness_push_event (r->h, gst_event_new_eos ());
+  gchar *w = pop_warning (r->bus, "has received no data", 10);
+  g_assert_nonnull (w);
+  g_assert_nonnull (strstr (w, "target"));
+  g_free (w);
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* Sink at 16 kHz, target at 48 kHz through audioresample: the target pad
+ * asks for the sink's rate, so audioresample converts and training runs. */
+static void
+test_target_resample (void)
+{
+  gchar *out = tmp_path ("resample.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=20 "
+      "samplesperbuffer=1600 ! audio/x-raw,format=F32LE,rate=16000,channels=1 "
+      "! rnntrain name=t model-location=%s epochs=1 hidden-size=4 ! fakesink "
+      "audiotestsrc wave=saw num-buffers=20 samplesperbuffer=4800 ! "
+      "audio/x-raw,format=F32LE,rate=48000,channels=1 ! audioresample ! "
+      "t.target", out);
+  GstBus *bus;
+  GstElement *p = launch (desc, &bus);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+
+  g_assert_nonnull (m);
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    GError *err = NULL;
+    gst_message_parse_error (m, &err, NULL);
+    g_error ("pipeline error: %s", err->message);
+  }
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  RnnModel *model = load_model (out);
+  g_assert_cmpuint (rnn_model_get_config (model)->sample_rate, ==, 16000);
+  g_assert_cmpstr (rnn_model_get_meta (model, "train_target"), ==, "pad");
+  rnn_model_unref (model);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_free (desc);
+  g_free (out);
+}
+
+/* One finite 1e20 among 100k samples: the warning names its value and
+ * time, and the model's statistics stay those of the signal. */
+static void
+test_normalize_outlier (void)
+{
+  const gsize N = 100000;
+  float *x = signal_new (N, 51);
+  gchar *out = tmp_path ("outlier.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", out,
+      "epochs", 0, "hidden-size", 4, "validation-fraction", 0.0, NULL);
+
+  x[50000] = 1e20f;             /* 6.25 s at 8 kHz */
+  GstStructure *done = rig_train (r, x, N, 0, 4000, NULL, 0, 0, 0);
+  g_assert_nonnull (done);
+  g_assert_cmpuint (count_warnings ("(the farthest: 1e+20 at 6.250 s"), ==, 1);
+  RnnModel *m = load_model (out);
+  g_test_message ("input.std %g", rnn_model_get_input_std (m)[0]);
+  g_assert_cmpfloat (rnn_model_get_input_std (m)[0], <, 1.0);
+  g_assert_cmpfloat (fabs (rnn_model_get_input_mean (m)[0]), <, 0.1);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_free (out);
+  g_free (x);
+}
+
+/* A symbolic model-location: the model goes to the link's target, the
+ * link stays. */
+static void
+test_symlink_location (void)
+{
+  const gsize N = 4000;
+  float *x = signal_new (N, 61);
+  gchar *target = tmp_path ("link-target.safetensors");
+  gchar *link = tmp_path ("link.safetensors");
+  Rig *r = rig_new (FALSE, 1, 1, RATE, RATE, "model-location", link,
+      "epochs", 0, "hidden-size", 4, NULL);
+
+  g_assert_true (g_file_set_contents (target, "old", -1, NULL));
+  g_assert_cmpint (symlink (target, link), ==, 0);
+  GstStructure *done = rig_train (r, x, N, 0, 400, NULL, 0, 0, 0);
+  g_assert_nonnull (done);
+  g_assert_true (g_file_test (link, G_FILE_TEST_IS_SYMLINK));
+  RnnModel *m = load_model (target);
+  rnn_model_unref (m);
+  gst_structure_free (done);
+  rig_free (r);
+  g_unlink (link);
+  g_unlink (target);
+  g_free (link);
+  g_free (target);
+  g_free (x);
+}
+
+/* ---- gst-launch-1.0 ---------------------------------------------------------- */
+
+/* gst-launch-1.0 with the plugin of this build tree, or NULL (the test is
+ * skipped) when the tool or the plugin is missing. */
+static gchar **
+launch_argv (const char *const *args)
+{
+  gchar *tool = g_find_program_in_path ("gst-launch-1.0");
+  gchar *timeout = g_find_program_in_path ("timeout");
+  const char *bdir = g_getenv ("G_TEST_BUILDDIR");
+  gchar *plugins = bdir ? g_build_filename (bdir, "..", "plugins", NULL) : NULL;
+
+  if (!tool || !timeout || !plugins
+      || !g_file_test (plugins, G_FILE_TEST_IS_DIR)) {
+    g_test_skip ("gst-launch-1.0, timeout(1) or the built plugin is missing");
+    g_free (tool);
+    g_free (timeout);
+    g_free (plugins);
+    return NULL;
+  }
+  g_setenv ("GST_PLUGIN_PATH", plugins, TRUE);
+  gchar *reg = g_build_filename (bdir, "registry-rnntrain.bin", NULL);
+  g_setenv ("GST_REGISTRY", reg, TRUE);
+  g_free (reg);
+  g_free (plugins);
+
+  GPtrArray *a = g_ptr_array_new ();
+  /* a stalled pipeline must fail the test, not hang it */
+  g_ptr_array_add (a, timeout);
+  g_ptr_array_add (a, g_strdup ("-s"));
+  g_ptr_array_add (a, g_strdup ("KILL"));
+  g_ptr_array_add (a, g_strdup ("60"));
+  g_ptr_array_add (a, tool);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (a, g_strdup (args[i]));
+  g_ptr_array_add (a, NULL);
+  return (gchar **) g_ptr_array_free (a, FALSE);
+}
+
+typedef struct
+{
+  GSubprocess *proc;
+  guint delay_ms;
+} Interrupt;
+
+static gpointer
+interrupt_thread (gpointer p)
+{
+  Interrupt *i = p;
+  g_usleep (i->delay_ms * 1000);
+  g_subprocess_send_signal (i->proc, SIGINT);
+  return NULL;
+}
+
+/* Runs gst-launch-1.0 with @args (and a SIGINT after @sigint_ms if not 0);
+ * returns its output (stdout and stderr) and its exit status in @status. */
+static gchar *
+run_launch (const char *const *args, guint sigint_ms, gint *status)
+{
+  gchar **argv = launch_argv (args);
+  GError *err = NULL;
+  gchar *out = NULL;
+
+  if (!argv)
+    return NULL;
+  GSubprocess *proc = g_subprocess_newv ((const gchar * const *) argv,
+      G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE, &err);
+  g_assert_no_error (err);
+  Interrupt in = { proc, sigint_ms };
+  GThread *th = sigint_ms ? g_thread_new ("sigint", interrupt_thread, &in) : NULL;
+  g_assert_true (g_subprocess_communicate_utf8 (proc, NULL, NULL, &out, NULL,
+          &err));
+  g_assert_no_error (err);
+  if (th)
+    g_thread_join (th);
+  *status = g_subprocess_get_if_exited (proc) ?
+      g_subprocess_get_exit_status (proc) : -1;
+  g_test_message ("gst-launch-1.0 status %d, output:\n%s", *status, out);
+  g_object_unref (proc);
+  g_strfreev (argv);
+  return out;
+}
+
+static guint
+count_lines_with (const char *text, const char *needle)
+{
+  guint n = 0;
+  for (const char *p = text; (p = strstr (p, needle)); p += strlen (needle))
+    n++;
+  return n;
+}
+
+/* Online training in gst-launch-1.0 with a sink that prerolls (the default
+ * fakesink): the kill-train pipeline, on a bounded source.  gst-launch-1.0
+ * sets PLAYING only once every progress it was told of has completed; the
+ * first update fits in the first buffer, so a progress left open until EOS
+ * would stall the sink in preroll and rnntrain in its push for good.  It
+ * must run to EOS and write the model once per update. */
+static void
+test_launch_online_async_sink (void)
+{
+  gchar *out = tmp_path ("launch-online.safetensors");
+  gchar *loc = g_strdup_printf ("model-location=%s", out);
+  const char *const args[] = { "-m", "audiotestsrc", "wave=white-noise",
+    "samplesperbuffer=512", "num-buffers=4", "!",
+    "audio/x-raw,format=F32LE,rate=8000,channels=1", "!", "rnntrain",
+    "mode=online", loc, "checkpoint-interval=1", "seq-length=8",
+    "batch-size=1", "cell=lstm", "hidden-size=64", "num-layers=2", "!",
+    "fakesink", NULL
+  };
+  gint status;
+  gchar *text = run_launch (args, 0, &status);
+
+  if (text) {
+    /* 2048 frames, 2047 predict-ahead steps: 255 updates of 8 */
+    const guint writes = count_lines_with (text, "rnntrain-progress");
+    g_test_message ("%u model writes", writes);
+    g_assert_cmpint (status, ==, 0);
+    g_assert_nonnull (strstr (text, "Got EOS"));
+    g_assert_cmpuint (writes, ==, 255);
+    RnnModel *m = load_model (out);
+    g_assert_cmpuint (meta_u64 (m, "train_updates"), ==, 255);
+    rnn_model_unref (m);
+  }
+  g_free (text);
+  g_free (loc);
+  g_free (out);
+}
+
+/* Ctrl-C of a gst-launch-1.0 -e run: the EOS it sends ends the recording,
+ * and the model is trained and written before gst-launch-1.0 exits. */
+static void
+test_launch_interrupt_eos (void)
+{
+  gchar *out = tmp_path ("launch-sigint.safetensors");
+  gchar *loc = g_strdup_printf ("model-location=%s", out);
+  const char *const args[] = { "-e", "audiotestsrc", "is-live=true",
+    "wave=white-noise", "samplesperbuffer=400", "!",
+    "audio/x-raw,format=F32LE,rate=8000,channels=1", "!", "rnntrain", loc,
+    "hidden-size=4", "epochs=2", "!", "fakesink", NULL
+  };
+  gint status;
+  gchar *text = run_launch (args, 1500, &status);
+
+  if (text) {
+    g_assert_cmpint (status, ==, 0);
+    RnnModel *m = load_model (out);
+    g_assert_cmpuint (meta_u64 (m, "train_epochs"), ==, 2);
+    rnn_model_unref (m);
+  }
+  g_free (text);
+  g_free (loc);
   g_free (out);
 }
 
@@ -1564,6 +2032,20 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/pipeline/tee-unequal-branches",
       test_pipeline_tee_unequal_branches);
   g_test_add_func ("/rnntrain/pipeline/cancel", test_cancel);
+  g_test_add_func ("/rnntrain/launch/online-async-sink",
+      test_launch_online_async_sink);
+  g_test_add_func ("/rnntrain/launch/interrupt-eos", test_launch_interrupt_eos);
+  g_test_add_func ("/rnntrain/stop-before-eos", test_stop_before_eos);
+  g_test_add_func ("/rnntrain/location/unwritable", test_location_unwritable);
+  g_test_add_func ("/rnntrain/memory-bound", test_memory_bound);
+  g_test_add_func ("/rnntrain/target/length-mismatch",
+      test_target_length_mismatch);
+  g_test_add_func ("/rnntrain/target/none-names-mode",
+      test_no_target_mode_message);
+  g_test_add_func ("/rnntrain/target/unfed", test_unfed_target);
+  g_test_add_func ("/rnntrain/target/resample", test_target_resample);
+  g_test_add_func ("/rnntrain/normalize/outlier", test_normalize_outlier);
+  g_test_add_func ("/rnntrain/location/symlink", test_symlink_location);
 
   ret = g_test_run ();
   remove_tree (tmp_dir);
