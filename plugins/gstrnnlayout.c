@@ -3,6 +3,8 @@
  * packing of frames into the model's tensors and back. */
 #include "gstrnnlayout.h"
 
+#include "gstrnnelements.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -544,4 +546,41 @@ gst_rnn_layout_output_structure (const GstRnnLayout *l, const RnnConfig *cfg,
   if (l->independent)
     gst_structure_set (s, "channel", G_TYPE_INT, (gint) b, NULL);
   return s;
+}
+
+/* ---- the element's enum types -------------------------------------------- */
+
+GType
+gst_rnn_filter_channel_mode_get_type (void)
+{
+  static gsize type;
+  static const GEnumValue values[] = {
+    {GST_RNN_FILTER_CHANNEL_MODE_AUTO,
+        "Vector if the channel counts match, else independent if the model "
+          "takes one channel", "auto"},
+    {GST_RNN_FILTER_CHANNEL_MODE_VECTOR,
+        "All channels of a frame form one input vector", "vector"},
+    {GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT,
+        "A single-channel model runs on every channel with its own state",
+        "independent"},
+    {0, NULL, NULL},
+  };
+
+  return gst_rnn_enum_type (&type, "GstRnnFilterChannelMode", values);
+}
+
+GType
+gst_rnn_filter_weight_precision_get_type (void)
+{
+  static gsize type;
+  static const GEnumValue values[] = {
+    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
+        "The model's float32 weights", "float32"},
+    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
+        "Recurrent weights rounded to float16 (faster at large hidden "
+          "sizes, less exact)", "float16"},
+    {0, NULL, NULL},
+  };
+
+  return gst_rnn_enum_type (&type, "GstRnnFilterWeightPrecision", values);
 }
