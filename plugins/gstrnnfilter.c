@@ -313,25 +313,21 @@ gst_rnn_filter_fixate_caps (GstBaseTransform *trans, GstPadDirection direction,
   return gst_rnn_layout_fixate_caps (othercaps);
 }
 
-/* The sink pad accepts every fixed caps of its template: whether the model
- * fits is checked when the CAPS event arrives, where a refusal can say why
- * (the default would refuse it silently before our event handler runs).
- * Caps queries still answer exactly what the model takes. */
+/* The sink pad accepts every fixed raw audio caps: whether the model fits
+ * (format, channels, rate) is checked when the CAPS event arrives, where a
+ * refusal can say why and what converts it (the default would refuse it
+ * silently before our event handler runs).  Caps queries still answer
+ * exactly what the model takes. */
 static gboolean
 gst_rnn_filter_accept_caps (GstBaseTransform *trans, GstPadDirection direction,
     GstCaps *caps)
 {
-  GstCaps *templ;
-  gboolean ok;
-
   if (direction != GST_PAD_SINK)
     return GST_BASE_TRANSFORM_CLASS (parent_class)->accept_caps (trans,
         direction, caps);
-
-  templ = gst_pad_get_pad_template_caps (trans->sinkpad);
-  ok = gst_caps_is_fixed (caps) && gst_caps_is_subset (caps, templ);
-  gst_caps_unref (templ);
-  return ok;
+  return gst_caps_is_fixed (caps)
+      && gst_structure_has_name (gst_caps_get_structure (caps, 0),
+      "audio/x-raw");
 }
 
 /* ---- streaming helpers --------------------------------------------------- */
@@ -617,19 +613,24 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
  * refused for the same reason.  New caps, a new stream or a stop start
  * afresh. */
 static void
-post_refusal (GstRnnFilter *self, GstCaps *caps, const gchar *why)
+post_refusal (GstRnnFilter *self, GstCaps *caps, const gchar *why,
+    const RnnModel *model, const Settings *s)
 {
-  gchar *key = g_strdup_printf ("%" GST_PTR_FORMAT "\n%s", caps, why);
+  gchar *text = gst_rnn_layout_describe_refusal (model, s->channel_mode, caps,
+      why);
+  gchar *key = g_strdup_printf ("%" GST_PTR_FORMAT "\n%s", caps, text);
 
   if (g_strcmp0 (key, self->refused) == 0) {
     GST_DEBUG_OBJECT (self, "caps refused again: %s", why);
     g_free (key);
+    g_free (text);
     return;
   }
-  GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+  GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", text),
       ("caps %" GST_PTR_FORMAT, caps));
   g_free (self->refused);
   self->refused = key;
+  g_free (text);
 }
 
 static gboolean
@@ -658,19 +659,14 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
     return FALSE;
   }
   if (!gst_rnn_layout_resolve (&nl, model, s.channel_mode, s.window, rate,
-          channels, &why)) {
-    post_refusal (self, incaps, why);
+          channels, &why)
+      || (why = gst_rnn_layout_check_output (&nl, out_rate, out_channels))) {
+    post_refusal (self, incaps, why, model, &s);
     g_free (why);
     rnn_model_unref (model);
     return FALSE;
   }
   rnn_model_unref (model);
-  why = gst_rnn_layout_check_output (&nl, out_rate, out_channels);
-  if (why) {
-    post_refusal (self, incaps, why);
-    g_free (why);
-    return FALSE;
-  }
   g_clear_pointer (&self->refused, g_free);
 
   same = self->negotiated && memcmp (&nl, &self->layout, sizeof (nl)) == 0;
@@ -710,10 +706,11 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
       /* say why a stream the model cannot take is refused */
       gst_event_parse_caps (event, &caps);
       model = gst_rnn_filter_ref_model (self, &s);
-      if (model && gst_rnn_layout_parse_caps (caps, &rate, &channels)
-          && !gst_rnn_layout_resolve (&l, model, s.channel_mode, s.window,
-              rate, channels, &why)) {
-        post_refusal (self, caps, why);
+      if (model && ((why = gst_rnn_layout_check_format (caps))
+              || (gst_rnn_layout_parse_caps (caps, &rate, &channels)
+                  && !gst_rnn_layout_resolve (&l, model, s.channel_mode,
+                      s.window, rate, channels, &why)))) {
+        post_refusal (self, caps, why, model, &s);
         g_free (why);
         rnn_model_unref (model);
         gst_event_unref (event);

@@ -77,8 +77,8 @@ gst_rnn_layout_resolve (GstRnnLayout *l, const RnnModel *model,
   l->out_channels = out_channels;
 
   if (cfg->sample_rate != 0 && (guint) rate != cfg->sample_rate) {
-    *why = g_strdup_printf ("model was made for %u Hz, stream has %d Hz "
-        "(put audioresample in front)", cfg->sample_rate, rate);
+    *why = g_strdup_printf ("model was made for %u Hz, stream has %d Hz",
+        cfg->sample_rate, rate);
     return FALSE;
   }
   if ((guint64) rate * l->f_out % l->f_in != 0) {
@@ -386,6 +386,11 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
       o = gst_structure_copy (st);
       if (!same_channels)
         gst_structure_remove_field (o, "channel-mask");
+      /* a vector model of more than two channels takes them unpositioned:
+       * audioconvert then cannot remix a positioned stream into them */
+      if (direction == GST_PAD_SRC && !per_channel && c_in > 2)
+        gst_structure_set (o, "channel-mask", GST_TYPE_BITMASK, (guint64) 0,
+            NULL);
       gst_structure_take_value (o, "channels", &och);
       gst_structure_take_value (o, "rate", &orate);
       result = gst_caps_merge_structure (result, o);
@@ -397,6 +402,90 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
     }
   }
   return result;
+}
+
+/* "S16LE, 2 channels at 44100 Hz" for raw audio caps, else the caps. */
+static gchar *
+describe_stream (const GstCaps *caps)
+{
+  const GstStructure *st = gst_caps_get_size (caps) > 0
+      ? gst_caps_get_structure (caps, 0) : NULL;
+  const gchar *format = st ? gst_structure_get_string (st, "format") : NULL;
+  const gchar *layout = st ? gst_structure_get_string (st, "layout") : NULL;
+  gint rate, channels;
+
+  if (!st || !gst_structure_has_name (st, "audio/x-raw") || !format
+      || !gst_structure_get_int (st, "rate", &rate)
+      || !gst_structure_get_int (st, "channels", &channels))
+    return gst_caps_to_string (caps);
+  return g_strdup_printf ("%s%s, %d channel%s at %d Hz", format,
+      g_strcmp0 (layout, "non-interleaved") == 0 ? " non-interleaved" : "",
+      channels, gst_rnn_plural (channels), rate);
+}
+
+/* The text of the refusal of @caps for @model: @why, then what the model
+ * needs, what arrived and how to convert it (free it). */
+gchar *
+gst_rnn_layout_describe_refusal (const RnnModel *model,
+    GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why)
+{
+  const RnnConfig *cfg = rnn_model_get_config (model);
+  const guint c_in = cfg->input_size / MAX (cfg->frame_size, 1);
+  const gboolean per_channel = c_in == 1
+      && mode != GST_RNN_FILTER_CHANNEL_MODE_VECTOR;
+  const GstStructure *st = gst_caps_get_size (caps) > 0
+      ? gst_caps_get_structure (caps, 0) : NULL;
+  gchar *arrived = describe_stream (caps);
+  GString *s = g_string_new (why);
+  gint channels = 0;
+
+  g_string_append (s, ". The model needs F32LE interleaved audio, ");
+  if (per_channel)
+    g_string_append (s, "1 channel (or several, one state each)");
+  else
+    g_string_append_printf (s, "%u channel%s%s", c_in, gst_rnn_plural (c_in),
+        c_in > 2 ? " (unpositioned)" : "");
+  if (cfg->sample_rate != 0)
+    g_string_append_printf (s, " at %u Hz", cfg->sample_rate);
+  else
+    g_string_append (s, " at any rate");
+  g_string_append_printf (s, "; the stream is %s. ", arrived);
+  if (st)
+    gst_structure_get_int (st, "channels", &channels);
+  if (!per_channel && c_in > 2 && channels > 0 && (guint) channels != c_in)
+    g_string_append_printf (s, "The model wants %u independent channels: "
+        "remixing the stream would feed it wrong data, so audioconvert will "
+        "not change the channel count; build the %u-channel stream with "
+        "audiointerleave or rawaudioparse.", c_in, c_in);
+  else
+    g_string_append (s, "Put audioconvert ! audioresample in front of "
+        "rnnfilter to convert.");
+  g_free (arrived);
+  return g_string_free (s, FALSE);
+}
+
+/* NULL if @caps are F32LE interleaved raw audio, else why not (free it). */
+gchar *
+gst_rnn_layout_check_format (const GstCaps *caps)
+{
+  const GstStructure *st;
+  const gchar *format, *layout;
+
+  if (gst_caps_get_size (caps) < 1)
+    return g_strdup ("empty caps");
+  st = gst_caps_get_structure (caps, 0);
+  format = gst_structure_get_string (st, "format");
+  layout = gst_structure_get_string (st, "layout");
+  if (!gst_structure_has_name (st, "audio/x-raw"))
+    return g_strdup_printf ("rnnfilter takes raw audio, not %s",
+        gst_structure_get_name (st));
+  if (g_strcmp0 (format, "F32LE") != 0)
+    return g_strdup_printf ("rnnfilter takes F32LE samples, not %s",
+        format ? format : "an unknown format");
+  if (g_strcmp0 (layout, "interleaved") != 0)
+    return g_strdup_printf ("rnnfilter takes interleaved samples, not %s",
+        layout ? layout : "an unknown layout");
+  return NULL;
 }
 
 /* Fixes @caps (taken) to one structure.  More than two channels need a

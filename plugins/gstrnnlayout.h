@@ -61,6 +61,9 @@ GstCaps *gst_rnn_layout_transform_caps (const RnnModel *model,
     GstRnnFilterChannelMode mode, GstPadDirection direction,
     const GstCaps *caps);
 GstCaps *gst_rnn_layout_fixate_caps (GstCaps *caps);
+gchar *gst_rnn_layout_check_format (const GstCaps *caps);
+gchar *gst_rnn_layout_describe_refusal (const RnnModel *model,
+    GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why);
 
 void gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x,
     const guint8 *in, guint64 frames, guint T, GstRnnNonFinite *bad);

