@@ -382,7 +382,8 @@ gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
 
   if (self->negotiated) {
     if (!gst_rnn_layout_resolve_swap (&nl, l, model, s->channel_mode,
-            s->window, &why)) {
+            s->window, &why)
+        || !gst_rnn_stream_check_memory (model, &nl, &why)) {
       GST_ELEMENT_WARNING (self, STREAM, FORMAT,
           ("New model does not fit the stream, keeping the previous one: %s",
               why), (NULL));
@@ -611,13 +612,14 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
  * basetransform calls set_caps again each time); all of that is one
  * negotiation, and the error is not repeated while the same caps are
  * refused for the same reason.  New caps, a new stream or a stop start
- * afresh. */
+ * afresh.  The text says what @model needs and how to convert; without
+ * @model it is @why alone. */
 static void
 post_refusal (GstRnnFilter *self, GstCaps *caps, const gchar *why,
     const RnnModel *model, const Settings *s)
 {
-  gchar *text = gst_rnn_layout_describe_refusal (model, s->channel_mode, caps,
-      why);
+  gchar *text = model ? gst_rnn_layout_describe_refusal (model,
+      s->channel_mode, caps, why) : g_strdup (why);
   gchar *key = g_strdup_printf ("%" GST_PTR_FORMAT "\n%s", caps, text);
 
   if (g_strcmp0 (key, self->refused) == 0) {
@@ -667,15 +669,22 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
     return FALSE;
   }
   rnn_model_unref (model);
-  g_clear_pointer (&self->refused, g_free);
 
   same = self->negotiated && memcmp (&nl, &self->layout, sizeof (nl)) == 0;
   if (!same) {
     if (self->negotiated)
       gst_rnn_filter_drain (self);
     gst_buffer_replace (&self->queued, NULL);
-    gst_rnn_stream_configure (&self->stream, self->model, &nl);
+    if (!gst_rnn_stream_configure (&self->stream, self->model, &nl, &why)) {
+      GST_OBJECT_LOCK (self);
+      self->negotiated = FALSE;
+      GST_OBJECT_UNLOCK (self);
+      post_refusal (self, incaps, why, NULL, &s);
+      g_free (why);
+      return FALSE;
+    }
   }
+  g_clear_pointer (&self->refused, g_free);
 
   GST_OBJECT_LOCK (self);
   self->layout = nl;
@@ -840,11 +849,25 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
   if (self->layout.bidirectional) {
     window = s.window ? s.window : rnn_model_get_config (self->model)->window;
     if (window != 0 && window != self->layout.window) {
-      GST_DEBUG_OBJECT (self, "window %u -> %u", self->layout.window, window);
-      GST_OBJECT_LOCK (self);
-      self->layout.window = window;
-      GST_OBJECT_UNLOCK (self);
-      gst_rnn_filter_update_latency (self);
+      GstRnnLayout nl = self->layout;
+      gchar *why = NULL;
+
+      nl.window = window;
+      if (!gst_rnn_stream_check_memory (self->model, &nl, &why)) {
+        GST_ELEMENT_WARNING (self, RESOURCE, NO_SPACE_LEFT,
+            ("Keeping the window of %u steps: %s", self->layout.window, why),
+            (NULL));
+        g_free (why);
+        GST_OBJECT_LOCK (self);
+        self->window = self->layout.window;
+        GST_OBJECT_UNLOCK (self);
+      } else {
+        GST_DEBUG_OBJECT (self, "window %u -> %u", self->layout.window, window);
+        GST_OBJECT_LOCK (self);
+        self->layout.window = window;
+        GST_OBJECT_UNLOCK (self);
+        gst_rnn_filter_update_latency (self);
+      }
     }
   }
 

@@ -75,17 +75,92 @@ gst_rnn_stream_new_state (const RnnModel *model, const GstRnnLayout *l)
   return l->bidirectional ? NULL : rnn_state_new (model, l->batch);
 }
 
-/* A new negotiated layout @l for @model: a fresh stream. */
-void
+/* Steps one rnn_forward() call runs on @l. */
+static guint
+unit_steps (const GstRnnLayout *l)
+{
+  return l->bidirectional ? l->window : MAX_CHUNK_STEPS;
+}
+
+/* Bytes @model needs on layout @l: our scratch x and y, the core's scratch
+ * for a call of unit_steps() steps (see rnn_forward()) and the hidden
+ * state.  G_MAXUINT64 if that does not even fit in 64 bits. */
+static guint64
+memory_need (const RnnModel *model, const GstRnnLayout *l, guint64 *scratch)
+{
+  const RnnConfig *cfg = rnn_model_get_config (model);
+  const guint64 D = cfg->bidirectional ? 2 : 1, H = cfg->hidden_size;
+  const guint64 G = cfg->cell == RNN_CELL_LSTM ? 4
+      : cfg->cell == RNN_CELL_GRU ? 3 : 1;
+  guint64 tb, per_step, state, total;
+
+  per_step = l->n_in + l->n_out + 2 * D * H + G * H
+      + (cfg->has_input_norm ? l->n_in : 0);
+  state = l->bidirectional ? 0
+      : (guint64) cfg->num_layers * D * H * (cfg->cell == RNN_CELL_LSTM ? 2 : 1);
+  if (!g_uint64_checked_mul (&tb, unit_steps (l), l->batch)
+      || !g_uint64_checked_mul (scratch, tb, per_step)
+      || !g_uint64_checked_mul (scratch, *scratch, sizeof (float))
+      || !g_uint64_checked_mul (&state, state, (guint64) l->batch * sizeof (float))
+      || !g_uint64_checked_add (&total, *scratch, state))
+    return *scratch = G_MAXUINT64;
+  return total;
+}
+
+static gchar *
+format_bytes (guint64 bytes)
+{
+  return bytes == G_MAXUINT64 ? g_strdup ("more than 16 EB")
+      : g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
+}
+
+/* TRUE if the memory @model needs on @l can be allocated: tried with a
+ * checked allocation, so a window or channel count too large is refused
+ * with the arithmetic instead of aborting in an allocation later. */
+gboolean
+gst_rnn_stream_check_memory (const RnnModel *model, const GstRnnLayout *l,
+    gchar **why)
+{
+  guint64 scratch, need = memory_need (model, l, &scratch);
+  gpointer probe = NULL;
+  gchar *size;
+
+  if (need < G_MAXSIZE)
+    probe = g_try_malloc ((gsize) need);
+  if (probe) {
+    g_free (probe);
+    return TRUE;
+  }
+  size = format_bytes (need);
+  if (l->bidirectional)
+    *why = g_strdup_printf ("a window of %u steps of %u stream%s needs %s of "
+        "scratch memory (window × streams × %" G_GUINT64_FORMAT " bytes per "
+        "step), which cannot be allocated: lower the window property",
+        l->window, l->batch, gst_rnn_plural (l->batch), size,
+        scratch / ((guint64) l->window * l->batch));
+  else
+    *why = g_strdup_printf ("%u stream%s of this model need %s of scratch "
+        "memory and state, which cannot be allocated: use fewer channels",
+        l->batch, gst_rnn_plural (l->batch), size);
+  g_free (size);
+  return FALSE;
+}
+
+/* A new negotiated layout @l for @model: a fresh stream.  FALSE (and *why)
+ * if its memory cannot be allocated; the stream is then unconfigured. */
+gboolean
 gst_rnn_stream_configure (GstRnnStream *st, const RnnModel *model,
-    const GstRnnLayout *l)
+    const GstRnnLayout *l, gchar **why)
 {
   gst_rnn_stream_reset (st);
   g_clear_pointer (&st->state, rnn_state_free);
+  if (!gst_rnn_stream_check_memory (model, l, why))
+    return FALSE;
   st->state = gst_rnn_stream_new_state (model, l);
   g_free (st->bad.in_run);
   st->bad.in_run = g_new0 (gboolean, l->in_channels);
   st->bad.n_channels = l->in_channels;
+  return TRUE;
 }
 
 /* A new model, laid out @nl where @l was: the hidden state carries over

@@ -39,8 +39,10 @@ void gst_rnn_stream_init (GstRnnStream *st, GstBaseTransform *trans);
 void gst_rnn_stream_clear (GstRnnStream *st);
 void gst_rnn_stream_reset_state (GstRnnStream *st);
 void gst_rnn_stream_reset (GstRnnStream *st);
-void gst_rnn_stream_configure (GstRnnStream *st, const RnnModel *model,
-    const GstRnnLayout *l);
+gboolean gst_rnn_stream_configure (GstRnnStream *st, const RnnModel *model,
+    const GstRnnLayout *l, gchar **why);
+gboolean gst_rnn_stream_check_memory (const RnnModel *model,
+    const GstRnnLayout *l, gchar **why);
 RnnState *gst_rnn_stream_new_state (const RnnModel *model,
     const GstRnnLayout *l);
 void gst_rnn_stream_swap (GstRnnStream *st, const RnnModel *model,

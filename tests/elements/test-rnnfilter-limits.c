@@ -9,6 +9,7 @@
 #include <gst/gst.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static gchar *tmp_dir;
 
@@ -132,6 +133,45 @@ test_no_remix (void)
   g_free (imu);
 }
 
+/* ---- memory -------------------------------------------------------------- */
+
+/* A window far too large for the machine (17 GiB of scratch for the onset
+ * model) is refused at caps time with the arithmetic and the property to
+ * lower, never an abort; in a child limited to 3 GiB of address space so
+ * that it fails the same way everywhere. */
+static void
+test_window_memory (void)
+{
+  gchar *bi = shipped_model ("onset-bigru.safetensors");
+  const char *fmt = "audiotestsrc num-buffers=2 samplesperbuffer=800 "
+      "! audio/x-raw,rate=8000,channels=1 ! audioconvert "
+      "! rnnfilter name=f model-location=\"%s\" window=%u ! fakesink";
+
+  if (g_test_subprocess ()) {
+    struct rlimit lim = { 3ull << 30, 3ull << 30 };
+    gchar *desc, *text;
+
+    g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+    desc = g_strdup_printf (fmt, bi, 16777216u);
+    text = run_pipeline (desc);
+    assert_says (text, "f: a window of 16777216 steps");
+    assert_says (text, "17.1");
+    assert_says (text, "GiB");
+    assert_says (text, "lower the window property");
+    g_free (text);
+    g_free (desc);
+    /* a window that fits runs */
+    desc = g_strdup_printf (fmt, bi, 100u);
+    g_assert_null (run_pipeline (desc));
+    g_free (desc);
+    g_free (bi);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_free (bi);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -146,6 +186,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/limits/refusal-says-fix",
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
+  g_test_add_func ("/rnnfilter/limits/window-memory", test_window_memory);
 
   ret = g_test_run ();
   g_rmdir (tmp_dir);
