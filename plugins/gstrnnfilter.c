@@ -58,7 +58,8 @@
  * model, so it never enters the hidden state.  The first bad value of a run
  * (per channel) is reported with a warning message giving the number of
  * values replaced so far; runs beginning within one buffer share one
- * warning.
+ * warning.  A model output that comes out non-finite (an overflow) is
+ * replaced by 0.0 the same way, with its own count and warning.
  *
  * ## Changing the model while playing
  *
@@ -551,7 +552,7 @@ gst_rnn_filter_start (GstBaseTransform *trans)
     return FALSE;
   }
   self->stream.adapter = gst_adapter_new ();
-  self->stream.bad.total = 0;
+  self->stream.bad.total = self->stream.bad_out.total = 0;
   self->stream.base_offset = 0;
   gst_rnn_filter_reset_stream (self);
 

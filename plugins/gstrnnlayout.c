@@ -583,6 +583,39 @@ gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x, const guint8 *in,
   }
 }
 
+/* Replaces every NaN or infinity of the model's outputs y[t][b][O] (T
+ * steps) by 0.0, counted in @bad per output channel run, as the input's
+ * (see the element documentation). */
+void
+gst_rnn_layout_scrub_output (const GstRnnLayout *l, float *y, guint T,
+    GstRnnNonFinite *bad)
+{
+  const gsize n = (gsize) T * l->batch * l->n_out;
+  gboolean in_run = FALSE;
+
+  for (guint c = 0; c < bad->n_channels; c++)
+    in_run |= bad->in_run[c];
+  if (!in_run && all_finite ((const guint8 *) y, n))
+    return;
+  for (gsize i = 0; i < n; i++) {
+    const gsize o = i % l->n_out, b = i / l->n_out % l->batch;
+    const guint c = MIN ((guint) (b * l->c_out + o % l->c_out),
+        bad->n_channels - 1);
+
+    if (G_UNLIKELY (!isfinite (y[i]))) {
+      y[i] = 0.0f;
+      bad->total++;
+      if (!bad->in_run[c]) {
+        bad->in_run[c] = TRUE;
+        if (bad->new_runs++ == 0)
+          bad->first_channel = c;
+      }
+    } else if (G_UNLIKELY (bad->in_run[c])) {
+      bad->in_run[c] = FALSE;
+    }
+  }
+}
+
 /* @out_frames interleaved output frames from y[t][b][f·C_out + k]. */
 void
 gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,

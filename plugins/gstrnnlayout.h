@@ -67,6 +67,8 @@ gchar *gst_rnn_layout_describe_refusal (const RnnModel *model,
 
 void gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x,
     const guint8 *in, guint64 frames, guint T, GstRnnNonFinite *bad);
+void gst_rnn_layout_scrub_output (const GstRnnLayout *l, float *y, guint T,
+    GstRnnNonFinite *bad);
 void gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
     const float *y, guint64 out_frames);
 GstStructure *gst_rnn_layout_output_structure (const GstRnnLayout *l,

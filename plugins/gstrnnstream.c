@@ -42,6 +42,8 @@ gst_rnn_stream_clear (GstRnnStream *st)
   st->x_len = st->y_len = 0;
   g_clear_pointer (&st->bad.in_run, g_free);
   st->bad.n_channels = 0;
+  g_clear_pointer (&st->bad_out.in_run, g_free);
+  st->bad_out.n_channels = 0;
 }
 
 /* Zero the hidden state; the next output buffer is marked DISCONT. */
@@ -66,6 +68,9 @@ gst_rnn_stream_reset (GstRnnStream *st)
   st->in_frames = st->out_frames = 0;
   if (st->bad.in_run)
     memset (st->bad.in_run, 0, st->bad.n_channels * sizeof (gboolean));
+  if (st->bad_out.in_run)
+    memset (st->bad_out.in_run, 0,
+        st->bad_out.n_channels * sizeof (gboolean));
 }
 
 /* A state for @l (NULL for bidirectional models). */
@@ -160,6 +165,9 @@ gst_rnn_stream_configure (GstRnnStream *st, const RnnModel *model,
   g_free (st->bad.in_run);
   st->bad.in_run = g_new0 (gboolean, l->in_channels);
   st->bad.n_channels = l->in_channels;
+  g_free (st->bad_out.in_run);
+  st->bad_out.in_run = g_new0 (gboolean, l->out_channels);
+  st->bad_out.n_channels = l->out_channels;
   return TRUE;
 }
 
@@ -239,6 +247,7 @@ run_chunk (GstRnnStream *st, const RnnModel *model, const GstRnnLayout *l,
   gst_rnn_layout_fill_input (l, st->x, in, frames, T, &st->bad);
   rnn_forward (st->fw, model, l->bidirectional ? NULL : st->state,
       st->x, T, l->batch, st->y);
+  gst_rnn_layout_scrub_output (l, st->y, T, &st->bad_out);
   gst_rnn_layout_write_output (l, out, st->y, out_frames);
 
   if (st->interval > 0) {
@@ -381,7 +390,7 @@ gst_rnn_stream_process (GstRnnStream *st, const RnnModel *model,
   out = (float *) map.data;
   in = gst_adapter_map (st->adapter, in_total * bpf_in);
 
-  st->bad.new_runs = 0;
+  st->bad.new_runs = st->bad_out.new_runs = 0;
   for (done = 0; done < full_steps;) {
     guint T = l->bidirectional ? l->window
         : (guint) MIN (full_steps - done, MAX_CHUNK_STEPS);
@@ -410,6 +419,16 @@ gst_rnn_stream_process (GstRnnStream *st, const RnnModel *model,
         ("%u new run%s of non-finite values, the first in channel %u",
             st->bad.new_runs, gst_rnn_plural (st->bad.new_runs),
             st->bad.first_channel));
+  }
+
+  if (st->bad_out.new_runs > 0) {
+    GST_ELEMENT_WARNING (st->trans, STREAM, FAILED,
+        ("Non-finite model output replaced by 0.0 (%" G_GUINT64_FORMAT
+            " value%s so far)", st->bad_out.total,
+            gst_rnn_plural (st->bad_out.total)),
+        ("%u new run%s of non-finite outputs, the first in output channel %u",
+            st->bad_out.new_runs, gst_rnn_plural (st->bad_out.new_runs),
+            st->bad_out.first_channel));
   }
 
   GST_BUFFER_PTS (buf) = out_time (st, l, st->out_frames);

@@ -33,6 +33,7 @@ typedef struct
   gboolean discont;             /* mark the next output buffer DISCONT */
   guint interval;               /* message-interval for this buffer */
   GstRnnNonFinite bad;          /* non-finite input; new_runs: this buffer's */
+  GstRnnNonFinite bad_out;      /* the same for the model's outputs */
 } GstRnnStream;
 
 void gst_rnn_stream_init (GstRnnStream *st, GstBaseTransform *trans);

@@ -4,10 +4,12 @@
  * and the bus backlog, and the file watch through a symbolic link.  The
  * element is compiled in and registered in process. */
 #include "test-common.h"
+#include "element-rig.h"
 #include "../../plugins/gstrnnelements.h"
 
 #include <gst/gst.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -172,6 +174,91 @@ test_window_memory (void)
   g_free (bi);
 }
 
+/* ---- non-finite outputs --------------------------------------------------- */
+
+/* A one-unit ReLU RNN whose input weight is 1e10: one input of 1e30 drives
+ * h to +inf, and the head's outputs (weights 1, -1, 0) to +inf, -inf and
+ * NaN.  Saved under tmp_dir. */
+static gchar *
+overflowing_model (void)
+{
+  static const char *names[] = { "rnn.weight_ih_l0", "head.weight" };
+  static const float head[] = { 1.0f, -1.0f, 0.0f };
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+  gchar *path = g_build_filename (tmp_dir, "overflow.safetensors", NULL);
+  float *p;
+
+  rnn_config_init (&cfg);
+  cfg.cell = RNN_CELL_RNN_RELU;
+  cfg.input_size = 1;
+  cfg.hidden_size = 1;
+  cfg.has_head = TRUE;
+  cfg.output_size = 3;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  p = rnn_model_get_params (m, NULL);
+  for (guint k = 0; k < G_N_ELEMENTS (names); k++) {
+    gint idx = rnn_model_find_tensor (m, names[k]);
+
+    g_assert_cmpint (idx, >=, 0);
+    for (guint i = 0; i < (k == 0 ? 1 : 3); i++)
+      p[rnn_model_get_tensor_info (m, idx)->offset + i] = k == 0 ? 1e10f
+          : head[i];
+  }
+  rnn_model_seal (m);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+  return path;
+}
+
+/* Outputs that overflow leave as 0.0, with one warning for the run. */
+static void
+test_non_finite_output (void)
+{
+  gchar *path = overflowing_model ();
+  const float zeros[8] = { 0 }, bad[4] = { 1e30f, 0, 0, 0 };
+  GArray *out;
+  Rig *r;
+  GstMessage *m;
+  guint warnings = 0;
+
+  r = rig_open ("rnnfilter", path, NULL, NULL);
+  rig_start (r, 100, 1);
+  g_assert_cmpint (rig_push_flags (r, zeros, 8, 0), ==, GST_FLOW_OK);
+  g_assert_cmpint (rig_push_flags (r, bad, 4, 0), ==, GST_FLOW_OK);
+  g_assert_cmpint (rig_push_flags (r, zeros, 8, 0), ==, GST_FLOW_OK);
+  rig_eos (r);
+  out = rig_pull_all (r, NULL);
+  g_assert_cmpuint (out->len, ==, 3 * 20);
+  for (guint i = 0; i < out->len; i++) {
+    float v = g_array_index (out, float, i);
+
+    if (!isfinite (v))
+      g_error ("output %u (step %u) is %g", i, i / 3, v);
+  }
+  /* the step of 1e30: +inf, -inf and NaN became zeros */
+  for (guint o = 0; o < 3; o++)
+    g_assert_cmpfloat (g_array_index (out, float, 3 * 8 + o), ==, 0.0f);
+  while ((m = gst_bus_pop_filtered (r->bus, GST_MESSAGE_WARNING))) {
+    GError *err = NULL;
+
+    gst_message_parse_warning (m, &err, NULL);
+    g_test_message ("warning: %s", err->message);
+    assert_says (err->message, "Non-finite model output replaced by 0.0");
+    warnings++;
+    g_clear_error (&err);
+    gst_message_unref (m);
+  }
+  g_assert_cmpuint (warnings, ==, 1);
+  g_array_unref (out);
+  rig_free (r);
+  g_free (path);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -187,6 +274,8 @@ main (int argc, char **argv)
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
   g_test_add_func ("/rnnfilter/limits/window-memory", test_window_memory);
+  g_test_add_func ("/rnnfilter/limits/non-finite-output",
+      test_non_finite_output);
 
   ret = g_test_run ();
   g_rmdir (tmp_dir);
