@@ -1172,9 +1172,10 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    *
    * Post an element message `rnnfilter-output` every N steps (0 = never)
    * with the fields `timestamp` (guint64, the PTS of the step), `values`
-   * (array of float, the O outputs), for softmax heads `class` (int, the
-   * argmax) and `confidence` (float), and in independent mode `channel`
-   * (int; one message per channel).
+   * (a GValueArray of doubles, the O outputs, as the level element posts),
+   * for softmax heads `class` (int, the argmax), `confidence` (double) and,
+   * when the model has `labels` metadata, `label` (string), and in
+   * independent mode `channel` (int; one message per channel).
    */
   g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
       g_param_spec_uint ("message-interval", "Message interval",

@@ -639,32 +639,54 @@ gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
 }
 
 /* The rnnfilter-output message of core stream @b at step @t of
- * y[t][b][O] (see the message-interval property). */
+ * y[t][b][O] (see the message-interval property): `values` a GValueArray
+ * of doubles, as the level element posts its rms and peak, so that
+ * PyGObject reads it without the gst-python overrides; for softmax heads
+ * `class`, `confidence` (double) and `label` from the model's `labels`
+ * metadata (comma-separated, one per output) when it has them. */
 GstStructure *
-gst_rnn_layout_output_structure (const GstRnnLayout *l, const RnnConfig *cfg,
+gst_rnn_layout_output_structure (const GstRnnLayout *l, const RnnModel *model,
     const float *y, guint t, guint b, GstClockTime ts)
 {
+  const RnnConfig *cfg = rnn_model_get_config (model);
   const float *v = y + ((gsize) t * l->batch + b) * l->n_out;
-  GValue arr = G_VALUE_INIT;
+  GValue values = G_VALUE_INIT;
+  GValueArray *arr;
   GstStructure *s;
   guint best = 0;
 
-  g_value_init (&arr, GST_TYPE_ARRAY);
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS;
+  arr = g_value_array_new (l->n_out);
   for (guint o = 0; o < l->n_out; o++) {
-    GValue fv = G_VALUE_INIT;
+    GValue dv = G_VALUE_INIT;
 
-    g_value_init (&fv, G_TYPE_FLOAT);
-    g_value_set_float (&fv, v[o]);
-    gst_value_array_append_and_take_value (&arr, &fv);
+    g_value_init (&dv, G_TYPE_DOUBLE);
+    g_value_set_double (&dv, v[o]);
+    g_value_array_append (arr, &dv);
+    g_value_unset (&dv);
     if (v[o] > v[best])
       best = o;
   }
   s = gst_structure_new ("rnnfilter-output",
       "timestamp", G_TYPE_UINT64, (guint64) ts, NULL);
-  gst_structure_take_value (s, "values", &arr);
-  if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX)
+  g_value_init (&values, g_value_array_get_type ());
+  G_GNUC_END_IGNORE_DEPRECATIONS;
+  g_value_take_boxed (&values, arr);
+  gst_structure_take_value (s, "values", &values);
+  if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX) {
+    const gchar *labels = rnn_model_get_meta (model, "labels");
+
     gst_structure_set (s, "class", G_TYPE_INT, (gint) best,
-        "confidence", G_TYPE_FLOAT, v[best], NULL);
+        "confidence", G_TYPE_DOUBLE, (gdouble) v[best], NULL);
+    if (labels) {
+      gchar **names = g_strsplit (labels, ",", -1);
+
+      if (g_strv_length (names) == l->n_out)
+        gst_structure_set (s, "label", G_TYPE_STRING,
+            g_strstrip (names[best]), NULL);
+      g_strfreev (names);
+    }
+  }
   if (l->independent)
     gst_structure_set (s, "channel", G_TYPE_INT, (gint) b, NULL);
   return s;

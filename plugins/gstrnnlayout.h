@@ -72,6 +72,6 @@ void gst_rnn_layout_scrub_output (const GstRnnLayout *l, float *y, guint T,
 void gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
     const float *y, guint64 out_frames);
 GstStructure *gst_rnn_layout_output_structure (const GstRnnLayout *l,
-    const RnnConfig *cfg, const float *y, guint t, guint b, GstClockTime ts);
+    const RnnModel *model, const float *y, guint t, guint b, GstClockTime ts);
 
 G_END_DECLS

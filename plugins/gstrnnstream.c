@@ -223,11 +223,10 @@ static void
 post_step_message (GstRnnStream *st, const RnnModel *model,
     const GstRnnLayout *l, guint t, guint64 first_out)
 {
-  const RnnConfig *cfg = rnn_model_get_config (model);
   GstClockTime ts = out_time (st, l, first_out + (guint64) t * l->f_out);
 
   for (guint b = 0; b < l->batch; b++) {
-    GstStructure *s = gst_rnn_layout_output_structure (l, cfg, st->y, t, b,
+    GstStructure *s = gst_rnn_layout_output_structure (l, model, st->y, t, b,
         ts);
 
     gst_element_post_message (GST_ELEMENT (st->trans),
