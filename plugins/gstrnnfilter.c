@@ -1176,6 +1176,11 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    * for softmax heads `class` (int, the argmax), `confidence` (double) and,
    * when the model has `labels` metadata, `label` (string), and in
    * independent mode `channel` (int; one message per channel).
+   *
+   * At most 1000 of these messages wait on the bus at a time: while that
+   * many are not yet popped, new ones are skipped and counted, and one
+   * warning says so; the backlog of an application that does not drain
+   * the bus stays bounded.
    */
   g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
       g_param_spec_uint ("message-interval", "Message interval",

@@ -19,6 +19,12 @@ GST_DEBUG_CATEGORY_EXTERN (gst_rnn_filter_debug);
  * pool never keeps a huge block alive. */
 #define POOL_MAX_BUFFER_SIZE (4u << 20)
 
+/* rnnfilter-output messages that may wait on the bus at once: an
+ * application that does not drain the bus (or does not keep up with
+ * message-interval=1 faster than real time) holds at most this many; the
+ * rest are skipped and counted. */
+#define MAX_OUTSTANDING_MESSAGES 1000
+
 void
 gst_rnn_stream_init (GstRnnStream *st, GstBaseTransform *trans)
 {
@@ -217,8 +223,19 @@ out_time (GstRnnStream *st, const GstRnnLayout *l, guint64 out_frame)
       GST_SECOND, l->out_rate);
 }
 
+static void
+message_freed (gpointer data, GstMiniObject *message)
+{
+  GstRnnStream *st = data;
+
+  g_atomic_int_add (&st->outstanding, -1);
+}
+
 /* One rnnfilter-output message per core stream for step @t of the chunk
- * whose first output frame is @first_out (since the base). */
+ * whose first output frame is @first_out (since the base), unless
+ * MAX_OUTSTANDING_MESSAGES of ours are still on the bus: then it is
+ * skipped, and the first of a run of skipped messages posts a warning.
+ * A message holds the element, so the counter outlives it. */
 static void
 post_step_message (GstRnnStream *st, const RnnModel *model,
     const GstRnnLayout *l, guint t, guint64 first_out)
@@ -226,11 +243,26 @@ post_step_message (GstRnnStream *st, const RnnModel *model,
   GstClockTime ts = out_time (st, l, first_out + (guint64) t * l->f_out);
 
   for (guint b = 0; b < l->batch; b++) {
-    GstStructure *s = gst_rnn_layout_output_structure (l, model, st->y, t, b,
-        ts);
+    GstMessage *m;
 
-    gst_element_post_message (GST_ELEMENT (st->trans),
-        gst_message_new_element (GST_OBJECT (st->trans), s));
+    if (g_atomic_int_get (&st->outstanding) >= MAX_OUTSTANDING_MESSAGES) {
+      st->skipped++;
+      if (!st->skipping) {
+        st->skipping = TRUE;
+        GST_ELEMENT_WARNING (st->trans, CORE, TOO_LAZY,
+            ("The bus is not drained: %d rnnfilter-output messages are "
+                "waiting, skipping new ones (%" G_GUINT64_FORMAT " so far)",
+                MAX_OUTSTANDING_MESSAGES, st->skipped),
+            ("pop the bus, or raise message-interval"));
+      }
+      continue;
+    }
+    st->skipping = FALSE;
+    m = gst_message_new_element (GST_OBJECT (st->trans),
+        gst_rnn_layout_output_structure (l, model, st->y, t, b, ts));
+    g_atomic_int_inc (&st->outstanding);
+    gst_mini_object_weak_ref (GST_MINI_OBJECT_CAST (m), message_freed, st);
+    gst_element_post_message (GST_ELEMENT (st->trans), m);
   }
 }
 

@@ -32,6 +32,9 @@ typedef struct
   guint64 steps;                /* steps since the last reset */
   gboolean discont;             /* mark the next output buffer DISCONT */
   guint interval;               /* message-interval for this buffer */
+  gint outstanding;             /* our messages not yet freed (atomic) */
+  guint64 skipped;              /* messages skipped for a full bus */
+  gboolean skipping;            /* inside a run of skipped messages */
   GstRnnNonFinite bad;          /* non-finite input; new_runs: this buffer's */
   GstRnnNonFinite bad_out;      /* the same for the model's outputs */
 } GstRnnStream;

@@ -259,6 +259,92 @@ test_non_finite_output (void)
   g_free (path);
 }
 
+/* ---- the bus backlog ---------------------------------------------------- */
+
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  gboolean done;
+} Done;
+
+/* Passes every message on to the bus queue and notes the end. */
+static GstBusSyncReply
+note_end (GstBus *bus, GstMessage *m, gpointer data)
+{
+  Done *d = data;
+
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS
+      || GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    g_mutex_lock (&d->lock);
+    d->done = TRUE;
+    g_cond_signal (&d->cond);
+    g_mutex_unlock (&d->lock);
+  }
+  return GST_BUS_PASS;
+}
+
+/* message-interval=1 faster than real time with a bus nobody pops: the
+ * messages waiting stay bounded (they used to pile up, one per step), and
+ * one warning says that messages are skipped. */
+static void
+test_bus_backlog (void)
+{
+  gchar *model = shipped_model ("softclip-lstm8.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=50 "
+      "samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 "
+      "! audioconvert ! rnnfilter model-location=\"%s\" message-interval=1 "
+      "! fakesink", model);
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
+  Done d = { 0 };
+  guint elements = 0, warnings = 0;
+  gint64 deadline = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
+
+  g_assert_no_error (err);
+  g_mutex_init (&d.lock);
+  g_cond_init (&d.cond);
+  bus = gst_element_get_bus (p);
+  gst_bus_set_sync_handler (bus, note_end, &d, NULL);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  g_mutex_lock (&d.lock);
+  while (!d.done)
+    g_assert_true (g_cond_wait_until (&d.cond, &d.lock, deadline));
+  g_mutex_unlock (&d.lock);
+
+  while ((m = gst_bus_pop (bus))) {
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (m),
+            "rnnfilter-output"))
+      elements++;
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR)
+      g_error ("the pipeline failed");
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_WARNING) {
+      gst_message_parse_warning (m, &err, NULL);
+      g_test_message ("warning: %s", err->message);
+      assert_says (err->message, "The bus is not drained");
+      g_clear_error (&err);
+      warnings++;
+    }
+    gst_message_unref (m);
+  }
+  g_test_message ("%u rnnfilter-output messages were waiting", elements);
+  g_assert_cmpuint (elements, <=, 1000);
+  g_assert_cmpuint (elements, >=, 100);
+  g_assert_cmpuint (warnings, ==, 1);
+
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_mutex_clear (&d.lock);
+  g_cond_clear (&d.cond);
+  g_free (desc);
+  g_free (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -276,6 +362,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/limits/window-memory", test_window_memory);
   g_test_add_func ("/rnnfilter/limits/non-finite-output",
       test_non_finite_output);
+  g_test_add_func ("/rnnfilter/limits/bus-backlog", test_bus_backlog);
 
   ret = g_test_run ();
   g_rmdir (tmp_dir);
