@@ -1083,7 +1083,8 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    *
    * Watch #GstRnnFilter:model-location while running and load the model
    * again whenever the file is rewritten (written in place or atomically
-   * renamed over); the new model is swapped in as a change of
+   * renamed over); when it is a symbolic link, the file it points to is
+   * watched as well, and a link pointed elsewhere follows.  The new model is swapped in as a change of
    * #GstRnnFilter:model-location is.  The watch runs on a thread of its own
    * and needs no main loop.
    */

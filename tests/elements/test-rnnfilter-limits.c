@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static gchar *tmp_dir;
 
@@ -174,6 +175,21 @@ test_window_memory (void)
   g_free (bi);
 }
 
+/* A started rnnfilter rig on @model, a mono stream at @rate, and the
+ * property name/value pairs from @first_prop on (NULL-terminated). */
+static Rig *
+start_rig (const char *model, guint rate, const char *first_prop, ...)
+{
+  va_list args;
+  Rig *r;
+
+  va_start (args, first_prop);
+  r = rig_open ("rnnfilter", model, first_prop, args);
+  va_end (args);
+  rig_start (r, rate, 1);
+  return r;
+}
+
 /* ---- non-finite outputs --------------------------------------------------- */
 
 /* A one-unit ReLU RNN whose input weight is 1e10: one input of 1e30 drives
@@ -226,8 +242,7 @@ test_non_finite_output (void)
   GstMessage *m;
   guint warnings = 0;
 
-  r = rig_open ("rnnfilter", path, NULL, NULL);
-  rig_start (r, 100, 1);
+  r = start_rig (path, 100, NULL);
   g_assert_cmpint (rig_push_flags (r, zeros, 8, 0), ==, GST_FLOW_OK);
   g_assert_cmpint (rig_push_flags (r, bad, 4, 0), ==, GST_FLOW_OK);
   g_assert_cmpint (rig_push_flags (r, zeros, 8, 0), ==, GST_FLOW_OK);
@@ -345,6 +360,94 @@ test_bus_backlog (void)
   g_free (model);
 }
 
+/* ---- the file watch through a symbolic link ---------------------------- */
+
+/* A model whose weights are all zero but head.bias: it outputs @value,
+ * whatever the input.  Saved as @path. */
+static void
+save_constant_model (const gchar *path, float value)
+{
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+  gint idx;
+
+  rnn_config_init (&cfg);
+  cfg.has_head = TRUE;
+  cfg.output_size = 1;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  idx = rnn_model_find_tensor (m, "head.bias");
+  g_assert_cmpint (idx, >=, 0);
+  rnn_model_get_params (m, NULL)[rnn_model_get_tensor_info (m,
+          idx)->offset] = value;
+  rnn_model_seal (m);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+}
+
+/* Pushes 480-frame buffers until the output is @want (or 10 s pass). */
+static gboolean
+wait_for_output (Rig *r, float want)
+{
+  static const float x[480];
+  gint64 until = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  while (g_get_monotonic_time () < until) {
+    GArray *out;
+    gboolean hit;
+
+    g_assert_cmpint (rig_push_flags (r, x, 480, 0), ==, GST_FLOW_OK);
+    out = rig_pull_all (r, NULL);
+    hit = out->len > 0 && g_array_index (out, float, out->len - 1) == want;
+    g_array_unref (out);
+    if (hit)
+      return TRUE;
+    g_usleep (5000);
+  }
+  return FALSE;
+}
+
+/* reload-on-change with model-location a symbolic link: rewriting the file
+ * it points to reloads the model, and so does pointing the link elsewhere. */
+static void
+test_reload_through_symlink (void)
+{
+  gchar *real = g_build_filename (tmp_dir, "real.safetensors", NULL);
+  gchar *other = g_build_filename (tmp_dir, "other.safetensors", NULL);
+  gchar *link = g_build_filename (tmp_dir, "link.safetensors", NULL);
+  gchar *tmp_link = g_build_filename (tmp_dir, "link.tmp", NULL);
+  Rig *r;
+
+  save_constant_model (real, 0.25f);
+  save_constant_model (other, 0.75f);
+  g_assert_cmpint (symlink ("real.safetensors", link), ==, 0);
+  r = start_rig (link, 48000, "reload-on-change", TRUE, NULL);
+  g_assert_true (wait_for_output (r, 0.25f));
+
+  save_constant_model (real, -0.5f);
+  g_assert_true (wait_for_output (r, -0.5f));
+
+  /* the link now points to another file (renamed over atomically) */
+  g_assert_cmpint (symlink ("other.safetensors", tmp_link), ==, 0);
+  g_assert_cmpint (g_rename (tmp_link, link), ==, 0);
+  g_assert_true (wait_for_output (r, 0.75f));
+  /* ...which is watched from then on */
+  save_constant_model (other, 0.125f);
+  g_assert_true (wait_for_output (r, 0.125f));
+
+  rig_free (r);
+  g_unlink (link);
+  g_unlink (real);
+  g_unlink (other);
+  g_free (real);
+  g_free (other);
+  g_free (link);
+  g_free (tmp_link);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -363,6 +466,8 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/limits/non-finite-output",
       test_non_finite_output);
   g_test_add_func ("/rnnfilter/limits/bus-backlog", test_bus_backlog);
+  g_test_add_func ("/rnnfilter/limits/reload-through-symlink",
+      test_reload_through_symlink);
 
   ret = g_test_run ();
   g_rmdir (tmp_dir);
