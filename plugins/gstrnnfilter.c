@@ -1084,9 +1084,9 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    * Watch #GstRnnFilter:model-location while running and load the model
    * again whenever the file is rewritten (written in place or atomically
    * renamed over); when it is a symbolic link, the file it points to is
-   * watched as well, and a link pointed elsewhere follows.  The new model is swapped in as a change of
-   * #GstRnnFilter:model-location is.  The watch runs on a thread of its own
-   * and needs no main loop.
+   * watched as well, and a link pointed elsewhere follows.  The new model
+   * is swapped in as a change of #GstRnnFilter:model-location is.  The
+   * watch runs on a thread of its own and needs no main loop.
    */
   g_object_class_install_property (gobject_class, PROP_RELOAD_ON_CHANGE,
       g_param_spec_boolean ("reload-on-change", "Reload on change",
