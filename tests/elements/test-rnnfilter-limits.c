@@ -190,6 +190,42 @@ start_rig (const char *model, guint rate, const char *first_prop, ...)
   return r;
 }
 
+/* Fifty million channels of a one-channel model (a state and scratch per
+ * channel): refused when the caps are set, saying to use fewer channels,
+ * never an abort; in a child limited to 3 GiB of address space. */
+static void
+test_channels_memory (void)
+{
+  gchar *model = shipped_model ("softclip-lstm8.safetensors");
+
+  if (g_test_subprocess ()) {
+    struct rlimit lim = { 3ull << 30, 3ull << 30 };
+    GstMessage *m;
+    GError *err = NULL;
+    Rig *r;
+
+    g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+    r = start_rig (model, 0, NULL);
+    gst_harness_set_src_caps_str (r->h, "audio/x-raw, format=F32LE, "
+        "layout=interleaved, rate=48000, channels=50000000, "
+        "channel-mask=(bitmask)0");
+    m = gst_bus_pop_filtered (r->bus, GST_MESSAGE_ERROR);
+    g_assert_nonnull (m);
+    gst_message_parse_error (m, &err, NULL);
+    g_test_message ("error: %s", err->message);
+    assert_says (err->message, "50000000 streams of this model need");
+    assert_says (err->message, "use fewer channels");
+    g_clear_error (&err);
+    gst_message_unref (m);
+    rig_free (r);
+    g_free (model);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_free (model);
+}
+
 /* ---- non-finite outputs --------------------------------------------------- */
 
 /* A one-unit ReLU RNN whose input weight is 1e10: one input of 1e30 drives
@@ -463,6 +499,7 @@ main (int argc, char **argv)
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
   g_test_add_func ("/rnnfilter/limits/window-memory", test_window_memory);
+  g_test_add_func ("/rnnfilter/limits/channels-memory", test_channels_memory);
   g_test_add_func ("/rnnfilter/limits/non-finite-output",
       test_non_finite_output);
   g_test_add_func ("/rnnfilter/limits/bus-backlog", test_bus_backlog);
