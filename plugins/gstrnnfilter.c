@@ -222,6 +222,16 @@ describe_load_error (const gchar *path, const GError *err)
 
 /* ---- caps ---------------------------------------------------------------- */
 
+/* Copies the settings; the object lock is held. */
+static void
+read_settings (GstRnnFilter *self, Settings *s)
+{
+  s->reset_on_discont = self->reset_on_discont;
+  s->window = self->window;
+  s->channel_mode = self->channel_mode;
+  s->message_interval = self->message_interval;
+}
+
 /* The current model, loading it from model-location if none is loaded yet
  * (caps can be asked for before start()).  NULL if there is none to load;
  * start() then reports why. */
@@ -237,12 +247,8 @@ gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
     model = rnn_model_ref (self->model);
   else
     location = g_strdup (self->location);
-  if (s) {
-    s->reset_on_discont = self->reset_on_discont;
-    s->window = self->window;
-    s->channel_mode = self->channel_mode;
-    s->message_interval = self->message_interval;
-  }
+  if (s)
+    read_settings (self, s);
   GST_OBJECT_UNLOCK (self);
 
   if (model || !location)
@@ -708,18 +714,14 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
     case GST_EVENT_CAPS:{
       GstCaps *caps;
       RnnModel *model;
-      GstRnnLayout l;
       Settings s;
-      gint rate, channels;
       gchar *why = NULL;
 
       /* say why a stream the model cannot take is refused */
       gst_event_parse_caps (event, &caps);
       model = gst_rnn_filter_ref_model (self, &s);
-      if (model && ((why = gst_rnn_layout_check_format (caps))
-              || (gst_rnn_layout_parse_caps (caps, &rate, &channels)
-                  && !gst_rnn_layout_resolve (&l, model, s.channel_mode,
-                      s.window, rate, channels, &why)))) {
+      if (model && !gst_rnn_layout_check_caps (model, s.channel_mode,
+              s.window, caps, &why)) {
         post_refusal (self, caps, why, model, &s);
         g_free (why);
         rnn_model_unref (model);
@@ -826,10 +828,7 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
 
   GST_OBJECT_LOCK (self);
   negotiated = self->negotiated;
-  s.reset_on_discont = self->reset_on_discont;
-  s.window = self->window;
-  s.channel_mode = self->channel_mode;
-  s.message_interval = self->message_interval;
+  read_settings (self, &s);
   pending = self->pending;
   self->pending = NULL;
   reset = self->reset_requested;

@@ -488,6 +488,22 @@ gst_rnn_layout_check_format (const GstCaps *caps)
   return NULL;
 }
 
+/* FALSE, with *why (free it), if @model cannot run on the fixed caps
+ * @caps: not F32LE interleaved raw audio, or channels or rate it does not
+ * take.  Caps without a rate or channels pass (set_caps refuses them). */
+gboolean
+gst_rnn_layout_check_caps (const RnnModel *model, GstRnnFilterChannelMode mode,
+    guint window, const GstCaps *caps, gchar **why)
+{
+  GstRnnLayout l;
+  gint rate, channels;
+
+  if ((*why = gst_rnn_layout_check_format (caps)))
+    return FALSE;
+  return !gst_rnn_layout_parse_caps (caps, &rate, &channels)
+      || gst_rnn_layout_resolve (&l, model, mode, window, rate, channels, why);
+}
+
 /* Fixes @caps (taken) to one structure.  More than two channels need a
  * channel-mask for GstAudioInfo; unless transform_caps kept upstream's, the
  * channels are not positioned. */

@@ -62,6 +62,9 @@ GstCaps *gst_rnn_layout_transform_caps (const RnnModel *model,
     const GstCaps *caps);
 GstCaps *gst_rnn_layout_fixate_caps (GstCaps *caps);
 gchar *gst_rnn_layout_check_format (const GstCaps *caps);
+gboolean gst_rnn_layout_check_caps (const RnnModel *model,
+    GstRnnFilterChannelMode mode, guint window, const GstCaps *caps,
+    gchar **why);
 gchar *gst_rnn_layout_describe_refusal (const RnnModel *model,
     GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why);
 
