@@ -890,8 +890,8 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
 
   gst_rnn_stream_take_input (&self->stream, &self->layout, inbuf);
   gst_buffer_replace (&self->queued, NULL);
-  return gst_rnn_stream_process (&self->stream, self->model, &self->layout, FALSE,
-      &self->queued);
+  return gst_rnn_stream_process (&self->stream, self->model, &self->layout,
+      FALSE, &self->queued);
 }
 
 static GstFlowReturn

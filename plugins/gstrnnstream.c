@@ -108,11 +108,13 @@ memory_need (const RnnModel *model, const GstRnnLayout *l, guint64 *scratch)
   per_step = l->n_in + l->n_out + 2 * D * H + G * H
       + (cfg->has_input_norm ? l->n_in : 0);
   state = l->bidirectional ? 0
-      : (guint64) cfg->num_layers * D * H * (cfg->cell == RNN_CELL_LSTM ? 2 : 1);
+      : (guint64) cfg->num_layers * D * H
+      * (cfg->cell == RNN_CELL_LSTM ? 2 : 1);
   if (!g_uint64_checked_mul (&tb, unit_steps (l), l->batch)
       || !g_uint64_checked_mul (scratch, tb, per_step)
       || !g_uint64_checked_mul (scratch, *scratch, sizeof (float))
-      || !g_uint64_checked_mul (&state, state, (guint64) l->batch * sizeof (float))
+      || !g_uint64_checked_mul (&state, state,
+          (guint64) l->batch * sizeof (float))
       || !g_uint64_checked_add (&total, *scratch, state))
     return *scratch = G_MAXUINT64;
   return total;
@@ -367,7 +369,8 @@ gst_rnn_stream_take_input (GstRnnStream *st, const GstRnnLayout *l,
     st->base_pts = GST_CLOCK_TIME_NONE;
     st->need_base = FALSE;
   }
-  if (!GST_CLOCK_TIME_IS_VALID (st->base_pts) && GST_CLOCK_TIME_IS_VALID (pts)) {
+  if (!GST_CLOCK_TIME_IS_VALID (st->base_pts)
+      && GST_CLOCK_TIME_IS_VALID (pts)) {
     GstClockTime before = gst_util_uint64_scale_int_round (st->in_frames,
         GST_SECOND, l->in_rate);
 

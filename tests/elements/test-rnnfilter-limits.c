@@ -226,7 +226,7 @@ test_channels_memory (void)
   g_free (model);
 }
 
-/* ---- non-finite outputs --------------------------------------------------- */
+/* ---- non-finite outputs -------------------------------------------------- */
 
 /* A one-unit ReLU RNN whose input weight is 1e10: one input of 1e30 drives
  * h to +inf, and the head's outputs (weights 1, -1, 0) to +inf, -inf and
