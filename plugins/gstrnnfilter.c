@@ -8,9 +8,8 @@
  *     through the model, queue one output buffer;
  *   generate_output: hand the queued buffer to the base class.
  *
- * Output buffers come from a GstBufferPool of the element's own (with the
- * allocator and parameters of the allocation query), so a steady stream
- * allocates nothing per buffer; see acquire_output().
+ * The adapter, the scratch tensors, running the steps, the output buffer
+ * pool and the non-finite accounting are gstrnnstream.c.
  *
  * Everything the other threads touch (properties, the current and the
  * pending model, the negotiated layout, the latency) is under the object
@@ -59,7 +58,8 @@
  * model, so it never enters the hidden state.  The first bad value of a run
  * (per channel) is reported with a warning message giving the number of
  * values replaced so far; runs beginning within one buffer share one
- * warning.
+ * warning.  A model output that comes out non-finite (an overflow) is
+ * replaced by 0.0 the same way, with its own count and warning.
  *
  * ## Changing the model while playing
  *
@@ -88,17 +88,17 @@
 #include "gstrnnelements.h"
 #include "gstrnnlayout.h"
 #include "gstrnnloader.h"
+#include "gstrnnstream.h"
 
 #include "rnn.h"
 
-#include <gst/base/gstadapter.h>
 #include <string.h>
 
 #if G_BYTE_ORDER != G_LITTLE_ENDIAN
 #error "rnnfilter reads and writes F32LE samples in host order"
 #endif
 
-GST_DEBUG_CATEGORY_STATIC (gst_rnn_filter_debug);
+GST_DEBUG_CATEGORY (gst_rnn_filter_debug);
 #define GST_CAT_DEFAULT gst_rnn_filter_debug
 
 #define DEFAULT_MODEL_LOCATION    NULL
@@ -110,15 +110,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_rnn_filter_debug);
 #define DEFAULT_N_THREADS         1
 #define MAX_N_THREADS             16
 #define DEFAULT_MESSAGE_INTERVAL  0
-
-/* Unidirectional steps per rnn_forward() call: bounds the scratch memory for
- * huge buffers.  The core gives bit-identical results for any split. */
-#define MAX_CHUNK_STEPS 1024
-
-/* Output buffers up to this size come from the element's buffer pool; larger
- * ones (a whole file in one buffer) are allocated on their own so that the
- * pool never keeps a huge block alive. */
-#define POOL_MAX_BUFFER_SIZE (4u << 20)
 
 enum
 {
@@ -190,23 +181,8 @@ struct _GstRnnFilter
   GMutex watch_lock;
 
   /* streaming state: the streaming thread's own */
-  RnnState *state;              /* NULL for bidirectional models */
-  RnnForward *fw;
-  GstAdapter *adapter;
-  float *x, *y;                 /* [T][B][I], [T][B][O] scratch */
-  gsize x_len, y_len;           /* floats */
+  GstRnnStream stream;          /* gstrnnstream.c */
   GstBuffer *queued;            /* for generate_output */
-  GstBufferPool *pool;          /* output buffers, @pool_size bytes each */
-  gsize pool_size;
-  gboolean need_base;           /* take a new time base at the next buffer */
-  GstClockTime base_pts;        /* time of input frame 0 since the base */
-  guint64 base_offset;          /* output offset of output frame 0 */
-  guint64 in_frames;            /* input frames since the base */
-  guint64 out_frames;           /* output frames since the base */
-  guint64 steps;                /* steps since the last reset */
-  gboolean discont;             /* mark the next output buffer DISCONT */
-  guint interval;               /* message-interval for this buffer */
-  GstRnnNonFinite bad;          /* non-finite input; new_runs: this buffer's */
   gchar *refused;               /* the caps refused last, and why */
 };
 
@@ -214,41 +190,6 @@ struct _GstRnnFilter
 G_DEFINE_TYPE (GstRnnFilter, gst_rnn_filter, GST_TYPE_BASE_TRANSFORM);
 GST_ELEMENT_REGISTER_DEFINE (rnnfilter, "rnnfilter", GST_RANK_NONE,
     GST_TYPE_RNN_FILTER);
-
-GType
-gst_rnn_filter_channel_mode_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
-    {GST_RNN_FILTER_CHANNEL_MODE_AUTO,
-        "Vector if the channel counts match, else independent if the model "
-          "takes one channel", "auto"},
-    {GST_RNN_FILTER_CHANNEL_MODE_VECTOR,
-        "All channels of a frame form one input vector", "vector"},
-    {GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT,
-        "A single-channel model runs on every channel with its own state",
-        "independent"},
-    {0, NULL, NULL},
-  };
-
-  return gst_rnn_enum_type (&type, "GstRnnFilterChannelMode", values);
-}
-
-GType
-gst_rnn_filter_weight_precision_get_type (void)
-{
-  static gsize type;
-  static const GEnumValue values[] = {
-    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
-        "The model's float32 weights", "float32"},
-    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
-        "Recurrent weights rounded to float16 (faster at large hidden "
-          "sizes, less exact)", "float16"},
-    {0, NULL, NULL},
-  };
-
-  return gst_rnn_enum_type (&type, "GstRnnFilterWeightPrecision", values);
-}
 
 /* rnn_model_load() and the weight-precision property: every model the
  * element runs comes through here. */
@@ -281,6 +222,16 @@ describe_load_error (const gchar *path, const GError *err)
 
 /* ---- caps ---------------------------------------------------------------- */
 
+/* Copies the settings; the object lock is held. */
+static void
+read_settings (GstRnnFilter *self, Settings *s)
+{
+  s->reset_on_discont = self->reset_on_discont;
+  s->window = self->window;
+  s->channel_mode = self->channel_mode;
+  s->message_interval = self->message_interval;
+}
+
 /* The current model, loading it from model-location if none is loaded yet
  * (caps can be asked for before start()).  NULL if there is none to load;
  * start() then reports why. */
@@ -296,12 +247,8 @@ gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
     model = rnn_model_ref (self->model);
   else
     location = g_strdup (self->location);
-  if (s) {
-    s->reset_on_discont = self->reset_on_discont;
-    s->window = self->window;
-    s->channel_mode = self->channel_mode;
-    s->message_interval = self->message_interval;
-  }
+  if (s)
+    read_settings (self, s);
   GST_OBJECT_UNLOCK (self);
 
   if (model || !location)
@@ -373,25 +320,21 @@ gst_rnn_filter_fixate_caps (GstBaseTransform *trans, GstPadDirection direction,
   return gst_rnn_layout_fixate_caps (othercaps);
 }
 
-/* The sink pad accepts every fixed caps of its template: whether the model
- * fits is checked when the CAPS event arrives, where a refusal can say why
- * (the default would refuse it silently before our event handler runs).
- * Caps queries still answer exactly what the model takes. */
+/* The sink pad accepts every fixed raw audio caps: whether the model fits
+ * (format, channels, rate) is checked when the CAPS event arrives, where a
+ * refusal can say why and what converts it (the default would refuse it
+ * silently before our event handler runs).  Caps queries still answer
+ * exactly what the model takes. */
 static gboolean
 gst_rnn_filter_accept_caps (GstBaseTransform *trans, GstPadDirection direction,
     GstCaps *caps)
 {
-  GstCaps *templ;
-  gboolean ok;
-
   if (direction != GST_PAD_SINK)
     return GST_BASE_TRANSFORM_CLASS (parent_class)->accept_caps (trans,
         direction, caps);
-
-  templ = gst_pad_get_pad_template_caps (trans->sinkpad);
-  ok = gst_caps_is_fixed (caps) && gst_caps_is_subset (caps, templ);
-  gst_caps_unref (templ);
-  return ok;
+  return gst_caps_is_fixed (caps)
+      && gst_structure_has_name (gst_caps_get_structure (caps, 0),
+      "audio/x-raw");
 }
 
 /* ---- streaming helpers --------------------------------------------------- */
@@ -416,255 +359,11 @@ gst_rnn_filter_update_latency (GstRnnFilter *self)
   }
 }
 
-/* Zero the hidden state; the next output buffer is marked DISCONT. */
-static void
-gst_rnn_filter_reset_state (GstRnnFilter *self)
-{
-  if (self->state)
-    rnn_state_reset (self->state);
-  self->steps = 0;
-  self->discont = TRUE;
-}
-
 static void
 gst_rnn_filter_reset_stream (GstRnnFilter *self)
 {
-  if (self->adapter)
-    gst_adapter_clear (self->adapter);
-  gst_rnn_filter_reset_state (self);
-  self->need_base = TRUE;
-  self->base_pts = GST_CLOCK_TIME_NONE;
-  self->in_frames = self->out_frames = 0;
-  if (self->bad.in_run)
-    memset (self->bad.in_run, 0, self->bad.n_channels * sizeof (gboolean));
+  gst_rnn_stream_reset (&self->stream);
   gst_buffer_replace (&self->queued, NULL);
-}
-
-static void
-ensure_scratch (GstRnnFilter *self, guint T)
-{
-  const GstRnnLayout *l = &self->layout;
-  gsize nx = (gsize) T * l->batch * l->n_in;
-  gsize ny = (gsize) T * l->batch * l->n_out;
-
-  if (nx > self->x_len) {
-    g_free (self->x);
-    self->x = g_new (float, nx);
-    self->x_len = nx;
-  }
-  if (ny > self->y_len) {
-    g_free (self->y);
-    self->y = g_new (float, ny);
-    self->y_len = ny;
-  }
-}
-
-static GstClockTime
-out_time (GstRnnFilter *self, guint64 out_frame)
-{
-  if (!GST_CLOCK_TIME_IS_VALID (self->base_pts))
-    return GST_CLOCK_TIME_NONE;
-  return self->base_pts + gst_util_uint64_scale_int_round (out_frame,
-      GST_SECOND, self->layout.out_rate);
-}
-
-/* One rnnfilter-output message per core stream for step @t of the chunk
- * whose first output frame is @first_out (since the base). */
-static void
-post_step_message (GstRnnFilter *self, guint t, guint64 first_out)
-{
-  const GstRnnLayout *l = &self->layout;
-  const RnnConfig *cfg = rnn_model_get_config (self->model);
-  GstClockTime ts = out_time (self, first_out + (guint64) t * l->f_out);
-
-  for (guint b = 0; b < l->batch; b++) {
-    GstStructure *s = gst_rnn_layout_output_structure (l, cfg, self->y, t, b,
-        ts);
-
-    gst_element_post_message (GST_ELEMENT (self),
-        gst_message_new_element (GST_OBJECT (self), s));
-  }
-}
-
-/* Runs T steps (the first @frames input frames are real, the rest zero) and
- * writes @out_frames output frames.  @first_out: output frame index (since
- * the base) of the chunk, for message timestamps. */
-static void
-run_chunk (GstRnnFilter *self, const guint8 *in, guint64 frames, guint T,
-    float *out, guint64 out_frames, guint64 first_out)
-{
-  const GstRnnLayout *l = &self->layout;
-
-  ensure_scratch (self, T);
-  gst_rnn_layout_fill_input (l, self->x, in, frames, T, &self->bad);
-  rnn_forward (self->fw, self->model, l->bidirectional ? NULL : self->state,
-      self->x, T, l->batch, self->y);
-  gst_rnn_layout_write_output (l, out, self->y, out_frames);
-
-  if (self->interval > 0) {
-    for (guint t = 0; t < T; t++)
-      if ((self->steps + t + 1) % self->interval == 0)
-        post_step_message (self, t, first_out);
-  }
-  self->steps += T;
-}
-
-/* An output buffer of @size bytes.  Pool buffers have the largest size
- * seen so far (at least doubling when it grows) and are cut to @size; a
- * stream of equal buffers allocates only while the pool fills up to the
- * number of buffers in flight downstream. */
-static GstBuffer *
-acquire_output (GstRnnFilter *self, gsize size)
-{
-  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
-  GstAllocator *allocator = NULL;
-  GstAllocationParams params;
-  GstBuffer *buf = NULL;
-
-  gst_base_transform_get_allocator (trans, &allocator, &params);
-  if (size == 0 || size > POOL_MAX_BUFFER_SIZE) {
-    buf = gst_buffer_new_allocate (allocator, size, &params);
-    goto done;
-  }
-  if (!self->pool || size > self->pool_size) {
-    gsize pool_size = MIN (MAX (size, 2 * self->pool_size),
-        POOL_MAX_BUFFER_SIZE);
-    GstBufferPool *pool = gst_buffer_pool_new ();
-    GstStructure *config = gst_buffer_pool_get_config (pool);
-
-    gst_buffer_pool_config_set_params (config, NULL, pool_size, 0, 0);
-    gst_buffer_pool_config_set_allocator (config, allocator, &params);
-    if (!gst_buffer_pool_set_config (pool, config)
-        || !gst_buffer_pool_set_active (pool, TRUE)) {
-      GST_WARNING_OBJECT (self, "could not set up a buffer pool of %"
-          G_GSIZE_FORMAT "-byte buffers", pool_size);
-      gst_object_unref (pool);
-      buf = gst_buffer_new_allocate (allocator, size, &params);
-      goto done;
-    }
-    GST_DEBUG_OBJECT (self, "buffer pool of %" G_GSIZE_FORMAT "-byte buffers",
-        pool_size);
-    if (self->pool) {
-      /* buffers still downstream go back to the old pool, which frees them */
-      gst_buffer_pool_set_active (self->pool, FALSE);
-      gst_object_unref (self->pool);
-    }
-    self->pool = pool;
-    self->pool_size = pool_size;
-  }
-  if (gst_buffer_pool_acquire_buffer (self->pool, &buf, NULL) != GST_FLOW_OK)
-    buf = NULL;
-  else
-    gst_buffer_set_size (buf, size);
-
-done:
-  if (allocator)
-    gst_object_unref (allocator);
-  return buf;
-}
-
-static void
-release_pool (GstRnnFilter *self)
-{
-  if (self->pool) {
-    gst_buffer_pool_set_active (self->pool, FALSE);
-    gst_clear_object (&self->pool);
-  }
-  self->pool_size = 0;
-}
-
-/* Runs every complete step (unidirectional) or window (bidirectional) held
- * by the adapter; with @drain also what is left (see the EOS rule in the
- * element documentation).  *outbuf is NULL if there was nothing to run. */
-static GstFlowReturn
-gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
-{
-  const GstRnnLayout *l = &self->layout;
-  const gsize bpf_in = (gsize) l->in_channels * sizeof (float);
-  const gsize bpf_out = (gsize) l->out_channels * sizeof (float);
-  const guint unit_steps = l->bidirectional ? l->window : 1;
-  const guint64 unit = (guint64) l->f_in * unit_steps;
-  guint64 avail, full_steps, rest, in_total, out_total, done;
-  const guint8 *in;
-  GstBuffer *buf;
-  GstMapInfo map;
-  float *out;
-
-  *outbuf = NULL;
-  if (!self->adapter || !self->model || bpf_in == 0)
-    return GST_FLOW_OK;
-
-  avail = gst_adapter_available (self->adapter) / bpf_in;
-  full_steps = avail / unit * unit_steps;
-  rest = drain ? avail % unit : 0;
-  in_total = full_steps * l->f_in + rest;
-  if (in_total == 0)
-    return GST_FLOW_OK;
-  out_total = gst_rnn_layout_output_frames (l, full_steps, rest);
-
-  buf = acquire_output (self, out_total * bpf_out);
-  if (!buf || !gst_buffer_map (buf, &map, GST_MAP_WRITE)) {
-    gst_clear_buffer (&buf);
-    GST_ELEMENT_ERROR (self, RESOURCE, FAILED, (NULL),
-        ("could not allocate an output buffer of %" G_GUINT64_FORMAT " bytes",
-            (guint64) (out_total * bpf_out)));
-    return GST_FLOW_ERROR;
-  }
-  out = (float *) map.data;
-  in = gst_adapter_map (self->adapter, in_total * bpf_in);
-
-  self->bad.new_runs = 0;
-  for (done = 0; done < full_steps;) {
-    guint T = l->bidirectional ? l->window
-        : (guint) MIN (full_steps - done, MAX_CHUNK_STEPS);
-
-    run_chunk (self, in + done * l->f_in * bpf_in, (guint64) T * l->f_in, T,
-        out + done * l->f_out * l->out_channels, (guint64) T * l->f_out,
-        self->out_frames + done * l->f_out);
-    done += T;
-  }
-  if (rest > 0) {
-    guint T = (guint) ((rest + l->f_in - 1) / l->f_in);
-
-    run_chunk (self, in + done * l->f_in * bpf_in, rest, T,
-        out + done * l->f_out * l->out_channels,
-        out_total - done * l->f_out, self->out_frames + done * l->f_out);
-  }
-
-  gst_adapter_unmap (self->adapter);
-  gst_adapter_flush (self->adapter, in_total * bpf_in);
-  gst_buffer_unmap (buf, &map);
-
-  if (self->bad.new_runs > 0) {
-    GST_ELEMENT_WARNING (self, STREAM, FORMAT,
-        ("Non-finite input replaced by 0.0 (%" G_GUINT64_FORMAT " value%s so "
-            "far)", self->bad.total, gst_rnn_plural (self->bad.total)),
-        ("%u new run%s of non-finite values, the first in channel %u",
-            self->bad.new_runs, gst_rnn_plural (self->bad.new_runs),
-            self->bad.first_channel));
-  }
-
-  GST_BUFFER_PTS (buf) = out_time (self, self->out_frames);
-  GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
-  if (GST_BUFFER_PTS_IS_VALID (buf))
-    GST_BUFFER_DURATION (buf) =
-        out_time (self, self->out_frames + out_total) - GST_BUFFER_PTS (buf);
-  else
-    GST_BUFFER_DURATION (buf) =
-        gst_util_uint64_scale_int_round (self->out_frames + out_total,
-        GST_SECOND, l->out_rate) -
-        gst_util_uint64_scale_int_round (self->out_frames, GST_SECOND,
-        l->out_rate);
-  GST_BUFFER_OFFSET (buf) = self->base_offset + self->out_frames;
-  GST_BUFFER_OFFSET_END (buf) = GST_BUFFER_OFFSET (buf) + out_total;
-  self->out_frames += out_total;
-
-  if (self->discont) {
-    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
-    self->discont = FALSE;
-  }
-  *outbuf = buf;
-  return GST_FLOW_OK;
 }
 
 /* Processes and pushes whatever the adapter holds, partial step and window
@@ -672,26 +371,9 @@ gst_rnn_filter_process (GstRnnFilter *self, gboolean drain, GstBuffer **outbuf)
 static GstFlowReturn
 gst_rnn_filter_drain (GstRnnFilter *self)
 {
-  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
-  GstBuffer *out = NULL;
-  GstFlowReturn ret;
-
-  if (!self->negotiated || !self->adapter)
+  if (!self->negotiated)
     return GST_FLOW_OK;
-  ret = gst_rnn_filter_process (self, TRUE, &out);
-  gst_adapter_clear (self->adapter);
-  if (out) {
-    GST_DEBUG_OBJECT (self, "draining %" GST_PTR_FORMAT, out);
-    ret = gst_pad_push (trans->srcpad, out);
-  }
-  return ret;
-}
-
-/* A state for @l (NULL for bidirectional models). */
-static RnnState *
-new_state (const RnnModel *model, const GstRnnLayout *l)
-{
-  return l->bidirectional ? NULL : rnn_state_new (model, l->batch);
+  return gst_rnn_stream_drain (&self->stream, self->model, &self->layout);
 }
 
 /* Installs @model (owned) if it fits the negotiated stream.  The hidden
@@ -704,11 +386,11 @@ gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
   GstRnnLayout nl, *l = &self->layout;
   RnnModel *old;
   gchar *why = NULL;
-  gboolean carry;
 
   if (self->negotiated) {
     if (!gst_rnn_layout_resolve_swap (&nl, l, model, s->channel_mode,
-            s->window, &why)) {
+            s->window, &why)
+        || !gst_rnn_stream_check_memory (model, &nl, &why)) {
       GST_ELEMENT_WARNING (self, STREAM, FORMAT,
           ("New model does not fit the stream, keeping the previous one: %s",
               why), (NULL));
@@ -716,22 +398,14 @@ gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
       rnn_model_unref (model);
       return;
     }
-    carry = self->state && !nl.bidirectional && nl.batch == l->batch
-        && nl.f_in == l->f_in && nl.f_out == l->f_out
-        && rnn_state_fits (self->state, model);
-    if (!carry) {
-      g_clear_pointer (&self->state, rnn_state_free);
-      self->state = new_state (model, &nl);
-      if (!l->bidirectional || !nl.bidirectional)
-        gst_rnn_filter_reset_state (self);
-    }
+    gst_rnn_stream_swap (&self->stream, model, l, &nl);
   } else {
     nl = *l;
-    g_clear_pointer (&self->state, rnn_state_free);
+    g_clear_pointer (&self->stream.state, rnn_state_free);
   }
 
   GST_INFO_OBJECT (self, "swapping in a new model (state %s)",
-      self->negotiated && self->state ? "kept" : "reset");
+      self->negotiated && self->stream.state ? "kept" : "reset");
   GST_OBJECT_LOCK (self);
   old = self->model;
   self->model = model;
@@ -871,21 +545,21 @@ gst_rnn_filter_start (GstBaseTransform *trans)
   }
   g_free (location);
 
-  self->fw = rnn_forward_new ();
+  self->stream.fw = rnn_forward_new ();
   GST_OBJECT_LOCK (self);
   n_threads = self->n_threads;
   GST_OBJECT_UNLOCK (self);
-  if (!rnn_forward_set_threads (self->fw, n_threads, &err)) {
+  if (!rnn_forward_set_threads (self->stream.fw, n_threads, &err)) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not start %u threads: %s", n_threads - 1, err->message), (NULL));
     g_clear_error (&err);
-    g_clear_pointer (&self->fw, rnn_forward_free);
+    g_clear_pointer (&self->stream.fw, rnn_forward_free);
     rnn_model_unref (model);
     return FALSE;
   }
-  self->adapter = gst_adapter_new ();
-  self->bad.total = 0;
-  self->base_offset = 0;
+  self->stream.adapter = gst_adapter_new ();
+  self->stream.bad.total = self->stream.bad_out.total = 0;
+  self->stream.base_offset = 0;
   gst_rnn_filter_reset_stream (self);
 
   GST_OBJECT_LOCK (self);
@@ -935,16 +609,8 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
     rnn_model_unref (pending);
 
   gst_buffer_replace (&self->queued, NULL);
-  release_pool (self);
-  g_clear_pointer (&self->state, rnn_state_free);
-  g_clear_pointer (&self->fw, rnn_forward_free);
-  g_clear_object (&self->adapter);
-  g_clear_pointer (&self->x, g_free);
-  g_clear_pointer (&self->y, g_free);
-  self->x_len = self->y_len = 0;
+  gst_rnn_stream_clear (&self->stream);
   g_clear_pointer (&self->refused, g_free);
-  g_clear_pointer (&self->bad.in_run, g_free);
-  self->bad.n_channels = 0;
   return TRUE;
 }
 
@@ -953,21 +619,27 @@ gst_rnn_filter_stop (GstBaseTransform *trans)
  * basetransform calls set_caps again each time); all of that is one
  * negotiation, and the error is not repeated while the same caps are
  * refused for the same reason.  New caps, a new stream or a stop start
- * afresh. */
+ * afresh.  The text says what @model needs and how to convert; without
+ * @model it is @why alone. */
 static void
-post_refusal (GstRnnFilter *self, GstCaps *caps, const gchar *why)
+post_refusal (GstRnnFilter *self, GstCaps *caps, const gchar *why,
+    const RnnModel *model, const Settings *s)
 {
-  gchar *key = g_strdup_printf ("%" GST_PTR_FORMAT "\n%s", caps, why);
+  gchar *text = model ? gst_rnn_layout_describe_refusal (model,
+      s->channel_mode, caps, why) : g_strdup (why);
+  gchar *key = g_strdup_printf ("%" GST_PTR_FORMAT "\n%s", caps, text);
 
   if (g_strcmp0 (key, self->refused) == 0) {
     GST_DEBUG_OBJECT (self, "caps refused again: %s", why);
     g_free (key);
+    g_free (text);
     return;
   }
-  GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", why),
+  GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("%s", text),
       ("caps %" GST_PTR_FORMAT, caps));
   g_free (self->refused);
   self->refused = key;
+  g_free (text);
 }
 
 static gboolean
@@ -996,32 +668,30 @@ gst_rnn_filter_set_caps (GstBaseTransform *trans, GstCaps *incaps,
     return FALSE;
   }
   if (!gst_rnn_layout_resolve (&nl, model, s.channel_mode, s.window, rate,
-          channels, &why)) {
-    post_refusal (self, incaps, why);
+          channels, &why)
+      || (why = gst_rnn_layout_check_output (&nl, out_rate, out_channels))) {
+    post_refusal (self, incaps, why, model, &s);
     g_free (why);
     rnn_model_unref (model);
     return FALSE;
   }
   rnn_model_unref (model);
-  why = gst_rnn_layout_check_output (&nl, out_rate, out_channels);
-  if (why) {
-    post_refusal (self, incaps, why);
-    g_free (why);
-    return FALSE;
-  }
-  g_clear_pointer (&self->refused, g_free);
 
   same = self->negotiated && memcmp (&nl, &self->layout, sizeof (nl)) == 0;
   if (!same) {
     if (self->negotiated)
       gst_rnn_filter_drain (self);
-    gst_rnn_filter_reset_stream (self);
-    g_clear_pointer (&self->state, rnn_state_free);
-    self->state = new_state (self->model, &nl);
-    g_free (self->bad.in_run);
-    self->bad.in_run = g_new0 (gboolean, nl.in_channels);
-    self->bad.n_channels = nl.in_channels;
+    gst_buffer_replace (&self->queued, NULL);
+    if (!gst_rnn_stream_configure (&self->stream, self->model, &nl, &why)) {
+      GST_OBJECT_LOCK (self);
+      self->negotiated = FALSE;
+      GST_OBJECT_UNLOCK (self);
+      post_refusal (self, incaps, why, NULL, &s);
+      g_free (why);
+      return FALSE;
+    }
   }
+  g_clear_pointer (&self->refused, g_free);
 
   GST_OBJECT_LOCK (self);
   self->layout = nl;
@@ -1044,18 +714,15 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
     case GST_EVENT_CAPS:{
       GstCaps *caps;
       RnnModel *model;
-      GstRnnLayout l;
       Settings s;
-      gint rate, channels;
       gchar *why = NULL;
 
       /* say why a stream the model cannot take is refused */
       gst_event_parse_caps (event, &caps);
       model = gst_rnn_filter_ref_model (self, &s);
-      if (model && gst_rnn_layout_parse_caps (caps, &rate, &channels)
-          && !gst_rnn_layout_resolve (&l, model, s.channel_mode, s.window,
-              rate, channels, &why)) {
-        post_refusal (self, caps, why);
+      if (model && !gst_rnn_layout_check_caps (model, s.channel_mode,
+              s.window, caps, &why)) {
+        post_refusal (self, caps, why, model, &s);
         g_free (why);
         rnn_model_unref (model);
         gst_event_unref (event);
@@ -1075,7 +742,7 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
       break;
     case GST_EVENT_EOS:
       gst_rnn_filter_drain (self);
-      self->need_base = TRUE;
+      self->stream.need_base = TRUE;
       break;
     case GST_EVENT_GAP:
       /* Frames held for an incomplete step (or window) lie before the gap:
@@ -1085,7 +752,7 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
        * reset); the data after the gap takes a new time base. */
       if (gst_rnn_filter_drain (self) != GST_FLOW_OK)
         GST_DEBUG_OBJECT (self, "pushing the frames held before a GAP failed");
-      self->need_base = TRUE;
+      self->stream.need_base = TRUE;
       break;
     default:
       break;
@@ -1137,38 +804,9 @@ gst_rnn_filter_decide_allocation (GstBaseTransform *trans, GstQuery *query)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
 
-  release_pool (self);
+  gst_rnn_stream_release_pool (&self->stream);
   return GST_BASE_TRANSFORM_CLASS (parent_class)->decide_allocation (trans,
       query);
-}
-
-/* Records where @inbuf sits in time and adds it to the adapter. */
-static void
-gst_rnn_filter_take_input (GstRnnFilter *self, GstBuffer *inbuf)
-{
-  const GstRnnLayout *l = &self->layout;
-  const gsize bpf = (gsize) l->in_channels * sizeof (float);
-  GstClockTime pts = GST_BUFFER_PTS (inbuf);
-
-  if (self->need_base) {
-    /* frames still held from before the base belong to it */
-    self->in_frames = gst_adapter_available (self->adapter) / bpf;
-    self->out_frames = 0;
-    self->base_pts = GST_CLOCK_TIME_NONE;
-    self->need_base = FALSE;
-  }
-  if (!GST_CLOCK_TIME_IS_VALID (self->base_pts) && GST_CLOCK_TIME_IS_VALID (pts)) {
-    GstClockTime before = gst_util_uint64_scale_int_round (self->in_frames,
-        GST_SECOND, l->in_rate);
-
-    self->base_pts = pts >= before ? pts - before : 0;
-    self->base_offset = gst_util_uint64_scale_int_round (self->base_pts,
-        l->out_rate, GST_SECOND);
-    GST_DEBUG_OBJECT (self, "time base %" GST_TIME_FORMAT,
-        GST_TIME_ARGS (self->base_pts));
-  }
-  self->in_frames += gst_buffer_get_size (inbuf) / bpf;
-  gst_adapter_push (self->adapter, inbuf);
 }
 
 static GstFlowReturn
@@ -1190,10 +828,7 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
 
   GST_OBJECT_LOCK (self);
   negotiated = self->negotiated;
-  s.reset_on_discont = self->reset_on_discont;
-  s.window = self->window;
-  s.channel_mode = self->channel_mode;
-  s.message_interval = self->message_interval;
+  read_settings (self, &s);
   pending = self->pending;
   self->pending = NULL;
   reset = self->reset_requested;
@@ -1206,7 +841,7 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
     gst_buffer_unref (inbuf);
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  self->interval = s.message_interval;
+  self->stream.interval = s.message_interval;
 
   /* a buffer boundary: a new model, a new window */
   if (pending)
@@ -1214,11 +849,25 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
   if (self->layout.bidirectional) {
     window = s.window ? s.window : rnn_model_get_config (self->model)->window;
     if (window != 0 && window != self->layout.window) {
-      GST_DEBUG_OBJECT (self, "window %u -> %u", self->layout.window, window);
-      GST_OBJECT_LOCK (self);
-      self->layout.window = window;
-      GST_OBJECT_UNLOCK (self);
-      gst_rnn_filter_update_latency (self);
+      GstRnnLayout nl = self->layout;
+      gchar *why = NULL;
+
+      nl.window = window;
+      if (!gst_rnn_stream_check_memory (self->model, &nl, &why)) {
+        GST_ELEMENT_WARNING (self, RESOURCE, NO_SPACE_LEFT,
+            ("Keeping the window of %u steps: %s", self->layout.window, why),
+            (NULL));
+        g_free (why);
+        GST_OBJECT_LOCK (self);
+        self->window = self->layout.window;
+        GST_OBJECT_UNLOCK (self);
+      } else {
+        GST_DEBUG_OBJECT (self, "window %u -> %u", self->layout.window, window);
+        GST_OBJECT_LOCK (self);
+        self->layout.window = window;
+        GST_OBJECT_UNLOCK (self);
+        gst_rnn_filter_update_latency (self);
+      }
     }
   }
 
@@ -1226,22 +875,23 @@ gst_rnn_filter_submit_input_buffer (GstBaseTransform *trans,
     if (s.reset_on_discont) {
       GST_DEBUG_OBJECT (self, "DISCONT: draining and resetting");
       ret = gst_rnn_filter_drain (self);
-      gst_rnn_filter_reset_state (self);
+      gst_rnn_stream_reset_state (&self->stream);
     }
-    self->need_base = TRUE;
+    self->stream.need_base = TRUE;
   }
   if (reset) {
     GST_DEBUG_OBJECT (self, "reset requested");
-    gst_rnn_filter_reset_state (self);
+    gst_rnn_stream_reset_state (&self->stream);
   }
   if (ret != GST_FLOW_OK) {
     gst_buffer_unref (inbuf);
     return ret;
   }
 
-  gst_rnn_filter_take_input (self, inbuf);
+  gst_rnn_stream_take_input (&self->stream, &self->layout, inbuf);
   gst_buffer_replace (&self->queued, NULL);
-  return gst_rnn_filter_process (self, FALSE, &self->queued);
+  return gst_rnn_stream_process (&self->stream, self->model, &self->layout,
+      FALSE, &self->queued);
 }
 
 static GstFlowReturn
@@ -1385,14 +1035,8 @@ gst_rnn_filter_finalize (GObject *object)
   g_free (self->location);
   g_clear_pointer (&self->model, rnn_model_unref);
   g_clear_pointer (&self->pending, rnn_model_unref);
-  g_clear_pointer (&self->state, rnn_state_free);
-  g_clear_pointer (&self->fw, rnn_forward_free);
-  g_clear_object (&self->adapter);
   gst_buffer_replace (&self->queued, NULL);
-  release_pool (self);
-  g_free (self->x);
-  g_free (self->y);
-  g_free (self->bad.in_run);
+  gst_rnn_stream_clear (&self->stream);
   g_free (self->refused);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
@@ -1438,9 +1082,10 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    *
    * Watch #GstRnnFilter:model-location while running and load the model
    * again whenever the file is rewritten (written in place or atomically
-   * renamed over); the new model is swapped in as a change of
-   * #GstRnnFilter:model-location is.  The watch runs on a thread of its own
-   * and needs no main loop.
+   * renamed over); when it is a symbolic link, the file it points to is
+   * watched as well, and a link pointed elsewhere follows.  The new model
+   * is swapped in as a change of #GstRnnFilter:model-location is.  The
+   * watch runs on a thread of its own and needs no main loop.
    */
   g_object_class_install_property (gobject_class, PROP_RELOAD_ON_CHANGE,
       g_param_spec_boolean ("reload-on-change", "Reload on change",
@@ -1527,9 +1172,15 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    *
    * Post an element message `rnnfilter-output` every N steps (0 = never)
    * with the fields `timestamp` (guint64, the PTS of the step), `values`
-   * (array of float, the O outputs), for softmax heads `class` (int, the
-   * argmax) and `confidence` (float), and in independent mode `channel`
-   * (int; one message per channel).
+   * (a GValueArray of doubles, the O outputs, as the level element posts),
+   * for softmax heads `class` (int, the argmax), `confidence` (double) and,
+   * when the model has `labels` metadata, `label` (string), and in
+   * independent mode `channel` (int; one message per channel).
+   *
+   * At most 1000 of these messages wait on the bus at a time: while that
+   * many are not yet popped, new ones are skipped and counted, and one
+   * warning says so; the backlog of an application that does not drain
+   * the bus stays bounded.
    */
   g_object_class_install_property (gobject_class, PROP_MESSAGE_INTERVAL,
       g_param_spec_uint ("message-interval", "Message interval",
@@ -1592,8 +1243,7 @@ gst_rnn_filter_init (GstRnnFilter *self)
   self->weight_precision = DEFAULT_WEIGHT_PRECISION;
   self->n_threads = DEFAULT_N_THREADS;
   self->message_interval = DEFAULT_MESSAGE_INTERVAL;
-  self->base_pts = GST_CLOCK_TIME_NONE;
-  self->need_base = TRUE;
+  gst_rnn_stream_init (&self->stream, GST_BASE_TRANSFORM (self));
   g_mutex_init (&self->watch_lock);
 
   /* without transform()/transform_ip() the base class would start in

@@ -3,6 +3,8 @@
  * packing of frames into the model's tensors and back. */
 #include "gstrnnlayout.h"
 
+#include "gstrnnelements.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -75,8 +77,8 @@ gst_rnn_layout_resolve (GstRnnLayout *l, const RnnModel *model,
   l->out_channels = out_channels;
 
   if (cfg->sample_rate != 0 && (guint) rate != cfg->sample_rate) {
-    *why = g_strdup_printf ("model was made for %u Hz, stream has %d Hz "
-        "(put audioresample in front)", cfg->sample_rate, rate);
+    *why = g_strdup_printf ("model was made for %u Hz, stream has %d Hz",
+        cfg->sample_rate, rate);
     return FALSE;
   }
   if ((guint64) rate * l->f_out % l->f_in != 0) {
@@ -384,6 +386,11 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
       o = gst_structure_copy (st);
       if (!same_channels)
         gst_structure_remove_field (o, "channel-mask");
+      /* a vector model of more than two channels takes them unpositioned:
+       * audioconvert then cannot remix a positioned stream into them */
+      if (direction == GST_PAD_SRC && !per_channel && c_in > 2)
+        gst_structure_set (o, "channel-mask", GST_TYPE_BITMASK, (guint64) 0,
+            NULL);
       gst_structure_take_value (o, "channels", &och);
       gst_structure_take_value (o, "rate", &orate);
       result = gst_caps_merge_structure (result, o);
@@ -395,6 +402,106 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
     }
   }
   return result;
+}
+
+/* "S16LE, 2 channels at 44100 Hz" for raw audio caps, else the caps. */
+static gchar *
+describe_stream (const GstCaps *caps)
+{
+  const GstStructure *st = gst_caps_get_size (caps) > 0
+      ? gst_caps_get_structure (caps, 0) : NULL;
+  const gchar *format = st ? gst_structure_get_string (st, "format") : NULL;
+  const gchar *layout = st ? gst_structure_get_string (st, "layout") : NULL;
+  gint rate, channels;
+
+  if (!st || !gst_structure_has_name (st, "audio/x-raw") || !format
+      || !gst_structure_get_int (st, "rate", &rate)
+      || !gst_structure_get_int (st, "channels", &channels))
+    return gst_caps_to_string (caps);
+  return g_strdup_printf ("%s%s, %d channel%s at %d Hz", format,
+      g_strcmp0 (layout, "non-interleaved") == 0 ? " non-interleaved" : "",
+      channels, gst_rnn_plural (channels), rate);
+}
+
+/* The text of the refusal of @caps for @model: @why, then what the model
+ * needs, what arrived and how to convert it (free it). */
+gchar *
+gst_rnn_layout_describe_refusal (const RnnModel *model,
+    GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why)
+{
+  const RnnConfig *cfg = rnn_model_get_config (model);
+  const guint c_in = cfg->input_size / MAX (cfg->frame_size, 1);
+  const gboolean per_channel = c_in == 1
+      && mode != GST_RNN_FILTER_CHANNEL_MODE_VECTOR;
+  const GstStructure *st = gst_caps_get_size (caps) > 0
+      ? gst_caps_get_structure (caps, 0) : NULL;
+  gchar *arrived = describe_stream (caps);
+  GString *s = g_string_new (why);
+  gint channels = 0;
+
+  g_string_append (s, ". The model needs F32LE interleaved audio, ");
+  if (per_channel)
+    g_string_append (s, "1 channel (or several, one state each)");
+  else
+    g_string_append_printf (s, "%u channel%s%s", c_in, gst_rnn_plural (c_in),
+        c_in > 2 ? " (unpositioned)" : "");
+  if (cfg->sample_rate != 0)
+    g_string_append_printf (s, " at %u Hz", cfg->sample_rate);
+  else
+    g_string_append (s, " at any rate");
+  g_string_append_printf (s, "; the stream is %s. ", arrived);
+  if (st)
+    gst_structure_get_int (st, "channels", &channels);
+  if (!per_channel && c_in > 2 && channels > 0 && (guint) channels != c_in)
+    g_string_append_printf (s, "The model wants %u independent channels: "
+        "remixing the stream would feed it wrong data, so audioconvert will "
+        "not change the channel count; build the %u-channel stream with "
+        "audiointerleave or rawaudioparse.", c_in, c_in);
+  else
+    g_string_append (s, "Put audioconvert ! audioresample in front of "
+        "rnnfilter to convert.");
+  g_free (arrived);
+  return g_string_free (s, FALSE);
+}
+
+/* NULL if @caps are F32LE interleaved raw audio, else why not (free it). */
+gchar *
+gst_rnn_layout_check_format (const GstCaps *caps)
+{
+  const GstStructure *st;
+  const gchar *format, *layout;
+
+  if (gst_caps_get_size (caps) < 1)
+    return g_strdup ("empty caps");
+  st = gst_caps_get_structure (caps, 0);
+  format = gst_structure_get_string (st, "format");
+  layout = gst_structure_get_string (st, "layout");
+  if (!gst_structure_has_name (st, "audio/x-raw"))
+    return g_strdup_printf ("rnnfilter takes raw audio, not %s",
+        gst_structure_get_name (st));
+  if (g_strcmp0 (format, "F32LE") != 0)
+    return g_strdup_printf ("rnnfilter takes F32LE samples, not %s",
+        format ? format : "an unknown format");
+  if (g_strcmp0 (layout, "interleaved") != 0)
+    return g_strdup_printf ("rnnfilter takes interleaved samples, not %s",
+        layout ? layout : "an unknown layout");
+  return NULL;
+}
+
+/* FALSE, with *why (free it), if @model cannot run on the fixed caps
+ * @caps: not F32LE interleaved raw audio, or channels or rate it does not
+ * take.  Caps without a rate or channels pass (set_caps refuses them). */
+gboolean
+gst_rnn_layout_check_caps (const RnnModel *model, GstRnnFilterChannelMode mode,
+    guint window, const GstCaps *caps, gchar **why)
+{
+  GstRnnLayout l;
+  gint rate, channels;
+
+  if ((*why = gst_rnn_layout_check_format (caps)))
+    return FALSE;
+  return !gst_rnn_layout_parse_caps (caps, &rate, &channels)
+      || gst_rnn_layout_resolve (&l, model, mode, window, rate, channels, why);
 }
 
 /* Fixes @caps (taken) to one structure.  More than two channels need a
@@ -492,6 +599,39 @@ gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x, const guint8 *in,
   }
 }
 
+/* Replaces every NaN or infinity of the model's outputs y[t][b][O] (T
+ * steps) by 0.0, counted in @bad per output channel run, as the input's
+ * (see the element documentation). */
+void
+gst_rnn_layout_scrub_output (const GstRnnLayout *l, float *y, guint T,
+    GstRnnNonFinite *bad)
+{
+  const gsize n = (gsize) T * l->batch * l->n_out;
+  gboolean in_run = FALSE;
+
+  for (guint c = 0; c < bad->n_channels; c++)
+    in_run |= bad->in_run[c];
+  if (!in_run && all_finite ((const guint8 *) y, n))
+    return;
+  for (gsize i = 0; i < n; i++) {
+    const gsize o = i % l->n_out, b = i / l->n_out % l->batch;
+    const guint c = MIN ((guint) (b * l->c_out + o % l->c_out),
+        bad->n_channels - 1);
+
+    if (G_UNLIKELY (!isfinite (y[i]))) {
+      y[i] = 0.0f;
+      bad->total++;
+      if (!bad->in_run[c]) {
+        bad->in_run[c] = TRUE;
+        if (bad->new_runs++ == 0)
+          bad->first_channel = c;
+      }
+    } else if (G_UNLIKELY (bad->in_run[c])) {
+      bad->in_run[c] = FALSE;
+    }
+  }
+}
+
 /* @out_frames interleaved output frames from y[t][b][f·C_out + k]. */
 void
 gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
@@ -515,33 +655,92 @@ gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
 }
 
 /* The rnnfilter-output message of core stream @b at step @t of
- * y[t][b][O] (see the message-interval property). */
+ * y[t][b][O] (see the message-interval property): `values` a GValueArray
+ * of doubles, as the level element posts its rms and peak, so that
+ * PyGObject reads it without the gst-python overrides; for softmax heads
+ * `class`, `confidence` (double) and `label` from the model's `labels`
+ * metadata (comma-separated, one per output) when it has them. */
 GstStructure *
-gst_rnn_layout_output_structure (const GstRnnLayout *l, const RnnConfig *cfg,
+gst_rnn_layout_output_structure (const GstRnnLayout *l, const RnnModel *model,
     const float *y, guint t, guint b, GstClockTime ts)
 {
+  const RnnConfig *cfg = rnn_model_get_config (model);
   const float *v = y + ((gsize) t * l->batch + b) * l->n_out;
-  GValue arr = G_VALUE_INIT;
+  GValue values = G_VALUE_INIT;
+  GValueArray *arr;
   GstStructure *s;
   guint best = 0;
 
-  g_value_init (&arr, GST_TYPE_ARRAY);
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS;
+  arr = g_value_array_new (l->n_out);
   for (guint o = 0; o < l->n_out; o++) {
-    GValue fv = G_VALUE_INIT;
+    GValue dv = G_VALUE_INIT;
 
-    g_value_init (&fv, G_TYPE_FLOAT);
-    g_value_set_float (&fv, v[o]);
-    gst_value_array_append_and_take_value (&arr, &fv);
+    g_value_init (&dv, G_TYPE_DOUBLE);
+    g_value_set_double (&dv, v[o]);
+    g_value_array_append (arr, &dv);
+    g_value_unset (&dv);
     if (v[o] > v[best])
       best = o;
   }
   s = gst_structure_new ("rnnfilter-output",
       "timestamp", G_TYPE_UINT64, (guint64) ts, NULL);
-  gst_structure_take_value (s, "values", &arr);
-  if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX)
+  g_value_init (&values, g_value_array_get_type ());
+  G_GNUC_END_IGNORE_DEPRECATIONS;
+  g_value_take_boxed (&values, arr);
+  gst_structure_take_value (s, "values", &values);
+  if (cfg->has_head && cfg->head_activation == RNN_HEAD_ACT_SOFTMAX) {
+    const gchar *labels = rnn_model_get_meta (model, "labels");
+
     gst_structure_set (s, "class", G_TYPE_INT, (gint) best,
-        "confidence", G_TYPE_FLOAT, v[best], NULL);
+        "confidence", G_TYPE_DOUBLE, (gdouble) v[best], NULL);
+    if (labels) {
+      gchar **names = g_strsplit (labels, ",", -1);
+
+      if (g_strv_length (names) == l->n_out)
+        gst_structure_set (s, "label", G_TYPE_STRING,
+            g_strstrip (names[best]), NULL);
+      g_strfreev (names);
+    }
+  }
   if (l->independent)
     gst_structure_set (s, "channel", G_TYPE_INT, (gint) b, NULL);
   return s;
+}
+
+/* ---- the element's enum types -------------------------------------------- */
+
+GType
+gst_rnn_filter_channel_mode_get_type (void)
+{
+  static gsize type;
+  static const GEnumValue values[] = {
+    {GST_RNN_FILTER_CHANNEL_MODE_AUTO,
+        "Vector if the channel counts match, else independent if the model "
+          "takes one channel", "auto"},
+    {GST_RNN_FILTER_CHANNEL_MODE_VECTOR,
+        "All channels of a frame form one input vector", "vector"},
+    {GST_RNN_FILTER_CHANNEL_MODE_INDEPENDENT,
+        "A single-channel model runs on every channel with its own state",
+        "independent"},
+    {0, NULL, NULL},
+  };
+
+  return gst_rnn_enum_type (&type, "GstRnnFilterChannelMode", values);
+}
+
+GType
+gst_rnn_filter_weight_precision_get_type (void)
+{
+  static gsize type;
+  static const GEnumValue values[] = {
+    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
+        "The model's float32 weights", "float32"},
+    {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
+        "Recurrent weights rounded to float16 (faster at large hidden "
+          "sizes, less exact)", "float16"},
+    {0, NULL, NULL},
+  };
+
+  return gst_rnn_enum_type (&type, "GstRnnFilterWeightPrecision", values);
 }

@@ -61,12 +61,20 @@ GstCaps *gst_rnn_layout_transform_caps (const RnnModel *model,
     GstRnnFilterChannelMode mode, GstPadDirection direction,
     const GstCaps *caps);
 GstCaps *gst_rnn_layout_fixate_caps (GstCaps *caps);
+gchar *gst_rnn_layout_check_format (const GstCaps *caps);
+gboolean gst_rnn_layout_check_caps (const RnnModel *model,
+    GstRnnFilterChannelMode mode, guint window, const GstCaps *caps,
+    gchar **why);
+gchar *gst_rnn_layout_describe_refusal (const RnnModel *model,
+    GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why);
 
 void gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x,
     const guint8 *in, guint64 frames, guint T, GstRnnNonFinite *bad);
+void gst_rnn_layout_scrub_output (const GstRnnLayout *l, float *y, guint T,
+    GstRnnNonFinite *bad);
 void gst_rnn_layout_write_output (const GstRnnLayout *l, float *out,
     const float *y, guint64 out_frames);
 GstStructure *gst_rnn_layout_output_structure (const GstRnnLayout *l,
-    const RnnConfig *cfg, const float *y, guint t, guint b, GstClockTime ts);
+    const RnnModel *model, const float *y, guint t, guint b, GstClockTime ts);
 
 G_END_DECLS

@@ -8,6 +8,7 @@
 
 #include <gio/gio.h>
 #include <gst/gst.h>
+#include <stdlib.h>
 #include <string.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_rnn_loader_debug);
@@ -21,6 +22,10 @@ typedef struct
   GMainContext *context;
   GMainLoop *loop;
   GFileMonitor *monitor;
+  /* when @path is a symbolic link: the file it points to, watched too (a
+   * monitor on the link sees only the link) */
+  GFile *target;
+  GFileMonitor *target_monitor;
   GThread *thread;
 } Watch;
 
@@ -82,6 +87,52 @@ gst_rnn_loader_queue (GstRnnLoader *loader, const gchar *path)
 
 /* ---- the file watch ------------------------------------------------------ */
 
+static void on_file_changed (GFileMonitor *monitor, GFile *file,
+    GFile *other, GFileMonitorEvent event, gpointer user_data);
+
+/* Watches the file @w->path resolves to as well, if that is another file
+ * (a symbolic link); again when the link changes.  Runs with @w->context
+ * the thread default, so the monitor delivers there. */
+static void
+watch_target (Watch *w)
+{
+  gchar *real = realpath (w->path, NULL);
+  GFile *target;
+
+  if (!real || strcmp (real, w->path) == 0) {
+    free (real);
+    return;
+  }
+  target = g_file_new_for_path (real);
+  free (real);
+  if (w->target && g_file_equal (target, w->target)) {
+    g_object_unref (target);
+    return;
+  }
+  if (w->target_monitor) {
+    g_signal_handlers_disconnect_by_data (w->target_monitor, w);
+    g_file_monitor_cancel (w->target_monitor);
+    g_clear_object (&w->target_monitor);
+  }
+  g_clear_object (&w->target);
+  w->target = target;
+  w->target_monitor = g_file_monitor_file (target, G_FILE_MONITOR_WATCH_MOVES,
+      NULL, NULL);
+  if (w->target_monitor) {
+    GST_DEBUG ("%s points to %s: watching that too", w->path,
+        g_file_peek_path (target));
+    g_signal_connect (w->target_monitor, "changed",
+        G_CALLBACK (on_file_changed), w);
+  }
+}
+
+static gboolean
+is_watched (Watch *w, GFile *file)
+{
+  return file && (g_file_equal (file, w->file)
+      || (w->target && g_file_equal (file, w->target)));
+}
+
 static void
 on_file_changed (GFileMonitor *monitor, GFile *file, GFile *other,
     GFileMonitorEvent event, gpointer user_data)
@@ -93,17 +144,19 @@ on_file_changed (GFileMonitor *monitor, GFile *file, GFile *other,
     case G_FILE_MONITOR_EVENT_CHANGES_DONE_HINT:
     case G_FILE_MONITOR_EVENT_CREATED:
     case G_FILE_MONITOR_EVENT_MOVED_IN:
-      hit = g_file_equal (file, w->file);
+      hit = is_watched (w, file);
       break;
     case G_FILE_MONITOR_EVENT_RENAMED:
       /* an atomic rewrite: a temporary file renamed onto ours */
-      hit = other && g_file_equal (other, w->file);
+      hit = is_watched (w, other);
       break;
     default:
       break;
   }
   if (hit) {
     GST_DEBUG ("%s was rewritten (event %d)", w->path, event);
+    if (monitor == w->monitor)
+      watch_target (w);         /* the link may point elsewhere now */
     gst_rnn_loader_queue (w->loader, w->path);
   }
 }
@@ -118,6 +171,11 @@ watch_thread (gpointer data)
   g_signal_handlers_disconnect_by_data (w->monitor, w);
   g_file_monitor_cancel (w->monitor);
   g_clear_object (&w->monitor);
+  if (w->target_monitor) {
+    g_signal_handlers_disconnect_by_data (w->target_monitor, w);
+    g_file_monitor_cancel (w->target_monitor);
+    g_clear_object (&w->target_monitor);
+  }
   while (g_main_context_iteration (w->context, FALSE));
   g_main_context_pop_thread_default (w->context);
   return NULL;
@@ -142,6 +200,8 @@ watch_free (Watch *w)
     g_thread_join (w->thread);
   }
   g_clear_object (&w->monitor);
+  g_clear_object (&w->target_monitor);
+  g_clear_object (&w->target);
   g_main_loop_unref (w->loop);
   g_main_context_unref (w->context);
   g_object_unref (w->file);
@@ -165,6 +225,8 @@ watch_new (GstRnnLoader *loader, const gchar *path, GError **error)
   g_main_context_push_thread_default (w->context);
   w->monitor = g_file_monitor_file (w->file, G_FILE_MONITOR_WATCH_MOVES, NULL,
       error);
+  if (w->monitor)
+    watch_target (w);
   g_main_context_pop_thread_default (w->context);
   if (!w->monitor) {
     watch_free (w);
@@ -176,7 +238,8 @@ watch_new (GstRnnLoader *loader, const gchar *path, GError **error)
 }
 
 /* Watches @path, queueing a load of it whenever it is rewritten (written in
- * place, created, or renamed over); @path NULL watches nothing.  A watch on
+ * place, created, or renamed over); if @path is a symbolic link, also when
+ * the file it points to is.  @path NULL watches nothing.  A watch on
  * another path ends; one already on @path carries on.  FALSE with @error set
  * if @path cannot be watched (no watch then).  Safe from any thread. */
 gboolean

@@ -74,9 +74,9 @@ def parse_outputs(text: str):
         if "rnnfilter-output" not in line:
             continue
         ts = re.search(r"timestamp=\(guint64\)(\d+)", line)
-        vals = re.search(r"values=\(float\)[<{]\s*([^>}]*)[>}]", line)
+        vals = re.search(r"values=\((?:GValueArray|float)\)[<{]\s*([^>}]*)[>}]", line)
         cls = re.search(r"class=\(int\)(-?\d+)", line)
-        conf = re.search(r"confidence=\(float\)([-0-9.eE+]+)", line)
+        conf = re.search(r"confidence=\((?:double|float)\)([-0-9.eE+]+)", line)
         v = [float(s) for s in vals.group(1).split(",")] if vals else []
         res.append((int(ts.group(1)) if ts else -1, v,
                     int(cls.group(1)) if cls else None,

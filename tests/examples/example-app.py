@@ -24,7 +24,6 @@ and numpy; the plugin must be on GST_PLUGIN_PATH or installed.
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 
@@ -79,22 +78,6 @@ def generate(seconds, rate):
     rng = np.random.default_rng(1)
     x = amp * np.sin(2 * np.pi * 440 * t) + 0.005 * rng.standard_normal(t.size)
     return x.astype(np.float32), loud
-
-
-def structure_floats(s, field):
-    """An array-of-float field of a GstStructure as a list.
-
-    With python3-gst-1.0's overrides get_value() returns a Gst.ValueArray;
-    without them PyGObject cannot convert a GstValueArray, so read the
-    field from the structure's serialisation instead."""
-    try:
-        return [float(v) for v in s.get_value(field)]
-    except TypeError:
-        text = s.to_string()
-        m = re.search(re.escape(field) + r"=\(float\)<([^>]*)>", text)
-        if not m:
-            raise
-        return [float(v) for v in m.group(1).split(",")]
 
 
 class App:
@@ -153,11 +136,15 @@ class App:
         s = msg.get_structure()
         if s is None or s.get_name() != "rnnfilter-output":
             return
+        # plain fields: values is a GValueArray of doubles (a Python list),
+        # confidence a double; no gst-python overrides needed
         ts = s.get_uint64("timestamp")[1]
-        entry = {"timestamp": ts, "values": structure_floats(s, "values")}
+        entry = {"timestamp": ts, "values": list(s.get_value("values"))}
         if s.has_field("class"):
             entry["class"] = s.get_int("class")[1]
-            entry["confidence"] = float(s.get_value("confidence"))
+            entry["confidence"] = s.get_double("confidence")[1]
+            if s.has_field("label"):
+                entry["label"] = s.get_string("label")
         self.messages.append(entry)
 
     def on_error(self, bus, msg):

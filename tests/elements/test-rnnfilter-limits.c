@@ -1,0 +1,513 @@
+/* rnnfilter at its limits, through whole pipelines (gst_parse_launch): caps
+ * it refuses and what the refusal says, multichannel models and remixing,
+ * memory bounded by the properties, non-finite outputs, the message fields
+ * and the bus backlog, and the file watch through a symbolic link.  The
+ * element is compiled in and registered in process. */
+#include "test-common.h"
+#include "element-rig.h"
+#include "../../plugins/gstrnnelements.h"
+
+#include <gst/gst.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static gchar *tmp_dir;
+
+static gchar *
+shipped_model (const char *name)
+{
+  return g_test_build_filename (G_TEST_DIST, "..", "models", name, NULL);
+}
+
+/* Runs @desc (a gst-launch line; "%s" in it is replaced by @model) to EOS
+ * or an error.  Returns the error's text, or NULL at EOS. */
+static gchar *
+run_pipeline (const char *desc)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
+  gchar *text = NULL;
+
+  g_assert_no_error (err);
+  g_assert_nonnull (p);
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_nonnull (m);
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    gchar *dbg = NULL;
+
+    gst_message_parse_error (m, &err, &dbg);
+    text = g_strdup_printf ("%s: %s", GST_OBJECT_NAME (m->src), err->message);
+    g_test_message ("error: %s (%s)", text, dbg);
+    g_clear_error (&err);
+    g_free (dbg);
+  }
+  gst_message_unref (m);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  return text;
+}
+
+static void
+assert_says (const gchar *text, const char *needle)
+{
+  g_assert_nonnull (text);
+  if (!strstr (text, needle))
+    g_error ("\"%s\" does not say \"%s\"", text, needle);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+/* A stream rnnfilter cannot take reaches it (rawaudioparse does not
+ * negotiate): one error from rnnfilter says what the model needs, what
+ * arrived and what converts it. */
+static void
+test_refusal_says_fix (void)
+{
+  gchar *imu = shipped_model ("imu-gru.safetensors");
+  gchar *cls = shipped_model ("sound-classifier.safetensors");
+  const char *fmt = "filesrc location=/dev/zero num-buffers=4 blocksize=4800 "
+      "! rawaudioparse pcm-format=%s num-channels=%d sample-rate=%d "
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink";
+  gchar *desc, *text;
+
+  desc = g_strdup_printf (fmt, "f32le", 2, 100, imu);
+  text = run_pipeline (desc);
+  assert_says (text, "f: ");
+  assert_says (text, "6 channels (unpositioned) at 100 Hz");
+  assert_says (text, "the stream is F32LE, 2 channels at 100 Hz");
+  assert_says (text, "6 independent channels");
+  assert_says (text, "audiointerleave");
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, "f32le", 1, 44100, cls);
+  text = run_pipeline (desc);
+  assert_says (text, "f: ");
+  assert_says (text, "at 16000 Hz");
+  assert_says (text, "the stream is F32LE, 1 channel at 44100 Hz");
+  assert_says (text, "audioconvert ! audioresample");
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, "s16le", 1, 16000, cls);
+  text = run_pipeline (desc);
+  assert_says (text, "f: ");
+  assert_says (text, "not S16LE");
+  assert_says (text, "the stream is S16LE, 1 channel at 16000 Hz");
+  assert_says (text, "audioconvert ! audioresample");
+  g_free (text);
+  g_free (desc);
+
+  g_free (imu);
+  g_free (cls);
+}
+
+/* audioconvert never remixes a stream into a multichannel model: stereo in
+ * front of the six-channel model is not negotiated (it used to be upmixed
+ * to 5.1), while six channels pass. */
+static void
+test_no_remix (void)
+{
+  gchar *imu = shipped_model ("imu-gru.safetensors");
+  const char *fmt = "audiotestsrc num-buffers=4 samplesperbuffer=50 "
+      "! audio/x-raw,channels=%d,rate=100 ! audioconvert "
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink";
+  gchar *desc, *text;
+
+  desc = g_strdup_printf (fmt, 2, imu);
+  text = run_pipeline (desc);
+  g_assert_nonnull (text);
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, 6, imu);
+  text = run_pipeline (desc);
+  g_assert_null (text);
+  g_free (desc);
+  g_free (imu);
+}
+
+/* ---- memory -------------------------------------------------------------- */
+
+/* A window far too large for the machine (17 GiB of scratch for the onset
+ * model) is refused at caps time with the arithmetic and the property to
+ * lower, never an abort; in a child limited to 3 GiB of address space so
+ * that it fails the same way everywhere. */
+static void
+test_window_memory (void)
+{
+  gchar *bi = shipped_model ("onset-bigru.safetensors");
+  const char *fmt = "audiotestsrc num-buffers=2 samplesperbuffer=800 "
+      "! audio/x-raw,rate=8000,channels=1 ! audioconvert "
+      "! rnnfilter name=f model-location=\"%s\" window=%u ! fakesink";
+
+  if (g_test_subprocess ()) {
+    struct rlimit lim = { 3ull << 30, 3ull << 30 };
+    gchar *desc, *text;
+
+    g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+    desc = g_strdup_printf (fmt, bi, 16777216u);
+    text = run_pipeline (desc);
+    assert_says (text, "f: a window of 16777216 steps");
+    assert_says (text, "17.1");
+    assert_says (text, "GiB");
+    assert_says (text, "lower the window property");
+    g_free (text);
+    g_free (desc);
+    /* a window that fits runs */
+    desc = g_strdup_printf (fmt, bi, 100u);
+    g_assert_null (run_pipeline (desc));
+    g_free (desc);
+    g_free (bi);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_free (bi);
+}
+
+/* A started rnnfilter rig on @model, a mono stream at @rate, and the
+ * property name/value pairs from @first_prop on (NULL-terminated). */
+static Rig *
+start_rig (const char *model, guint rate, const char *first_prop, ...)
+{
+  va_list args;
+  Rig *r;
+
+  va_start (args, first_prop);
+  r = rig_open ("rnnfilter", model, first_prop, args);
+  va_end (args);
+  rig_start (r, rate, 1);
+  return r;
+}
+
+/* Fifty million channels of a one-channel model (a state and scratch per
+ * channel): refused when the caps are set, saying to use fewer channels,
+ * never an abort; in a child limited to 3 GiB of address space. */
+static void
+test_channels_memory (void)
+{
+  gchar *model = shipped_model ("softclip-lstm8.safetensors");
+
+  if (g_test_subprocess ()) {
+    struct rlimit lim = { 3ull << 30, 3ull << 30 };
+    GstMessage *m;
+    GError *err = NULL;
+    Rig *r;
+
+    g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+    r = start_rig (model, 0, NULL);
+    gst_harness_set_src_caps_str (r->h, "audio/x-raw, format=F32LE, "
+        "layout=interleaved, rate=48000, channels=50000000, "
+        "channel-mask=(bitmask)0");
+    m = gst_bus_pop_filtered (r->bus, GST_MESSAGE_ERROR);
+    g_assert_nonnull (m);
+    gst_message_parse_error (m, &err, NULL);
+    g_test_message ("error: %s", err->message);
+    assert_says (err->message, "50000000 streams of this model need");
+    assert_says (err->message, "use fewer channels");
+    g_clear_error (&err);
+    gst_message_unref (m);
+    rig_free (r);
+    g_free (model);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_free (model);
+}
+
+/* ---- non-finite outputs -------------------------------------------------- */
+
+/* A one-unit ReLU RNN whose input weight is 1e10: one input of 1e30 drives
+ * h to +inf, and the head's outputs (weights 1, -1, 0) to +inf, -inf and
+ * NaN.  Saved under tmp_dir. */
+static gchar *
+overflowing_model (void)
+{
+  static const char *names[] = { "rnn.weight_ih_l0", "head.weight" };
+  static const float head[] = { 1.0f, -1.0f, 0.0f };
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+  gchar *path = g_build_filename (tmp_dir, "overflow.safetensors", NULL);
+  float *p;
+
+  rnn_config_init (&cfg);
+  cfg.cell = RNN_CELL_RNN_RELU;
+  cfg.input_size = 1;
+  cfg.hidden_size = 1;
+  cfg.has_head = TRUE;
+  cfg.output_size = 3;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  p = rnn_model_get_params (m, NULL);
+  for (guint k = 0; k < G_N_ELEMENTS (names); k++) {
+    gint idx = rnn_model_find_tensor (m, names[k]);
+
+    g_assert_cmpint (idx, >=, 0);
+    for (guint i = 0; i < (k == 0 ? 1 : 3); i++)
+      p[rnn_model_get_tensor_info (m, idx)->offset + i] = k == 0 ? 1e10f
+          : head[i];
+  }
+  rnn_model_seal (m);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+  return path;
+}
+
+/* Outputs that overflow leave as 0.0, with one warning for the run. */
+static void
+test_non_finite_output (void)
+{
+  gchar *path = overflowing_model ();
+  const float zeros[8] = { 0 }, bad[4] = { 1e30f, 0, 0, 0 };
+  GArray *out;
+  Rig *r;
+  GstMessage *m;
+  guint warnings = 0;
+
+  r = start_rig (path, 100, NULL);
+  g_assert_cmpint (rig_push_flags (r, zeros, 8, 0), ==, GST_FLOW_OK);
+  g_assert_cmpint (rig_push_flags (r, bad, 4, 0), ==, GST_FLOW_OK);
+  g_assert_cmpint (rig_push_flags (r, zeros, 8, 0), ==, GST_FLOW_OK);
+  rig_eos (r);
+  out = rig_pull_all (r, NULL);
+  g_assert_cmpuint (out->len, ==, 3 * 20);
+  for (guint i = 0; i < out->len; i++) {
+    float v = g_array_index (out, float, i);
+
+    if (!isfinite (v))
+      g_error ("output %u (step %u) is %g", i, i / 3, v);
+  }
+  /* the step of 1e30: +inf, -inf and NaN became zeros */
+  for (guint o = 0; o < 3; o++)
+    g_assert_cmpfloat (g_array_index (out, float, 3 * 8 + o), ==, 0.0f);
+  while ((m = gst_bus_pop_filtered (r->bus, GST_MESSAGE_WARNING))) {
+    GError *err = NULL;
+
+    gst_message_parse_warning (m, &err, NULL);
+    g_test_message ("warning: %s", err->message);
+    assert_says (err->message, "Non-finite model output replaced by 0.0");
+    warnings++;
+    g_clear_error (&err);
+    gst_message_unref (m);
+  }
+  g_assert_cmpuint (warnings, ==, 1);
+  g_array_unref (out);
+  rig_free (r);
+  g_free (path);
+}
+
+/* ---- the bus backlog ---------------------------------------------------- */
+
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  gboolean done;
+} Done;
+
+/* Passes every message on to the bus queue and notes the end. */
+static GstBusSyncReply
+note_end (GstBus *bus, GstMessage *m, gpointer data)
+{
+  Done *d = data;
+
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS
+      || GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    g_mutex_lock (&d->lock);
+    d->done = TRUE;
+    g_cond_signal (&d->cond);
+    g_mutex_unlock (&d->lock);
+  }
+  return GST_BUS_PASS;
+}
+
+/* message-interval=1 faster than real time with a bus nobody pops: the
+ * messages waiting stay bounded (they used to pile up, one per step), and
+ * one warning says that messages are skipped. */
+static void
+test_bus_backlog (void)
+{
+  gchar *model = shipped_model ("softclip-lstm8.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=50 "
+      "samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 "
+      "! audioconvert ! rnnfilter model-location=\"%s\" message-interval=1 "
+      "! fakesink", model);
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
+  Done d = { 0 };
+  guint elements = 0, warnings = 0;
+  gint64 deadline = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
+
+  g_assert_no_error (err);
+  g_mutex_init (&d.lock);
+  g_cond_init (&d.cond);
+  bus = gst_element_get_bus (p);
+  gst_bus_set_sync_handler (bus, note_end, &d, NULL);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  g_mutex_lock (&d.lock);
+  while (!d.done)
+    g_assert_true (g_cond_wait_until (&d.cond, &d.lock, deadline));
+  g_mutex_unlock (&d.lock);
+
+  while ((m = gst_bus_pop (bus))) {
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (m),
+            "rnnfilter-output"))
+      elements++;
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR)
+      g_error ("the pipeline failed");
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_WARNING) {
+      gst_message_parse_warning (m, &err, NULL);
+      g_test_message ("warning: %s", err->message);
+      assert_says (err->message, "The bus is not drained");
+      g_clear_error (&err);
+      warnings++;
+    }
+    gst_message_unref (m);
+  }
+  g_test_message ("%u rnnfilter-output messages were waiting", elements);
+  g_assert_cmpuint (elements, <=, 1000);
+  g_assert_cmpuint (elements, >=, 100);
+  g_assert_cmpuint (warnings, ==, 1);
+
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_mutex_clear (&d.lock);
+  g_cond_clear (&d.cond);
+  g_free (desc);
+  g_free (model);
+}
+
+/* ---- the file watch through a symbolic link ---------------------------- */
+
+/* A model whose weights are all zero but head.bias: it outputs @value,
+ * whatever the input.  Saved as @path. */
+static void
+save_constant_model (const gchar *path, float value)
+{
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+  gint idx;
+
+  rnn_config_init (&cfg);
+  cfg.has_head = TRUE;
+  cfg.output_size = 1;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  idx = rnn_model_find_tensor (m, "head.bias");
+  g_assert_cmpint (idx, >=, 0);
+  rnn_model_get_params (m, NULL)[rnn_model_get_tensor_info (m,
+          idx)->offset] = value;
+  rnn_model_seal (m);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+}
+
+/* Pushes 480-frame buffers until the output is @want (or 10 s pass). */
+static gboolean
+wait_for_output (Rig *r, float want)
+{
+  static const float x[480];
+  gint64 until = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  while (g_get_monotonic_time () < until) {
+    GArray *out;
+    gboolean hit;
+
+    g_assert_cmpint (rig_push_flags (r, x, 480, 0), ==, GST_FLOW_OK);
+    out = rig_pull_all (r, NULL);
+    hit = out->len > 0 && g_array_index (out, float, out->len - 1) == want;
+    g_array_unref (out);
+    if (hit)
+      return TRUE;
+    g_usleep (5000);
+  }
+  return FALSE;
+}
+
+/* reload-on-change with model-location a symbolic link: rewriting the file
+ * it points to reloads the model, and so does pointing the link elsewhere. */
+static void
+test_reload_through_symlink (void)
+{
+  gchar *real = g_build_filename (tmp_dir, "real.safetensors", NULL);
+  gchar *other = g_build_filename (tmp_dir, "other.safetensors", NULL);
+  gchar *link = g_build_filename (tmp_dir, "link.safetensors", NULL);
+  gchar *tmp_link = g_build_filename (tmp_dir, "link.tmp", NULL);
+  Rig *r;
+
+  save_constant_model (real, 0.25f);
+  save_constant_model (other, 0.75f);
+  g_assert_cmpint (symlink ("real.safetensors", link), ==, 0);
+  r = start_rig (link, 48000, "reload-on-change", TRUE, NULL);
+  g_assert_true (wait_for_output (r, 0.25f));
+
+  save_constant_model (real, -0.5f);
+  g_assert_true (wait_for_output (r, -0.5f));
+
+  /* the link now points to another file (renamed over atomically) */
+  g_assert_cmpint (symlink ("other.safetensors", tmp_link), ==, 0);
+  g_assert_cmpint (g_rename (tmp_link, link), ==, 0);
+  g_assert_true (wait_for_output (r, 0.75f));
+  /* ...which is watched from then on */
+  save_constant_model (other, 0.125f);
+  g_assert_true (wait_for_output (r, 0.125f));
+
+  rig_free (r);
+  g_unlink (link);
+  g_unlink (real);
+  g_unlink (other);
+  g_free (real);
+  g_free (other);
+  g_free (link);
+  g_free (tmp_link);
+}
+
+int
+main (int argc, char **argv)
+{
+  int ret;
+
+  g_test_init (&argc, &argv, NULL);
+  gst_init (&argc, &argv);
+  g_assert_true (GST_ELEMENT_REGISTER (rnnfilter, NULL));
+  tmp_dir = g_dir_make_tmp ("test-rnnfilter-limits-XXXXXX", NULL);
+  g_assert_nonnull (tmp_dir);
+
+  g_test_add_func ("/rnnfilter/limits/refusal-says-fix",
+      test_refusal_says_fix);
+  g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
+  g_test_add_func ("/rnnfilter/limits/window-memory", test_window_memory);
+  g_test_add_func ("/rnnfilter/limits/channels-memory", test_channels_memory);
+  g_test_add_func ("/rnnfilter/limits/non-finite-output",
+      test_non_finite_output);
+  g_test_add_func ("/rnnfilter/limits/bus-backlog", test_bus_backlog);
+  g_test_add_func ("/rnnfilter/limits/reload-through-symlink",
+      test_reload_through_symlink);
+
+  ret = g_test_run ();
+  g_rmdir (tmp_dir);
+  g_free (tmp_dir);
+  return ret;
+}
