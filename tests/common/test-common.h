@@ -4,9 +4,11 @@
 #include "rnn.h"
 #include "rnn-safetensors.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The fixture inputs: a 32-bit integer hash of (T, t, i) mapped to a float
  * in [-1, 1) that is exact in float32.  tests/core/gen-fixtures.py computes the
@@ -120,4 +122,99 @@ remove_tree (const gchar *dir)
   }
   g_dir_close (d);
   g_rmdir (dir);
+}
+
+/* A model file of @cell with one layer, @I inputs and @H hidden units,
+ * float32, written as its header only and extended with ftruncate () to
+ * its full size: the data region is a hole that reads as zeros, so a model
+ * of gigabytes costs no disk.  @n_extra_meta metadata keys "kNNNNNNN" and
+ * @n_empty zero-size tensors are added (@G gates per unit).  Returns the file's size. */
+static G_GNUC_UNUSED guint64
+write_sparse_model (const char *path, const char *cell, guint G, guint I,
+    guint H, guint n_extra_meta, guint n_empty)
+{
+  GString *h = g_string_new ("{\"__metadata__\":{");
+  const guint64 GH = (guint64) G * H;
+  const guint64 rows[4][2] = { { GH, I }, { GH, H }, { GH, 0 }, { GH, 0 } };
+  const char *names[4] = { "rnn.weight_ih_l0", "rnn.weight_hh_l0",
+    "rnn.bias_ih_l0", "rnn.bias_hh_l0" };
+  guint64 off = 0, len;
+  int fd;
+
+  g_string_append_printf (h, "\"format\":\"gst-rnn\",\"version\":\"1\","
+      "\"cell\":\"%s\",\"input_size\":\"%u\",\"hidden_size\":\"%u\","
+      "\"num_layers\":\"1\",\"bidirectional\":\"false\","
+      "\"head_activation\":\"none\"", cell, I, H);
+  for (guint i = 0; i < n_extra_meta; i++)
+    g_string_append_printf (h, ",\"k%07u\":\"v%u\"", i, i);
+  g_string_append_c (h, '}');
+  for (guint t = 0; t < 4; t++) {
+    const guint64 numel = rows[t][1] ? rows[t][0] * rows[t][1] : rows[t][0];
+    if (rows[t][1])
+      g_string_append_printf (h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%"
+          G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "],", names[t], rows[t][0],
+          rows[t][1]);
+    else
+      g_string_append_printf (h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%"
+          G_GUINT64_FORMAT "],", names[t], rows[t][0]);
+    g_string_append_printf (h, "\"data_offsets\":[%" G_GUINT64_FORMAT ",%"
+        G_GUINT64_FORMAT "]}", off, off + numel * 4);
+    off += numel * 4;
+  }
+  for (guint i = 0; i < n_empty; i++)
+    g_string_append_printf (h, ",\"e%u\":{\"dtype\":\"F32\",\"shape\":[0],"
+        "\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]}", i,
+        off, off);
+  g_string_append_c (h, '}');
+
+  len = GUINT64_TO_LE ((guint64) h->len);
+  fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (write (fd, &len, 8), ==, 8);
+  g_assert_cmpint (write (fd, h->str, h->len), ==, (gssize) h->len);
+  g_assert_cmpint (ftruncate (fd, (off_t) (8 + h->len + off)), ==, 0);
+  g_assert_cmpint (close (fd), ==, 0);
+  len = 8 + h->len + off;
+  g_string_free (h, TRUE);
+  return len;
+}
+
+static G_GNUC_UNUSED gboolean
+under_valgrind (void)
+{
+  char *maps = NULL;
+  gboolean yes = FALSE;
+
+  if (g_file_get_contents ("/proc/self/maps", &maps, NULL, NULL))
+    yes = strstr (maps, "vgpreload") != NULL;
+  g_free (maps);
+  return yes;
+}
+
+/* RLIMIT_AS cannot be used under AddressSanitizer (its shadow memory
+ * reserves terabytes of address space) or valgrind. */
+static G_GNUC_UNUSED gboolean
+address_limit_usable (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return FALSE;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return FALSE;
+#endif
+#endif
+  return !under_valgrind ();
+}
+
+/* The process's address space now, in bytes. */
+static G_GNUC_UNUSED guint64
+address_space_now (void)
+{
+  char *statm = NULL;
+  guint64 pages = 0;
+
+  if (g_file_get_contents ("/proc/self/statm", &statm, NULL, NULL))
+    pages = g_ascii_strtoull (statm, NULL, 10);
+  g_free (statm);
+  return pages * (guint64) sysconf (_SC_PAGESIZE);
 }

@@ -145,6 +145,10 @@ test_no_remix (void)
 static void
 test_window_memory (void)
 {
+  if (!address_limit_usable ()) {
+    g_test_skip ("RLIMIT_AS is not usable under ASan or valgrind");
+    return;
+  }
   gchar *bi = shipped_model ("onset-bigru.safetensors");
   const char *fmt = "audiotestsrc num-buffers=2 samplesperbuffer=800 "
       "! audio/x-raw,rate=8000,channels=1 ! audioconvert "
@@ -196,6 +200,10 @@ start_rig (const char *model, guint rate, const char *first_prop, ...)
 static void
 test_channels_memory (void)
 {
+  if (!address_limit_usable ()) {
+    g_test_skip ("RLIMIT_AS is not usable under ASan or valgrind");
+    return;
+  }
   gchar *model = shipped_model ("softclip-lstm8.safetensors");
 
   if (g_test_subprocess ()) {
@@ -484,6 +492,118 @@ test_reload_through_symlink (void)
   g_free (tmp_link);
 }
 
+/* ---- model files ---------------------------------------------------------- */
+
+/* model-location naming a file of another kind: the error says what the
+ * file is and what to do (convert it, or put the audio in the pipeline). */
+static void
+test_model_location_kind (void)
+{
+  gchar *wav = g_build_filename (tmp_dir, "take1.wav", NULL);
+  gchar *pt = g_build_filename (tmp_dir, "amp.pt", NULL);
+  static const guint8 wav_bytes[] = "RIFF\x24\x08\0\0WAVEfmt \x10\0\0\0"
+      "\x01\0\x01\0\x80\xbb\0\0";
+  static const guint8 pt_bytes[] = "PK\x03\x04\0\0\x08\x08\0\0\0\0\0\0"
+      "\0\0\0\0\0\0\0\0\0\0\0\0\x0c\0\x17\0amp/data.pklFB\x13\0ZZZZ";
+  const char *fmt = "audiotestsrc num-buffers=2 ! audioconvert "
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink";
+  gchar *desc, *text;
+
+  g_assert_true (g_file_set_contents (wav, (const char *) wav_bytes,
+          sizeof (wav_bytes) - 1, NULL));
+  g_assert_true (g_file_set_contents (pt, (const char *) pt_bytes,
+          sizeof (pt_bytes) - 1, NULL));
+
+  desc = g_strdup_printf (fmt, wav);
+  text = run_pipeline (desc);
+  assert_says (text, "WAV audio file");
+  assert_says (text, "wavparse");
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, pt);
+  text = run_pipeline (desc);
+  assert_says (text, "PyTorch file");
+  assert_says (text, "gst-rnn-convert --check");
+  g_free (text);
+  g_free (desc);
+
+  g_unlink (wav);
+  g_unlink (pt);
+  g_free (wav);
+  g_free (pt);
+}
+
+/* A valid model too large for the memory there is (an LSTM of 10000 units,
+ * 1.6 GB, as a sparse file) named while a stream runs: refused with a
+ * warning that names the size, and the old model keeps running; in a child
+ * limited to 2 GiB of address space more than the stream needs. */
+static void
+test_hot_swap_too_large (void)
+{
+  if (!address_limit_usable ()) {
+    g_test_skip ("RLIMIT_AS is not usable under ASan or valgrind");
+    return;
+  }
+  gchar *model = shipped_model ("softclip-lstm8.safetensors");
+  gchar *huge = g_build_filename (tmp_dir, "huge.safetensors", NULL);
+
+  if (g_test_subprocess ()) {
+    struct rlimit lim;
+    float x[480];
+    GArray *before, *after;
+    GstMessage *m;
+    GError *err = NULL;
+    gchar *dbg = NULL;
+    Rig *r;
+
+    for (guint i = 0; i < 480; i++)
+      x[i] = 0.5f * sinf (0.05f * i);
+    write_sparse_model (huge, "lstm", 4, 1, 10000, 0, 0);
+    r = start_rig (model, 48000, NULL);
+    g_assert_cmpint (rig_push_flags (r, x, 480, 0), ==, GST_FLOW_OK);
+    before = rig_pull_all (r, NULL);
+    g_assert_cmpuint (before->len, ==, 480);
+    /* 2 GiB more than the running stream uses: the model's 1.6 GB of
+     * parameters and their packed copy cannot both be had */
+    lim.rlim_cur = lim.rlim_max = address_space_now () + (2ull << 30);
+    g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+
+    g_object_set (r->e, "model-location", huge, NULL);
+    m = gst_bus_timed_pop_filtered (r->bus, 30 * GST_SECOND,
+        GST_MESSAGE_WARNING | GST_MESSAGE_ERROR);
+    g_assert_nonnull (m);
+    g_assert_cmpint (GST_MESSAGE_TYPE (m), ==, GST_MESSAGE_WARNING);
+    gst_message_parse_warning (m, &err, &dbg);
+    g_test_message ("warning: %s (%s)", err->message, dbg);
+    assert_says (err->message, "huge.safetensors");
+    assert_says (err->message, "cannot allocate");
+    assert_says (err->message, "keeping the previous one");
+    g_clear_error (&err);
+    g_free (dbg);
+    gst_message_unref (m);
+
+    /* the old model still runs: the same input, the same output as a fresh
+     * stream of it would give after the first buffer */
+    g_assert_cmpint (rig_push_flags (r, x, 480, 0), ==, GST_FLOW_OK);
+    after = rig_pull_all (r, NULL);
+    g_assert_cmpuint (after->len, ==, 480);
+    for (guint i = 0; i < 480; i++)
+      g_assert_true (isfinite (g_array_index (after, float, i)));
+    g_assert_cmpfloat (fabs (g_array_index (after, float, 240)), >, 0.0);
+    g_array_unref (before);
+    g_array_unref (after);
+    rig_free (r);
+    g_unlink (huge);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC,
+      G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_free (model);
+  g_free (huge);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -498,6 +618,10 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/limits/refusal-says-fix",
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
+  g_test_add_func ("/rnnfilter/limits/model-location-kind",
+      test_model_location_kind);
+  g_test_add_func ("/rnnfilter/limits/hot-swap-too-large",
+      test_hot_swap_too_large);
   g_test_add_func ("/rnnfilter/limits/window-memory", test_window_memory);
   g_test_add_func ("/rnnfilter/limits/channels-memory", test_channels_memory);
   g_test_add_func ("/rnnfilter/limits/non-finite-output",
