@@ -15,12 +15,14 @@
  *     best model and returns GST_FLOW_EOS so the base class forwards EOS.
  *     The trainer's callbacks become bus messages here.
  *
- * Properties live under the object lock and are copied once, when the
- * stream is configured (first buffer); changing them later takes effect
- * the next time the element starts.  The only other shared state is the
- * lanes' caps (read by caps queries from upstream threads, under the object
- * lock) and the cancel flag (atomic), which a state change or a flush sets
- * so a long training loop ends promptly.
+ * Properties (their table, enum types and the model and trainer
+ * configurations they give: gstrnntrainsettings.c) live under the object
+ * lock and are copied once, when the stream is configured (first buffer);
+ * changing them later takes effect the next time the element starts.  The
+ * only other shared state is the lanes' caps (read by caps queries from
+ * upstream threads, under the object lock) and the cancel flag (atomic),
+ * which a state change or a flush sets so a long training loop ends
+ * promptly.
  */
 /**
  * SECTION:element-rnntrain
@@ -192,6 +194,7 @@
 #include "gstrnnelements.h"
 
 #include "gstrnnpairing.h"
+#include "gstrnntrainsettings.h"
 
 #include "rnn.h"
 #include "rnn-trainer.h"
@@ -206,64 +209,6 @@
 GST_DEBUG_CATEGORY (gst_rnn_train_debug);
 #define GST_CAT_DEFAULT gst_rnn_train_debug
 
-#define DEFAULT_MODEL_LOCATION      NULL
-#define DEFAULT_INIT_MODEL          NULL
-#define DEFAULT_CELL                GST_RNN_TRAIN_CELL_LSTM
-#define DEFAULT_HIDDEN_SIZE         32
-#define DEFAULT_NUM_LAYERS          1
-#define DEFAULT_BIDIRECTIONAL       FALSE
-#define DEFAULT_FRAME_SIZE          1
-#define DEFAULT_OUTPUT_FRAME_SIZE   1
-#define DEFAULT_HEAD_ACTIVATION     GST_RNN_TRAIN_HEAD_ACTIVATION_NONE
-#define DEFAULT_LOSS                GST_RNN_TRAIN_LOSS_MSE
-#define DEFAULT_NUM_CLASSES         2
-#define DEFAULT_OPTIMIZER           GST_RNN_TRAIN_OPTIMIZER_ADAM
-#define DEFAULT_LEARNING_RATE       0.0
-#define DEFAULT_MOMENTUM            0.0
-#define DEFAULT_WEIGHT_DECAY        0.0
-#define DEFAULT_CLIP_NORM           1.0
-#define DEFAULT_EPOCHS              10
-#define DEFAULT_SEQ_LENGTH          64
-#define DEFAULT_BATCH_SIZE          32
-#define DEFAULT_VALIDATION_FRACTION 0.1
-#define DEFAULT_SEED                0
-#define DEFAULT_NORMALIZE           TRUE
-#define DEFAULT_MODE                GST_RNN_TRAIN_MODE_OFFLINE
-#define DEFAULT_CHECKPOINT_INTERVAL 100
-#define DEFAULT_PREDICT_AHEAD       1
-#define DEFAULT_MAX_MEMORY          (G_GUINT64_CONSTANT (256) << 20)
-
-enum
-{
-  PROP_0,
-  PROP_MODEL_LOCATION,
-  PROP_INIT_MODEL,
-  PROP_CELL,
-  PROP_HIDDEN_SIZE,
-  PROP_NUM_LAYERS,
-  PROP_BIDIRECTIONAL,
-  PROP_FRAME_SIZE,
-  PROP_OUTPUT_FRAME_SIZE,
-  PROP_HEAD_ACTIVATION,
-  PROP_LOSS,
-  PROP_NUM_CLASSES,
-  PROP_OPTIMIZER,
-  PROP_LEARNING_RATE,
-  PROP_MOMENTUM,
-  PROP_WEIGHT_DECAY,
-  PROP_CLIP_NORM,
-  PROP_EPOCHS,
-  PROP_SEQ_LENGTH,
-  PROP_BATCH_SIZE,
-  PROP_VALIDATION_FRACTION,
-  PROP_SEED,
-  PROP_NORMALIZE,
-  PROP_MODE,
-  PROP_CHECKPOINT_INTERVAL,
-  PROP_PREDICT_AHEAD,
-  PROP_MAX_MEMORY,
-};
-
 #define RNN_CAPS \
     "audio/x-raw, format = (string) F32LE, layout = (string) interleaved, " \
     "rate = (int) [ 1, MAX ], channels = (int) [ 1, MAX ]"
@@ -275,43 +220,12 @@ static GstStaticPadTemplate target_template = GST_STATIC_PAD_TEMPLATE ("target",
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS (RNN_CAPS));
 
-/* The properties; a copy is taken when the stream is configured. */
-typedef struct
-{
-  gchar *location;
-  gchar *init_location;
-  GstRnnTrainCell cell;
-  guint hidden_size;
-  guint num_layers;
-  gboolean bidirectional;
-  guint frame_size;
-  guint output_frame_size;
-  GstRnnTrainHeadActivation head_activation;
-  GstRnnTrainLoss loss;
-  guint num_classes;
-  GstRnnTrainOptimizer optimizer;
-  gdouble learning_rate;
-  gdouble momentum;
-  gdouble weight_decay;
-  gdouble clip_norm;
-  guint epochs;
-  guint seq_length;
-  guint batch_size;
-  gdouble validation_fraction;
-  guint seed;
-  gboolean normalize;
-  GstRnnTrainMode mode;
-  guint checkpoint_interval;
-  guint predict_ahead;
-  guint64 max_memory;
-} Settings;
-
 struct _GstRnnTrain
 {
   GstAggregator parent;
 
   /* properties, under the object lock */
-  Settings props;
+  GstRnnTrainSettings props;
 
   /* set by state changes and flushes: stop training now */
   gint cancel;
@@ -319,7 +233,7 @@ struct _GstRnnTrain
   /* streaming state: the source pad task's own, built by configure ()
    * and freed by stop () */
   GstRnnPairing pairing;        /* lanes' pads and caps: under the object lock */
-  Settings s;                   /* the settings in force */
+  GstRnnTrainSettings s;        /* the settings in force */
   gboolean configured;
   gboolean finished;
   gboolean has_target;
@@ -338,77 +252,6 @@ struct _GstRnnTrain
 G_DEFINE_TYPE (GstRnnTrain, gst_rnn_train, GST_TYPE_AGGREGATOR);
 GST_ELEMENT_REGISTER_DEFINE (rnntrain, "rnntrain", GST_RANK_NONE,
     GST_TYPE_RNN_TRAIN);
-
-/* ---- enums ------------------------------------------------------------- */
-
-/* GType func (void) registering the enum @name with the values given. */
-#define DEFINE_ENUM_TYPE(func, name, ...)                                   \
-  GType func (void)                                                         \
-  {                                                                         \
-    static gsize type;                                                      \
-    static const GEnumValue values[] = { __VA_ARGS__, {0, NULL, NULL} };    \
-    return gst_rnn_enum_type (&type, name, values);                         \
-  }
-
-DEFINE_ENUM_TYPE (gst_rnn_train_cell_get_type, "GstRnnTrainCell",
-    {GST_RNN_TRAIN_CELL_RNN_TANH, "Elman RNN, tanh", "rnn-tanh"},
-    {GST_RNN_TRAIN_CELL_RNN_RELU, "Elman RNN, ReLU", "rnn-relu"},
-    {GST_RNN_TRAIN_CELL_LSTM, "LSTM", "lstm"},
-    {GST_RNN_TRAIN_CELL_GRU, "GRU", "gru"});
-
-DEFINE_ENUM_TYPE (gst_rnn_train_head_activation_get_type,
-    "GstRnnTrainHeadActivation",
-    {GST_RNN_TRAIN_HEAD_ACTIVATION_NONE, "Linear", "none"},
-    {GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX, "Softmax", "softmax"},
-    {GST_RNN_TRAIN_HEAD_ACTIVATION_SIGMOID, "Sigmoid", "sigmoid"},
-    {GST_RNN_TRAIN_HEAD_ACTIVATION_TANH, "Tanh", "tanh"});
-
-DEFINE_ENUM_TYPE (gst_rnn_train_loss_get_type, "GstRnnTrainLoss",
-    {GST_RNN_TRAIN_LOSS_MSE, "Mean squared error", "mse"},
-    {GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, "Cross-entropy on class indices",
-        "cross-entropy"});
-
-DEFINE_ENUM_TYPE (gst_rnn_train_optimizer_get_type, "GstRnnTrainOptimizer",
-    {GST_RNN_TRAIN_OPTIMIZER_SGD, "SGD with momentum", "sgd"},
-    {GST_RNN_TRAIN_OPTIMIZER_ADAM, "Adam", "adam"});
-
-DEFINE_ENUM_TYPE (gst_rnn_train_mode_get_type, "GstRnnTrainMode",
-    {GST_RNN_TRAIN_MODE_OFFLINE, "Record, train at EOS", "offline"},
-    {GST_RNN_TRAIN_MODE_ONLINE, "Train continually (truncated BPTT)",
-        "online"});
-
-/* The core's values of the cell and head-activation properties. */
-static const RnnCell core_cells[] = {
-  [GST_RNN_TRAIN_CELL_RNN_TANH] = RNN_CELL_RNN_TANH,
-  [GST_RNN_TRAIN_CELL_RNN_RELU] = RNN_CELL_RNN_RELU,
-  [GST_RNN_TRAIN_CELL_LSTM] = RNN_CELL_LSTM,
-  [GST_RNN_TRAIN_CELL_GRU] = RNN_CELL_GRU,
-};
-
-static const RnnHeadActivation core_head_activations[] = {
-  [GST_RNN_TRAIN_HEAD_ACTIVATION_NONE] = RNN_HEAD_ACT_NONE,
-  [GST_RNN_TRAIN_HEAD_ACTIVATION_SOFTMAX] = RNN_HEAD_ACT_SOFTMAX,
-  [GST_RNN_TRAIN_HEAD_ACTIVATION_SIGMOID] = RNN_HEAD_ACT_SIGMOID,
-  [GST_RNN_TRAIN_HEAD_ACTIVATION_TANH] = RNN_HEAD_ACT_TANH,
-};
-
-/* ---- helpers ------------------------------------------------------------ */
-
-static void
-settings_clear (Settings *s)
-{
-  g_clear_pointer (&s->location, g_free);
-  g_clear_pointer (&s->init_location, g_free);
-}
-
-static void
-settings_copy (Settings *dst, const Settings *src)
-{
-  settings_clear (dst);
-  *dst = *src;
-  dst->location = g_strdup (src->location);
-  dst->init_location = g_strdup (src->init_location);
-}
 
 /* ---- messages: the trainer's callbacks ------------------------------------ */
 
@@ -530,7 +373,7 @@ post_trainer_error (GstRnnTrain *self, const GError *err)
 static RnnModel *
 make_model (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
 {
-  const Settings *s = &self->s;
+  const GstRnnTrainSettings *s = &self->s;
   GError *err = NULL;
   RnnModel *model;
   RnnConfig cfg;
@@ -558,20 +401,7 @@ make_model (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
     return model;
   }
 
-  rnn_config_init (&cfg);
-  cfg.cell = core_cells[s->cell];
-  cfg.hidden_size = s->hidden_size;
-  cfg.num_layers = s->num_layers;
-  cfg.bidirectional = s->bidirectional;
-  cfg.frame_size = s->frame_size;
-  cfg.output_frame_size = s->output_frame_size;
-  cfg.input_size = s->frame_size * c_in;
-  cfg.has_head = TRUE;
-  cfg.output_size = ce ? s->num_classes : s->output_frame_size * c_tgt;
-  cfg.head_activation = core_head_activations[s->head_activation];
-  cfg.has_input_norm = s->normalize;
-  cfg.window = s->bidirectional ? s->seq_length : 0;
-  cfg.sample_rate = self->rate;
+  gst_rnn_train_settings_model_config (s, c_in, c_tgt, ce, self->rate, &cfg);
   if ((guint64) s->frame_size * c_in > RNN_MAX_INPUT_SIZE
       || (guint64) s->output_frame_size * c_tgt > RNN_MAX_OUTPUT_SIZE) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
@@ -605,14 +435,14 @@ configure (GstRnnTrain *self)
   guint c_in, c_tgt;
 
   GST_OBJECT_LOCK (self);
-  settings_copy (&self->s, &self->props);
+  gst_rnn_train_settings_copy (&self->s, &self->props);
   self->has_target = lt->pad != NULL;
   self->rate = ls->rate;
   c_in = ls->channels;
   c_tgt = self->has_target ? lt->channels : ls->channels;
   GST_OBJECT_UNLOCK (self);
 
-  const Settings *s = &self->s;
+  const GstRnnTrainSettings *s = &self->s;
   const gboolean ce = s->loss == GST_RNN_TRAIN_LOSS_CROSS_ENTROPY;
 
   if (!s->location || !*s->location) {
@@ -649,31 +479,8 @@ configure (GstRnnTrain *self)
   const guint out_rate = (guint) ((guint64) self->rate * p->f_out / p->f_in);
 
   RnnTrainerConfig tc;
-  rnn_trainer_config_init (&tc);
-  tc.online = s->mode == GST_RNN_TRAIN_MODE_ONLINE;
-  tc.loss = ce ? RNN_LOSS_CROSS_ENTROPY : RNN_LOSS_MSE;
-  tc.optimizer = s->optimizer == GST_RNN_TRAIN_OPTIMIZER_SGD ?
-      RNN_OPTIMIZER_SGD : RNN_OPTIMIZER_ADAM;
-  tc.learning_rate = s->learning_rate;
-  tc.momentum = s->momentum;
-  tc.weight_decay = s->weight_decay;
-  tc.clip_norm = s->clip_norm;
-  tc.epochs = s->epochs;
-  tc.seq_length = s->seq_length;
-  tc.batch_size = s->batch_size;
-  tc.validation_fraction = s->validation_fraction;
-  tc.seed = s->seed;
-  /* a model from init-model keeps its statistics */
-  tc.normalize = s->init_location == NULL;
-  tc.checkpoint_interval = s->checkpoint_interval;
-  tc.seconds_per_step = (double) p->f_in / self->rate;
-  tc.max_memory = s->max_memory;
-  tc.location = s->location;
-  tc.description = "trained by the rnntrain GStreamer element";
-  tc.tool = "rnntrain " VERSION;
-  tc.target = self->has_target ? "pad" : "predict-ahead";
-  tc.predict_ahead = self->has_target ? 0 : s->predict_ahead;
-  tc.init_model = s->init_location;
+  gst_rnn_train_settings_trainer_config (s, ce, self->has_target,
+      (double) p->f_in / self->rate, &tc);
   g_clear_pointer (&self->trainer, rnn_trainer_free);
   self->trainer = rnn_trainer_new (&tc, model, &callbacks, self, &err);
   if (!self->trainer) {
@@ -1167,7 +974,7 @@ free_stream (GstRnnTrain *self)
   g_clear_pointer (&self->trainer, rnn_trainer_free);
   self->bad_prev = FALSE;
   self->warned_not_linked = FALSE;
-  settings_clear (&self->s);
+  gst_rnn_train_settings_clear (&self->s);
 }
 
 static gboolean
@@ -1227,79 +1034,18 @@ gst_rnn_train_change_state (GstElement *element, GstStateChange transition)
 
 /* ---- properties ----------------------------------------------------------------- */
 
-/* Where each property lives in Settings; its type is its GParamSpec's. */
-static const gsize prop_offsets[] = {
-  [PROP_MODEL_LOCATION] = G_STRUCT_OFFSET (Settings, location),
-  [PROP_INIT_MODEL] = G_STRUCT_OFFSET (Settings, init_location),
-  [PROP_CELL] = G_STRUCT_OFFSET (Settings, cell),
-  [PROP_HIDDEN_SIZE] = G_STRUCT_OFFSET (Settings, hidden_size),
-  [PROP_NUM_LAYERS] = G_STRUCT_OFFSET (Settings, num_layers),
-  [PROP_BIDIRECTIONAL] = G_STRUCT_OFFSET (Settings, bidirectional),
-  [PROP_FRAME_SIZE] = G_STRUCT_OFFSET (Settings, frame_size),
-  [PROP_OUTPUT_FRAME_SIZE] = G_STRUCT_OFFSET (Settings, output_frame_size),
-  [PROP_HEAD_ACTIVATION] = G_STRUCT_OFFSET (Settings, head_activation),
-  [PROP_LOSS] = G_STRUCT_OFFSET (Settings, loss),
-  [PROP_NUM_CLASSES] = G_STRUCT_OFFSET (Settings, num_classes),
-  [PROP_OPTIMIZER] = G_STRUCT_OFFSET (Settings, optimizer),
-  [PROP_LEARNING_RATE] = G_STRUCT_OFFSET (Settings, learning_rate),
-  [PROP_MOMENTUM] = G_STRUCT_OFFSET (Settings, momentum),
-  [PROP_WEIGHT_DECAY] = G_STRUCT_OFFSET (Settings, weight_decay),
-  [PROP_CLIP_NORM] = G_STRUCT_OFFSET (Settings, clip_norm),
-  [PROP_EPOCHS] = G_STRUCT_OFFSET (Settings, epochs),
-  [PROP_SEQ_LENGTH] = G_STRUCT_OFFSET (Settings, seq_length),
-  [PROP_BATCH_SIZE] = G_STRUCT_OFFSET (Settings, batch_size),
-  [PROP_VALIDATION_FRACTION] = G_STRUCT_OFFSET (Settings, validation_fraction),
-  [PROP_SEED] = G_STRUCT_OFFSET (Settings, seed),
-  [PROP_NORMALIZE] = G_STRUCT_OFFSET (Settings, normalize),
-  [PROP_MODE] = G_STRUCT_OFFSET (Settings, mode),
-  [PROP_CHECKPOINT_INTERVAL] = G_STRUCT_OFFSET (Settings, checkpoint_interval),
-  [PROP_PREDICT_AHEAD] = G_STRUCT_OFFSET (Settings, predict_ahead),
-  [PROP_MAX_MEMORY] = G_STRUCT_OFFSET (Settings, max_memory),
-};
-
-/* Stores @value in the field of @p that @pspec describes. */
-static void
-settings_set (Settings *p, const GParamSpec *pspec, const GValue *value)
-{
-  gpointer f = (guint8 *) p + prop_offsets[pspec->param_id];
-
-  switch (G_TYPE_FUNDAMENTAL (G_PARAM_SPEC_VALUE_TYPE (pspec))) {
-    case G_TYPE_STRING:
-      g_free (*(gchar **) f);
-      *(gchar **) f = g_value_dup_string (value);
-      break;
-    case G_TYPE_ENUM:
-      *(gint *) f = g_value_get_enum (value);
-      break;
-    case G_TYPE_UINT:
-      *(guint *) f = g_value_get_uint (value);
-      break;
-    case G_TYPE_BOOLEAN:
-      *(gboolean *) f = g_value_get_boolean (value);
-      break;
-    case G_TYPE_DOUBLE:
-      *(gdouble *) f = g_value_get_double (value);
-      break;
-    case G_TYPE_UINT64:
-      *(guint64 *) f = g_value_get_uint64 (value);
-      break;
-    default:
-      g_assert_not_reached ();
-  }
-}
-
 static void
 gst_rnn_train_set_property (GObject *object, guint prop_id,
     const GValue *value, GParamSpec *pspec)
 {
   GstRnnTrain *self = GST_RNN_TRAIN (object);
 
-  if (prop_id == PROP_0 || prop_id >= G_N_ELEMENTS (prop_offsets)) {
+  if (!gst_rnn_train_settings_has (prop_id)) {
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     return;
   }
   GST_OBJECT_LOCK (self);
-  settings_set (&self->props, pspec, value);
+  gst_rnn_train_settings_set (&self->props, pspec, value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -1309,34 +1055,12 @@ gst_rnn_train_get_property (GObject *object, guint prop_id, GValue *value,
 {
   GstRnnTrain *self = GST_RNN_TRAIN (object);
 
-  if (prop_id == PROP_0 || prop_id >= G_N_ELEMENTS (prop_offsets)) {
+  if (!gst_rnn_train_settings_has (prop_id)) {
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     return;
   }
   GST_OBJECT_LOCK (self);
-  gconstpointer f = (const guint8 *) &self->props + prop_offsets[prop_id];
-  switch (G_TYPE_FUNDAMENTAL (G_PARAM_SPEC_VALUE_TYPE (pspec))) {
-    case G_TYPE_STRING:
-      g_value_set_string (value, *(gchar * const *) f);
-      break;
-    case G_TYPE_ENUM:
-      g_value_set_enum (value, *(const gint *) f);
-      break;
-    case G_TYPE_UINT:
-      g_value_set_uint (value, *(const guint *) f);
-      break;
-    case G_TYPE_BOOLEAN:
-      g_value_set_boolean (value, *(const gboolean *) f);
-      break;
-    case G_TYPE_DOUBLE:
-      g_value_set_double (value, *(const gdouble *) f);
-      break;
-    case G_TYPE_UINT64:
-      g_value_set_uint64 (value, *(const guint64 *) f);
-      break;
-    default:
-      g_assert_not_reached ();
-  }
+  gst_rnn_train_settings_get (&self->props, pspec, value);
   GST_OBJECT_UNLOCK (self);
 }
 
@@ -1346,12 +1070,9 @@ gst_rnn_train_finalize (GObject *object)
   GstRnnTrain *self = GST_RNN_TRAIN (object);
 
   free_stream (self);
-  settings_clear (&self->props);
+  gst_rnn_train_settings_clear (&self->props);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
-
-#define PARAM_FLAGS (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS \
-    | GST_PARAM_MUTABLE_READY)
 
 static void
 gst_rnn_train_class_init (GstRnnTrainClass *klass)
@@ -1364,104 +1085,7 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
   gobject_class->get_property = gst_rnn_train_get_property;
   gobject_class->finalize = gst_rnn_train_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_MODEL_LOCATION,
-      g_param_spec_string ("model-location", "Model location",
-          "File the trained model is written to (atomically)",
-          DEFAULT_MODEL_LOCATION, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_INIT_MODEL,
-      g_param_spec_string ("init-model", "Initial model",
-          "Model to start from; its shape overrides the model properties",
-          DEFAULT_INIT_MODEL, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_CELL,
-      g_param_spec_enum ("cell", "Cell", "Recurrent cell",
-          GST_TYPE_RNN_TRAIN_CELL, DEFAULT_CELL, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_HIDDEN_SIZE,
-      g_param_spec_uint ("hidden-size", "Hidden size",
-          "Hidden units per layer and direction", 1, RNN_MAX_HIDDEN_SIZE,
-          DEFAULT_HIDDEN_SIZE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_NUM_LAYERS,
-      g_param_spec_uint ("num-layers", "Layers", "Stacked recurrent layers",
-          1, RNN_MAX_LAYERS, DEFAULT_NUM_LAYERS, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_BIDIRECTIONAL,
-      g_param_spec_boolean ("bidirectional", "Bidirectional",
-          "Bidirectional layers, run on windows of seq-length steps",
-          DEFAULT_BIDIRECTIONAL, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_FRAME_SIZE,
-      g_param_spec_uint ("frame-size", "Frame size",
-          "Input frames per step (F_in)", 1, RNN_MAX_FRAME_SIZE,
-          DEFAULT_FRAME_SIZE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_OUTPUT_FRAME_SIZE,
-      g_param_spec_uint ("output-frame-size", "Output frame size",
-          "Target frames per step (F_out <= F_in), the last of the step",
-          1, RNN_MAX_FRAME_SIZE, DEFAULT_OUTPUT_FRAME_SIZE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_HEAD_ACTIVATION,
-      g_param_spec_enum ("head-activation", "Head activation",
-          "Activation after the linear head (cross-entropy: none or softmax)",
-          GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION, DEFAULT_HEAD_ACTIVATION,
-          PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_LOSS,
-      g_param_spec_enum ("loss", "Loss", "Training loss",
-          GST_TYPE_RNN_TRAIN_LOSS, DEFAULT_LOSS, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_NUM_CLASSES,
-      g_param_spec_uint ("num-classes", "Classes",
-          "Model outputs for loss=cross-entropy", 2,
-          RNN_MAX_OUTPUT_SIZE, DEFAULT_NUM_CLASSES, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_OPTIMIZER,
-      g_param_spec_enum ("optimizer", "Optimizer", "Optimizer",
-          GST_TYPE_RNN_TRAIN_OPTIMIZER, DEFAULT_OPTIMIZER, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_LEARNING_RATE,
-      g_param_spec_double ("learning-rate", "Learning rate",
-          "Learning rate; 0 = the optimizer's default (Adam 0.001, SGD 0.01)",
-          0.0, G_MAXFLOAT, DEFAULT_LEARNING_RATE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_MOMENTUM,
-      g_param_spec_double ("momentum", "Momentum", "SGD momentum",
-          0.0, 0.999999, DEFAULT_MOMENTUM, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_WEIGHT_DECAY,
-      g_param_spec_double ("weight-decay", "Weight decay",
-          "L2 weight decay added to the gradients", 0.0, G_MAXFLOAT,
-          DEFAULT_WEIGHT_DECAY, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_CLIP_NORM,
-      g_param_spec_double ("clip-norm", "Clip norm",
-          "Clip the global gradient norm to this value; 0 = off", 0.0,
-          G_MAXFLOAT, DEFAULT_CLIP_NORM, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_EPOCHS,
-      g_param_spec_uint ("epochs", "Epochs",
-          "Offline: passes over the recording; 0 = only evaluate", 0,
-          G_MAXINT, DEFAULT_EPOCHS, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_SEQ_LENGTH,
-      g_param_spec_uint ("seq-length", "Sequence length",
-          "BPTT window in steps (and the window of bidirectional models)",
-          1, 65536, DEFAULT_SEQ_LENGTH, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_BATCH_SIZE,
-      g_param_spec_uint ("batch-size", "Batch size",
-          "Windows per update", 1, 65536, DEFAULT_BATCH_SIZE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_VALIDATION_FRACTION,
-      g_param_spec_double ("validation-fraction", "Validation fraction",
-          "Offline: tail of the recording held out for validation",
-          0.0, 0.9, DEFAULT_VALIDATION_FRACTION, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_SEED,
-      g_param_spec_uint ("seed", "Seed",
-          "Seed of the initial weights and of the window order", 0, G_MAXUINT,
-          DEFAULT_SEED, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_NORMALIZE,
-      g_param_spec_boolean ("normalize", "Normalize",
-          "Normalise each input channel by the training data's mean and std",
-          DEFAULT_NORMALIZE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_MODE,
-      g_param_spec_enum ("mode", "Mode", "When to train",
-          GST_TYPE_RNN_TRAIN_MODE, DEFAULT_MODE, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_CHECKPOINT_INTERVAL,
-      g_param_spec_uint ("checkpoint-interval", "Checkpoint interval",
-          "Online: updates between model writes", 1, G_MAXUINT,
-          DEFAULT_CHECKPOINT_INTERVAL, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_PREDICT_AHEAD,
-      g_param_spec_uint ("predict-ahead", "Predict ahead",
-          "Without a target pad: predict the input this many steps ahead",
-          1, 1u << 24, DEFAULT_PREDICT_AHEAD, PARAM_FLAGS));
-  g_object_class_install_property (gobject_class, PROP_MAX_MEMORY,
-      g_param_spec_uint64 ("max-memory", "Maximum memory",
-          "Offline: recording bytes kept in memory; the rest goes to $TMPDIR",
-          0, G_MAXUINT64, DEFAULT_MAX_MEMORY, PARAM_FLAGS));
+  gst_rnn_train_settings_install (gobject_class);
 
   gst_element_class_add_static_pad_template_with_gtype (element_class,
       &sink_template, GST_TYPE_AGGREGATOR_PAD);
@@ -1494,12 +1118,6 @@ gst_rnn_train_class_init (GstRnnTrainClass *klass)
   agg_class->stop = GST_DEBUG_FUNCPTR (gst_rnn_train_stop);
   agg_class->flush = GST_DEBUG_FUNCPTR (gst_rnn_train_flush);
 
-  gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_CELL, 0);
-  gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION, 0);
-  gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_LOSS, 0);
-  gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_OPTIMIZER, 0);
-  gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_MODE, 0);
-
   GST_DEBUG_CATEGORY_INIT (gst_rnn_train_debug, "rnntrain", 0,
       "recurrent network trainer");
 }
@@ -1510,7 +1128,6 @@ gst_rnn_train_init (GstRnnTrain *self)
   GstPadTemplate *templ = gst_static_pad_template_get (&sink_template);
   GstAggregatorPad *pad = g_object_new (GST_TYPE_AGGREGATOR_PAD,
       "name", "sink", "direction", GST_PAD_SINK, "template", templ, NULL);
-  Settings *p = &self->props;
 
   gst_object_unref (templ);
   gst_pad_add_probe (GST_PAD (pad), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
@@ -1521,12 +1138,5 @@ gst_rnn_train_init (GstRnnTrain *self)
   self->pairing.push_data = self;
   self->pairing.lanes[GST_RNN_LANE_SINK].pad = pad;
 
-  /* the defaults, as the param specs give them */
-  guint n;
-  GParamSpec **specs =
-      g_object_class_list_properties (G_OBJECT_GET_CLASS (self), &n);
-  for (guint i = 0; i < n; i++)
-    if (specs[i]->owner_type == GST_TYPE_RNN_TRAIN)
-      settings_set (p, specs[i], g_param_spec_get_default_value (specs[i]));
-  g_free (specs);
+  gst_rnn_train_settings_init (&self->props, G_OBJECT (self));
 }
