@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Prints 'N passed, N failed' from meson's testlog.json.
 
 Each g_test case (a TAP 'ok' / 'not ok' line) counts once; a test program

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """example-app.py: using rnnfilter from a Python (PyGObject) application.
 
     appsrc (a generated signal) ! rnnfilter message-interval=N ! appsink
