@@ -292,8 +292,8 @@ test_layers_parity (void)
 }
 
 /* Chunks of 1, 7 and T steps give the same bits; so does a batch of three
- * streams (each reset to the initial state) against one stream alone; and
- * a reset returns to the initial state. */
+ * streams (each reset to the initial state) against one stream alone, and
+ * two threads against one; and a reset returns to the initial state. */
 static void
 test_layers_streaming (void)
 {
@@ -350,6 +350,26 @@ test_layers_streaming (void)
           yb + ((gsize) t * B + 1) * O, O * sizeof (float));
     g_free (xb);
     g_free (yb);
+
+    /* eight streams split over two threads: the same bits as one thread
+     * (the pre/post layers' passes run per share) */
+    const guint B8 = 8, T8 = 200;
+    float *x8 = g_new (float, (gsize) T8 * B8 * I);
+    float *y1 = g_new (float, (gsize) T8 * B8 * O);
+    float *y2 = g_new (float, (gsize) T8 * B8 * O);
+    for (guint b = 0; b < B8; b++)
+      fixture_fill (x8, T8, B8, b, I, 800 + b);
+    for (guint th = 1; th <= 2; th++) {
+      g_autoptr (RnnForward) fwt = rnn_forward_new ();
+      g_assert_true (rnn_forward_set_threads (fwt, th, NULL));
+      g_autoptr (RnnState) s8 = rnn_state_new (f->model, B8);
+      rnn_forward (fwt, f->model, s8, x8, T8, B8, th == 1 ? y1 : y2);
+    }
+    g_assert_cmpmem (y1, (gsize) T8 * B8 * O * sizeof (float),
+        y2, (gsize) T8 * B8 * O * sizeof (float));
+    g_free (x8);
+    g_free (y1);
+    g_free (y2);
     checked++;
     g_free (ref);
     g_free (x);
