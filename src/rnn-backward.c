@@ -372,6 +372,9 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
   tr->have_forward = tr->have_loss = FALSE;
   g_return_if_fail (m != NULL && x != NULL);
   g_return_if_fail (T > 0 && B > 0 && (gsize) T * B <= G_MAXINT);
+  /* the backward pass knows only the recurrent stack and the head
+   * (rnn_loss_check () refuses the rest) */
+  g_return_if_fail (!rnn_config_has_extras (&m->cfg));
   if (!g_atomic_int_get (&m->plan.ready) && !rnn_model_plan_lazily (m))
     return;                     /* no memory for the plan: warned */
   const RnnConfig *c = &m->cfg;
@@ -497,6 +500,13 @@ rnn_loss_check (RnnLoss loss, const RnnModel *model, GError **error)
 
   if ((guint) loss >= G_N_ELEMENTS (loss_names)) {
     g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID, "unknown loss %d", (int) loss);
+    return FALSE;
+  }
+  if (c->n_pre > 0 || c->n_post > 0 || c->skip > 0 || c->has_h0) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "this model has pre/post layers, a skip or a learned initial state "
+        "(a version-2 model file), which training does not handle yet: "
+        "train a model without them");
     return FALSE;
   }
   if (loss != RNN_LOSS_CROSS_ENTROPY)

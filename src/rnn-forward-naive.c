@@ -7,6 +7,46 @@
 #include <math.h>
 #include <string.h>
 
+static float
+act_naive (RnnActivation act, float v)
+{
+  switch (act) {
+    case RNN_ACT_TANH:
+      return tanhf (v);
+    case RNN_ACT_RELU:
+      return fmaxf (v, 0.0f);
+    case RNN_ACT_SIGMOID:
+      return 1.0f / (1.0f + expf (-v));
+    case RNN_ACT_ELU:
+      return v > 0.0f ? v : expm1f (v);
+    default:
+      return v;
+  }
+}
+
+/* One pre or post layer on @rows rows: @v [rows][*width] becomes
+ * [rows][N] (a new buffer, the old one freed). */
+static float *
+dense_naive (float *v, gsize rows, gsize *width, const float *W,
+    const float *bias, gsize N, RnnActivation act)
+{
+  const gsize K = *width;
+  float *out = g_new (float, rows * N);
+  for (gsize r = 0; r < rows; r++) {
+    for (gsize n = 0; n < N; n++) {
+      float a = bias[n];
+      for (gsize k = 0; k < K; k++)
+        a += W[n * K + k] * v[r * K + k];
+      out[r * N + n] = act == RNN_ACT_SOFTMAX ? a : act_naive (act, a);
+    }
+    if (act == RNN_ACT_SOFTMAX)
+      rnn_head_activate (RNN_HEAD_ACT_SOFTMAX, out + r * N, 1, N);
+  }
+  g_free (v);
+  *width = N;
+  return out;
+}
+
 void
 rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
     guint T, guint B, float *y)
@@ -18,7 +58,7 @@ rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
   const gsize G = rnn_cell_gates (c->cell), H = c->hidden_size, GH = G * H;
   const gsize D = c->bidirectional ? 2 : 1, TB = (gsize) T * B;
   const gsize n_in = c->input_size;
-  float *in = g_new (float, TB * MAX (n_in, D * H));
+  float *in = g_new (float, TB * n_in);
   float *out = g_new (float, TB * D * H);
   float *pre_x = g_new (float, GH), *pre_h = g_new (float, GH);
   float *h0 = g_new0 (float, B * H), *c0 = g_new0 (float, B * H);
@@ -29,15 +69,16 @@ rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
           ? (x[r * n_in + i] - m->in_mean[i]) / m->in_std[i] : x[r * n_in + i];
 
   gsize in_size = n_in;
+  for (guint k = 0; k < c->n_pre; k++)
+    in = dense_naive (in, TB, &in_size, m->pre_w[k], m->pre_b[k],
+        c->pre[k].size, c->pre[k].activation);
   for (guint k = 0; k < c->num_layers; k++) {
     for (guint d = 0; d < D; d++) {
       const RnnLayerParams *lp = &m->layers[k * D + d];
       float *hs = state ? rnn_state_h (state, k, d) : h0;
       float *cst = state ? rnn_state_c (state, k, d) : c0;
-      if (!state) {
-        memset (h0, 0, B * H * sizeof (float));
-        memset (c0, 0, B * H * sizeof (float));
-      }
+      if (!state)
+        rnn_model_initial_state (m, k, d, B, h0, c0);
       for (gsize b = 0; b < B; b++) {
         float *h = hs + b * H, *cc = cst ? cst + b * H : NULL;
         for (gsize s = 0; s < T; s++) {
@@ -83,9 +124,13 @@ rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
         }
       }
     }
-    memcpy (in, out, TB * D * H * sizeof (float));
+    g_free (in);
+    in = g_memdup2 (out, TB * D * H * sizeof (float));
     in_size = D * H;
   }
+  for (guint k = 0; k < c->n_post; k++)
+    in = dense_naive (in, TB, &in_size, m->post_w[k], m->post_b[k],
+        c->post[k].size, c->post[k].activation);
 
   const gsize O = rnn_model_get_output_size (m);
   for (gsize r = 0; r < TB; r++) {
@@ -102,6 +147,9 @@ rnn_forward_naive (const RnnModel *m, RnnState *state, const float *x,
   }
   if (c->has_head)
     rnn_head_activate (c->head_activation, y, TB, O);
+  for (gsize r = 0; r < TB && c->skip; r++)
+    for (gsize o = 0; o < O; o++)
+      y[r * O + o] += x[r * n_in + (c->skip == 1 ? 0 : o)];
 
   g_free (in);
   g_free (out);

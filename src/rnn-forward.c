@@ -39,6 +39,7 @@ struct _RnnForward {
   gsize capacity;       /* floats */
   float *xn;            /* [T*B][n_in] normalised input */
   float *seq[2];        /* [T*B][D*H] layer outputs, ping-pong */
+  float *dense[2];      /* [T*B][widest pre/post layer], ping-pong */
   Scratch own;          /* the calling thread's */
 
   /* rnn_forward_set_threads () */
@@ -135,7 +136,13 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   const gsize TB = (gsize) T * B;
   const gsize n_xn = c->has_input_norm ? R16 (TB * c->input_size) : 0;
   const gsize n_seq = R16 (TB * D * H);
-  const gsize need = n_xn + 2 * n_seq;
+  gsize wide = 0;
+  for (guint k = 0; k < c->n_pre; k++)
+    wide = MAX (wide, c->pre[k].size);
+  for (guint k = 0; k < c->n_post; k++)
+    wide = MAX (wide, c->post[k].size);
+  const gsize n_dense = R16 (TB * wide);
+  const gsize need = n_xn + 2 * n_seq + 2 * n_dense;
 
   if (need > fw->capacity) {
     g_aligned_free (fw->buf);
@@ -145,6 +152,8 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   fw->xn = fw->buf;
   fw->seq[0] = fw->buf + n_xn;
   fw->seq[1] = fw->seq[0] + n_seq;
+  fw->dense[0] = fw->seq[1] + n_seq;
+  fw->dense[1] = fw->dense[0] + n_dense;
 }
 
 /* The same for one share of @nb streams. */
@@ -227,6 +236,36 @@ rnn_head_activate (RnnHeadActivation act, float *y, gsize rows, gsize O)
   }
 }
 
+/* The activation of a pre or post layer, in place on @rows rows of @n
+ * values: the vector kernels' exponential-based tanh and sigmoid, libm's
+ * expm1f for elu, softmax as the head's. */
+void
+rnn_dense_activate (RnnActivation act, float *v, gsize rows, gsize n)
+{
+  const RnnKernels *kern = rnn_kernels_get ();
+  switch (act) {
+    case RNN_ACT_NONE:
+      break;
+    case RNN_ACT_TANH:
+      kern->tanh_array (v, rows * n);
+      break;
+    case RNN_ACT_SIGMOID:
+      kern->sigmoid_array (v, rows * n);
+      break;
+    case RNN_ACT_RELU:
+      for (gsize i = 0; i < rows * n; i++)
+        v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+      break;
+    case RNN_ACT_ELU:
+      for (gsize i = 0; i < rows * n; i++)
+        v[i] = v[i] > 0.0f ? v[i] : expm1f (v[i]);
+      break;
+    case RNN_ACT_SOFTMAX:
+      rnn_head_activate (RNN_HEAD_ACT_SOFTMAX, v, rows, n);
+      break;
+  }
+}
+
 /* C[M][N] = A[M][K] · W[N][K]ᵀ + bias[N] (bias broadcast over rows): one
  * sgemm, for the training path where chunk invariance is not at stake. */
 void
@@ -237,6 +276,37 @@ rnn_linear_rows (float *C, const float *A, const float *W, const float *bias,
     memcpy (C + m * N, bias, N * sizeof (float));
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) N,
       (int) K, 1.0f, A, (int) K, W, (int) K, 1.0f, C, (int) N);
+}
+
+/* One pre or post layer over streams b0 .. b0+nb-1 of @T steps of [T][B]
+ * rows: dst [T][B][W->N] = act (src [T][B][n_src] · Wᵀ + bias). */
+static void
+dense_rows (const RnnKernels *kern, float *dst, const float *src,
+    gsize n_src, const RnnPackedMatrix *W, const float *bias, gsize T,
+    gsize B, gsize b0, gsize nb, RnnActivation act)
+{
+  const gsize N = W->N;
+  if (nb == B) {
+    kern->project_rows (dst, src, W, bias, T * B);
+    rnn_dense_activate (act, dst, T * B, N);
+    return;
+  }
+  for (gsize t = 0; t < T; t++) {
+    float *d = dst + (t * B + b0) * N;
+    kern->project_rows (d, src + (t * B + b0) * n_src, W, bias, nb);
+    rnn_dense_activate (act, d, nb, N);
+  }
+}
+
+/* The residual skip (RnnConfig.skip) on @rows rows of @O outputs of a
+ * stream's row layout: y_o += x_o (skip = O) or x_0 (skip = 1). */
+static inline void
+add_skip (const RnnConfig *c, const float *x, float *y, gsize rows, gsize O)
+{
+  const gsize n_x = c->input_size;
+  for (gsize r = 0; r < rows; r++)
+    for (gsize o = 0; o < O; o++)
+      y[r * O + o] += x[r * n_x + (c->skip == 1 ? 0 : o)];
 }
 
 /* The whole model for streams b0 .. b0+nb-1 of a call of B streams (every
@@ -281,6 +351,16 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
         }
     in = fw->xn;
   }
+  /* pre layers, time-distributed: a projection over the share's rows,
+   * then the activation pass (rows of a share are contiguous per step) */
+  for (guint k = 0; k < c->n_pre; k++) {
+    const gsize N = c->pre[k].size;
+    float *dst = fw->dense[k & 1];
+    dense_rows (kern, dst, in, n_in, &m->plan.pre[k], m->pre_b[k], T, B,
+        b0, nb, c->pre[k].activation);
+    in = dst;
+    n_in = N;
+  }
 
   const gsize O = c->has_head ? c->output_size : 0;
   /* the first layer in the register kernel with its input projection
@@ -294,7 +374,8 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
   const gsize piece = MIN (T, piece_steps (nb, GH));
   for (guint k = 0; k < c->num_layers; k++) {
     /* the last layer without a head writes straight into y */
-    float *out = (k + 1 == c->num_layers && !c->has_head) ? y : fw->seq[k & 1];
+    float *out = (k + 1 == c->num_layers && !c->has_head && c->n_post == 0)
+        ? y : fw->seq[k & 1];
     for (guint d = 0; d < D; d++) {
       const RnnLayerParams *lp = &m->layers[k * D + d];
       float *h, *cs = NULL;
@@ -304,7 +385,10 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
       } else {
         h = sc->zero;
         cs = lstm ? sc->zero + nb * H : NULL;
-        memset (sc->zero, 0, 2 * nb * H * sizeof (float));
+        if (m->h0)
+          rnn_model_initial_state (m, k, d, nb, h, cs);
+        else
+          memset (sc->zero, 0, 2 * nb * H * sizeof (float));
       }
       const RnnPackedLayer *pk = &m->plan.packed[k * D + d];
       /* pieces of steps in the direction of time: project their input, then
@@ -351,13 +435,30 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
     in = out;
     n_in = DH;
   }
+  /* post layers, as the pre layers; the last one without a head writes
+   * straight into y */
+  n_in = DH;
+  for (guint k = 0; k < c->n_post; k++) {
+    const gsize N = c->post[k].size;
+    float *dst = (k + 1 == c->n_post && !c->has_head) ? y : fw->dense[k & 1];
+    dense_rows (kern, dst, in, n_in, &m->plan.post[k], m->post_b[k], T, B,
+        b0, nb, c->post[k].activation);
+    in = dst;
+    n_in = N;
+  }
   /* the head (its linear part already computed by the fused kernel) */
   for (gsize t = 0; t < T && c->has_head; t++) {
     float *yt = y + (t * B + b0) * O;
     if (!fused)
-      kern->head_rows (yt, O, in + (t * B + b0) * DH, DH, m->head_w,
-          m->head_b, nb, O, DH);
+      kern->head_rows (yt, O, in + (t * B + b0) * n_in, n_in, m->head_w,
+          m->head_b, nb, O, n_in);
     rnn_head_activate (c->head_activation, yt, nb, O);
+  }
+  if (c->skip) {
+    const gsize n_out = O ? O : n_in;
+    for (gsize t = 0; t < T; t++)
+      add_skip (c, x + (t * B + b0) * c->input_size,
+          y + (t * B + b0) * n_out, nb, n_out);
   }
 #undef PROJECT
 }
@@ -430,6 +531,8 @@ rnn_forward (RnnForward *fw, const RnnModel *m, RnnState *state,
         rnn_state_c_block (state, 0, 0), y);
     if (s1->O && c->head_activation != RNN_HEAD_ACT_NONE)
       rnn_head_activate (c->head_activation, y, 1, s1->O);
+    if (c->skip)
+      add_skip (c, x, y, 1, s1->O ? s1->O : s1->H);
     return;
   }
   forward_call (fw, m, state, x, T, B, y);
@@ -483,6 +586,8 @@ forward_call (RnnForward *fw, const RnnModel *m, RnnState *state,
       kern->recur_one_io (&a);
     if (O)
       rnn_head_activate (c->head_activation, y, (gsize) T * B, O);
+    if (c->skip)
+      add_skip (c, x, y, (gsize) T * B, O ? O : H);
     return;
   }
   if (direct == RNN_DIRECT_SMALL2 && B == 1) {
@@ -503,6 +608,8 @@ forward_call (RnnForward *fw, const RnnModel *m, RnnState *state,
     kern->recur_h8x2_io (&a);
     if (O)
       rnn_head_activate (c->head_activation, y, T, O);
+    if (c->skip)
+      add_skip (c, x, y, T, O ? O : H);
     return;
   }
   forward_reserve (fw, m, T, B);

@@ -62,6 +62,27 @@ rnn_try_aligned_alloc (gsize n_elems, gsize elem_size, gsize alignment,
 
 static const char *const cell_names[] = { "rnn_tanh", "rnn_relu", "lstm", "gru" };
 static const char *const act_names[] = { "none", "softmax", "sigmoid", "tanh" };
+static const char *const dense_act_names[] = {
+  "none", "tanh", "relu", "sigmoid", "elu", "softmax",
+};
+
+const char *
+rnn_activation_to_string (RnnActivation act)
+{
+  g_return_val_if_fail ((guint) act < G_N_ELEMENTS (dense_act_names), NULL);
+  return dense_act_names[act];
+}
+
+gboolean
+rnn_activation_from_string (const char *s, RnnActivation *act)
+{
+  for (guint i = 0; s && i < G_N_ELEMENTS (dense_act_names); i++)
+    if (strcmp (s, dense_act_names[i]) == 0) {
+      *act = (RnnActivation) i;
+      return TRUE;
+    }
+  return FALSE;
+}
 
 const char *
 rnn_cell_to_string (RnnCell cell)
@@ -167,8 +188,52 @@ rnn_config_validate (const RnnConfig *cfg, GError **error)
         cfg->input_size, cfg->frame_size);
     return FALSE;
   }
-  guint out = cfg->has_head ? cfg->output_size
-      : cfg->hidden_size * (cfg->bidirectional ? 2 : 1);
+  CHECK_RANGE (n_pre, 0, RNN_MAX_DENSE_LAYERS);
+  CHECK_RANGE (n_post, 0, RNN_MAX_DENSE_LAYERS);
+  for (guint k = 0; k < cfg->n_pre + cfg->n_post; k++) {
+    const gboolean pre = k < cfg->n_pre;
+    const RnnDense *l = pre ? &cfg->pre[k] : &cfg->post[k - cfg->n_pre];
+    const guint i = pre ? k : k - cfg->n_pre;
+    if (l->size < 1 || l->size > RNN_MAX_DENSE_SIZE) {
+      g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+          "%s layer %u has size %u, out of range [1, %u]",
+          pre ? "pre" : "post", i, l->size, RNN_MAX_DENSE_SIZE);
+      return FALSE;
+    }
+    if ((guint) l->activation > RNN_ACT_SOFTMAX) {
+      g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+          "%s layer %u has unknown activation %d", pre ? "pre" : "post", i,
+          (int) l->activation);
+      return FALSE;
+    }
+  }
+  if (cfg->has_c0 && cfg->cell != RNN_CELL_LSTM) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "an initial cell state (rnn.c0) is only for lstm, not %s",
+        cell_names[cfg->cell]);
+    return FALSE;
+  }
+  if (cfg->has_c0 && !cfg->has_h0) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "an initial cell state (rnn.c0) needs an initial hidden state "
+        "(rnn.h0)");
+    return FALSE;
+  }
+  guint out = cfg->has_head ? cfg->output_size : rnn_config_features (cfg);
+  if (cfg->skip != 0) {
+    if (cfg->frame_size != 1 || cfg->output_frame_size != 1) {
+      g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+          "skip = %u needs frame_size = output_frame_size = 1 (they are "
+          "%u and %u)", cfg->skip, cfg->frame_size, cfg->output_frame_size);
+      return FALSE;
+    }
+    if ((cfg->skip != 1 && cfg->skip != out) || cfg->skip > cfg->input_size) {
+      g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+          "skip = %u: only 1 or the output size (%u), and at most the input "
+          "size (%u)", cfg->skip, out, cfg->input_size);
+      return FALSE;
+    }
+  }
   if (out % cfg->output_frame_size != 0) {
     g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
         "output size %u is not a multiple of output_frame_size %u",
@@ -179,6 +244,31 @@ rnn_config_validate (const RnnConfig *cfg, GError **error)
 }
 
 #undef CHECK_RANGE
+
+gboolean
+rnn_config_has_extras (const RnnConfig *cfg)
+{
+  g_return_val_if_fail (cfg != NULL, FALSE);
+  return cfg->n_pre > 0 || cfg->n_post > 0 || cfg->has_h0 || cfg->has_c0
+      || cfg->skip > 0;
+}
+
+guint
+rnn_config_rnn_input_size (const RnnConfig *cfg)
+{
+  g_return_val_if_fail (cfg != NULL, 0);
+  return cfg->n_pre > 0 && cfg->n_pre <= RNN_MAX_DENSE_LAYERS
+      ? cfg->pre[cfg->n_pre - 1].size : cfg->input_size;
+}
+
+guint
+rnn_config_features (const RnnConfig *cfg)
+{
+  g_return_val_if_fail (cfg != NULL, 0);
+  return cfg->n_post > 0 && cfg->n_post <= RNN_MAX_DENSE_LAYERS
+      ? cfg->post[cfg->n_post - 1].size
+      : cfg->hidden_size * (cfg->bidirectional ? 2 : 1);
+}
 
 /* ---- model ------------------------------------------------------------- */
 
@@ -226,7 +316,7 @@ rnn_model_new (const RnnConfig *cfg, GError **error)
   for (guint k = 0; k < L; k++)
     for (guint d = 0; d < D; d++) {
       const char *sfx = d ? "_reverse" : "";
-      const guint in = k == 0 ? cfg->input_size : D * H;
+      const guint in = k == 0 ? rnn_config_rnn_input_size (cfg) : D * H;
       g_snprintf (name, sizeof name, "rnn.weight_ih_l%u%s", k, sfx);
       add_tensor (infos, &off, name, 2, (gsize) G * H, in);
       g_snprintf (name, sizeof name, "rnn.weight_hh_l%u%s", k, sfx);
@@ -237,13 +327,32 @@ rnn_model_new (const RnnConfig *cfg, GError **error)
       add_tensor (infos, &off, name, 1, (gsize) G * H, 0);
     }
   if (cfg->has_head) {
-    add_tensor (infos, &off, "head.weight", 2, cfg->output_size, (gsize) D * H);
+    add_tensor (infos, &off, "head.weight", 2, cfg->output_size,
+        rnn_config_features (cfg));
     add_tensor (infos, &off, "head.bias", 1, cfg->output_size, 0);
   }
   if (cfg->has_input_norm) {
     add_tensor (infos, &off, "input.mean", 1, cfg->input_size, 0);
     add_tensor (infos, &off, "input.std", 1, cfg->input_size, 0);
   }
+  for (guint k = 0; k < cfg->n_pre; k++) {
+    g_snprintf (name, sizeof name, "pre.%u.weight", k);
+    add_tensor (infos, &off, name, 2, cfg->pre[k].size,
+        k ? cfg->pre[k - 1].size : cfg->input_size);
+    g_snprintf (name, sizeof name, "pre.%u.bias", k);
+    add_tensor (infos, &off, name, 1, cfg->pre[k].size, 0);
+  }
+  for (guint k = 0; k < cfg->n_post; k++) {
+    g_snprintf (name, sizeof name, "post.%u.weight", k);
+    add_tensor (infos, &off, name, 2, cfg->post[k].size,
+        k ? cfg->post[k - 1].size : (gsize) D * H);
+    g_snprintf (name, sizeof name, "post.%u.bias", k);
+    add_tensor (infos, &off, name, 1, cfg->post[k].size, 0);
+  }
+  if (cfg->has_h0)
+    add_tensor (infos, &off, "rnn.h0", 2, (gsize) L * D, H);
+  if (cfg->has_c0)
+    add_tensor (infos, &off, "rnn.c0", 2, (gsize) L * D, H);
 
   m->n_tensors = infos->len;
   m->tensors = (RnnParamInfo *) g_array_free (infos, FALSE);
@@ -277,7 +386,22 @@ rnn_model_new (const RnnConfig *cfg, GError **error)
     m->in_std = m->params + m->tensors[t + 1].offset;
     for (guint i = 0; i < cfg->input_size; i++)
       m->in_std[i] = 1.0f;
+    t += 2;
   }
+  for (guint k = 0; k < cfg->n_pre; k++, t += 2) {
+    m->pre_w[k] = m->params + m->tensors[t].offset;
+    m->pre_b[k] = m->params + m->tensors[t + 1].offset;
+    m->pre_in[k] = (guint) m->tensors[t].shape[1];
+  }
+  for (guint k = 0; k < cfg->n_post; k++, t += 2) {
+    m->post_w[k] = m->params + m->tensors[t].offset;
+    m->post_b[k] = m->params + m->tensors[t + 1].offset;
+    m->post_in[k] = (guint) m->tensors[t].shape[1];
+  }
+  if (cfg->has_h0)
+    m->h0 = m->params + m->tensors[t++].offset;
+  if (cfg->has_c0)
+    m->c0 = m->params + m->tensors[t++].offset;
   m->meta = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (m->meta, NULL);
   m->meta_values = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
@@ -381,7 +505,7 @@ rnn_model_get_output_size (const RnnModel *model)
 {
   g_return_val_if_fail (model != NULL, 0);
   return model->cfg.has_head ? model->cfg.output_size
-      : model->cfg.hidden_size * rnn_model_get_num_directions (model);
+      : rnn_config_features (&model->cfg);
 }
 
 float *
@@ -465,11 +589,79 @@ rnn_model_get_input_std (const RnnModel *model)
   return model->in_std;
 }
 
+const float *
+rnn_model_get_pre_weight (const RnnModel *model, guint k, guint *in_size)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  if (k >= model->cfg.n_pre)
+    return NULL;
+  if (in_size)
+    *in_size = model->pre_in[k];
+  return model->pre_w[k];
+}
+
+const float *
+rnn_model_get_pre_bias (const RnnModel *model, guint k)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return k < model->cfg.n_pre ? model->pre_b[k] : NULL;
+}
+
+const float *
+rnn_model_get_post_weight (const RnnModel *model, guint k, guint *in_size)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  if (k >= model->cfg.n_post)
+    return NULL;
+  if (in_size)
+    *in_size = model->post_in[k];
+  return model->post_w[k];
+}
+
+const float *
+rnn_model_get_post_bias (const RnnModel *model, guint k)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return k < model->cfg.n_post ? model->post_b[k] : NULL;
+}
+
+const float *
+rnn_model_get_h0 (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return model->h0;
+}
+
+const float *
+rnn_model_get_c0 (const RnnModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  return model->c0;
+}
+
+void
+rnn_model_initial_state (const RnnModel *m, guint k, guint d, gsize nb,
+    float *h, float *c)
+{
+  const gsize H = m->cfg.hidden_size, row = (gsize) k * (m->cfg.bidirectional
+      ? 2 : 1) + d;
+  for (gsize b = 0; b < nb; b++) {
+    if (m->h0)
+      memcpy (h + b * H, m->h0 + row * H, H * sizeof (float));
+    else
+      memset (h + b * H, 0, H * sizeof (float));
+    if (c && m->c0)
+      memcpy (c + b * H, m->c0 + row * H, H * sizeof (float));
+    else if (c)
+      memset (c + b * H, 0, H * sizeof (float));
+  }
+}
+
 /* Metadata keys that the configuration itself owns. */
 static const char *const reserved_keys[] = {
   "format", "version", "cell", "input_size", "hidden_size", "num_layers",
   "bidirectional", "head_activation", "frame_size", "output_frame_size",
-  "window", "sample_rate",
+  "window", "sample_rate", "pre_activations", "post_activations", "skip",
 };
 
 gboolean
@@ -534,7 +726,32 @@ rnn_state_new (const RnnModel *model, guint batch)
   s->per_block = (gsize) batch * s->hidden;
   s->n_blocks = (gsize) s->layers * s->dirs * (s->cell == RNN_CELL_LSTM ? 2 : 1);
   s->data = g_malloc0_n (s->n_blocks * s->per_block, sizeof (float));
+  if (model->h0) {
+    /* one stream's initial state, copied in at every reset; the h blocks
+     * first, then the c blocks (zeros without c0), as in data */
+    const guint LD = s->layers * s->dirs;
+    s->init = g_malloc0_n (s->n_blocks * s->hidden, sizeof (float));
+    for (guint l = 0; l < LD; l++)
+      rnn_model_initial_state (model, l / s->dirs, l % s->dirs, 1,
+          s->init + (gsize) l * s->hidden, s->cell == RNN_CELL_LSTM
+          ? s->init + (gsize) (LD + l) * s->hidden : NULL);
+    for (guint b = 0; b < batch; b++)
+      rnn_state_init_stream (s, b);
+  }
   return s;
+}
+
+void
+rnn_state_init_stream (RnnState *state, guint b)
+{
+  for (gsize blk = 0; blk < state->n_blocks; blk++) {
+    float *dst = state->data + blk * state->per_block + (gsize) b * state->hidden;
+    if (state->init)
+      memcpy (dst, state->init + blk * state->hidden,
+          state->hidden * sizeof (float));
+    else
+      memset (dst, 0, state->hidden * sizeof (float));
+  }
 }
 
 void
@@ -543,6 +760,7 @@ rnn_state_free (RnnState *state)
   if (!state)
     return;
   g_free (state->data);
+  g_free (state->init);
   g_free (state);
 }
 
@@ -552,6 +770,8 @@ rnn_state_copy (const RnnState *state)
   g_return_val_if_fail (state != NULL, NULL);
   RnnState *s = g_memdup2 (state, sizeof *state);
   s->data = g_memdup2 (state->data, state->n_blocks * state->per_block * sizeof (float));
+  if (state->init)
+    s->init = g_memdup2 (state->init, state->n_blocks * state->hidden * sizeof (float));
   return s;
 }
 
@@ -559,16 +779,19 @@ void
 rnn_state_reset (RnnState *state)
 {
   g_return_if_fail (state != NULL);
-  memset (state->data, 0, state->n_blocks * state->per_block * sizeof (float));
+  if (state->init == NULL) {
+    memset (state->data, 0, state->n_blocks * state->per_block * sizeof (float));
+    return;
+  }
+  for (guint b = 0; b < state->batch; b++)
+    rnn_state_init_stream (state, b);
 }
 
 void
 rnn_state_reset_stream (RnnState *state, guint b)
 {
   g_return_if_fail (state != NULL && b < state->batch);
-  for (gsize blk = 0; blk < state->n_blocks; blk++)
-    memset (state->data + blk * state->per_block + (gsize) b * state->hidden, 0,
-        state->hidden * sizeof (float));
+  rnn_state_init_stream (state, b);
 }
 
 guint

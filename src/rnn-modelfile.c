@@ -49,12 +49,16 @@
 
 #define FORMAT_NAME "gst-rnn"
 #define FORMAT_VERSION "1"
+/* the version of a model with any of the optional layers of docs/design.md
+ * §2 (pre/post layers, initial state, skip); a model without them is
+ * written as version 1, byte for byte as before */
+#define FORMAT_VERSION_2 "2"
 
 /* Metadata keys owned by the configuration, in the order they are written. */
 static const char *const config_keys[] = {
   "format", "version", "cell", "input_size", "hidden_size", "num_layers",
   "bidirectional", "head_activation", "frame_size", "output_frame_size",
-  "window", "sample_rate",
+  "window", "sample_rate", "pre_activations", "post_activations", "skip",
 };
 
 static gboolean
@@ -158,9 +162,57 @@ parse_uint_key (const RnnSafetensors *st, const char *dn, const char *key,
   return parse_uint (dn, key, v, lo, hi, out, error);
 }
 
+/* A comma-separated list of activation names (pre_activations,
+ * post_activations): 1 to RNN_MAX_DENSE_LAYERS names, each known. */
+static gboolean
+parse_activations (const RnnSafetensors *st, const char *dn, const char *key,
+    RnnDense *layers, guint *n, GError **error)
+{
+  const char *v = rnn_safetensors_get_meta (st, key);
+  char *q;
+
+  *n = 0;
+  if (v == NULL)
+    return TRUE;
+  gchar **names = g_strsplit (v, ",", -1);
+  const guint len = g_strv_length (names);
+  if (len == 0) {
+    set_error (error, RNN_ERROR_METADATA, dn, "metadata %s is empty: give "
+        "one activation per layer (e.g. \"tanh,none\"), or leave the key "
+        "out", key);
+    g_strfreev (names);
+    return FALSE;
+  }
+  if (len > RNN_MAX_DENSE_LAYERS) {
+    q = rnn_st_quote (v);
+    set_error (error, RNN_ERROR_METADATA, dn, "metadata %s is %s: %u layers, "
+        "at most %u", key, q, len, RNN_MAX_DENSE_LAYERS);
+    g_free (q);
+    g_strfreev (names);
+    return FALSE;
+  }
+  for (guint k = 0; k < len; k++) {
+    if (!rnn_activation_from_string (names[k], &layers[k].activation)) {
+      char *qn = rnn_st_quote (names[k]);
+      q = rnn_st_quote (v);
+      set_error (error, RNN_ERROR_METADATA, dn, "metadata %s is %s: layer %u's "
+          "activation %s is not one of none, tanh, relu, sigmoid, elu, softmax "
+          "(one name per layer, separated by commas, no spaces)", key, q, k,
+          qn);
+      g_free (qn);
+      g_free (q);
+      g_strfreev (names);
+      return FALSE;
+    }
+  }
+  g_strfreev (names);
+  *n = len;
+  return TRUE;
+}
+
 static gboolean
 parse_config (const RnnSafetensors *st, const char *dn, RnnConfig *cfg,
-    GError **error)
+    gboolean *version2, GError **error)
 {
   const char *v;
   char *q;
@@ -182,13 +234,15 @@ parse_config (const RnnSafetensors *st, const char *dn, RnnConfig *cfg,
   }
   if (!(v = meta_require (st, dn, "version", error)))
     return FALSE;
-  if (strcmp (v, FORMAT_VERSION) != 0) {
+  if (strcmp (v, FORMAT_VERSION) != 0 && strcmp (v, FORMAT_VERSION_2) != 0) {
     q = rnn_st_quote (v);
     set_error (error, RNN_ERROR_METADATA, dn, "metadata version is %s, this "
-        "build reads version \"" FORMAT_VERSION "\"", q);
+        "build reads versions \"" FORMAT_VERSION "\" and \"" FORMAT_VERSION_2
+        "\"", q);
     g_free (q);
     return FALSE;
   }
+  *version2 = strcmp (v, FORMAT_VERSION_2) == 0;
 
   if (!(v = meta_require (st, dn, "cell", error)))
     return FALSE;
@@ -242,6 +296,26 @@ parse_config (const RnnSafetensors *st, const char *dn, RnnConfig *cfg,
       || !parse_uint_key (st, dn, "sample_rate", FALSE, 1,
           RNN_MAX_SAMPLE_RATE, &cfg->sample_rate, error))
     return FALSE;
+
+  /* version 2: the layers around the recurrent stack (their sizes come
+   * from the tensors, parse_optional_tensors ()) */
+  static const char *const v2_keys[] = {
+    "pre_activations", "post_activations", "skip",
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (v2_keys) && !*version2; i++)
+    if (rnn_safetensors_get_meta (st, v2_keys[i]) != NULL) {
+      set_error (error, RNN_ERROR_METADATA, dn, "metadata %s needs version "
+          "\"" FORMAT_VERSION_2 "\" (the file says version \"" FORMAT_VERSION
+          "\")", v2_keys[i]);
+      return FALSE;
+    }
+  if (!parse_activations (st, dn, "pre_activations", cfg->pre, &cfg->n_pre,
+          error)
+      || !parse_activations (st, dn, "post_activations", cfg->post,
+          &cfg->n_post, error)
+      || !parse_uint_key (st, dn, "skip", FALSE, 1, RNN_MAX_OUTPUT_SIZE,
+          &cfg->skip, error))
+    return FALSE;
   return TRUE;
 }
 
@@ -282,20 +356,35 @@ expected_tensors (const RnnConfig *cfg)
   for (guint k = 0; k < cfg->num_layers; k++)
     for (guint d = 0; d < D; d++) {
       const char *sfx = d ? "_reverse" : "";
-      const guint64 in = k == 0 ? cfg->input_size : D * H;
+      const guint64 in = k == 0 ? rnn_config_rnn_input_size (cfg) : D * H;
       expect (arr, 2, G * H, in, "rnn.weight_ih_l%u%s", k, sfx);
       expect (arr, 2, G * H, H, "rnn.weight_hh_l%u%s", k, sfx);
       expect (arr, 1, G * H, 0, "rnn.bias_ih_l%u%s", k, sfx);
       expect (arr, 1, G * H, 0, "rnn.bias_hh_l%u%s", k, sfx);
     }
   if (cfg->has_head) {
-    expect (arr, 2, cfg->output_size, D * H, "head.weight");
+    expect (arr, 2, cfg->output_size, rnn_config_features (cfg),
+        "head.weight");
     expect (arr, 1, cfg->output_size, 0, "head.bias");
   }
   if (cfg->has_input_norm) {
     expect (arr, 1, cfg->input_size, 0, "input.mean");
     expect (arr, 1, cfg->input_size, 0, "input.std");
   }
+  for (guint k = 0; k < cfg->n_pre; k++) {
+    expect (arr, 2, cfg->pre[k].size, k ? cfg->pre[k - 1].size
+        : cfg->input_size, "pre.%u.weight", k);
+    expect (arr, 1, cfg->pre[k].size, 0, "pre.%u.bias", k);
+  }
+  for (guint k = 0; k < cfg->n_post; k++) {
+    expect (arr, 2, cfg->post[k].size, k ? cfg->post[k - 1].size : D * H,
+        "post.%u.weight", k);
+    expect (arr, 1, cfg->post[k].size, 0, "post.%u.bias", k);
+  }
+  if (cfg->has_h0)
+    expect (arr, 2, cfg->num_layers * D, H, "rnn.h0");
+  if (cfg->has_c0)
+    expect (arr, 2, cfg->num_layers * D, H, "rnn.c0");
   return arr;
 }
 
@@ -334,7 +423,7 @@ check_tensor_shape (const RnnStTensor *t, const char *dn, const char *name,
 /* Head and input normalisation: present as pairs, or absent. */
 static gboolean
 parse_optional_tensors (const RnnSafetensors *st, const char *dn,
-    RnnConfig *cfg, GError **error)
+    RnnConfig *cfg, gboolean version2, GError **error)
 {
   const RnnStTensor *hw = rnn_safetensors_find (st, "head.weight");
   const RnnStTensor *hb = rnn_safetensors_find (st, "head.bias");
@@ -372,15 +461,64 @@ parse_optional_tensors (const RnnSafetensors *st, const char *dn,
     return FALSE;
   }
   cfg->has_input_norm = im != NULL;
+
+  /* pre and post layers: as many as their activations name, each's size
+   * from its bias (the weights' shapes are checked against them after) */
+  for (guint j = 0; j < cfg->n_pre + cfg->n_post; j++) {
+    const gboolean pre = j < cfg->n_pre;
+    const guint k = pre ? j : j - cfg->n_pre;
+    RnnDense *l = pre ? &cfg->pre[k] : &cfg->post[k];
+    char name[40];
+    g_snprintf (name, sizeof name, "%s.%u.bias", pre ? "pre" : "post", k);
+    const RnnStTensor *b = rnn_safetensors_find (st, name);
+    if (b == NULL) {
+      set_error (error, RNN_ERROR_TENSOR, dn, "tensor %s is missing "
+          "(metadata %s_activations names %u layers)", name,
+          pre ? "pre" : "post", pre ? cfg->n_pre : cfg->n_post);
+      return FALSE;
+    }
+    if (b->ndim != 1 || b->shape[0] < 1 || b->shape[0] > RNN_MAX_DENSE_SIZE) {
+      char *got = format_shape (b->ndim, b->shape);
+      set_error (error, RNN_ERROR_TENSOR, dn, "tensor %s has shape %s, "
+          "expected [N] with 1 <= N <= %u", name, got, RNN_MAX_DENSE_SIZE);
+      g_free (got);
+      return FALSE;
+    }
+    l->size = (guint) b->shape[0];
+  }
+
+  /* the initial state: version 2 only; c0 only for LSTM and with h0 */
+  const RnnStTensor *h0 = rnn_safetensors_find (st, "rnn.h0");
+  const RnnStTensor *c0 = rnn_safetensors_find (st, "rnn.c0");
+  if ((h0 || c0) && !version2) {
+    set_error (error, RNN_ERROR_TENSOR, dn, "tensor %s needs metadata "
+        "version \"" FORMAT_VERSION_2 "\" (the file says version \""
+        FORMAT_VERSION "\")", h0 ? "rnn.h0" : "rnn.c0");
+    return FALSE;
+  }
+  if (c0 && cfg->cell != RNN_CELL_LSTM) {
+    set_error (error, RNN_ERROR_TENSOR, dn, "unexpected tensor \"rnn.c0\" "
+        "(an initial cell state is only for lstm, this model is %s)",
+        rnn_cell_to_string (cfg->cell));
+    return FALSE;
+  }
+  if (c0 && !h0) {
+    set_error (error, RNN_ERROR_TENSOR, dn, "tensor rnn.c0 is present but "
+        "rnn.h0 is missing (an initial state gives h0, and c0 with it)");
+    return FALSE;
+  }
+  cfg->has_h0 = h0 != NULL;
+  cfg->has_c0 = c0 != NULL;
   return TRUE;
 }
 
 /* ---- load ---------------------------------------------------------------- */
 
-/* The most tensors a model may have: four per layer and direction, a head
- * and input normalisation.  A header with more is refused while it is
+/* The most tensors a model may have: four per layer and direction, a head,
+ * input normalisation, two per pre and post layer and the initial state.  A header with more is refused while it is
  * scanned, before a tree is built for them. */
-#define MAX_MODEL_TENSORS (RNN_MAX_LAYERS * 2 * 4 + 4)
+#define MAX_MODEL_TENSORS (RNN_MAX_LAYERS * 2 * 4 + 4 \
+    + 2 * 2 * RNN_MAX_DENSE_LAYERS + 2)
 /* The most __metadata__ keys: each costs some 400 bytes held while loading
  * (the JSON tree, the reader's table, the model's), so this bounds that
  * memory near 400 MB, whatever the header's 100 MB hold. */
@@ -410,10 +548,11 @@ load_model (const RnnSafetensors *st, const char *dn, ReadTensor read,
   RnnConfig cfg;
   GError *local = NULL;
   float *params;
+  gboolean version2 = FALSE;
 
   rnn_config_init (&cfg);
-  if (!parse_config (st, dn, &cfg, error)
-      || !parse_optional_tensors (st, dn, &cfg, error))
+  if (!parse_config (st, dn, &cfg, &version2, error)
+      || !parse_optional_tensors (st, dn, &cfg, version2, error))
     return NULL;
   if (!rnn_config_validate (&cfg, &local)) {
     set_error (error, RNN_ERROR_METADATA, dn, "invalid configuration: %s",
@@ -879,7 +1018,8 @@ rnn_model_serialize (const RnnModel *model)
 
   h = g_string_new ("{\"__metadata__\":{");
   append_meta (h, &first, "format", FORMAT_NAME);
-  append_meta (h, &first, "version", FORMAT_VERSION);
+  append_meta (h, &first, "version", rnn_config_has_extras (cfg)
+      ? FORMAT_VERSION_2 : FORMAT_VERSION);
   append_meta (h, &first, "cell", rnn_cell_to_string (cfg->cell));
   append_meta_uint (h, &first, "input_size", cfg->input_size);
   append_meta_uint (h, &first, "hidden_size", cfg->hidden_size);
@@ -895,6 +1035,21 @@ rnn_model_serialize (const RnnModel *model)
     append_meta_uint (h, &first, "window", cfg->window);
   if (cfg->sample_rate > 0)
     append_meta_uint (h, &first, "sample_rate", cfg->sample_rate);
+  for (guint j = 0; j < 2; j++) {
+    const RnnDense *l = j ? cfg->post : cfg->pre;
+    const guint n = j ? cfg->n_post : cfg->n_pre;
+    if (n == 0)
+      continue;
+    GString *acts = g_string_new (NULL);
+    for (guint k = 0; k < n; k++)
+      g_string_append_printf (acts, "%s%s", k ? "," : "",
+          rnn_activation_to_string (l[k].activation));
+    append_meta (h, &first, j ? "post_activations" : "pre_activations",
+        acts->str);
+    g_string_free (acts, TRUE);
+  }
+  if (cfg->skip > 0)
+    append_meta_uint (h, &first, "skip", cfg->skip);
   keys = rnn_model_get_meta_keys (model);
   for (gsize i = 0; keys && keys[i] != NULL; i++) {
     const char *v = rnn_model_get_meta (model, keys[i]);

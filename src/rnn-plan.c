@@ -132,8 +132,11 @@ rnn_round_to_f16 (float x)
 static gboolean
 first_layer_fuses (const RnnConfig *c)
 {
+  /* (pre and post layers: the general path, see rnn-forward.c; a skip and
+   * an initial state keep every path) */
   return c->hidden_size % 8 == 0 && c->hidden_size <= 32
-      && !c->bidirectional && c->input_size <= 8;
+      && !c->bidirectional && c->input_size <= 8
+      && c->n_pre == 0 && c->n_post == 0;
 }
 
 /* The one place that picks a model's direct path (RnnDirect). */
@@ -144,7 +147,7 @@ choose_direct (const RnnConfig *c)
   /* (an input normalisation is checked by rnn_forward (): the general
    * path normalises into scratch, then takes the small kernel too) */
   if (c->bidirectional || c->input_size > 8
-      || (c->has_head && c->output_size > 8))
+      || (c->has_head && c->output_size > 8) || c->n_pre > 0 || c->n_post > 0)
     return RNN_DIRECT_NONE;
   /* one layer of 8 units (any number of streams) or of 16, 24 or 32: the
    * per-sample audio model, where the two projection passes cost a fifth
@@ -248,6 +251,10 @@ plan_build (RnnPlan *plan, const RnnModel *model, GError **error)
         + blocked_size (G, H);
   if (f16_loads)                                 /* the float16 copies */
     total += LD * (blocked_size (G, H) + 1) / 2;
+  for (guint k = 0; k < c->n_pre; k++)
+    total += packed_size (c->pre[k].size, model->pre_in[k]);
+  for (guint k = 0; k < c->n_post; k++)
+    total += packed_size (c->post[k].size, model->post_in[k]);
 
   /* the same layout as before (same parameters' shapes, same precision):
    * packed again in place */
@@ -281,6 +288,16 @@ plan_build (RnnPlan *plan, const RnnModel *model, GError **error)
     p += packed_size (GH, H);
     pack_blocked (&plan->packed[l].w_hh_blocked, p, lp->w_hh, G, H);
     p += blocked_size (G, H);
+  }
+  for (guint k = 0; k < c->n_pre; k++) {
+    pack_matrix (&plan->pre[k], p, model->pre_w[k], c->pre[k].size,
+        model->pre_in[k]);
+    p += packed_size (c->pre[k].size, model->pre_in[k]);
+  }
+  for (guint k = 0; k < c->n_post; k++) {
+    pack_matrix (&plan->post[k], p, model->post_w[k], c->post[k].size,
+        model->post_in[k]);
+    p += packed_size (c->post[k].size, model->post_in[k]);
   }
   if (model->precision == RNN_WEIGHTS_F16) {
     /* the float32 weights rounded in place; their float16 bits after the

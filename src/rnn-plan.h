@@ -96,6 +96,9 @@ typedef struct {
    * has no direct path */
   gboolean first_fused;
   RnnStep1 step1;           /* fn NULL: none */
+  /* the pre and post layers' weights (RnnConfig.n_pre, n_post), packed
+   * for the projection kernel */
+  RnnPackedMatrix pre[RNN_MAX_DENSE_LAYERS], post[RNN_MAX_DENSE_LAYERS];
 } RnnPlan;
 
 /* Builds (or rebuilds, after the parameters or the precision changed)

@@ -27,6 +27,10 @@ struct _RnnModel {
   RnnLayerParams *layers;   /* [L][D] */
   float *head_w, *head_b;   /* [O][D*H], [O] or NULL */
   float *in_mean, *in_std;  /* [I] or NULL */
+  float *pre_w[RNN_MAX_DENSE_LAYERS], *pre_b[RNN_MAX_DENSE_LAYERS];
+  float *post_w[RNN_MAX_DENSE_LAYERS], *post_b[RNN_MAX_DENSE_LAYERS];
+  guint pre_in[RNN_MAX_DENSE_LAYERS], post_in[RNN_MAX_DENSE_LAYERS];
+  float *h0, *c0;           /* [L*D][H] or NULL */
   RnnWeightPrecision precision;
   guint64 state_shape;      /* rnn_shape_key () of its states */
   RnnPlan plan;             /* rnn-plan.h */
@@ -50,7 +54,16 @@ struct _RnnState {
   gsize per_block;          /* B*H */
   gsize n_blocks;           /* L*D h blocks, then L*D c blocks for LSTM */
   float *data;
+  float *init;              /* [n_blocks][H]: one stream's initial state
+                             * (the model's h0, c0), or NULL for zeros */
 };
+
+/* Sets stream @b of @state to its initial state. */
+void rnn_state_init_stream (RnnState *state, guint b);
+/* Fills @h [nb][H] (and @c, may be NULL) with layer @k, direction @d of
+ * the model's initial state (zeros without rnn.h0 / rnn.c0). */
+void rnn_model_initial_state (const RnnModel *m, guint k, guint d, gsize nb,
+    float *h, float *c);
 
 /* rnn_state_fits () and the blocks of rnn_state_h () / rnn_state_c ()
  * without their argument checks, for rnn_forward (), which runs them in
@@ -101,6 +114,8 @@ void rnn_project_rows (float *C, const float *A, const RnnPackedMatrix *W,
 /* C[M][N] = A[M][K] · W[N][K]ᵀ + bias[N]: one sgemm (training path). */
 void rnn_linear_rows (float *C, const float *A, const float *W,
     const float *bias, gsize M, gsize N, gsize K);
+/* Applies a pre or post layer's activation in place to @rows rows of @n. */
+void rnn_dense_activate (RnnActivation act, float *v, gsize rows, gsize n);
 /* Applies the head activation in place to @rows rows of @O values. */
 void rnn_head_activate (RnnHeadActivation act, float *y, gsize rows, gsize O);
 /* For tests: with @plain set, @fw takes none of its fused paths (the input

@@ -48,6 +48,21 @@ gboolean rnn_head_activation_from_string (const char *s, RnnHeadActivation *act)
 /* Gate count G: 1 (RNN), 4 (LSTM), 3 (GRU). */
 guint rnn_cell_gates (RnnCell cell);
 
+/* Activations of the optional dense layers around the recurrent stack
+ * (docs/design.md §2): metadata names "none", "tanh", "relu", "sigmoid",
+ * "elu" (alpha = 1), "softmax". */
+typedef enum {
+  RNN_ACT_NONE,
+  RNN_ACT_TANH,
+  RNN_ACT_RELU,
+  RNN_ACT_SIGMOID,
+  RNN_ACT_ELU,
+  RNN_ACT_SOFTMAX,
+} RnnActivation;
+
+const char *rnn_activation_to_string (RnnActivation act);
+gboolean rnn_activation_from_string (const char *s, RnnActivation *act);
+
 /* Upper bounds enforced on every configuration (also those read from files). */
 #define RNN_MAX_INPUT_SIZE   65536
 #define RNN_MAX_HIDDEN_SIZE  16384
@@ -56,6 +71,14 @@ guint rnn_cell_gates (RnnCell cell);
 #define RNN_MAX_FRAME_SIZE   65536
 #define RNN_MAX_WINDOW       (1u << 24)
 #define RNN_MAX_SAMPLE_RATE  (1u << 24)
+#define RNN_MAX_DENSE_LAYERS 8       /* pre layers, and post layers, each */
+#define RNN_MAX_DENSE_SIZE   65536   /* outputs of one pre or post layer */
+
+/* One per-step dense layer x <- act(W x + b), W [size][its input size]. */
+typedef struct {
+  guint size;                /* outputs */
+  RnnActivation activation;
+} RnnDense;
 
 typedef struct {
   RnnCell cell;
@@ -71,18 +94,37 @@ typedef struct {
   guint output_frame_size;   /* F_out, metadata only; default 1 */
   guint window;              /* bidirectional window in steps; 0 = unset */
   guint sample_rate;         /* Hz; 0 = unset */
+  /* The optional layers around the recurrent stack (docs/design.md §2; a
+   * model file of version 2).  Zero (rnn_config_init ()) = none. */
+  guint n_pre;               /* P pre layers: after normalisation, before layer 0 */
+  RnnDense pre[RNN_MAX_DENSE_LAYERS];   /* the RNN's I_0 is pre[P-1].size */
+  guint n_post;              /* Q post layers: after the last layer, before the head */
+  RnnDense post[RNN_MAX_DENSE_LAYERS];  /* the head reads post[Q-1].size */
+  gboolean has_h0;           /* rnn.h0 [L*D][H]: the state after every reset */
+  gboolean has_c0;           /* rnn.c0 [L*D][H]: LSTM only, only with h0 */
+  guint skip;                /* N: y_o += x_o (N = O) or x_0 (N = 1); 0 = none */
 } RnnConfig;
 
 /* Fills defaults: LSTM, I = H = L = 1, no head, F_in = F_out = 1. */
 void rnn_config_init (RnnConfig *cfg);
 /* Checks ranges and consistency (I divisible by frame_size, ...). */
 gboolean rnn_config_validate (const RnnConfig *cfg, GError **error);
+/* TRUE if @cfg uses any of the optional layers (a version-2 model file). */
+gboolean rnn_config_has_extras (const RnnConfig *cfg);
+/* The input size of the recurrent layer 0: I, or the last pre layer's size. */
+guint rnn_config_rnn_input_size (const RnnConfig *cfg);
+/* What the head (or the output, without one) reads: D*H, or the last post
+ * layer's size. */
+guint rnn_config_features (const RnnConfig *cfg);
 
 /* ---- model ------------------------------------------------------------- */
 
 /* One parameter tensor of the slab.  Order: for each layer k, for each
  * direction: weight_ih, weight_hh, bias_ih, bias_hh; then head.weight,
- * head.bias; then input.mean, input.std. */
+ * head.bias; then input.mean, input.std; then for each pre layer k
+ * pre.{k}.weight, pre.{k}.bias; then for each post layer post.{k}.weight,
+ * post.{k}.bias; then rnn.h0, rnn.c0.  (A model without the optional
+ * layers has exactly the slab of a version-1 model.) */
 typedef struct {
   char name[40];       /* state_dict name, e.g. "rnn.weight_ih_l0_reverse" */
   guint ndim;          /* 1 or 2 */
@@ -162,6 +204,16 @@ const float *rnn_model_get_head_bias (const RnnModel *model);
 /* input.mean / input.std [I], or NULL. */
 const float *rnn_model_get_input_mean (const RnnModel *model);
 const float *rnn_model_get_input_std (const RnnModel *model);
+/* Pre layer k (0..P-1) / post layer k (0..Q-1): weight [size][in], bias
+ * [size]; NULL if there is no such layer.  @in_size (may be NULL) gets the
+ * layer's input size. */
+const float *rnn_model_get_pre_weight (const RnnModel *model, guint k, guint *in_size);
+const float *rnn_model_get_pre_bias (const RnnModel *model, guint k);
+const float *rnn_model_get_post_weight (const RnnModel *model, guint k, guint *in_size);
+const float *rnn_model_get_post_bias (const RnnModel *model, guint k);
+/* rnn.h0 / rnn.c0 [L*D][H] (row k*D + d), or NULL (zeros). */
+const float *rnn_model_get_h0 (const RnnModel *model);
+const float *rnn_model_get_c0 (const RnnModel *model);
 
 /* Extra string metadata kept through load and save ("description",
  * "train_*", ...).  Keys the config owns (cell, hidden_size, ...) are
@@ -191,8 +243,9 @@ GBytes *rnn_model_serialize (const RnnModel *model);
 
 typedef struct _RnnState RnnState;
 
-/* h (and c for LSTM) of every layer and direction for @batch streams,
- * zeroed. */
+/* h (and c for LSTM) of every layer and direction for @batch streams, at
+ * the model's initial state (rnn.h0, rnn.c0; zeros without them), to which
+ * rnn_state_reset () and rnn_state_reset_stream () return. */
 RnnState *rnn_state_new (const RnnModel *model, guint batch);
 void rnn_state_free (RnnState *state);
 RnnState *rnn_state_copy (const RnnState *state);
@@ -228,7 +281,8 @@ guint rnn_forward_get_threads (const RnnForward *fw);
 /* x [T][B][I] -> y [T][B][O].
  * Unidirectional: @state (batch B) carries h, c in and out.
  * Bidirectional: @state must be NULL; the call is one window (each of the B
- * streams is one sequence), both directions start from zero.
+ * streams is one sequence), both directions start from the initial state
+ * (zeros without rnn.h0).
  * Our own kernels (no BLAS), so chunking and batching change no bit. */
 void rnn_forward (RnnForward *fw, const RnnModel *model, RnnState *state,
     const float *x, guint T, guint B, float *y);

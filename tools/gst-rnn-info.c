@@ -179,18 +179,45 @@ print_text (const char *path, const RnnModel *model)
   else
     print_row ("input", "%u value%s per step", cfg->input_size,
         plural (cfg->input_size));
+  for (guint k = 0; k < cfg->n_pre; k++) {
+    guint in = 0;
+    rnn_model_get_pre_weight (model, k, &in);
+    print_row (k == 0 ? "pre layers" : "", "%u: dense %u -> %u, activation %s",
+        k, in, cfg->pre[k].size,
+        rnn_activation_to_string (cfg->pre[k].activation));
+  }
   for (guint k = 0; k < cfg->num_layers; k++)
     print_row (k == 0 ? "layers" : "", "%u: %s %u -> %u%s", k,
         rnn_cell_to_string (cfg->cell),
         rnn_model_get_layer (model, k, 0)->in_size, cfg->hidden_size,
         D == 2 ? " (x2 directions)" : "");
+  for (guint k = 0; k < cfg->n_post; k++) {
+    guint in = 0;
+    rnn_model_get_post_weight (model, k, &in);
+    print_row (k == 0 ? "post layers" : "", "%u: dense %u -> %u, activation "
+        "%s", k, in, cfg->post[k].size,
+        rnn_activation_to_string (cfg->post[k].activation));
+  }
+  const guint feats = rnn_config_features (cfg);
   if (cfg->has_head)
-    print_row ("head", "linear %u -> %u, activation %s", D * cfg->hidden_size,
+    print_row ("head", "linear %u -> %u, activation %s", feats,
         cfg->output_size, rnn_head_activation_to_string (cfg->head_activation));
+  else if (cfg->n_post > 0)
+    print_row ("head", "none: the output is the last post layer's (%u "
+        "values)", feats);
   else
     print_row ("head", "none: the output is the last layer's h (%u values)",
-        D * cfg->hidden_size);
-  print_row ("initial state", "zeros");
+        feats);
+  if (cfg->skip == 1)
+    print_row ("skip", "the input (channel 0) added to every output");
+  else if (cfg->skip > 1)
+    print_row ("skip", "the first %u inputs added to the %u outputs",
+        cfg->skip, cfg->skip);
+  if (cfg->has_h0)
+    print_row ("initial state", "learned: rnn.h0%s, restored at every reset",
+        cfg->has_c0 ? " and rnn.c0" : "");
+  else
+    print_row ("initial state", "zeros");
   print_row ("parameters", "%" G_GSIZE_FORMAT " (%" G_GSIZE_FORMAT
       " bytes as float32) in %u tensors", np, np * sizeof (float),
       rnn_model_get_n_tensors (model));
@@ -308,10 +335,31 @@ build_json (JsonBuilder *b, const char *path, const RnnModel *model)
   }
   json_builder_end_array (b);
 
+  for (guint j = 0; j < 2; j++) {
+    const guint nl = j ? cfg->n_post : cfg->n_pre;
+    json_builder_set_member_name (b, j ? "post_layers" : "pre_layers");
+    json_builder_begin_array (b);
+    for (guint k = 0; k < nl; k++) {
+      guint in = 0;
+      const RnnDense *l = j ? &cfg->post[k] : &cfg->pre[k];
+      if (j)
+        rnn_model_get_post_weight (model, k, &in);
+      else
+        rnn_model_get_pre_weight (model, k, &in);
+      json_builder_begin_object (b);
+      add_uint (b, "input_size", in);
+      add_uint (b, "output_size", l->size);
+      add_string (b, "activation", rnn_activation_to_string (l->activation));
+      json_builder_end_object (b);
+    }
+    json_builder_end_array (b);
+  }
+  add_uint (b, "skip", cfg->skip);
+
   json_builder_set_member_name (b, "head");
   if (cfg->has_head) {
     json_builder_begin_object (b);
-    add_uint (b, "input_size", D * cfg->hidden_size);
+    add_uint (b, "input_size", rnn_config_features (cfg));
     add_uint (b, "output_size", cfg->output_size);
     add_string (b, "activation",
         rnn_head_activation_to_string (cfg->head_activation));
@@ -320,7 +368,7 @@ build_json (JsonBuilder *b, const char *path, const RnnModel *model)
     json_builder_add_null_value (b);
   }
   add_uint (b, "output_size", n.n_out);
-  add_bool (b, "initial_state", FALSE);
+  add_bool (b, "initial_state", cfg->has_h0);
   add_uint (b, "parameters", np);
   add_uint (b, "parameter_bytes", np * sizeof (float));
   add_uint (b, "tensors", rnn_model_get_n_tensors (model));

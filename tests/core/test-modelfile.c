@@ -45,6 +45,9 @@ typedef struct {
   gboolean norm;
   guint frame_size, output_frame_size, window, sample_rate;
   const char *const *meta;        /* key, value, ..., NULL */
+  /* the layers around the recurrent stack (n_pre, pre, n_post, post,
+   * has_h0, has_c0, skip are taken from it), or NULL */
+  const RnnConfig *extras;
 } ModelSpec;
 
 static RnnModel *
@@ -69,6 +72,15 @@ make_model (const ModelSpec *spec, guint32 seed)
   cfg.output_frame_size = spec->output_frame_size ? spec->output_frame_size : 1;
   cfg.window = spec->window;
   cfg.sample_rate = spec->sample_rate;
+  if (spec->extras) {
+    cfg.n_pre = spec->extras->n_pre;
+    cfg.n_post = spec->extras->n_post;
+    memcpy (cfg.pre, spec->extras->pre, sizeof cfg.pre);
+    memcpy (cfg.post, spec->extras->post, sizeof cfg.post);
+    cfg.has_h0 = spec->extras->has_h0;
+    cfg.has_c0 = spec->extras->has_c0;
+    cfg.skip = spec->extras->skip;
+  }
   m = rnn_model_new (&cfg, &error);
   g_assert_no_error (error);
   g_assert_nonnull (m);
@@ -111,6 +123,19 @@ assert_models_equal (const RnnModel *a, const RnnModel *b)
   g_assert_cmpuint (ca->output_frame_size, ==, cb->output_frame_size);
   g_assert_cmpuint (ca->window, ==, cb->window);
   g_assert_cmpuint (ca->sample_rate, ==, cb->sample_rate);
+  g_assert_cmpuint (ca->n_pre, ==, cb->n_pre);
+  g_assert_cmpuint (ca->n_post, ==, cb->n_post);
+  for (i = 0; i < ca->n_pre; i++) {
+    g_assert_cmpuint (ca->pre[i].size, ==, cb->pre[i].size);
+    g_assert_cmpint (ca->pre[i].activation, ==, cb->pre[i].activation);
+  }
+  for (i = 0; i < ca->n_post; i++) {
+    g_assert_cmpuint (ca->post[i].size, ==, cb->post[i].size);
+    g_assert_cmpint (ca->post[i].activation, ==, cb->post[i].activation);
+  }
+  g_assert_cmpint (!!ca->has_h0, ==, !!cb->has_h0);
+  g_assert_cmpint (!!ca->has_c0, ==, !!cb->has_c0);
+  g_assert_cmpuint (ca->skip, ==, cb->skip);
 
   g_assert_cmpuint (rnn_model_get_n_tensors (a), ==, rnn_model_get_n_tensors (b));
   for (i = 0; i < rnn_model_get_n_tensors (a); i++) {
@@ -254,7 +279,21 @@ static const ModelSpec spec_bare = {
   1, 1, 32, 0, NULL
 };
 
-static GBytes *base_bytes[2];   /* serialised spec_full, spec_bare */
+/* Version 2: LSTM, 2 layers, two pre layers, a post layer, a head of one
+ * output, h0 and c0, a skip. */
+static const RnnConfig extras_v2 = {
+  .n_pre = 2, .pre = { { 3, RNN_ACT_TANH }, { 2, RNN_ACT_ELU } },
+  .n_post = 1, .post = { { 3, RNN_ACT_RELU } },
+  .has_h0 = TRUE, .has_c0 = TRUE, .skip = 1,
+};
+
+static const ModelSpec spec_v2 = {
+  RNN_CELL_LSTM, 1, 4, 2, FALSE, 1, RNN_HEAD_ACT_NONE, TRUE,
+  1, 1, 0, 48000, base_meta, &extras_v2
+};
+
+/* serialised spec_full, spec_bare, spec_v2 */
+static GBytes *base_bytes[3];
 
 /* ---- round trips ---------------------------------------------------------- */
 
@@ -355,6 +394,116 @@ test_round_trip_rnn_relu_frames (void)
   ModelSpec s = { RNN_CELL_RNN_RELU, 6, 4, 3, FALSE, 0, RNN_HEAD_ACT_NONE,
     TRUE, 3, 2, 0, 0, NULL };
   round_trip (&s, 4);
+}
+
+static void
+test_round_trip_v2 (void)
+{
+  round_trip (&spec_v2, 6);
+}
+
+/* Each piece of version 2 alone, and a model without them written as
+ * version 1. */
+static void
+test_round_trip_v2_pieces (void)
+{
+  const RnnConfig pre = { .n_pre = 1, .pre = { { 5, RNN_ACT_SOFTMAX } } };
+  const RnnConfig post = { .n_post = 3, .post = { { 2, RNN_ACT_SIGMOID },
+      { 7, RNN_ACT_NONE }, { 4, RNN_ACT_TANH } } };
+  const RnnConfig h0 = { .has_h0 = TRUE };
+  const RnnConfig skip = { .skip = 1 };
+  const RnnConfig *pieces[] = { &pre, &post, &h0, &skip };
+  for (guint i = 0; i < G_N_ELEMENTS (pieces); i++) {
+    ModelSpec s = spec_bare;
+    s.extras = pieces[i];
+    s.bidirectional = i != 3;       /* skip: O = 1 */
+    if (i == 3) {
+      s.hidden_size = 1;
+      s.input_size = 1;
+    }
+    round_trip (&s, 10 + i);
+    RnnModel *m = make_model (&s, 20 + i);
+    GBytes *b = rnn_model_serialize (m);
+    Split sp = split_file (b);
+    g_assert_nonnull (strstr (sp.header, "\"version\":\"2\""));
+    split_clear (&sp);
+    g_bytes_unref (b);
+    rnn_model_unref (m);
+  }
+  RnnModel *m = make_model (&spec_full, 30);
+  GBytes *b = rnn_model_serialize (m);
+  Split sp = split_file (b);
+  g_assert_nonnull (strstr (sp.header, "\"version\":\"1\""));
+  g_assert_null (strstr (sp.header, "pre_activations"));
+  g_assert_null (strstr (sp.header, "skip"));
+  split_clear (&sp);
+  g_bytes_unref (b);
+  rnn_model_unref (m);
+}
+
+/* rnn_config_validate () on the new pieces. */
+static void
+test_config_v2_validate (void)
+{
+  RnnConfig c;
+  GError *error = NULL;
+
+  rnn_config_init (&c);
+  c.cell = RNN_CELL_GRU;
+  c.has_h0 = c.has_c0 = TRUE;
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "only for lstm"));
+  g_clear_error (&error);
+
+  rnn_config_init (&c);
+  c.has_c0 = TRUE;
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "needs an initial hidden state"));
+  g_clear_error (&error);
+
+  rnn_config_init (&c);
+  c.n_pre = RNN_MAX_DENSE_LAYERS + 1;
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "n_pre"));
+  g_clear_error (&error);
+
+  rnn_config_init (&c);
+  c.n_post = 1;
+  c.post[0].size = 0;
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "post layer 0 has size 0"));
+  g_clear_error (&error);
+
+  rnn_config_init (&c);
+  c.n_pre = 1;
+  c.pre[0].size = 2;
+  c.pre[0].activation = (RnnActivation) 17;
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "unknown activation"));
+  g_clear_error (&error);
+
+  rnn_config_init (&c);
+  c.input_size = 2;
+  c.hidden_size = 2;
+  c.skip = 2;                       /* O = 2: fine */
+  g_assert_true (rnn_config_validate (&c, NULL));
+  c.frame_size = 2;
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "frame_size = output_frame_size = 1"));
+  g_clear_error (&error);
+  c.frame_size = 1;
+  c.hidden_size = 3;                /* O = 3: only 1 or 3, and 3 > I */
+  g_assert_false (rnn_config_validate (&c, &error));
+  g_assert_nonnull (strstr (error->message, "skip = 2"));
+  g_clear_error (&error);
+  c.skip = 1;
+  g_assert_true (rnn_config_validate (&c, NULL));
+
+  g_assert_cmpstr (rnn_activation_to_string (RNN_ACT_ELU), ==, "elu");
+  RnnActivation a;
+  g_assert_true (rnn_activation_from_string ("softmax", &a));
+  g_assert_cmpint (a, ==, RNN_ACT_SOFTMAX);
+  g_assert_false (rnn_activation_from_string ("gelu", &a));
 }
 
 static void
@@ -960,6 +1109,18 @@ with_value (GBytes *base, const char *name, gsize index, float v)
 }
 
 static GBytes *
+build_nan_pre (const Case *c, GBytes *base)
+{
+  return with_value (base, "pre.1.bias", 1, NAN);
+}
+
+static GBytes *
+build_inf_h0 (const Case *c, GBytes *base)
+{
+  return with_value (base, "rnn.h0", 3, INFINITY);
+}
+
+static GBytes *
 build_nan (const Case *c, GBytes *base)
 {
   return with_value (base, "rnn.weight_hh_l1", 5, NAN);
@@ -1073,6 +1234,8 @@ build_empty_header (const Case *c, GBytes *base)
 #define RA(n, f, t, a, code, kw) { n, 0, f, t, a, NULL, RNN_ERROR_##code, kw }
 #define B(n, fn, code, kw) { n, 0, NULL, NULL, 0, fn, RNN_ERROR_##code, kw }
 #define BA(n, fn, a, code, kw) { n, 0, NULL, NULL, a, fn, RNN_ERROR_##code, kw }
+#define R2(n, f, t, code, kw) { n, 2, f, t, 0, NULL, RNN_ERROR_##code, kw }
+#define B2(n, fn, code, kw) { n, 2, NULL, NULL, 0, fn, RNN_ERROR_##code, kw }
 
 #define HS "\"hidden_size\":\"4\""
 #define W0 "\"rnn.weight_ih_l0\":{\"dtype\":\"F32\",\"shape\":[16,3],\"data_offsets\":[0,192]}"
@@ -1168,7 +1331,7 @@ static const Case cases[] = {
   B ("empty-header", build_empty_header, METADATA, "no __metadata__"),
   R ("format-missing", "\"format\":", "\"formax\":", METADATA, "\"format\" is missing"),
   R ("format-wrong", "\"format\":\"gst-rnn\"", "\"format\":\"gst-rnx\"", METADATA, "format is \"gst-rnx\""),
-  R ("version-wrong", "\"version\":\"1\"", "\"version\":\"2\"", METADATA, "version is \"2\""),
+  R ("version-wrong", "\"version\":\"1\"", "\"version\":\"3\"", METADATA, "version is \"3\""),
   R ("version-missing", "\"version\":", "\"versio\":", METADATA, "\"version\" is missing"),
   R ("hidden-size-missing", "\"hidden_size\":", "\"hidden_sizf\":", METADATA, "\"hidden_size\" is missing"),
   R ("hidden-size-negative", HS, "\"hidden_size\":\"-1\"", METADATA, "hidden_size is \"-1\""),
@@ -1197,6 +1360,29 @@ static const Case cases[] = {
   R ("frame-size-zero", "\"frame_size\":\"1\"", "\"frame_size\":\"0\"", METADATA, "frame_size is \"0\""),
   RB ("window-zero", "\"window\":\"32\"", "\"window\":\"0\"", METADATA, "window is \"0\""),
   R ("sample-rate-too-large", "\"sample_rate\":\"16000\"", "\"sample_rate\":\"16777217\"", METADATA, "sample_rate"),
+
+  /* version 2: the layers around the recurrent stack */
+  R ("v2-key-in-version-1", DESC, DESC ",\"skip\":\"1\"", METADATA, "metadata skip needs version \"2\""),
+  R2 ("v2-said-version-1", "\"version\":\"2\"", "\"version\":\"1\"", METADATA, "needs version \"2\""),
+  R2 ("v2-pre-activation-unknown", "\"tanh,elu\"", "\"tanh,gelu\"", METADATA, "activation \"gelu\" is not one of"),
+  R2 ("v2-pre-activation-space", "\"tanh,elu\"", "\"tanh, elu\"", METADATA, "activation \" elu\""),
+  R2 ("v2-pre-activations-empty", "\"tanh,elu\"", "\"\"", METADATA, "pre_activations is empty"),
+  R2 ("v2-pre-activations-trailing-comma", "\"tanh,elu\"", "\"tanh,elu,\"", METADATA, "layer 2's activation \"\""),
+  R2 ("v2-pre-activations-too-many", "\"tanh,elu\"", "\"tanh,elu,none,none,none,none,none,none,none\"", METADATA, "9 layers, at most 8"),
+  R2 ("v2-pre-activations-one-short", "\"tanh,elu\"", "\"tanh\"", TENSOR, "tensor rnn.weight_ih_l0 has shape [16, 2], expected [16, 3]"),
+  R2 ("v2-pre-activations-one-over", "\"tanh,elu\"", "\"tanh,elu,none\"", TENSOR, "tensor pre.2.bias is missing"),
+  R2 ("v2-post-activation-unknown", "\"post_activations\":\"relu\"", "\"post_activations\":\"Relu\"", METADATA, "activation \"Relu\""),
+  R2 ("v2-post-activations-missing", "\"post_activations\":", "\"post_activationz\":", TENSOR, "tensor head.weight has shape [1, 3], expected [1, 4]"),
+  R2 ("v2-skip-not-1-or-O", "\"skip\":\"1\"", "\"skip\":\"2\"", METADATA, "skip = 2: only 1 or the output size (1)"),
+  R2 ("v2-skip-zero", "\"skip\":\"1\"", "\"skip\":\"0\"", METADATA, "skip is \"0\""),
+  R2 ("v2-skip-word", "\"skip\":\"1\"", "\"skip\":\"yes\"", METADATA, "skip is \"yes\""),
+  R2 ("v2-pre-weight-shape", "\"pre.0.weight\":{\"dtype\":\"F32\",\"shape\":[3,1]", "\"pre.0.weight\":{\"dtype\":\"F32\",\"shape\":[1,3]", TENSOR, "tensor pre.0.weight has shape [1, 3], expected [3, 1]"),
+  R2 ("v2-pre-bias-2d", "\"pre.1.bias\":{\"dtype\":\"F32\",\"shape\":[2]", "\"pre.1.bias\":{\"dtype\":\"F32\",\"shape\":[1,2]", TENSOR, "tensor pre.1.bias has shape [1, 2]"),
+  R2 ("v2-h0-shape", "\"rnn.h0\":{\"dtype\":\"F32\",\"shape\":[2,4]", "\"rnn.h0\":{\"dtype\":\"F32\",\"shape\":[1,8]", TENSOR, "tensor rnn.h0 has shape [1, 8], expected [2, 4]"),
+  R2 ("v2-c0-without-h0", "\"rnn.h0\":", "\"rnn.h9\":", TENSOR, "rnn.c0 is present but rnn.h0 is missing"),
+  R2 ("v2-c0-for-gru", "\"cell\":\"lstm\"", "\"cell\":\"gru\"", TENSOR, "only for lstm"),
+  B2 ("v2-nan-pre-bias", build_nan_pre, TENSOR, "tensor pre.1.bias has a non-finite value (nan) at index 1"),
+  B2 ("v2-inf-h0", build_inf_h0, TENSOR, "tensor rnn.h0 has a non-finite value (inf) at index 3"),
 };
 
 static void
@@ -1585,7 +1771,7 @@ test_zero_size_tensor_flood (void)
   r = load_in_child (path, address_limit_usable () ? 128u << 20 : 0, 30);
   g_assert_cmpint (r.sig, ==, 0);
   g_assert_cmpint (r.code, ==, RNN_ERROR_FORMAT);
-  g_assert_nonnull (strstr (r.message, "more than 516 tensors"));
+  g_assert_nonnull (strstr (r.message, "more than 550 tensors"));
   g_free (r.message);
   g_assert_cmpint (g_remove (path), ==, 0);
   g_assert_cmpint (g_rmdir (dir), ==, 0);
@@ -1706,6 +1892,14 @@ main (int argc, char **argv)
   m = make_model (&spec_bare, 101);
   base_bytes[1] = rnn_model_serialize (m);
   rnn_model_unref (m);
+  m = make_model (&spec_v2, 102);
+  base_bytes[2] = rnn_model_serialize (m);
+  rnn_model_unref (m);
+  if (g_getenv ("RNN_PRINT_V2_HEADER")) {
+    Split sp = split_file (base_bytes[2]);
+    g_print ("%s\n", sp.header);
+    split_clear (&sp);
+  }
 
   g_test_add_func ("/modelfile/round-trip/lstm-head-norm",
       test_round_trip_lstm_head_norm);
@@ -1717,6 +1911,10 @@ main (int argc, char **argv)
       test_round_trip_rnn_relu_frames);
   g_test_add_func ("/modelfile/round-trip/metadata",
       test_round_trip_metadata);
+  g_test_add_func ("/modelfile/round-trip/v2", test_round_trip_v2);
+  g_test_add_func ("/modelfile/round-trip/v2-pieces",
+      test_round_trip_v2_pieces);
+  g_test_add_func ("/modelfile/config/v2-validate", test_config_v2_validate);
   g_test_add_func ("/modelfile/round-trip/deterministic",
       test_round_trip_deterministic);
   g_test_add_func ("/modelfile/load/any-order", test_load_any_order);
@@ -1752,7 +1950,7 @@ main (int argc, char **argv)
   }
 
   ret = g_test_run ();
-  g_bytes_unref (base_bytes[0]);
-  g_bytes_unref (base_bytes[1]);
+  for (guint i = 0; i < G_N_ELEMENTS (base_bytes); i++)
+    g_bytes_unref (base_bytes[i]);
   return ret;
 }

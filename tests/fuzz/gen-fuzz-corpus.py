@@ -36,19 +36,35 @@ def tensors_for(cfg, rng, dtype="F32"):
     h = cfg["hidden_size"]
     d = 2 if cfg["bidirectional"] else 1
     out = []
+    # version 2 (docs/design.md §3): pre=[(size, act)], post=[(size, act)],
+    # h0, c0, skip
+    pre, post = cfg.get("pre", []), cfg.get("post", [])
+    i_0 = pre[-1][0] if pre else cfg["input_size"]
     for k in range(cfg["num_layers"]):
-        i_k = cfg["input_size"] if k == 0 else d * h
+        i_k = i_0 if k == 0 else d * h
         for s in ([""] if d == 1 else ["", "_reverse"]):
             for name, shape in (("weight_ih", [g * h, i_k]),
                                 ("weight_hh", [g * h, h]),
                                 ("bias_ih", [g * h]), ("bias_hh", [g * h])):
                 out.append(("rnn.%s_l%d%s" % (name, k, s), shape))
     if cfg.get("output_size"):
-        out.append(("head.weight", [cfg["output_size"], d * h]))
+        out.append(("head.weight", [cfg["output_size"],
+                                    post[-1][0] if post else d * h]))
         out.append(("head.bias", [cfg["output_size"]]))
     if cfg.get("norm"):
         out.append(("input.mean", [cfg["input_size"]]))
         out.append(("input.std", [cfg["input_size"]]))
+    for k, (size, _) in enumerate(pre):
+        out.append(("pre.%d.weight" % k,
+                    [size, pre[k - 1][0] if k else cfg["input_size"]]))
+        out.append(("pre.%d.bias" % k, [size]))
+    for k, (size, _) in enumerate(post):
+        out.append(("post.%d.weight" % k,
+                    [size, post[k - 1][0] if k else d * h]))
+        out.append(("post.%d.bias" % k, [size]))
+    for name in ("h0", "c0"):
+        if cfg.get(name):
+            out.append(("rnn." + name, [cfg["num_layers"] * d, h]))
     result = []
     for name, shape in out:
         n = math.prod(shape)
@@ -72,6 +88,13 @@ def metadata_for(cfg):
     for key in ("frame_size", "output_frame_size", "window", "sample_rate"):
         if key in cfg:
             m[key] = str(cfg[key])
+    if cfg.get("pre") or cfg.get("post") or cfg.get("h0") or cfg.get("skip"):
+        m["version"] = "2"
+        for key in ("pre", "post"):
+            if cfg.get(key):
+                m[key + "_activations"] = ",".join(a for _, a in cfg[key])
+        if cfg.get("skip"):
+            m["skip"] = str(cfg["skip"])
     m.update(cfg.get("extra", {}))
     return m
 
@@ -108,6 +131,26 @@ VALID = {
                             sample_rate=48000,
                             extra={"description": "caf\u00e9 \U0001f3b5",
                                    "train_seed": "1"}),
+}
+
+# version 2: the layers around the recurrent stack (written after the
+# version-1 files, so that those keep their seeds and bytes)
+VALID_V2 = {
+    "v2-lstm-pre-post-h0-skip": dict(
+        cell="lstm", input_size=1, hidden_size=4, num_layers=2,
+        bidirectional=False, output_size=1, act="none",
+        pre=[(3, "tanh"), (2, "elu")], post=[(3, "relu")], h0=True, c0=True,
+        skip=1),
+    "v2-gru-bi-post-softmax": dict(
+        cell="gru", input_size=2, hidden_size=3, num_layers=1,
+        bidirectional=True, window=8, post=[(4, "sigmoid"), (2, "softmax")],
+        h0=True),
+    "v2-rnn-pre-only": dict(
+        cell="rnn_tanh", input_size=2, hidden_size=3, num_layers=1,
+        bidirectional=False, output_size=2, act="tanh", pre=[(5, "none")]),
+    "v2-lstm-skip-h0": dict(
+        cell="lstm", input_size=1, hidden_size=8, num_layers=1,
+        bidirectional=False, output_size=1, act="none", h0=True, skip=1),
 }
 
 
@@ -201,7 +244,8 @@ def main():
         "metadata-not-string": sub(b'"version":"1"', b'"version":1'),
         "metadata-array": sub(b'"__metadata__":{', b'"__metadata__":[{', ) ,
         "format-wrong": sub(b'"format":"gst-rnn"', b'"format":"pt"'),
-        "version-2": sub(b'"version":"1"', b'"version":"2"'),
+        "version-3": sub(b'"version":"1"', b'"version":"3"'),
+        "v2-key-in-version-1": sub(b'"format"', b'"skip":"1","format"'),
         "cell-unknown": sub(b'"cell":"lstm"', b'"cell":"lstm2"'),
         "hidden-size-zero": sub(b'"hidden_size":"4"', b'"hidden_size":"0"'),
         "hidden-size-huge": sub(b'"hidden_size":"4"', b'"hidden_size":"16385"'),
@@ -245,6 +289,33 @@ def main():
     bad["tensor-bool"] = assemble(meta, tensors[:-1] + [
         ("input.std", [3], [1.0, 1.0, 1.0], "F32")]).replace(
             b'"input.std":{"dtype":"F32"', b'"input.std":{"dtype":"U8" ')
+    # version 2: one change each to a valid version-2 file
+    for name, cfg in VALID_V2.items():
+        meta, tensors = model(cfg, 100 + len(files))
+        files["valid-" + name] = assemble(meta, tensors)
+    v2 = files["valid-v2-lstm-pre-post-h0-skip"]
+
+    def sub2(old, new):
+        return sub(old, new, v2)
+    bad.update({
+        "v2-said-version-1": sub2(b'"version":"2"', b'"version":"1"'),
+        "v2-pre-activation-unknown": sub2(b'"tanh,elu"', b'"tanh,gelu"'),
+        "v2-pre-activations-empty": sub2(b'"tanh,elu"', b'""'),
+        "v2-pre-activations-short": sub2(b'"tanh,elu"', b'"tanh"'),
+        "v2-pre-activations-long": sub2(b'"tanh,elu"', b'"tanh,elu,none"'),
+        "v2-post-activations-missing": sub2(b'"post_activations"',
+                                            b'"post_activationz"'),
+        "v2-skip-2": sub2(b'"skip":"1"', b'"skip":"2"'),
+        "v2-skip-zero": sub2(b'"skip":"1"', b'"skip":"0"'),
+        "v2-c0-without-h0": sub2(b'"rnn.h0"', b'"rnn.h9"'),
+        "v2-c0-for-gru": sub2(b'"cell":"lstm"', b'"cell":"gru"'),
+        "v2-h0-shape": sub2(b'"rnn.h0":{"dtype":"F32","shape":[2,4]',
+                            b'"rnn.h0":{"dtype":"F32","shape":[1,8]'),
+    })
+    meta, tensors = model(VALID_V2["v2-lstm-pre-post-h0-skip"], 5)
+    t = [list(x) for x in tensors]
+    t[-1][2] = [float("nan")] + t[-1][2][1:]
+    bad["v2-c0-nan"] = assemble(meta, [tuple(x) for x in t])
     for name, data in bad.items():
         files["bad-" + name] = data
 
@@ -289,8 +360,12 @@ def tensors_for_shapes(cfg):
     h = cfg["hidden_size"]
     d = 2 if cfg["bidirectional"] else 1
     out = []
+    # version 2 (docs/design.md §3): pre=[(size, act)], post=[(size, act)],
+    # h0, c0, skip
+    pre, post = cfg.get("pre", []), cfg.get("post", [])
+    i_0 = pre[-1][0] if pre else cfg["input_size"]
     for k in range(cfg["num_layers"]):
-        i_k = cfg["input_size"] if k == 0 else d * h
+        i_k = i_0 if k == 0 else d * h
         for s in ([""] if d == 1 else ["", "_reverse"]):
             out += [("rnn.weight_ih_l%d%s" % (k, s), [g * h, i_k]),
                     ("rnn.weight_hh_l%d%s" % (k, s), [g * h, h]),

@@ -18,7 +18,8 @@ import tempfile
 
 CONFIG_KEYS = {"format", "version", "cell", "input_size", "hidden_size",
                "num_layers", "bidirectional", "head_activation", "frame_size",
-               "output_frame_size", "window", "sample_rate"}
+               "output_frame_size", "window", "sample_rate",
+               "pre_activations", "post_activations", "skip"}
 
 n_case = 0
 failed = 0
@@ -52,7 +53,15 @@ def expected(path):
     D = 2 if bi else 1
     G = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}[meta["cell"]]
     assert shapes["rnn.weight_hh_l0"] == [G * H, H]
-    O = shapes["head.weight"][0] if "head.weight" in shapes else D * H
+    dense = {}
+    for kind in ("pre", "post"):
+        acts = meta.get(kind + "_activations")
+        dense[kind] = [] if acts is None else [
+            {"input_size": shapes[f"{kind}.{k}.weight"][1],
+             "output_size": shapes[f"{kind}.{k}.weight"][0], "activation": a}
+            for k, a in enumerate(acts.split(","))]
+    feats = dense["post"][-1]["output_size"] if dense["post"] else D * H
+    O = shapes["head.weight"][0] if "head.weight" in shapes else feats
     f_in = int(meta.get("frame_size", "1"))
     f_out = int(meta.get("output_frame_size", "1"))
     window = int(meta.get("window", "0"))
@@ -65,6 +74,9 @@ def expected(path):
         "layers": [{"kind": meta["cell"],
                     "input_size": shapes[f"rnn.weight_ih_l{k}"][1],
                     "hidden_size": H, "directions": D} for k in range(L)],
+        "pre_layers": dense["pre"], "post_layers": dense["post"],
+        "skip": int(meta.get("skip", "0")),
+        "initial_state": "rnn.h0" in shapes,
         "output_size": O,
         "parameters": sum(math.prod(s) for s in shapes.values()),
         "tensors": len(shapes),
