@@ -1,13 +1,15 @@
 /* gst-rnn numerical core: models, state, forward pass, model files.
  *
- * This library never includes a GStreamer header (DESIGN §1).  Sequences are
- * time-major: x[t][b][i] for T steps of B independent streams with I inputs,
- * y[t][b][o] likewise.  All tensors are float32, row-major, laid out exactly
- * as PyTorch's state_dict (weights [rows][cols]).
+ * This library never includes a GStreamer header (docs/design.md §1).
+ * Sequences are time-major: x[t][b][i] for T steps of B independent streams
+ * with I inputs, y[t][b][o] likewise.  All tensors are float32, row-major,
+ * laid out exactly as PyTorch's state_dict (weights [rows][cols]).
  */
 #pragma once
 
 #include <glib.h>
+
+#include "rnn-version.h"
 
 G_BEGIN_DECLS
 
@@ -166,7 +168,7 @@ const char *const *rnn_model_get_meta_keys (const RnnModel *model);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RnnModel, rnn_model_unref)
 
-/* ---- model files (DESIGN §3) ------------------------------------------- */
+/* ---- model files (docs/design.md §3) ----------------------------------- */
 
 /* Every refusal is a GError whose message starts with the file name.  The
  * model returned is sealed. */
