@@ -1,9 +1,9 @@
 /* gst-rnn numerical core: models, state, forward pass, model files.
  *
- * This library never includes a GStreamer header (docs/design.md §1).
- * Sequences are time-major: x[t][b][i] for T steps of B independent streams
- * with I inputs, y[t][b][o] likewise.  All tensors are float32, row-major,
- * laid out exactly as PyTorch's state_dict (weights [rows][cols]).
+ * This library never includes a GStreamer header (docs/design.md §1).  Sequences are
+ * time-major: x[t][b][i] for T steps of B independent streams with I inputs,
+ * y[t][b][o] likewise.  All tensors are float32, row-major, laid out exactly
+ * as PyTorch's state_dict (weights [rows][cols]).
  */
 #pragma once
 
