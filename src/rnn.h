@@ -9,6 +9,8 @@
 
 #include <glib.h>
 
+#include "rnn-version.h"
+
 G_BEGIN_DECLS
 
 /* ---- errors ------------------------------------------------------------ */
