@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* One GST_ELEMENT_REGISTER_DECLARE per element of the plugin, and what the
  * elements share. */
 #pragma once

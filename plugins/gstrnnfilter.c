@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter: runs a recurrent network (RNN, LSTM, GRU; docs/design.md §4)
  * over an F32LE stream as a stateful filter.
  *

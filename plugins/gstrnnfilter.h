@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter: a recurrent network as a stateful streaming filter
  * (docs/design.md §4). */
 #pragma once

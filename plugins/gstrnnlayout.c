@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter's caps and layout algebra (docs/design.md §4): which streams a
  * model can run on, what it turns them into, the latency it adds, and the
  * packing of frames into the model's tensors and back. */

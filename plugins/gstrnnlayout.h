@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter's caps and layout algebra: how one model meets one stream
  * (docs/design.md §4), and how the stream's interleaved frames map onto the
  * model's [T][B][I] inputs and [T][B][O] outputs.  Plain functions of a

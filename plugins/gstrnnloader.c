@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter's model loader and file watch.
  *
  * Loads run on a GThreadPool of one thread, so a model named while the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter's model loader: a one-thread pool that loads model files off the
  * streaming thread, and the file watch of reload-on-change, which queues a
  * load whenever the watched file is rewritten. */

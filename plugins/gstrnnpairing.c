@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnntrain's pairing of sink and target frames (docs/design.md §4). */
 #include "gstrnnpairing.h"
 

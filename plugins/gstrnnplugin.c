@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The "rnn" plugin: recurrent neural networks as stateful sequence filters. */
 #include "gstrnnelements.h"
 

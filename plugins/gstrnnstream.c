@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter's per-stream processing (see gstrnnstream.h).
  *
  * Output buffers come from a GstBufferPool of the element's own (with the

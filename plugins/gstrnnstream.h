@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter's per-stream processing: the adapter holding frames of an
  * incomplete step, the model's scratch tensors, running the steps, the
  * output buffer pool, the time base and the non-finite accounting.  The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnntrain: trains a recurrent network (RNN, LSTM, GRU) with
  * backpropagation through time on the stream it is given
  * (docs/design.md §4).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnntrain: trains a recurrent network with BPTT in the pipeline
  * (docs/design.md §4). */
 #pragma once

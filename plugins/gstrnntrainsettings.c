@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnntrain's settings: the property table (names, ranges, defaults, where
  * each lives in GstRnnTrainSettings), the enum types of the properties,
  * and the model and trainer configurations the settings give.  Nothing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnntrain's settings: its properties, their enum types, and the model
  * and trainer configurations they give (docs/design.md §4). */
 #pragma once

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Fits the rational tanh of the inference kernels (src/rnn-kernels-act.c,
 vtanh_fast) and measures it.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Prints 'N passed, N failed' from meson's testlog.json.
 
 Each g_test case (a TAP 'ok' / 'not ok' line) counts once; a test program

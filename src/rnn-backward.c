@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Backpropagation through time: the training forward pass (which caches what
  * the backward pass needs), the losses, and the backward pass through the
  * head, every layer and direction and the input normalisation.

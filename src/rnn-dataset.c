@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Recorded training data: records in memory up to a bound, then spooled to
  * an unlinked temporary file (see rnn-dataset.h). */
 #include "rnn-dataset.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* gst-rnn numerical core: recorded training data.
  *
  * An RnnRecording is a growing table of fixed-size float records (one per

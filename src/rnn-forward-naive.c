@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The plain-loop reference forward pass (rnn_forward_naive ()): the
  * mathematics of docs/design.md §2 written out one multiply-add at a time,
  * with libm's activations, for the tests to compare the fast path with.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The forward pass: streaming (state carried across calls) and whole-window
  * (bidirectional).  The fast path projects the input of a piece of steps at
  * a time (our panel kernel), then runs the fused recurrent kernel (products,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Kernel family: 8-lane vector helpers and the activations.
  *
  * Activations are vectorised here (GCC/Clang vector extensions, 8 lanes)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The kernels compiled for AVX2 + FMA + F16C (x86-64 only; chosen at run
  * time). */
 #include <cpuid.h>

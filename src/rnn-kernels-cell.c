@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Kernel family: one block of 8 hidden units at one step, as the general
  * recurrence computes it: the recurrent products from a packed panel
  * (recur_products ()), the gate arithmetic (cell_math ()) and the state

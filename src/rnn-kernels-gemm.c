@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Kernel family: the panel products of whole rows: project_rows () (the
  * input projection, C = A · Wᵀ + bias against packed panels) and
  * head_rows () (the head's linear part, one dot product per output).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The kernels for any processor (the compiler's baseline instruction set). */
 #define KERNEL_SUFFIX generic
 #define KERNEL_NAME "generic"

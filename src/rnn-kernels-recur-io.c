@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Kernel family: the entries with the input projection and the head
  * fused in (recur_h8_io, recur_hreg_io, recur_one_io, recur_h8x2_io) and
  * their one-step instances for calls of one sample (step1_small,

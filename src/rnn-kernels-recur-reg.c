@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Kernel family: the register kernels, h (and c) held in registers from
  * step to step: H = 8 (recur_h8 (), one or two streams at once), H = 16,
  * 24 or 32 (recur_hreg ()), and two layers of H = 8 (recur_hreg2 ()).

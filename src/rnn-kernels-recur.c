@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Kernel family: the general recurrence, any H and any number of streams
  * (RnnKernels.recur): per step the products of every stream, streams
  * grouped to share weight loads, then every stream's update; small H goes

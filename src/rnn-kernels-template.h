@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The kernel template: every kernel family in one unit, compiled once per
  * instruction set by rnn-kernels-generic.c and rnn-kernels-avx2.c, which
  * define KERNEL_SUFFIX (the suffix of every name here, through KFN ()),

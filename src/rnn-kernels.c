@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Run-time choice of the inference kernels. */
 #include "rnn-kernels.h"
 

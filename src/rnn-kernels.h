@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The inference kernels, compiled once per instruction set and chosen at run
  * time (rnn-kernels.c): the default build runs on any x86-64 and uses AVX2
  * and FMA where the processor has them. */

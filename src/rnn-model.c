@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* RnnModel: a configuration plus one slab of parameters with a pointer table,
  * and RnnState: the carried h (and c) of every layer and direction. */
 #include "rnn-private.h"

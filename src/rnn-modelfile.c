@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Model files (docs/design.md §3): loading, saving and serialising an RnnModel as
  * safetensors.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Optimizers (SGD with momentum, Adam) and global gradient-norm clipping,
  * following torch.optim and torch.nn.utils.clip_grad_norm_ step for step.
  * Parameters, gradients and moments share one layout (the model's slab), so

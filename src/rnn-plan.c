@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The plan of a model (rnn-plan.h): packed weights, the float16 copy, the
  * direct path and the one-sample plan, built in one place. */
 #include "rnn-plan.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The plan of a model: what the forward pass derives from the parameters
  * once, before it runs, so that a call does not derive it again.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Raw safetensors reader (docs/design.md §3).
  *
  * Layout: an 8-byte little-endian header length N, N bytes of UTF-8 JSON,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The raw safetensors reader (docs/design.md §3): the container's own
  * checks, with no knowledge of models.  The model loader
  * (rnn-modelfile.c), the fixtures and the tests use it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* gst-rnn numerical core: training — backpropagation through time (BPTT),
  * losses, optimizers and gradient clipping.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* gst-rnn numerical core: the training loops (docs/design.md §5).
  *
  * RnnTrainer owns a model and trains it on records, offline (recorded, then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnn_version(): the library's version at run time (rnn-version.h). */
 #include "rnn.h"
 

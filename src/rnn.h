@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* gst-rnn numerical core: models, state, forward pass, model files.
  *
  * This library never includes a GStreamer header (docs/design.md §1).  Sequences are

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Recipe for models/effect-lstm.safetensors: a per-sample LSTM (H=16) that
 imitates a GStreamer effect chain at 16 kHz mono:
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Recipe for models/imu-gru.safetensors: a GRU (H=32) forecaster of a
 synthetic 6-channel IMU-like stream at 100 Hz (accelerometer x, y, z in g;
 gyroscope x, y, z in rad/s), trained by `rnntrain` without a target pad

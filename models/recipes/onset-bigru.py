@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Recipe for models/onset-bigru.safetensors: a bidirectional GRU (H=16 per
 direction, 1 layer) with a softmax head over frames of 10 ms (frame_size=80
 at 8 kHz mono) that marks note onsets: class 1 = "a note starts within 25 ms

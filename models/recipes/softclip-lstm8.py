@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Recipe for models/softclip-lstm8.safetensors: a tiny "virtual analogue" model.
 
 The reference effect is a tanh soft-clipper followed by a one-pole lowpass:

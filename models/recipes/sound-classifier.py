@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Recipe for models/sound-classifier.safetensors: a GRU (H=32) with a
 softmax head that classifies 10 ms frames (frame_size=160 at 16 kHz mono)
 as speech (class 0), tones (1) or noise (2).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """gst-rnn's Python side: model files from PyTorch and ONNX.
 
     import gstrnn

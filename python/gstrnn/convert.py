@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The command line of tools/gst-rnn-convert: a trained recurrent network
 as a gst-rnn model file.
 

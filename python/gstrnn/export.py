@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Read and write gst-rnn model files (docs/design.md §3) from Python.
 
 A gst-rnn model is a safetensors file: an 8-byte little-endian header length

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Helpers shared by the test-fixture generators (tests/core/gen-fixtures.py,
 tests/core/gen-grad-fixtures.py, tests/fuzz/gen-fuzz-corpus.py).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """An in-memory gst-rnn model: its description, a float64 forward, the file.
 
 A Model holds everything a gst-rnn model file (docs/design.md §3) can say:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Convert an ONNX recurrent network into a gst-rnn model file (docs/design.md §3).
 
 The ONNX half of tools/gst-rnn-convert.  Needs python3-onnx and numpy

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Shared helpers for the gst-launch-1.0 recipes in models/recipes/.
 
 The recipes train with the `rnntrain` element and measure with `rnnfilter`,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A PyTorch nn.LSTM / nn.GRU / nn.RNN (+ nn.Linear head) saved with
 torch.save, as a gst-rnn model file (docs/design.md §3): the PyTorch half of
 tools/gst-rnn-convert (its command line is gstrnn.convert).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* bench-forward MODEL --steps N --chunk C --repeats R
  * Streams N steps of one stream through the model in chunks of C steps and
  * prints the median steps per second over R runs.  Single-threaded BLAS.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Streaming-forward throughput of gst-rnn next to PyTorch, same weights.
 
 For each hidden size H (default 32 128 256) this builds an LSTM with input

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* bench-machine [--seconds S]
  *
  * What this machine sustains, for reading the kernels' figures against:

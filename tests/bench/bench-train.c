@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* bench-train [--hidden H] [--seq T] [--batch B] [--iters N] [--repeats R]
  * One training step as rnntrain runs it — forward with caches, MSE loss,
  * backward, Adam — on an LSTM (input 1, hidden H, linear head to 1 output)

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Training throughput of gst-rnn next to PyTorch, in the same run.
 
 The model: LSTM with input 1, hidden H (default 64) and a

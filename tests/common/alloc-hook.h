@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A malloc counter for "no allocation in the steady state" tests.
  *
  * The test binary interposes malloc, calloc and realloc (glibc resolves them

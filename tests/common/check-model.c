@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* check-model: does a model file load?
  *
  *   check-model FILE...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Makes GLib's own synchronisation visible to ThreadSanitizer.
  *
  * GLib (2.74, Linux) implements GMutex and GCond on futexes, which TSan does

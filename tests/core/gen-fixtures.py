@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Regenerate the forward-parity fixtures: tests/fixtures/forward.tar.xz.
 
 Every model is a PyTorch module with PyTorch's default initialisation,

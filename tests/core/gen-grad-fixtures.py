@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Regenerate the training fixtures: tests/fixtures/grad.tar.xz.
 
 For every model below, PyTorch (autograd, torch.optim, clip_grad_norm_)

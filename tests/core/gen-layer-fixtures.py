@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Regenerate the fixtures of the layers around the recurrent stack:
 tests/fixtures/layers.tar.xz.
 

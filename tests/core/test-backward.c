@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Training: BPTT gradients, losses, optimizers and clipping against PyTorch
  * (fixtures from tests/core/gen-grad-fixtures.py), finite differences, and the
  * invariants a training loop relies on (determinism, batching, carried

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Forward pass: parity with PyTorch on the committed fixtures, streaming
  * invariants (chunking, batching), naive vs fast path, no allocation in the
  * steady state. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Model files: round trips, dtype conversion, and a corpus of malformed files
  * built in memory from a valid one by byte and JSON surgery. */
 #include "test-common.h"

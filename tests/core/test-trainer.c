@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The training loops (src/rnn-trainer.c) without a pipeline: offline
  * training learns a synthetic series, the same seed writes the same bytes,
  * a divergent learning rate rolls back and never writes non-finite weights,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The element tests' rig: one element under GstHarness (test-rnnfilter.c,
  * test-rnnfilter-faults.c, test-rnntrain.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Soak: hours of generated 48 kHz audio through rnnfilter, faster than real
  * time.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter under stream faults, bad data, state changes and concurrent
  * control.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter at its limits, through whole pipelines (gst_parse_launch): caps
  * it refuses and what the refusal says, multichannel models and remixing,
  * memory bounded by the properties, non-finite outputs, the message fields

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnnfilter through GstHarness and whole pipelines.
  *
  * Expected numbers come from the PyTorch fixtures (<builddir>/tests/forward,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnntrain through GstHarness and whole pipelines.
  *
  * Expected values come from invariants and from models whose output is

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # tests/elements/train-acceptance.sh [BUILD_DIR]: rnntrain learns, from
 # pipelines written as a user would write them.
 #

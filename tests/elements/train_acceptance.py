@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Signals and figures for tests/elements/train-acceptance.sh.
 
 The pipelines themselves are in the shell script; this helper only makes

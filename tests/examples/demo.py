@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """tests/examples/demo.py OUTDIR: the shipped models in real gst-launch-1.0 pipelines.
 
 Run by scripts/demo.  Generates its inputs (numpy; speech from espeak-ng),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The gst-rnn core inside an audio plug-in, in miniature (docs/embedding.md).
  * cc embed.c $(pkg-config --cflags --libs gst-rnn-core-0.1) -o embed
  * ./embed MODEL IN.f32 OUT.f32     (mono float32 samples, raw) */

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """example-app.py: using rnnfilter from a Python (PyGObject) application.
 
     appsrc (a generated signal) ! rnnfilter message-interval=N ! appsink

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* rnn-demo: run a per-sample audio model through the gst-rnn core.
  *
  *   rnn-demo [MODEL]      (default models/softclip-lstm8.safetensors)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libFuzzer target for the model loader's resource bounds (docs/design.md
  * §3: every file is untrusted, and a small file must not make the loader
  * allocate or read much).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libFuzzer target for the model loader (docs/design.md §3: every file is
  * untrusted).
  *

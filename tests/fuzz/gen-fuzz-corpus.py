@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Writes the seed corpora of tests/fuzz/fuzz-loader.c into tests/fuzz/corpus/
 and of tests/fuzz/fuzz-loader-sparse.c into tests/fuzz/corpus-sparse/.
 

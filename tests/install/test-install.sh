@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # tests/install/test-install.sh BUILD PREFIX BINDIR LIBDIR INCLUDEDIR DATADIR PLUGINDIR
 #
 # Installs the build (meson install --destdir into a temporary directory) and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The readers of RTNeural, GuitarML and NAM files (TAP output).
 
 For each format, files are written here from random weights the way the

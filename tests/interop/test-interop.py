@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """PyTorch / ONNX interop through the real element (TAP output).
 
 Models made in PyTorch are written by gstrnn.export() and by

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """rnnfilter-output messages read from PyGObject alone (no gst-python
 overrides): values, class, label and confidence come out as Python numbers
 and strings through Gst.Structure.get_value() and the typed getters.

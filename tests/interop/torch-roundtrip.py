@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Models written by rnntrain load in PyTorch by name and reproduce rnnfilter.
 
 For each case this trains a small model with a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Readers of the model files amp-modelling users already have.
 
 One module per source format, each with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """What the format readers share: loading JSON and checking its values."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Automated-GuitarAmpModelling / GuitarML SimpleRNN JSON.
 
 The file the SimpleRNN of Wright et al. writes (CoreAudioML networks.py,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Neural Amp Modeler .nam files (architecture LSTM).
 
 A .nam file is JSON: "version", "architecture", "config", a flat "weights"

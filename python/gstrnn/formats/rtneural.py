@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """RTNeural JSON: the Keras export and PyTorch state_dict JSON.
 
 Keras export (RTNeural's python/model_utils.py save_model, read by
