@@ -761,11 +761,55 @@ gst_rnn_filter_sink_event (GstBaseTransform *trans, GstEvent *event)
   return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
 }
 
+/* Upstream asked what we take (a CAPS query with a filter of what it can
+ * give) and nothing fits: negotiation is about to fail upstream of us,
+ * where no element knows why (audioconvert without audioresample in front
+ * of a model made for another rate).  One warning says what the model needs
+ * and what was offered. */
+static void
+warn_unmatched_query (GstRnnFilter *self, GstCaps *filter)
+{
+  Settings s;
+  RnnModel *model = gst_rnn_filter_ref_model (self, &s);
+  gchar *text, *key;
+
+  if (!model)
+    return;
+  text = gst_rnn_layout_describe_offer (model, s.channel_mode, s.window,
+      filter);
+  rnn_model_unref (model);
+  if (!text)
+    return;
+  key = g_strconcat ("query\n", text, NULL);
+  if (g_strcmp0 (key, self->refused) != 0) {
+    GST_ELEMENT_WARNING (self, CORE, NEGOTIATION, ("%s", text),
+        ("no caps upstream offers fit: %" GST_PTR_FORMAT, filter));
+    g_free (self->refused);
+    self->refused = key;
+  } else {
+    g_free (key);
+  }
+  g_free (text);
+}
+
 static gboolean
 gst_rnn_filter_query (GstBaseTransform *trans, GstPadDirection direction,
     GstQuery *query)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
+
+  if (direction == GST_PAD_SINK && GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstCaps *filter = NULL, *result = NULL;
+    gboolean ret;
+
+    ret = GST_BASE_TRANSFORM_CLASS (parent_class)->query (trans, direction,
+        query);
+    gst_query_parse_caps (query, &filter);
+    gst_query_parse_caps_result (query, &result);
+    if (ret && result && gst_caps_is_empty (result))
+      warn_unmatched_query (self, filter);
+    return ret;
+  }
 
   if (direction == GST_PAD_SRC && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
     GstClockTime min, max, own;

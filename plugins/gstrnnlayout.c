@@ -745,3 +745,29 @@ gst_rnn_filter_weight_precision_get_type (void)
 
   return gst_rnn_enum_type (&type, "GstRnnFilterWeightPrecision", values);
 }
+
+/* What an offer upstream made in a caps query (@filter) lacks for @model,
+ * as gst_rnn_layout_describe_refusal() words it, or NULL if it is not raw
+ * audio or nothing is wrong with its rate and channels.  Format and layout
+ * are left out of the comparison: the element that asked converts those. */
+gchar *
+gst_rnn_layout_describe_offer (const RnnModel *model,
+    GstRnnFilterChannelMode mode, guint window, const GstCaps *filter)
+{
+  GstCaps *offer;
+  gchar *why = NULL, *text = NULL;
+
+  if (!filter || gst_caps_is_empty (filter) || gst_caps_is_any (filter)
+      || !gst_structure_has_name (gst_caps_get_structure (filter, 0),
+          "audio/x-raw"))
+    return NULL;
+  offer = gst_caps_copy_nth (filter, 0);
+  gst_structure_set (gst_caps_get_structure (offer, 0), "format",
+      G_TYPE_STRING, "F32LE", "layout", G_TYPE_STRING, "interleaved", NULL);
+  offer = gst_caps_fixate (offer);
+  if (!gst_rnn_layout_check_caps (model, mode, window, offer, &why) && why)
+    text = gst_rnn_layout_describe_refusal (model, mode, offer, why);
+  g_free (why);
+  gst_caps_unref (offer);
+  return text;
+}

@@ -68,6 +68,8 @@ gboolean gst_rnn_layout_check_caps (const RnnModel *model,
     gchar **why);
 gchar *gst_rnn_layout_describe_refusal (const RnnModel *model,
     GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why);
+gchar *gst_rnn_layout_describe_offer (const RnnModel *model,
+    GstRnnFilterChannelMode mode, guint window, const GstCaps *filter);
 
 void gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x,
     const guint8 *in, guint64 frames, guint T, GstRnnNonFinite *bad);

@@ -493,6 +493,67 @@ test_reload_through_symlink (void)
   g_free (tmp_link);
 }
 
+/* audioconvert without audioresample in front of a model made for another
+ * rate: negotiation fails upstream of rnnfilter, whose caps query answered
+ * nothing; rnnfilter's warning says what the model needs and what was
+ * offered, and names audioresample. */
+static void
+test_missing_resample (void)
+{
+  gchar *model = shipped_model ("effect-lstm.safetensors");
+  gchar *wav = g_build_filename (tmp_dir, "speech-22k.wav", NULL);
+  gchar *make = g_strdup_printf ("audiotestsrc num-buffers=4 "
+      "! audio/x-raw,format=S16LE,rate=22050,channels=1 ! wavenc "
+      "! filesink location=\"%s\"", wav);
+  /* as a user writes it: the WAV's caps appear once wavparse has read
+   * its header, so the link is made while the stream starts */
+  gchar *desc = g_strdup_printf ("filesrc location=\"%s\" ! wavparse "
+      "! audioconvert ! rnnfilter name=f model-location=\"%s\" ! fakesink",
+      wav, model);
+  GError *err = NULL;
+  GstElement *p;
+
+  g_assert_null (run_pipeline (make));
+  p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
+  gchar *warning = NULL;
+  gboolean failed = FALSE;
+
+  g_assert_no_error (err);
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while ((m = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
+              GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))) {
+    GstMessageType type = GST_MESSAGE_TYPE (m);
+
+    if (type == GST_MESSAGE_WARNING && g_str_equal (GST_OBJECT_NAME (m->src),
+            "f") && warning == NULL) {
+      gst_message_parse_warning (m, &err, NULL);
+      warning = g_strdup (err->message);
+      g_clear_error (&err);
+    }
+    failed |= type == GST_MESSAGE_ERROR;
+    gst_message_unref (m);
+    if (type != GST_MESSAGE_WARNING)
+      break;
+  }
+  g_assert_true (failed);
+  g_test_message ("warning: %s", warning);
+  assert_says (warning, "16000 Hz");
+  assert_says (warning, "22050 Hz");
+  assert_says (warning, "audioresample");
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+  g_free (warning);
+  g_unlink (wav);
+  g_free (wav);
+  g_free (make);
+  g_free (desc);
+  g_free (model);
+}
+
 /* ---- model files ---------------------------------------------------------- */
 
 /* model-location naming a file of another kind: the error says what the
@@ -619,6 +680,8 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/limits/refusal-says-fix",
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
+  g_test_add_func ("/rnnfilter/limits/missing-resample",
+      test_missing_resample);
   g_test_add_func ("/rnnfilter/limits/model-location-kind",
       test_model_location_kind);
   g_test_add_func ("/rnnfilter/limits/hot-swap-too-large",
