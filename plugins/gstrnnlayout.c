@@ -540,6 +540,24 @@ all_finite (const guint8 *in, gsize n)
   return !bad;
 }
 
+/* A non-finite value of channel @c becomes 0.0 and is counted in @bad;
+ * the first of a run of them (per channel) is what gets reported. */
+static inline void
+scrub (float *v, GstRnnNonFinite *bad, guint c)
+{
+  if (G_UNLIKELY (!isfinite (*v))) {
+    *v = 0.0f;
+    bad->total++;
+    if (!bad->in_run[c]) {
+      bad->in_run[c] = TRUE;
+      if (bad->new_runs++ == 0)
+        bad->first_channel = c;
+    }
+  } else if (G_UNLIKELY (bad->in_run[c])) {
+    bad->in_run[c] = FALSE;
+  }
+}
+
 /* x[t][b][f·C_in + c] from @frames interleaved input frames (the rest of the
  * T·F_in frames are zeros); non-finite values become 0.0 (see the element
  * documentation) and are counted in @bad per channel run. */
@@ -578,17 +596,7 @@ gst_rnn_layout_fill_input (const GstRnnLayout *l, float *x, const guint8 *in,
 
         if (k < frames) {
           memcpy (&v, frame + c * sizeof (float), sizeof (float));
-          if (G_UNLIKELY (!isfinite (v))) {
-            v = 0.0f;
-            bad->total++;
-            if (!bad->in_run[c]) {
-              bad->in_run[c] = TRUE;
-              if (bad->new_runs++ == 0)
-                bad->first_channel = c;
-            }
-          } else if (G_UNLIKELY (bad->in_run[c])) {
-            bad->in_run[c] = FALSE;
-          }
+          scrub (&v, bad, c);
         }
         if (l->independent)     /* C_in = 1, I = F_in, b = c */
           xi = ((gsize) t * l->batch + c) * l->n_in + f;
@@ -619,17 +627,7 @@ gst_rnn_layout_scrub_output (const GstRnnLayout *l, float *y, guint T,
     const guint c = MIN ((guint) (b * l->c_out + o % l->c_out),
         bad->n_channels - 1);
 
-    if (G_UNLIKELY (!isfinite (y[i]))) {
-      y[i] = 0.0f;
-      bad->total++;
-      if (!bad->in_run[c]) {
-        bad->in_run[c] = TRUE;
-        if (bad->new_runs++ == 0)
-          bad->first_channel = c;
-      }
-    } else if (G_UNLIKELY (bad->in_run[c])) {
-      bad->in_run[c] = FALSE;
-    }
+    scrub (&y[i], bad, c);
   }
 }
 
