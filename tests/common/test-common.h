@@ -11,6 +11,18 @@
 #include <string.h>
 #include <unistd.h>
 
+/* 1 in a build with AddressSanitizer or ThreadSanitizer. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+# define TEST_UNDER_SANITIZER 1
+#elif defined(__has_feature)
+# if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#  define TEST_UNDER_SANITIZER 1
+# endif
+#endif
+#ifndef TEST_UNDER_SANITIZER
+# define TEST_UNDER_SANITIZER 0
+#endif
+
 /* The fixture inputs: a 32-bit integer hash of (T, t, i) mapped to a float
  * in [-1, 1) that is exact in float32.  tests/core/gen-fixtures.py computes the
  * same values, so the inputs need not be stored. */

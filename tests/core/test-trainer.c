@@ -72,10 +72,10 @@ typedef struct
 {
   guint starts, epochs, warnings, completes, gave_up;
   double last_val, last_esr;
-  gchar *last_progress;         /* the last CONTINUE's text */
+  gchar last_progress[1024];    /* the last CONTINUE's text */
   gboolean cancel_after_start;
   guint cancel_after_epochs;    /* > 0: cancel once this many epochs ran */
-  gchar *last_warning;
+  gchar last_warning[1024];     /* the latest warning's text */
   /* optional hooks of a test */
   void (*on_epoch) (gpointer hook_data, guint epoch);
   void (*on_warning) (gpointer hook_data, const char *text);
@@ -88,8 +88,7 @@ seen_progress (gpointer user_data, RnnTrainerProgress kind, const char *text,
 {
   Seen *s = user_data;
   if (kind == RNN_TRAINER_PROGRESS_CONTINUE) {
-    g_free (s->last_progress);
-    s->last_progress = g_strdup (text);
+    g_strlcpy (s->last_progress, text, sizeof s->last_progress);
   }
   if (kind == RNN_TRAINER_PROGRESS_START)
     s->starts++;
@@ -116,8 +115,7 @@ seen_warning (gpointer user_data, const char *text, const char *detail)
   s->warnings++;
   if (strstr (text, "keeps diverging"))
     s->gave_up++;
-  g_free (s->last_warning);
-  s->last_warning = g_strdup (text);
+  g_strlcpy (s->last_warning, text, sizeof s->last_warning);
   if (s->on_warning)
     s->on_warning (s->hook_data, text);
 }
@@ -492,7 +490,6 @@ test_offline_cancel_keeps_best (void)
   rnn_trainer_free (t);
   g_unlink (path);
   g_free (path);
-  g_free (seen.last_warning);
   g_free (recs);
 }
 
@@ -538,7 +535,6 @@ test_abandon (void)
   g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
   rnn_trainer_free (t);
   g_free (path);
-  g_free (seen.last_warning);
   g_free (recs);
 }
 
@@ -616,7 +612,6 @@ test_online_write_failure (void)
   g_free (h.path);
   g_free (h.dir);
   g_free (h.saved);
-  g_free (seen.last_warning);
   g_free (recs);
 }
 
@@ -700,7 +695,6 @@ test_norm_outlier (void)
   rnn_model_unref (m);
   g_unlink (path);
   g_free (path);
-  g_free (seen.last_warning);
   g_free (recs);
 }
 
@@ -735,7 +729,6 @@ test_progress_text (void)
   g_assert_nonnull (strstr (seen.last_progress, "left"));
   g_unlink (path);
   g_free (path);
-  g_free (seen.last_progress);
   g_free (recs);
 
   const struct { guint64 ns; const char *text; } d[] = {
