@@ -403,6 +403,30 @@ make_model (GstRnnTrain *self, guint c_in, guint c_tgt, gboolean ce)
   }
 
   gst_rnn_train_settings_model_config (s, c_in, c_tgt, ce, self->rate, &cfg);
+  if (s->skip && (s->frame_size != 1 || s->output_frame_size != 1)) {
+    GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS,
+        ("skip=%u needs frame-size=1 and output-frame-size=1 (they are %u "
+            "and %u): the skip adds input samples to output samples one to "
+            "one.", s->skip, s->frame_size, s->output_frame_size),
+        ("Set skip=0 or both frame sizes to 1."));
+    return NULL;
+  }
+  if (s->skip && ((s->skip != 1 && s->skip != cfg.output_size)
+          || s->skip > c_in)) {
+    GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS,
+        ("skip=%u does not fit %u input and %u output channels: skip=1 adds "
+            "the first input channel to every output, skip=N the first N "
+            "input channels one to each of N outputs.", s->skip, c_in,
+            cfg.output_size), (NULL));
+    return NULL;
+  }
+  if (s->skip && ce) {
+    GST_ELEMENT_ERROR (self, LIBRARY, SETTINGS,
+        ("skip=%u cannot train with loss=cross-entropy: the skip adds the "
+            "input to the outputs after the head, where there are no logits.",
+            s->skip), ("Use loss=mse or loss=esr, or skip=0."));
+    return NULL;
+  }
   if ((guint64) s->frame_size * c_in > RNN_MAX_INPUT_SIZE
       || (guint64) s->output_frame_size * c_tgt > RNN_MAX_OUTPUT_SIZE) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,

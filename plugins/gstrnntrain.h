@@ -41,10 +41,13 @@ typedef enum {
  * @GST_RNN_TRAIN_LOSS_MSE: mean squared error against the target frames
  * @GST_RNN_TRAIN_LOSS_CROSS_ENTROPY: cross-entropy against a one-channel
  *   class-index target
+ * @GST_RNN_TRAIN_LOSS_ESR: error-to-signal ratio, sum (y - ŷ)² / sum y²
+ *   over the batch
  */
 typedef enum {
   GST_RNN_TRAIN_LOSS_MSE,
   GST_RNN_TRAIN_LOSS_CROSS_ENTROPY,
+  GST_RNN_TRAIN_LOSS_ESR,
 } GstRnnTrainLoss;
 
 /**

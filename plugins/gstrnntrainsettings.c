@@ -35,6 +35,8 @@
 #define DEFAULT_CHECKPOINT_INTERVAL 100
 #define DEFAULT_PREDICT_AHEAD       1
 #define DEFAULT_MAX_MEMORY          (G_GUINT64_CONSTANT (256) << 20)
+#define DEFAULT_SKIP                0
+#define DEFAULT_PRE_EMPHASIS        0.0
 
 enum
 {
@@ -65,6 +67,8 @@ enum
   PROP_CHECKPOINT_INTERVAL,
   PROP_PREDICT_AHEAD,
   PROP_MAX_MEMORY,
+  PROP_SKIP,
+  PROP_PRE_EMPHASIS,
 };
 
 /* ---- enums ------------------------------------------------------------- */
@@ -94,7 +98,8 @@ DEFINE_ENUM_TYPE (gst_rnn_train_head_activation_get_type,
 DEFINE_ENUM_TYPE (gst_rnn_train_loss_get_type, "GstRnnTrainLoss",
     {GST_RNN_TRAIN_LOSS_MSE, "Mean squared error", "mse"},
     {GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, "Cross-entropy on class indices",
-        "cross-entropy"});
+        "cross-entropy"},
+    {GST_RNN_TRAIN_LOSS_ESR, "Error-to-signal ratio over the batch", "esr"});
 
 DEFINE_ENUM_TYPE (gst_rnn_train_optimizer_get_type, "GstRnnTrainOptimizer",
     {GST_RNN_TRAIN_OPTIMIZER_SGD, "SGD with momentum", "sgd"},
@@ -152,6 +157,8 @@ static const gsize prop_offsets[] = {
   [PROP_CHECKPOINT_INTERVAL] = OFFSET (checkpoint_interval),
   [PROP_PREDICT_AHEAD] = OFFSET (predict_ahead),
   [PROP_MAX_MEMORY] = OFFSET (max_memory),
+  [PROP_SKIP] = OFFSET (skip),
+  [PROP_PRE_EMPHASIS] = OFFSET (pre_emphasis),
 };
 
 #define PARAM_FLAGS (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS \
@@ -258,6 +265,17 @@ gst_rnn_train_settings_install (GObjectClass *gobject_class)
       g_param_spec_uint64 ("max-memory", "Maximum memory",
           "Offline: recording bytes kept in memory; the rest goes to $TMPDIR",
           0, G_MAXUINT64, DEFAULT_MAX_MEMORY, PARAM_FLAGS));
+  g_object_class_install_property (gobject_class, PROP_SKIP,
+      g_param_spec_uint ("skip", "Skip",
+          "Residual skip of a new model: add the first N input channels to "
+          "the outputs (1: the first to every output; N = outputs: one "
+          "each); frame sizes 1 only; 0 = none", 0, RNN_MAX_OUTPUT_SIZE,
+          DEFAULT_SKIP, PARAM_FLAGS));
+  g_object_class_install_property (gobject_class, PROP_PRE_EMPHASIS,
+      g_param_spec_double ("pre-emphasis", "Pre-emphasis",
+          "First-order high-pass 1 - a z^-1 applied to prediction and target "
+          "before the loss (mse, esr); 0 = off", 0.0, 0.999999,
+          DEFAULT_PRE_EMPHASIS, PARAM_FLAGS));
 
   gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_CELL, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_RNN_TRAIN_HEAD_ACTIVATION, 0);
@@ -385,6 +403,7 @@ gst_rnn_train_settings_model_config (const GstRnnTrainSettings *s,
   cfg->has_input_norm = s->normalize;
   cfg->window = s->bidirectional ? s->seq_length : 0;
   cfg->sample_rate = rate;
+  cfg->skip = s->skip;
 }
 
 void
@@ -394,7 +413,9 @@ gst_rnn_train_settings_trainer_config (const GstRnnTrainSettings *s,
 {
   rnn_trainer_config_init (tc);
   tc->online = s->mode == GST_RNN_TRAIN_MODE_ONLINE;
-  tc->loss = ce ? RNN_LOSS_CROSS_ENTROPY : RNN_LOSS_MSE;
+  tc->loss = ce ? RNN_LOSS_CROSS_ENTROPY
+      : s->loss == GST_RNN_TRAIN_LOSS_ESR ? RNN_LOSS_ESR : RNN_LOSS_MSE;
+  tc->pre_emphasis = s->pre_emphasis;
   tc->optimizer = s->optimizer == GST_RNN_TRAIN_OPTIMIZER_SGD ?
       RNN_OPTIMIZER_SGD : RNN_OPTIMIZER_ADAM;
   tc->learning_rate = s->learning_rate;

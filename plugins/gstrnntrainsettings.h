@@ -39,6 +39,8 @@ typedef struct
   guint checkpoint_interval;
   guint predict_ahead;
   guint64 max_memory;
+  guint skip;
+  gdouble pre_emphasis;
 } GstRnnTrainSettings;
 
 /* Installs rnntrain's properties on @klass and marks their enum types as

@@ -48,17 +48,26 @@ struct _RnnTrain {
 
   /* forward caches */
   float *xn;                        /* [T][B][I] the (normalised) input */
+  float *pre_out[RNN_MAX_DENSE_LAYERS];  /* [T][B][P_k] pre layer k's output */
+  float *post_out[RNN_MAX_DENSE_LAYERS]; /* [T][B][Q_k] post layer k's output */
   float *out[RNN_MAX_LAYERS];       /* [T][B][D*H] output of layer k */
   LayerCache lc[RNN_MAX_LAYERS * 2];/* [L][D] */
   float *z;                         /* [T][B][O] head logits (head only) */
-  float *y;                         /* [T][B][O] head output after its activation */
+  float *y;                         /* [T][B][O] the model's output (after the
+                                     * head activation and the skip); NULL
+                                     * without a head and a skip */
+  float *ya;                        /* [T][B][O] the head activation's output
+                                     * before the skip (head and skip only) */
   /* scratch */
   float *xp;                        /* [xp_steps][B][G*H] input projection */
   gsize xp_steps;                   /* steps per projected piece */
   float *hp;                        /* [B][G*H] recurrent projection of one step */
   /* backward */
   float *dz;                        /* [T][B][O] dLoss/d(logits), from the loss */
-  float *dout[2];                   /* [T][B][D*H] dLoss/d(layer output), ping-pong */
+  float *dy;                        /* [T][B][O] dLoss/d(output), kept for the
+                                     * skip's input gradient (skip only) */
+  float *dout[2];                   /* [T][B][max width] dLoss/d(layer output),
+                                     * ping-pong */
   float *dgx;                       /* [xp_steps][B][G*H] dLoss/d(input-side pre-activations) */
   float *dgh;                       /* [xp_steps][B][G*H] dLoss/d(recurrent-side ones), GRU */
   float *dh[2];                     /* [B][H] dLoss/dh through the recurrence, ping-pong */
@@ -71,6 +80,8 @@ struct _RnnTrain {
   const RnnModel *model;
   guint T, B;
   gboolean have_forward, have_loss;
+  /* the last loss's sums (rnn_train_loss_sums ()) */
+  double loss_num, loss_den;
 };
 
 /* ---- workspace ----------------------------------------------------------- */
@@ -123,7 +134,18 @@ train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
   const gboolean lstm = c->cell == RNN_CELL_LSTM, gru = c->cell == RNN_CELL_GRU;
   gsize off = 0;
 
+  /* the widest activation a gradient flows through: a layer's output or
+   * input, a pre or post layer's */
+  gsize wmax = MAX (DH, rnn_config_rnn_input_size (c));
   tr->xn = carve (base, &off, TB * n_in);
+  for (guint k = 0; k < c->n_pre; k++) {
+    tr->pre_out[k] = carve (base, &off, TB * c->pre[k].size);
+    wmax = MAX (wmax, c->pre[k].size);
+  }
+  for (guint k = 0; k < c->n_post; k++) {
+    tr->post_out[k] = carve (base, &off, TB * c->post[k].size);
+    wmax = MAX (wmax, c->post[k].size);
+  }
   for (guint k = 0; k < c->num_layers; k++)
     tr->out[k] = carve (base, &off, TB * DH);
   for (gsize l = 0; l < c->num_layers * D; l++) {
@@ -135,13 +157,15 @@ train_layout (RnnTrain *tr, float *base, const RnnModel *m, gsize T, gsize B)
     lc->hn = carve (base, &off, gru ? TB * H : 0);
   }
   tr->z = carve (base, &off, c->has_head ? TB * O : 0);
-  tr->y = carve (base, &off, c->has_head ? TB * O : 0);
+  tr->y = carve (base, &off, c->has_head || c->skip ? TB * O : 0);
+  tr->ya = carve (base, &off, c->has_head && c->skip ? TB * O : 0);
   tr->xp_steps = CLAMP (XP_PIECE / (B * GH), 1, T);
   tr->xp = carve (base, &off, tr->xp_steps * B * GH);
   tr->hp = carve (base, &off, B * GH);
   tr->dz = carve (base, &off, TB * O);
-  tr->dout[0] = carve (base, &off, TB * DH);
-  tr->dout[1] = carve (base, &off, TB * DH);
+  tr->dy = carve (base, &off, c->skip ? TB * O : 0);
+  tr->dout[0] = carve (base, &off, TB * wmax);
+  tr->dout[1] = carve (base, &off, TB * wmax);
   tr->dgx = carve (base, &off, tr->xp_steps * B * GH);
   tr->dgh = carve (base, &off, gru ? tr->xp_steps * B * GH : 0);
   tr->dh[0] = carve (base, &off, B * H);
@@ -373,9 +397,6 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
   tr->have_forward = tr->have_loss = FALSE;
   g_return_if_fail (m != NULL && x != NULL);
   g_return_if_fail (T > 0 && B > 0 && (gsize) T * B <= G_MAXINT);
-  /* the backward pass knows only the recurrent stack and the head
-   * (rnn_loss_check () refuses the rest) */
-  g_return_if_fail (!rnn_config_has_extras (&m->cfg));
   if (!g_atomic_int_get (&m->plan.ready) && !rnn_model_plan_lazily (m))
     return;                     /* no memory for the plan: warned */
   const RnnConfig *c = &m->cfg;
@@ -402,7 +423,16 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
     memcpy (tr->xn, x, TB * n_in * sizeof (float));
   }
 
+  /* pre layers, time-distributed, their outputs kept for the backward */
   const float *in = tr->xn;
+  gsize n_cur = n_in;
+  for (guint k = 0; k < c->n_pre; k++) {
+    const gsize N = c->pre[k].size;
+    rnn_linear_rows (tr->pre_out[k], in, m->pre_w[k], m->pre_b[k], TB, N, n_cur);
+    rnn_dense_activate (c->pre[k].activation, tr->pre_out[k], TB, N);
+    in = tr->pre_out[k];
+    n_cur = N;
+  }
   for (guint k = 0; k < c->num_layers; k++) {
     float *out = tr->out[k];
     for (guint d = 0; d < D; d++) {
@@ -415,9 +445,9 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
         if (lc->c)
           memcpy (lc->c + init * BH, rnn_state_c (state, k, d), BH * sizeof (float));
       } else {
-        memset (lc->h + init * BH, 0, BH * sizeof (float));
-        if (lc->c)
-          memset (lc->c + init * BH, 0, BH * sizeof (float));
+        /* the model's initial state (rnn.h0, rnn.c0; zeros without) */
+        rnn_model_initial_state (m, k, d, B, lc->h + init * BH,
+            lc->c ? lc->c + init * BH : NULL);
       }
 
       const gsize P = tr->xp_steps;
@@ -460,20 +490,41 @@ rnn_train_forward (RnnTrain *tr, float *y, RnnState *state, const float *x,
     in = out;
   }
 
+  /* post layers, as the pre layers */
+  n_cur = DH;
+  for (guint k = 0; k < c->n_post; k++) {
+    const gsize N = c->post[k].size;
+    rnn_linear_rows (tr->post_out[k], in, m->post_w[k], m->post_b[k], TB, N, n_cur);
+    rnn_dense_activate (c->post[k].activation, tr->post_out[k], TB, N);
+    in = tr->post_out[k];
+    n_cur = N;
+  }
+
   const gsize O = rnn_model_get_output_size (m);
   if (c->has_head) {
-    rnn_linear_rows (tr->z, in, m->head_w, m->head_b, TB, O, DH);
+    rnn_linear_rows (tr->z, in, m->head_w, m->head_b, TB, O, n_cur);
     memcpy (tr->y, tr->z, TB * O * sizeof (float));
     rnn_head_activate (c->head_activation, tr->y, TB, O);
+  } else if (c->skip) {
+    memcpy (tr->y, in, TB * O * sizeof (float));
+  }
+  /* the residual skip: the raw input's first channels added after the
+   * head activation (docs/design.md §2) */
+  if (c->skip) {
+    if (tr->ya)
+      memcpy (tr->ya, tr->y, TB * O * sizeof (float));
+    for (gsize r = 0; r < TB; r++)
+      for (gsize o = 0; o < O; o++)
+        tr->y[r * O + o] += x[r * n_in + (c->skip == 1 ? 0 : o)];
   }
   if (y)
-    memcpy (y, c->has_head ? tr->y : in, TB * O * sizeof (float));
+    memcpy (y, tr->y ? tr->y : in, TB * O * sizeof (float));
   tr->have_forward = TRUE;
 }
 
 /* ---- losses ------------------------------------------------------------ */
 
-static const char *const loss_names[] = { "mse", "cross-entropy" };
+static const char *const loss_names[] = { "mse", "cross-entropy", "esr" };
 
 const char *
 rnn_loss_to_string (RnnLoss loss)
@@ -503,15 +554,16 @@ rnn_loss_check (RnnLoss loss, const RnnModel *model, GError **error)
     g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID, "unknown loss %d", (int) loss);
     return FALSE;
   }
-  if (c->n_pre > 0 || c->n_post > 0 || c->skip > 0 || c->has_h0) {
-    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
-        "this model has pre/post layers, a skip or a learned initial state "
-        "(a version-2 model file), which training does not handle yet: "
-        "train a model without them");
-    return FALSE;
-  }
   if (loss != RNN_LOSS_CROSS_ENTROPY)
     return TRUE;
+  if (c->skip) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "cross-entropy trains logits, but this model has a skip (skip = %u), "
+        "which adds its input to the outputs after the head activation: "
+        "train it with loss mse or esr, or use a model without a skip",
+        c->skip);
+    return FALSE;
+  }
   if (!c->has_head) {
     g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
         "cross-entropy needs a model with a head (one output per class)");
@@ -602,6 +654,75 @@ mse_forward_backward (float *restrict dz, const float *restrict y,
   return wsum > 0.0 ? acc / n : 0.0;
 }
 
+/* Weight of row r = t*B + b under pre-emphasis: the filtered value of step
+ * t needs step t-1 of the same window, so step 0 of every window carries no
+ * loss, nor a step whose previous one has mask 0 (its target may be
+ * anything). */
+static inline float
+row_weight_emph (const float *mask, guint warmup, double a, gsize r, gsize B)
+{
+  if (a == 0.0)
+    return row_weight (mask, warmup, r, B);
+  if (r < B || (mask && !(mask[r - B] > 0.0f)))
+    return 0.0f;
+  return row_weight (mask, warmup, r, B);
+}
+
+/* MSE with pre-emphasis, or ESR (with or without): on e_y = y_t - a y_{t-1}
+ * and e_t = tgt_t - a tgt_{t-1} of the same window (a = 0: none),
+ *   MSE: sum (w (e_y - e_t)^2) / (sum (w) O)
+ *   ESR: sum (w (e_y - e_t)^2) / (sum (w e_t^2) + RNN_ESR_EPS sum (w) O)
+ * Writes dLoss/dy to @dz (the filter's transpose: g_t - a g_{t+1}), the
+ * numerator and denominator to @num, @den; returns the loss. */
+static double
+regression_forward_backward (float *restrict dz, const float *restrict y,
+    const float *restrict target, const float *mask, guint warmup, double a,
+    gboolean esr, gsize TB, gsize B, gsize O, double *num, double *den)
+{
+  const float af = (float) a;
+  double se = 0.0, sy = 0.0, wsum = 0.0;
+  for (gsize r = 0; r < TB; r++) {
+    const float w = row_weight_emph (mask, warmup, a, r, B);
+    if (w == 0.0f)
+      continue;
+    double row_e = 0.0, row_y = 0.0;
+    for (gsize o = 0; o < O; o++) {
+      const gsize i = r * O + o;
+      const float ey = af != 0.0f ? y[i] - af * y[i - B * O] : y[i];
+      const float et = af != 0.0f ? target[i] - af * target[i - B * O] : target[i];
+      const float e = ey - et;
+      row_e += (double) e * (double) e;
+      row_y += (double) et * (double) et;
+    }
+    se += (double) w * row_e;
+    sy += (double) w * row_y;
+    wsum += w;
+  }
+  const double d = esr ? sy + RNN_ESR_EPS * wsum * (double) O : wsum * (double) O;
+  *num = se;
+  *den = d;
+  for (gsize r = 0; r < TB; r++) {
+    const float w = row_weight_emph (mask, warmup, a, r, B);
+    float *dr = dz + r * O;
+    if (w == 0.0f) {
+      memset (dr, 0, O * sizeof (float));
+      continue;
+    }
+    const float scale = (float) (2.0 * w / d);
+    for (gsize o = 0; o < O; o++) {
+      const gsize i = r * O + o;
+      const float ey = af != 0.0f ? y[i] - af * y[i - B * O] : y[i];
+      const float et = af != 0.0f ? target[i] - af * target[i - B * O] : target[i];
+      dr[o] = scale * (ey - et);
+    }
+  }
+  /* through the filter: y_t feeds e_y of steps t and t+1 of its window */
+  if (af != 0.0f)
+    for (gsize i = 0; i + B * O < TB * O; i++)
+      dz[i] -= af * dz[i + B * O];
+  return wsum > 0.0 ? se / d : 0.0;
+}
+
 /* Cross-entropy on the logits z with class indices, softmax fused:
  * loss = logsumexp(z) - z[class], dz = (softmax(z) - onehot) w / sum(w). */
 static double
@@ -637,6 +758,14 @@ gboolean
 rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
     const float *mask, RnnLoss kind, guint warmup, GError **error)
 {
+  return rnn_train_loss_full (tr, loss, target, mask, kind, 0.0, warmup, error);
+}
+
+gboolean
+rnn_train_loss_full (RnnTrain *tr, double *loss, const float *target,
+    const float *mask, RnnLoss kind, double pre_emphasis, guint warmup,
+    GError **error)
+{
   g_return_val_if_fail (tr != NULL && loss != NULL && target != NULL, FALSE);
   g_return_val_if_fail (tr->have_forward, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -648,6 +777,13 @@ rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
   tr->have_loss = FALSE;
   if (!rnn_loss_check (kind, m, error))
     return FALSE;
+  if (!(pre_emphasis >= 0.0 && pre_emphasis < 1.0)
+      || (pre_emphasis > 0.0 && kind == RNN_LOSS_CROSS_ENTROPY)) {
+    g_set_error (error, RNN_ERROR, RNN_ERROR_INVALID,
+        "pre-emphasis %g: it must be in [0, 1), and 0 with cross-entropy",
+        pre_emphasis);
+    return FALSE;
+  }
 
   /* the data is the user's: check it before it touches the arithmetic;
    * rows that carry no loss may hold anything */
@@ -659,7 +795,7 @@ rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
           "finite and >= 0", r / B, r % B, (double) mask[r]);
       return FALSE;
     }
-    const float w = row_weight (mask, warmup, r, B);
+    const float w = row_weight_emph (mask, warmup, pre_emphasis, r, B);
     wsum += w;
     if (w == 0.0f)
       continue;
@@ -673,24 +809,41 @@ rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
         return FALSE;
       }
     } else {
-      for (gsize o = 0; o < O; o++)
-        if (!isfinite (target[r * O + o])) {
-          g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
-              "target[%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT
-              "] = %g is not finite", r / B, r % B, o, (double) target[r * O + o]);
-          return FALSE;
-        }
+      /* with pre-emphasis, the previous step's target too */
+      for (gsize q = pre_emphasis > 0.0 ? r - B : r; q <= r; q += B)
+        for (gsize o = 0; o < O; o++)
+          if (!isfinite (target[q * O + o])) {
+            g_set_error (error, RNN_ERROR, RNN_ERROR_TENSOR,
+                "target[%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT "][%" G_GSIZE_FORMAT
+                "] = %g is not finite", q / B, q % B, o, (double) target[q * O + o]);
+            return FALSE;
+          }
     }
   }
 
   if (kind == RNN_LOSS_CROSS_ENTROPY) {
     *loss = cross_entropy_forward_backward (tr->dz, tr->z, target, mask, warmup,
         wsum, TB, B, O);
+    tr->loss_num = *loss * wsum;
+    tr->loss_den = wsum;
   } else {
-    const float *y = c->has_head ? tr->y : tr->out[c->num_layers - 1];
-    *loss = mse_forward_backward (tr->dz, y, target, mask, warmup, wsum, TB, B, O);
+    const float *y = tr->y ? tr->y : c->n_post ? tr->post_out[c->n_post - 1]
+        : tr->out[c->num_layers - 1];
+    if (kind == RNN_LOSS_MSE && pre_emphasis == 0.0) {
+      *loss = mse_forward_backward (tr->dz, y, target, mask, warmup, wsum, TB, B, O);
+      tr->loss_num = *loss * wsum * (double) O;
+      tr->loss_den = wsum * (double) O;
+    } else {
+      *loss = regression_forward_backward (tr->dz, y, target, mask, warmup,
+          pre_emphasis, kind == RNN_LOSS_ESR, TB, B, O, &tr->loss_num,
+          &tr->loss_den);
+    }
+    /* the skip passes dLoss/dy on to the input unchanged */
+    if (tr->dy)
+      memcpy (tr->dy, tr->dz, TB * O * sizeof (float));
     if (c->has_head)
-      head_activation_backward (tr->dz, tr->y, c->head_activation, TB, O);
+      head_activation_backward (tr->dz, tr->ya ? tr->ya : tr->y,
+          c->head_activation, TB, O);
   }
   tr->have_loss = TRUE;
   return TRUE;
@@ -831,6 +984,58 @@ layer_backward (RnnTrain *tr, float *grads, float *din, float din_beta,
   }
 }
 
+/* @dst = dLoss/d(pre-activation) from @src = dLoss/d(output) of a pre or
+ * post layer whose output (after @act) is @y, @rows rows of @n; @dst may
+ * be @src. */
+static void
+dense_activation_backward (float *dst, const float *src, const float *y,
+    RnnActivation act, gsize rows, gsize n)
+{
+  const gsize N = rows * n;
+  if (dst != src)
+    memcpy (dst, src, N * sizeof (float));
+  switch (act) {
+    case RNN_ACT_NONE:
+      break;
+    case RNN_ACT_TANH:
+      head_activation_backward (dst, y, RNN_HEAD_ACT_TANH, rows, n);
+      break;
+    case RNN_ACT_SIGMOID:
+      head_activation_backward (dst, y, RNN_HEAD_ACT_SIGMOID, rows, n);
+      break;
+    case RNN_ACT_SOFTMAX:
+      head_activation_backward (dst, y, RNN_HEAD_ACT_SOFTMAX, rows, n);
+      break;
+    case RNN_ACT_RELU:
+      /* torch's threshold_backward: where the input was > 0, i.e. y > 0 */
+      for (gsize i = 0; i < N; i++)
+        dst[i] = y[i] > 0.0f ? dst[i] : 0.0f;
+      break;
+    case RNN_ACT_ELU:
+      /* y = exp(v) - 1 for v <= 0: dy/dv = y + 1 (torch's elu_backward
+       * on the output, alpha = 1) */
+      for (gsize i = 0; i < N; i++)
+        dst[i] = y[i] > 0.0f ? dst[i] : dst[i] * (y[i] + 1.0f);
+      break;
+  }
+}
+
+/* Backward through a dense layer x -> act(W x + b), @y its output [TB][N],
+ * @x its input [TB][K], from @dy = dLoss/dy: accumulates dW, db (tensors
+ * @ti[0], @ti[1] of @grads) and, when @dx is set, writes dLoss/dx.  @dy is
+ * overwritten by dLoss/d(pre-activation). */
+static void
+dense_backward (float *grads, const RnnParamInfo *ti, float *dx, float *dy,
+    const float *y, const float *x, const float *w, RnnActivation act,
+    gsize TB, gsize N, gsize K)
+{
+  dense_activation_backward (dy, dy, y, act, TB, N);
+  weight_grad_add (grads + ti[0].offset, dy, x, TB, N, K);
+  colsum_add (grads + ti[1].offset, dy, TB, N);
+  if (dx)
+    input_grad (dx, dy, w, TB, N, K, 0.0f);
+}
+
 void
 rnn_train_backward (RnnTrain *tr, float *grads, float *dx, const RnnModel *m)
 {
@@ -839,27 +1044,57 @@ rnn_train_backward (RnnTrain *tr, float *grads, float *dx, const RnnModel *m)
   const RnnConfig *c = &m->cfg;
   const gsize TB = (gsize) tr->T * tr->B, H = c->hidden_size;
   const gsize D = c->bidirectional ? 2 : 1, DH = D * H, L = c->num_layers;
-  const gsize n_in = c->input_size;
+  const gsize n_in = c->input_size, P = c->n_pre, Q = c->n_post;
+  /* tensors in slab order (rnn.h): the layers, the head, the input
+   * normalisation, then the pre and post layers */
+  const RnnParamInfo *t_pre = &m->tensors[L * D * 4 + (c->has_head ? 2 : 0)
+      + (c->has_input_norm ? 2 : 0)];
+  const RnnParamInfo *t_post = t_pre + 2 * P;
+#define OTHER(p) ((p) == tr->dout[0] ? tr->dout[1] : tr->dout[0])
 
-  /* the head: dV += dZᵀ·H_last, db += colsum(dZ), dH_last = dZ·V */
-  const float *dcur = tr->dz;
+  /* the head: dV += dZᵀ·F, db += colsum(dZ), dF = dZ·V, F what it reads */
+  float *dcur = tr->dz;
+  const gsize F = rnn_config_features (c);
   if (c->has_head) {
     const gsize O = c->output_size;
     const RnnParamInfo *ti = &m->tensors[L * D * 4];
-    weight_grad_add (grads + ti[0].offset, tr->dz, tr->out[L - 1], TB, O, DH);
+    const float *feat = Q ? tr->post_out[Q - 1] : tr->out[L - 1];
+    weight_grad_add (grads + ti[0].offset, tr->dz, feat, TB, O, F);
     colsum_add (grads + ti[1].offset, tr->dz, TB, O);
-    input_grad (tr->dout[0], tr->dz, m->head_w, TB, O, DH, 0.0f);
+    input_grad (tr->dout[0], tr->dz, m->head_w, TB, O, F, 0.0f);
+    dcur = tr->dout[0];
+  } else if (Q) {
+    /* the post layers overwrite their gradient: keep the loss's */
+    memcpy (tr->dout[0], tr->dz, TB * F * sizeof (float));
     dcur = tr->dout[0];
   }
 
+  for (gsize k = Q; k-- > 0;) {
+    const gsize N = c->post[k].size, K = k ? c->post[k - 1].size : DH;
+    float *din = OTHER (dcur);
+    dense_backward (grads, t_post + 2 * k, din, dcur, tr->post_out[k],
+        k ? tr->post_out[k - 1] : tr->out[L - 1], m->post_w[k],
+        c->post[k].activation, TB, N, K);
+    dcur = din;
+  }
+
   for (gsize k = L; k-- > 0;) {
-    float *din = k > 0 ? (dcur == tr->dout[0] ? tr->dout[1] : tr->dout[0])
-        : (dx ? tr->dxn : NULL);
-    const float *in = k > 0 ? tr->out[k - 1] : tr->xn;
+    float *din = k > 0 || P > 0 ? OTHER (dcur) : (dx ? tr->dxn : NULL);
+    const float *in = k > 0 ? tr->out[k - 1] : P ? tr->pre_out[P - 1] : tr->xn;
     for (guint d = 0; d < D; d++)
       layer_backward (tr, grads, din, d ? 1.0f : 0.0f, dcur, in, m, k, d);
     dcur = din;
   }
+
+  for (gsize k = P; k-- > 0;) {
+    const gsize N = c->pre[k].size, K = k ? c->pre[k - 1].size : n_in;
+    float *din = k > 0 ? OTHER (dcur) : (dx ? tr->dxn : NULL);
+    dense_backward (grads, t_pre + 2 * k, din, dcur, tr->pre_out[k],
+        k ? tr->pre_out[k - 1] : tr->xn, m->pre_w[k], c->pre[k].activation,
+        TB, N, K);
+    dcur = din;
+  }
+#undef OTHER
 
   /* the input normalisation: x_n = (x - mean) / std; mean and std are
    * constants (not trained) */
@@ -871,15 +1106,55 @@ rnn_train_backward (RnnTrain *tr, float *grads, float *dx, const RnnModel *m)
     } else {
       memcpy (dx, tr->dxn, TB * n_in * sizeof (float));
     }
+    /* the skip: y_o += x_o or x_0 */
+    if (c->skip) {
+      const gsize O = rnn_model_get_output_size (m);
+      for (gsize r = 0; r < TB; r++)
+        for (gsize o = 0; o < O; o++)
+          dx[r * n_in + (c->skip == 1 ? 0 : o)] += tr->dy[r * O + o];
+    }
   }
+}
+
+/* Whether tensor @ti is trained: everything but the input normalisation
+ * (data statistics) and the initial state (kept as it is). */
+gboolean
+rnn_train_tensor_is_trained (const RnnParamInfo *ti)
+{
+  return strcmp (ti->name, "input.mean") != 0
+      && strcmp (ti->name, "input.std") != 0
+      && strcmp (ti->name, "rnn.h0") != 0 && strcmp (ti->name, "rnn.c0") != 0;
 }
 
 gsize
 rnn_train_get_n_trainable (const RnnModel *model)
 {
   g_return_val_if_fail (model != NULL, 0);
-  if (!model->cfg.has_input_norm)
-    return model->n_params;
-  /* input.mean, input.std are the last two tensors */
-  return model->tensors[model->n_tensors - 2].offset;
+  /* the end of the last trained tensor (the padding after it included
+   * when it is the slab's last) */
+  for (guint i = model->n_tensors; i-- > 0;)
+    if (rnn_train_tensor_is_trained (&model->tensors[i]))
+      return i + 1 < model->n_tensors ? model->tensors[i + 1].offset
+          : model->n_params;
+  return 0;
+}
+
+gboolean
+rnn_train_loss_sums (const RnnTrain *tr, double *num, double *den)
+{
+  g_return_val_if_fail (tr != NULL, FALSE);
+  if (!tr->have_loss)
+    return FALSE;
+  *num = tr->loss_num;
+  *den = tr->loss_den;
+  return TRUE;
+}
+
+const float *
+rnn_train_peek_output (const RnnTrain *tr)
+{
+  g_return_val_if_fail (tr != NULL && tr->have_forward, NULL);
+  const RnnConfig *c = &tr->model->cfg;
+  return tr->y ? tr->y : c->n_post ? tr->post_out[c->n_post - 1]
+      : tr->out[c->num_layers - 1];
 }

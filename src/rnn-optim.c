@@ -215,24 +215,32 @@ adam_step (float *restrict p, float *restrict m, float *restrict v,
   }
 }
 
+/* The update of floats [@off, @off + @n) of the optimizer's @opt->n, at
+ * the step count already advanced. */
+static void
+step_range (RnnOptimizer *opt, float *params, const float *grads, gsize off,
+    gsize n)
+{
+  const RnnOptimizerConfig *c = &opt->cfg;
+  switch (c->kind) {
+    case RNN_OPTIMIZER_SGD:
+      sgd_step (params + off, opt->moments + off, grads + off,
+          c->learning_rate, c->momentum, c->weight_decay, n);
+      break;
+    case RNN_OPTIMIZER_ADAM:
+      adam_step (params + off, opt->moments + off, opt->moments + opt->n + off,
+          grads + off, c->learning_rate, c->beta1, c->beta2, c->eps,
+          c->weight_decay, opt->step, n);
+      break;
+  }
+}
+
 void
 rnn_optimizer_step (RnnOptimizer *opt, float *params, const float *grads)
 {
   g_return_if_fail (opt != NULL && params != NULL && grads != NULL);
-  const RnnOptimizerConfig *c = &opt->cfg;
-
   opt->step++;
-  switch (c->kind) {
-    case RNN_OPTIMIZER_SGD:
-      sgd_step (params, opt->moments, grads, c->learning_rate, c->momentum,
-          c->weight_decay, opt->n);
-      break;
-    case RNN_OPTIMIZER_ADAM:
-      adam_step (params, opt->moments, opt->moments + opt->n, grads,
-          c->learning_rate, c->beta1, c->beta2, c->eps, c->weight_decay,
-          opt->step, opt->n);
-      break;
-  }
+  step_range (opt, params, grads, 0, opt->n);
 }
 
 void
@@ -241,7 +249,24 @@ rnn_optimizer_step_model (RnnOptimizer *opt, RnnModel *model, const float *grads
   g_return_if_fail (opt != NULL && model != NULL && grads != NULL);
   g_return_if_fail (opt->n == rnn_train_get_n_trainable (model));
 
-  rnn_optimizer_step (opt, model->params, grads);
+  /* the floats up to the first tensor that is not trained in one pass (all
+   * of a version-1 model's), then each trained tensor after it: the input
+   * normalisation and the initial state between them stay as they are,
+   * weight decay or not */
+  gsize done = 0;
+  for (guint i = 0; i < model->n_tensors && done == 0; i++)
+    if (!rnn_train_tensor_is_trained (&model->tensors[i]))
+      done = model->tensors[i].offset;
+  if (done == 0)
+    done = opt->n;
+  opt->step++;
+  step_range (opt, model->params, grads, 0, done);
+  for (guint i = 0; i < model->n_tensors; i++) {
+    const RnnParamInfo *ti = &model->tensors[i];
+    if (ti->offset >= done && ti->offset < opt->n
+        && rnn_train_tensor_is_trained (ti))
+      step_range (opt, model->params, grads, ti->offset, ti->numel);
+  }
   rnn_model_plan_invalidate (model);
 }
 
@@ -252,20 +277,22 @@ rnn_train_init_params (RnnModel *model, guint32 seed)
 {
   g_return_if_fail (model != NULL);
   const RnnConfig *c = &model->cfg;
-  const double D = c->bidirectional ? 2.0 : 1.0;
   const double rnn_bound = 1.0 / sqrt ((double) c->hidden_size);
-  const double head_bound = 1.0 / sqrt (D * c->hidden_size);
+  const double head_bound = 1.0 / sqrt ((double) rnn_config_features (c));
   GRand *rand = g_rand_new_with_seed (seed);
 
   for (guint i = 0; i < model->n_tensors; i++) {
     const RnnParamInfo *ti = &model->tensors[i];
     double bound;
+    if (!rnn_train_tensor_is_trained (ti))
+      continue;                 /* data statistics, the initial state */
     if (g_str_has_prefix (ti->name, "rnn."))
       bound = rnn_bound;
     else if (g_str_has_prefix (ti->name, "head."))
       bound = head_bound;
-    else
-      continue;                 /* input.mean / input.std: data statistics */
+    else                        /* pre / post layers, nn.Linear's bound */
+      bound = 1.0 / sqrt ((double) (ti->ndim == 2 ? ti->shape[1]
+              : ti[-1].shape[1]));
     float *p = model->params + ti->offset;
     for (gsize j = 0; j < ti->numel; j++)
       p[j] = (float) g_rand_double_range (rand, -bound, bound);

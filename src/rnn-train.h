@@ -26,8 +26,8 @@
  *     rnn_optimizer_step_model (opt, model, grads);      // updates (planned again at the next forward)
  *
  * Validation is rnn_train_forward() + rnn_train_loss() without the backward.
- * Offline training on windows cut at random offsets passes state NULL (zero
- * initial state, optionally with a few warm-up steps that carry no loss);
+ * Offline training on windows cut at random offsets passes state NULL (the
+ * model's initial state, optionally with a few warm-up steps that carry no loss);
  * online training (truncated BPTT) passes the RnnState of the stream(s), so
  * each window starts where the previous one ended.  Inference models are
  * handed out as rnn_model_copy() of the trainer's model.
@@ -60,14 +60,24 @@ typedef enum {
    * softmax(z) - onehot (fused).  Needs a head with activation none or
    * softmax. */
   RNN_LOSS_CROSS_ENTROPY,
+  /* Error-to-signal ratio over the batch: sum (y - target)^2 over the
+   * weighted steps and outputs / (sum target^2 + RNN_ESR_EPS * (weighted
+   * steps x O)), the loss of Wright et al.'s amp models (the epsilon keeps
+   * a silent batch finite; it is -80 dB of a mean square). */
+  RNN_LOSS_ESR,
 } RnnLoss;
 
-/* "mse", "cross-entropy" (the rnntrain property's nicks). */
+#define RNN_ESR_EPS 1e-8
+
+/* "mse", "cross-entropy", "esr" (the rnntrain property's nicks). */
 const char *rnn_loss_to_string (RnnLoss loss);
 gboolean rnn_loss_from_string (const char *s, RnnLoss *loss);
 
 /* Checks that @loss can train @model: cross-entropy needs a head whose
- * activation is none or softmax and at least two outputs. */
+ * activation is none or softmax, at least two outputs and no skip.  Every
+ * model the loader accepts trains with mse and esr: pre and post layers
+ * (every activation), the skip, and a model's initial state (kept, not
+ * trained). */
 gboolean rnn_loss_check (RnnLoss loss, const RnnModel *model, GError **error);
 
 /* Workspace of the training passes: the caches the forward pass keeps for
@@ -92,13 +102,16 @@ gboolean rnn_train_reserve (RnnTrain *tr, const RnnModel *model, guint T,
  * y [T][B][O] (O = rnn_model_get_output_size()), caching the gate
  * activations, c and h of every step, layer and direction.
  * @y: NULL, or where to copy the output (after the head activation).
- * @state (unidirectional models): NULL to start every window from zero
- *   state; otherwise it holds the initial h (and c) of the B windows,
+ * @state (unidirectional models): NULL to start every window from the
+ *   initial state; otherwise it holds the initial h (and c) of the B windows,
  *   e.g. carried from the previous window of the same stream, and receives
  *   the final state so the caller can carry it on.  The initial state is
  *   detached: no gradient flows into it (truncated BPTT).
+ *   NULL starts from the model's initial state (rnn.h0, rnn.c0; zeros
+ *   without them), as rnn_forward() does after a reset.
  *   Bidirectional models: must be NULL; every window is one whole sequence,
- *   both directions start from zero (as rnn_forward() runs them).
+ *   both directions start from the initial state (as rnn_forward() runs
+ *   them).
  * @model (planned here if it is not) must stay unchanged until
  * rnn_train_backward(); @x need not
  * outlive the call.
@@ -124,11 +137,35 @@ void rnn_train_forward (RnnTrain *tr, float *y, RnnState *state,
 gboolean rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
     const float *mask, RnnLoss kind, guint warmup, GError **error);
 
-/* Backward pass through the head, every layer and direction, and the
- * input normalisation, for the last forward and loss.  ACCUMULATES into
- * @grads (rnn_model_get_params() layout, n_params floats; the caller zeroes
- * it), so calls may add up several batches.  The gradients of input.mean,
- * input.std and of the padding are left untouched (zero): they are not
+/* rnn_train_loss() with a pre-emphasis filter (mse and esr): with
+ * @pre_emphasis = a in (0, 1), the loss compares e_y[t] = y[t] - a y[t-1]
+ * with e_tgt[t] = target[t] - a target[t-1], both from the same window.
+ * Step 0 of every window has no step before it and carries no loss, nor
+ * does a step whose previous step has mask weight 0; so a window of T
+ * steps gives T - 1 compared steps, in training and in validation alike.
+ * @pre_emphasis 0 is rnn_train_loss(); a value outside [0, 1), or above 0
+ * with cross-entropy, is RNN_ERROR_INVALID. */
+gboolean rnn_train_loss_full (RnnTrain *tr, double *loss, const float *target,
+    const float *mask, RnnLoss kind, double pre_emphasis, guint warmup,
+    GError **error);
+
+/* The last loss as a ratio @num / @den (e.g. ESR: the weighted squared
+ * error and the weighted target energy plus the epsilon; MSE: the weighted
+ * squared error and the weighted count of values), so that losses of
+ * consecutive windows combine into the loss of the whole.  FALSE without
+ * a loss. */
+gboolean rnn_train_loss_sums (const RnnTrain *tr, double *num, double *den);
+
+/* The output [T][B][O] of the last rnn_train_forward() (after the head
+ * activation and the skip), valid until the next forward. */
+const float *rnn_train_peek_output (const RnnTrain *tr);
+
+/* Backward pass through the skip, the head, the post layers, every layer
+ * and direction, the pre layers and the input normalisation, for the last
+ * forward and loss.  ACCUMULATES into @grads (rnn_model_get_params()
+ * layout, n_params floats; the caller zeroes it), so calls may add up
+ * several batches.  The gradients of input.mean, input.std, rnn.h0,
+ * rnn.c0 and of the padding are left untouched (zero): they are not
  * trained.
  * @dx: NULL, or where to write (not accumulate) the gradient of the loss
  *   with respect to the raw input x, [T][B][I].
@@ -136,19 +173,24 @@ gboolean rnn_train_loss (RnnTrain *tr, double *loss, const float *target,
 void rnn_train_backward (RnnTrain *tr, float *grads, float *dx,
     const RnnModel *model);
 
-/* Floats at the start of the slab that the optimizers update: every
- * parameter except input.mean and input.std, which come from data
- * statistics and sit at the end of the slab. */
+/* Floats at the start of the slab that the optimizer state covers: up to
+ * the end of the last trained tensor.  Every parameter is trained except
+ * input.mean and input.std (data statistics) and rnn.h0, rnn.c0 (the
+ * initial state, kept as it is); rnn_optimizer_step_model() leaves those
+ * that sit inside the range unchanged. */
 gsize rnn_train_get_n_trainable (const RnnModel *model);
+/* Whether the optimizers update tensor @ti (see above). */
+gboolean rnn_train_tensor_is_trained (const RnnParamInfo *ti);
 
 /* ---- initialisation -------------------------------------------------- */
 
 /* Fills every trainable parameter as PyTorch initialises a fresh module,
  * from a generator seeded with @seed (GRand, the same numbers on every
  * platform): nn.RNN/LSTM/GRU weights and biases ~ U(-1/sqrt(H), 1/sqrt(H)),
- * the head (nn.Linear) weight and bias ~ U(-1/sqrt(D*H), 1/sqrt(D*H)).
- * input.mean / input.std and the padding are left as they are.  Seals the
- * model. */
+ * the head and the pre and post layers (nn.Linear) weight and bias ~
+ * U(-1/sqrt(in), 1/sqrt(in)) with in their input width (the head's: D*H
+ * without post layers).  input.mean / input.std, rnn.h0 / rnn.c0 and the
+ * padding are left as they are.  Seals the model. */
 void rnn_train_init_params (RnnModel *model, guint32 seed);
 
 /* ---- gradient clipping ---------------------------------------------- */

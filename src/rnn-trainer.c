@@ -186,6 +186,14 @@ rnn_trainer_new (const RnnTrainerConfig *cfg, RnnModel *model,
     rnn_model_unref (model);
     return NULL;
   }
+  if (!(cfg->pre_emphasis >= 0.0 && cfg->pre_emphasis < 1.0)
+      || (cfg->pre_emphasis > 0.0 && cfg->loss == RNN_LOSS_CROSS_ENTROPY)) {
+    g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
+        "pre-emphasis %g: it must be in [0, 1) and is for loss=mse or esr "
+        "(set it to 0 for cross-entropy).", cfg->pre_emphasis);
+    rnn_model_unref (model);
+    return NULL;
+  }
   if (!rnn_loss_check (cfg->loss, model, &err)) {
     g_set_error (error, RNN_TRAINER_ERROR, RNN_TRAINER_ERROR_SETTINGS,
         "The model cannot be trained with loss=%s: %s",
@@ -660,7 +668,8 @@ batch_run (RnnTrainer *t, RnnState *state, guint T, guint B,
   double loss = NAN;
 
   rnn_train_forward (t->tr, NULL, state, t->bx, t->model, T, B);
-  if (!rnn_train_loss (t->tr, &loss, t->bt, t->bm, t->cfg.loss, 0, &err)) {
+  if (!rnn_train_loss_full (t->tr, &loss, t->bt, t->bm, t->cfg.loss,
+          t->cfg.pre_emphasis, 0, &err)) {
     /* the records hold valid targets: this is a non-finite output */
     g_debug ("loss refused: %s", err->message);
     g_error_free (err);
@@ -743,6 +752,8 @@ set_provenance (RnnTrainer *t, RnnModel *m, guint epochs_run,
     SET_STR ("train_tool", s->tool);
   SET_STR ("train_mode", s->online ? "online" : "offline");
   SET_STR ("train_loss_function", rnn_loss_to_string (s->loss));
+  if (s->pre_emphasis > 0.0)
+    SET_DBL ("train_pre_emphasis", s->pre_emphasis);
   SET_STR ("train_optimizer",
       rnn_optimizer_kind_to_string (rnn_optimizer_get_config (t->opt)->kind));
   SET_DBL ("train_learning_rate", t->lr0);
@@ -893,6 +904,11 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
     double *esr, GError **error)
 {
   double total = 0.0, wsum = 0.0, ysum = 0.0;
+  /* loss=esr or pre-emphasis: the loss of the whole as the ratio of sums,
+   * the ESR from the outputs */
+  const gboolean sums = t->cfg.loss != RNN_LOSS_CROSS_ENTROPY
+      && (t->cfg.loss == RNN_LOSS_ESR || t->cfg.pre_emphasis > 0.0);
+  double num = 0.0, den = 0.0, e2 = 0.0, y2sum = 0.0;
   RnnState *state = NULL;
   gsize pos = start;
 
@@ -920,6 +936,19 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
     } else {
       double w = 0.0;
       const double l = batch_run (t, state, n, 1, FALSE, &w);
+      double a, b;
+      if (sums && isfinite (l) && rnn_train_loss_sums (t->tr, &a, &b)) {
+        num += a;
+        den += b;
+        const float *y = rnn_train_peek_output (t->tr);
+        for (gsize i = 0; i < n * t->n_tgt; i++) {
+          const double m = t->bm[i / t->n_tgt], tg = t->bt[i];
+          e2 += m * ((double) y[i] - tg) * ((double) y[i] - tg);
+          y2sum += m * tg * tg;
+        }
+      } else if (sums) {
+        num = NAN;
+      }
       if (w > 0) {
         total += l * w;
         wsum += w;
@@ -941,6 +970,11 @@ evaluate (RnnTrainer *t, gsize start, gsize len, guint T, double *out,
     *out = total / wsum;
   if (esr && wsum > 0 && ysum > 0 && t->cfg.loss == RNN_LOSS_MSE)
     *esr = total / ysum;
+  if (sums) {
+    *out = den > 0 ? num / den : NAN;
+    if (esr)
+      *esr = y2sum > 0 ? e2 / y2sum : NAN;
+  }
   return TRUE;
 }
 

@@ -62,6 +62,8 @@ typedef enum {
 typedef struct {
   gboolean online;              /* FALSE: record, train at rnn_trainer_finish() */
   RnnLoss loss;
+  double pre_emphasis;          /* mse, esr: a of 1 - a z^-1 on prediction
+                                 * and target before the loss; 0 = off */
   RnnOptimizerKind optimizer;
   double learning_rate;         /* 0: the optimizer's default */
   double momentum;              /* SGD */
@@ -102,8 +104,9 @@ typedef struct {
   double loss;                  /* training loss */
   double val_loss;              /* validation loss; NaN without validation */
   double val_esr;               /* validation error-to-signal ratio
-                                 * sum (y - yhat)^2 / sum y^2 (MSE only;
-                                 * else NaN) */
+                                 * sum (y - yhat)^2 / sum y^2 of the
+                                 * outputs, without pre-emphasis (mse and
+                                 * esr; NaN for cross-entropy) */
   double steps_per_second;      /* window steps x batch per second */
   guint64 elapsed_ns;           /* since training started */
   guint64 eta_ns;               /* time left; G_MAXUINT64 unknown (online) */

@@ -29,6 +29,23 @@ Models (100):
 Name: {cell}_L{L}_{uni|bi}_{none|linear|softmax|sigmoid|tanh}_{mse|ce}
       [_norm][_warmup3][_mask]
 
+The layers around the recurrent stack and the audio losses (32 more, listed
+in grad/extras.txt, not in manifest.txt, so that the members above stay
+byte for byte what they were): for each cell, the variants of EXTRAS below,
+named {cell}_x_{variant}: pre and post dense layers with every activation
+(none, tanh, relu, sigmoid, elu, softmax), a skip of 1 and of O, the
+model's own initial state (rnn.h0, rnn.c0; kept, not trained: every window
+starts from it, and it gets no gradient), input normalisation, a mask and a
+warm-up, and the losses
+  "mse", "esr": sum(w (y - target)^2) / (sum(w target^2) + 1e-8 sum(w) O),
+  either with pre-emphasis a: both compared through e[t] = v[t] - a v[t-1]
+  of the same window; step 0, and a step whose previous step has mask 0,
+  carry no loss (w[t] = 0 there).
+Their expected files hold x, target, mask (if any), y, loss, grad.x,
+grad.NAME and adam.NAME (two Adam steps, lr 0.01, weight decay 0.01, which
+must leave input.mean, input.std, rnn.h0, rnn.c0 alone) for every trained
+parameter; metadata loss (mse|esr), warmup, pre_emphasis (repr).
+
 Semantics (docs/design.md §2; the C API in src/rnn-train.h):
   x [T, B, I] time-major; a unidirectional model starts from a non-zero
   carried state h0 (and c0) [L*D, B, H], a bidirectional one from zero.
@@ -56,6 +73,7 @@ Tarball members (all under grad/):
   optim.safetensors           the optimizers alone on synthetic data, float32
                               as torch.optim computes them (see optim_fixture)
   manifest.txt                one NAME per line, sorted
+  extras.txt                  the names of the extra models, sorted
 
 Usage: tests/core/gen-grad-fixtures.py [--output PATH] [--keep DIR]
 Runs in a few seconds; two runs give byte-identical tarballs.
@@ -76,6 +94,7 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 import gstrnn
 from gstrnn.fixtures import build_tarball
+from gstrnn.model import Dense, Model
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 I, H, O, T, B = 3, 5, 4, 7, 2
@@ -292,6 +311,181 @@ def generate_model(gdir, index, spec, log, stats):
     return name
 
 
+# ---- the layers around the stack, skip, initial state, ESR, pre-emphasis
+
+SEED_EXTRAS = 7000
+ESR_EPS = 1e-8
+ACTS = {
+    "none": lambda v: v, "tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
+    "elu": nn.functional.elu, "softmax": lambda v: torch.softmax(v, dim=-1),
+}
+
+# name: (L, bidir, I, pre, post, head outputs (0: none), head activation,
+#        h0, skip, norm, loss, pre-emphasis, warmup, mask)
+EXTRAS = {
+    "pre-tanh-relu": (1, False, 3, [(4, "tanh"), (6, "relu")], [], 4, "none",
+                      False, 0, True, "mse", 0.0, 0, False),
+    "post-elu-sigmoid": (2, True, 3, [], [(6, "elu"), (5, "sigmoid")], 4, "softmax",
+                         False, 0, False, "mse", 0.0, 0, False),
+    "post-softmax-nohead": (1, False, 2, [(3, "none")], [(5, "softmax"), (4, "sigmoid")],
+                            0, "none", True, 0, False, "mse", 0.0, 0, False),
+    "skip1-esr": (1, False, 3, [], [], 4, "tanh", True, 1, False, "esr", 0.0, 0, False),
+    "skipO-esr-mask": (1, False, 3, [], [(5, "relu")], 3, "none", False, 3, True,
+                       "esr", 0.0, 2, True),
+    "all-esr-pe": (2, False, 1, [(4, "elu")], [(5, "tanh")], 1, "none", True, 1, True,
+                   "esr", 0.95, 0, False),
+    "mse-pe-mask": (1, False, 3, [], [], 4, "none", False, 0, False, "mse", 0.9, 0, True),
+    "bi-esr-pe-warmup": (1, True, 2, [(3, "sigmoid")], [], 2, "none", True, 0, False,
+                         "esr", 0.95, 2, False),
+}
+
+
+class ExtraProblem:
+    """One model with the optional layers, a batch and its loss."""
+
+    def __init__(self, cell, variant, seed):
+        (self.L, self.bidir, self.I, pre, post, self.O_head, self.head_act, h0,
+         self.skip, norm, self.loss_kind, self.a, self.warmup, use_mask) = EXTRAS[variant]
+        self.cell = cell
+        self.D = 2 if self.bidir else 1
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.pre = []
+        width = self.I
+        for size, act in pre:
+            self.pre.append((nn.Linear(width, size), act))
+            width = size
+        kw = dict(input_size=width, hidden_size=H, num_layers=self.L, bidirectional=self.bidir)
+        self.rnn = (nn.LSTM(**kw) if cell == "lstm" else nn.GRU(**kw) if cell == "gru"
+                    else nn.RNN(nonlinearity=cell[4:], **kw))
+        self.post = []
+        width = self.D * H
+        for size, act in post:
+            self.post.append((nn.Linear(width, size), act))
+            width = size
+        self.head = nn.Linear(width, self.O_head) if self.O_head else None
+        self.O = self.O_head or width
+        n_state = self.L * self.D
+        self.h0 = torch.randn(n_state, H, generator=g) * 0.5 if h0 else None
+        self.c0 = torch.randn(n_state, H, generator=g) * 0.5 if h0 and cell == "lstm" else None
+        self.mean = (torch.rand(self.I, generator=g) * 2 - 1) if norm else None
+        self.std = (torch.rand(self.I, generator=g) * 1.5 + 0.5) if norm else None
+        self.x = torch.randn(T, B, self.I, generator=g)
+        self.target = torch.randn(T, B, self.O, generator=g)
+        w = torch.ones(T, B)
+        w[:self.warmup] = 0
+        self.mask = None
+        if use_mask:
+            self.mask = (torch.rand(T, B, generator=g) < 0.7).to(torch.float32)
+            self.mask[T - 1, 0] = self.mask[T - 2, 0] = 1      # never all zero
+            w = w * self.mask
+        if self.a:
+            prev = torch.ones(T, B) if self.mask is None else self.mask
+            w[1:] = w[1:] * (prev[:-1] > 0).to(torch.float32)
+            w[0] = 0
+        self.w = w
+
+    def modules(self, dtype):
+        conv = lambda m: copy.deepcopy(m).to(dtype)
+        return ([(conv(l), a) for l, a in self.pre], conv(self.rnn),
+                [(conv(l), a) for l, a in self.post],
+                conv(self.head) if self.head is not None else None)
+
+    @staticmethod
+    def named_params(mods):
+        pre, rnn, post, head = mods
+        out = [("rnn." + n, p) for n, p in rnn.named_parameters()]
+        if head is not None:
+            out += [("head." + n, p) for n, p in head.named_parameters()]
+        for k, (l, _) in enumerate(pre):
+            out += [(f"pre.{k}.{n}", p) for n, p in l.named_parameters()]
+        for k, (l, _) in enumerate(post):
+            out += [(f"post.{k}.{n}", p) for n, p in l.named_parameters()]
+        return out
+
+    def loss(self, mods, dtype, x=None):
+        pre, rnn, post, head = mods
+        x = self.x.to(dtype) if x is None else x
+        z = x
+        if self.mean is not None:
+            z = (z - self.mean.to(dtype)) / self.std.to(dtype)
+        for l, a in pre:
+            z = ACTS[a](l(z))
+        n_state = self.L * self.D
+        h0 = (self.h0.to(dtype)[:, None, :].expand(n_state, B, H).contiguous()
+              if self.h0 is not None else torch.zeros(n_state, B, H, dtype=dtype))
+        if self.cell == "lstm":
+            c0 = (self.c0.to(dtype)[:, None, :].expand(n_state, B, H).contiguous()
+                  if self.c0 is not None else torch.zeros(n_state, B, H, dtype=dtype))
+            z, _ = rnn(z, (h0, c0))
+        else:
+            z, _ = rnn(z, h0)
+        for l, a in post:
+            z = ACTS[a](l(z))
+        if head is not None:
+            z = ACTS[self.head_act](head(z))
+        y = z + x[..., :self.skip] if self.skip else z
+        tgt = self.target.to(dtype)
+        ey, et = y, tgt
+        if self.a:
+            ey = torch.cat([y[:1], y[1:] - self.a * y[:-1]])
+            et = torch.cat([tgt[:1], tgt[1:] - self.a * tgt[:-1]])
+        w = self.w.to(dtype)[..., None]
+        num = (w * (ey - et) ** 2).sum()
+        if self.loss_kind == "esr":
+            den = (w * et ** 2).sum() + ESR_EPS * w.sum() * self.O
+        else:
+            den = w.sum() * self.O
+        return num / den, y
+
+    def to_model(self):
+        sd = {k: v.detach().numpy().astype(np.float64) for k, v in self.rnn.state_dict().items()}
+        m = Model(self.cell, self.I, H, self.L, self.bidir, sd)
+        m.pre = [Dense(l.weight.detach().numpy(), l.bias.detach().numpy(), a) for l, a in self.pre]
+        m.post = [Dense(l.weight.detach().numpy(), l.bias.detach().numpy(), a) for l, a in self.post]
+        if self.head is not None:
+            m.head = Dense(self.head.weight.detach().numpy(), self.head.bias.detach().numpy())
+            m.head_activation = self.head_act
+        if self.h0 is not None:
+            m.h0 = self.h0.numpy().astype(np.float64)
+        if self.c0 is not None:
+            m.c0 = self.c0.numpy().astype(np.float64)
+        if self.mean is not None:
+            m.input_mean = self.mean.numpy().astype(np.float64)
+            m.input_std = self.std.numpy().astype(np.float64)
+        m.skip = self.skip
+        return m
+
+
+def generate_extra(gdir, index, cell, variant, log):
+    name = f"{cell}_x_{variant}"
+    p = ExtraProblem(cell, variant, SEED_EXTRAS + index)
+    p.to_model().to_safetensors(os.path.join(gdir, name + ".safetensors"))
+    mods = p.modules(torch.float64)
+    x = p.x.to(torch.float64).requires_grad_(True)
+    loss, y = p.loss(mods, torch.float64, x)
+    loss.backward()
+    params = p.named_params(mods)
+    t = {"x": f32(p.x), "target": f32(p.target), "y": f32(y), "loss": np.array([float(loss)], np.float32),
+         "grad.x": f32(x.grad)}
+    if p.mask is not None:
+        t["mask"] = f32(p.mask)
+    for n, prm in params:
+        t["grad." + n] = f32(prm.grad)
+    mods = p.modules(torch.float64)
+    params = p.named_params(mods)
+    opt = torch.optim.Adam([prm for _, prm in params], **ADAM)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        p.loss(mods, torch.float64)[0].backward()
+        opt.step()
+    for n, prm in params:
+        t["adam." + n] = f32(prm)
+    meta = {"loss": p.loss_kind, "warmup": str(p.warmup), "pre_emphasis": repr(p.a)}
+    gstrnn.write_safetensors(os.path.join(gdir, name + ".expected.safetensors"), t, meta)
+    return name
+
+
 def optim_fixture(gdir):
     """The optimizers alone, float32 as torch.optim runs them.
 
@@ -347,10 +541,16 @@ def generate(stage, log):
     optim_fixture(gdir)
     with open(os.path.join(gdir, "manifest.txt"), "w") as f:
         f.write("".join(n + "\n" for n in sorted(names)))
+    extras = []
+    for cell in CELLS:
+        for variant in EXTRAS:
+            extras.append(generate_extra(gdir, len(extras), cell, variant, log))
+    with open(os.path.join(gdir, "extras.txt"), "w") as f:
+        f.write("".join(n + "\n" for n in sorted(extras)))
     os.chmod(gdir, 0o755)
     for entry in os.listdir(gdir):
         os.chmod(os.path.join(gdir, entry), 0o644)
-    log(f"{len(names)} models written; clip_grad_norm_({CLIP}) clips "
+    log(f"{len(names)} models and {len(extras)} extra models written; clip_grad_norm_({CLIP}) clips "
         f"{sum(stats['clipped'])} of them")
     for cell in CELLS:
         worst, name = max(stats[cell])

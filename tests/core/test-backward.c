@@ -19,6 +19,7 @@ typedef struct {
   guint8 *data;
   RnnSafetensors *exp;
   RnnLoss loss;
+  double pre_emphasis;
   guint warmup;
   guint T, B, I, O;
   float *x;              /* [T][B][I] */
@@ -28,6 +29,8 @@ typedef struct {
 } Fixture;
 
 static GPtrArray *fixtures;     /* Fixture* */
+static GPtrArray *extras;       /* Fixture*: pre/post layers, skip, h0, esr,
+                                 * pre-emphasis (grad/extras.txt) */
 
 static float *
 read_tensor (const RnnSafetensors *st, const char *name, gsize *numel)
@@ -85,11 +88,26 @@ state_fill (RnnState *s, const RnnModel *m, const float *h, const float *c)
     }
 }
 
-static void
-load_fixtures (void)
+/* The names in grad/extras.txt. */
+static char **
+extra_names (void)
 {
-  fixtures = g_ptr_array_new_with_free_func (fixture_free);
-  char **names = fixture_names ("grad");
+  GError *error = NULL;
+  char *path = g_test_build_filename (G_TEST_BUILT, "grad", "extras.txt", NULL);
+  char *text = NULL;
+  if (!g_file_get_contents (path, &text, NULL, &error))
+    g_error ("fixtures missing (%s): %s", path, error->message);
+  g_strchomp (text);
+  char **names = g_strsplit (text, "\n", -1);
+  g_free (text);
+  g_free (path);
+  return names;
+}
+
+static GPtrArray *
+load_set (char **names, gboolean extra)
+{
+  GPtrArray *set = g_ptr_array_new_with_free_func (fixture_free);
   for (char **n = names; *n; n++) {
     Fixture *f = g_new0 (Fixture, 1);
     f->name = g_strdup (*n);
@@ -98,7 +116,10 @@ load_fixtures (void)
 
     const char *loss = rnn_safetensors_get_meta (f->exp, "loss");
     g_assert_nonnull (loss);
-    f->loss = g_str_equal (loss, "ce") ? RNN_LOSS_CROSS_ENTROPY : RNN_LOSS_MSE;
+    g_assert_true (rnn_loss_from_string (g_str_equal (loss, "ce") ? "cross-entropy"
+            : loss, &f->loss));
+    const char *pe = rnn_safetensors_get_meta (f->exp, "pre_emphasis");
+    f->pre_emphasis = pe ? g_ascii_strtod (pe, NULL) : 0.0;
     f->warmup = (guint) g_ascii_strtoull (rnn_safetensors_get_meta (f->exp, "warmup"), NULL, 10);
     const RnnStTensor *xt = rnn_safetensors_find (f->exp, "x");
     g_assert_nonnull (xt);
@@ -111,9 +132,10 @@ load_fixtures (void)
     const gsize TB = (gsize) f->T * f->B;
     f->x = expect_tensor (f, "x", TB * f->I);
     f->target = expect_tensor (f, "target",
-        f->loss == RNN_LOSS_MSE ? TB * f->O : TB);
+        f->loss != RNN_LOSS_CROSS_ENTROPY ? TB * f->O : TB);
     f->mask = read_tensor (f->exp, "mask", NULL);
-    if (!rnn_model_get_config (f->model)->bidirectional) {
+    /* the extras start from the model's own initial state (state NULL) */
+    if (!extra && !rnn_model_get_config (f->model)->bidirectional) {
       const RnnConfig *c = rnn_model_get_config (f->model);
       const gsize n = (gsize) c->num_layers * f->B * c->hidden_size;
       float *h0 = expect_tensor (f, "h0", n);
@@ -123,10 +145,19 @@ load_fixtures (void)
       g_free (h0);
       g_free (c0);
     }
-    g_ptr_array_add (fixtures, f);
+    g_ptr_array_add (set, f);
   }
   g_strfreev (names);
+  return set;
+}
+
+static void
+load_fixtures (void)
+{
+  fixtures = load_set (fixture_names ("grad"), FALSE);
   g_assert_cmpuint (fixtures->len, ==, 100);
+  extras = load_set (extra_names (), TRUE);
+  g_assert_cmpuint (extras->len, ==, 32);
 }
 
 static RnnCell
@@ -145,7 +176,8 @@ run_batch (const Fixture *f, RnnTrain *tr, const RnnModel *model, float *grads,
   double loss = NAN;
   RnnState *state = f->state0 ? rnn_state_copy (f->state0) : NULL;
   rnn_train_forward (tr, y, state, f->x, model, f->T, f->B);
-  g_assert_true (rnn_train_loss (tr, &loss, f->target, f->mask, f->loss, f->warmup, &error));
+  g_assert_true (rnn_train_loss_full (tr, &loss, f->target, f->mask, f->loss,
+          f->pre_emphasis, f->warmup, &error));
   g_assert_no_error (error);
   if (grads) {
     gsize n;
@@ -1241,6 +1273,277 @@ test_no_allocation (void)
   g_assert_cmpint (alloc_count, >, 0);
 }
 
+/* ---- the layers around the stack, skip, initial state, esr, pre-emphasis
+ *
+ * The extra fixtures (grad/extras.txt): models with pre and post layers of
+ * every activation, a skip, their own initial state, input normalisation,
+ * trained with mse or esr, with and without pre-emphasis; every window
+ * starts from the model's initial state (state NULL).  PyTorch autograd in
+ * float64 gives the loss, y, the gradient of every trained tensor and of
+ * the input, and two Adam steps. */
+
+static const Fixture *find_fixture (const char *name);
+
+/* Tensors the optimizers leave alone: data statistics, the initial state. */
+static gboolean
+is_kept (const RnnParamInfo *ti)
+{
+  return g_str_has_prefix (ti->name, "input.") || g_str_equal (ti->name, "rnn.h0")
+      || g_str_equal (ti->name, "rnn.c0");
+}
+
+static void
+test_extras_match_torch (gconstpointer data)
+{
+  const RnnCell cell = (RnnCell) GPOINTER_TO_INT (data);
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  guint checked = 0, tensors = 0;
+  double worst = 0.0, worst_loss = 0.0, worst_y = 0.0;
+  const char *worst_name = "";
+
+  for (guint n = 0; n < extras->len; n++) {
+    const Fixture *f = g_ptr_array_index (extras, n);
+    if (fixture_cell (f) != cell)
+      continue;
+    const gsize TB = (gsize) f->T * f->B;
+    gsize n_params;
+    rnn_model_peek_params (f->model, &n_params);
+    float *grads = g_new (float, n_params);
+    float *dx = g_new (float, TB * f->I);
+    float *y = g_new (float, TB * f->O);
+    const double loss = run_batch (f, tr, f->model, grads, dx, y);
+
+    float *ref = expect_tensor (f, "loss", 1);
+    const double lerr = fabs (loss - ref[0]) / fabs (ref[0]);
+    if (lerr > 1e-5)
+      g_test_message ("%s: loss %.9g, torch %.9g", f->name, loss, ref[0]);
+    g_assert_cmpfloat (lerr, <=, 1e-5);
+    worst_loss = MAX (worst_loss, lerr);
+    g_free (ref);
+    ref = expect_tensor (f, "y", TB * f->O);
+    const double ey = max_abs_diff (y, ref, TB * f->O);
+    g_assert_cmpfloat (ey, <=, 1e-5);
+    worst_y = MAX (worst_y, ey);
+    g_free (ref);
+
+    gboolean *covered = g_new0 (gboolean, n_params);
+    for (guint i = 0; i < rnn_model_get_n_tensors (f->model); i++) {
+      const RnnParamInfo *ti = rnn_model_get_tensor_info (f->model, i);
+      if (is_kept (ti))
+        continue;
+      for (gsize j = 0; j < ti->numel; j++)
+        covered[ti->offset + j] = TRUE;
+      char *key = g_strdup_printf ("grad.%s", ti->name);
+      ref = expect_tensor (f, key, ti->numel);
+      const double e = rel_err (grads + ti->offset, ref, ti->numel);
+      if (e > 1e-4 || !(norm2 (ref, ti->numel) > 0.0))
+        g_test_message ("%s %s: relative error %.3g (|ref| %.3g)", f->name, ti->name,
+            e, norm2 (ref, ti->numel));
+      g_assert_cmpfloat (e, <=, 1e-4);
+      if (e > worst) {
+        worst = e;
+        worst_name = f->name;
+      }
+      tensors++;
+      g_free (key);
+      g_free (ref);
+    }
+    /* input.mean / input.std, rnn.h0 / rnn.c0 and the padding: zero */
+    for (gsize j = 0; j < n_params; j++)
+      if (!covered[j])
+        g_assert_cmpfloat (grads[j], ==, 0.0f);
+    g_free (covered);
+
+    ref = expect_tensor (f, "grad.x", TB * f->I);
+    const double ex = rel_err (dx, ref, TB * f->I);
+    if (ex > 1e-4)
+      g_test_message ("%s grad.x: relative error %.3g", f->name, ex);
+    g_assert_cmpfloat (ex, <=, 1e-4);
+    if (ex > worst) {
+      worst = ex;
+      worst_name = f->name;
+    }
+    g_free (ref);
+    g_free (grads);
+    g_free (dx);
+    g_free (y);
+    checked++;
+  }
+  g_assert_cmpuint (checked, ==, 8);
+  g_test_message ("%s: %u models, %u tensors + the input; worst relative gradient "
+      "error %.2e (%s); loss %.2e, max |y - y_torch| %.2e", rnn_cell_to_string (cell),
+      checked, tensors, worst, worst_name, worst_loss, worst_y);
+}
+
+/* Two Adam steps with weight decay, as torch.optim ran them: the pre,
+ * post, head and recurrent tensors move as PyTorch's did; the input
+ * normalisation and the initial state stay bit for bit (weight decay
+ * would move them if the optimizer touched them). */
+static void
+test_extras_adam (void)
+{
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  RnnOptimizerConfig oc;
+  rnn_optimizer_config_init (&oc, RNN_OPTIMIZER_ADAM);
+  oc.learning_rate = 0.01f;
+  oc.weight_decay = 0.01f;
+  double worst = 0.0;
+  guint kept = 0;
+  for (guint n = 0; n < extras->len; n++) {
+    const Fixture *f = g_ptr_array_index (extras, n);
+    g_autoptr (RnnModel) m = rnn_model_copy (f->model);
+    g_autoptr (RnnOptimizer) opt = rnn_optimizer_new (&oc, rnn_train_get_n_trainable (m), NULL);
+    gsize n_params;
+    rnn_model_get_params (m, &n_params);
+    float *grads = g_new (float, n_params);
+    for (guint step = 0; step < 2; step++) {
+      run_batch (f, tr, m, grads, NULL, NULL);
+      rnn_optimizer_step_model (opt, m, grads);
+    }
+    const float *params = rnn_model_peek_params (m, NULL);
+    const float *orig = rnn_model_peek_params (f->model, NULL);
+    for (guint i = 0; i < rnn_model_get_n_tensors (m); i++) {
+      const RnnParamInfo *ti = rnn_model_get_tensor_info (m, i);
+      if (is_kept (ti)) {
+        g_assert_cmpmem (params + ti->offset, ti->numel * sizeof (float),
+            orig + ti->offset, ti->numel * sizeof (float));
+        kept++;
+        continue;
+      }
+      char *key = g_strdup_printf ("adam.%s", ti->name);
+      float *ref = expect_tensor (f, key, ti->numel);
+      const double e = max_abs_diff (params + ti->offset, ref, ti->numel);
+      if (e > 4e-6)
+        g_test_message ("%s %s: max abs error %.3g", f->name, key, e);
+      g_assert_cmpfloat (e, <=, 4e-6);
+      worst = MAX (worst, e);
+      g_free (ref);
+      g_free (key);
+    }
+    g_free (grads);
+  }
+  g_assert_cmpuint (kept, >=, 16);
+  g_test_message ("adam, 2 steps on %u extra models: max abs parameter error %.2e; "
+      "%u kept tensors unchanged", extras->len, worst, kept);
+}
+
+/* Float32 central differences (as test_finite_differences_float32) on the
+ * extras without ReLU or ELU (a step of 3e-2 crosses ReLU's kink, and
+ * ELU's second derivative jumps at 0, which Richardson extrapolation
+ * assumes away): the backward pass agrees with the forward pass it
+ * differentiates, pre/post layers (none, tanh, sigmoid, softmax), skip,
+ * esr and pre-emphasis included, independently of PyTorch. */
+static void
+test_extras_finite_differences (gconstpointer data)
+{
+  const RnnCell cell = (RnnCell) GPOINTER_TO_INT (data);
+  const double h = 3e-2;
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  GRand *rand = g_rand_new_with_seed (5353 + cell);
+  double worst_ratio = 0.0;
+  guint checked = 0;
+
+  for (guint n = 0; n < extras->len; n++) {
+    const Fixture *f = g_ptr_array_index (extras, n);
+    const RnnConfig *c = rnn_model_get_config (f->model);
+    gboolean kink = FALSE;
+    for (guint k = 0; k < c->n_pre; k++)
+      kink |= c->pre[k].activation == RNN_ACT_RELU || c->pre[k].activation == RNN_ACT_ELU;
+    for (guint k = 0; k < c->n_post; k++)
+      kink |= c->post[k].activation == RNN_ACT_RELU || c->post[k].activation == RNN_ACT_ELU;
+    if (fixture_cell (f) != cell || kink)
+      continue;
+    g_autoptr (RnnModel) m = rnn_model_copy (f->model);
+    gsize n_params;
+    float *params = rnn_model_get_params (m, &n_params);
+    float *grads = g_new (float, n_params);
+    run_batch (f, tr, m, grads, NULL, NULL);
+    double gmax = 0.0;
+    for (gsize j = 0; j < n_params; j++)
+      gmax = MAX (gmax, fabs (grads[j]));
+    for (guint i = 0; i < rnn_model_get_n_tensors (m); i++) {
+      const RnnParamInfo *ti = rnn_model_get_tensor_info (m, i);
+      if (is_kept (ti))
+        continue;
+      for (guint trial = 0; trial < 3; trial++) {
+        const gsize j = ti->offset + g_rand_int_range (rand, 0, (gint32) ti->numel);
+        const double d1 = central_difference (f, tr, m, params + j, h);
+        const double d2 = central_difference (f, tr, m, params + j, h / 2);
+        const double fd = (4.0 * d2 - d1) / 3.0, g = grads[j];
+        const double err = fabs (fd - g), tol = 2e-4 * gmax + 1e-2 * fabs (g);
+        if (!(err <= tol))
+          g_test_message ("%s %s[%" G_GSIZE_FORMAT "]: backward %.6g, finite "
+              "differences %.6g", f->name, ti->name, j - ti->offset, g, fd);
+        g_assert_cmpfloat (err, <=, tol);
+        worst_ratio = MAX (worst_ratio, err / tol);
+        checked++;
+      }
+    }
+    g_free (grads);
+  }
+  g_rand_free (rand);
+  g_assert_cmpuint (checked, >=, 60);
+  g_test_message ("%s extras: %u coordinates vs float32 central differences: worst "
+      "error / tolerance %.2f", rnn_cell_to_string (cell), checked, worst_ratio);
+}
+
+/* ESR and pre-emphasis by their definitions, on numbers worked out by
+ * hand: a model whose every weight is 0 (so y = 0), one window of 3 steps,
+ * one output, target t = (0, -1, -2), so y - t = (0, 1, 2).
+ *   ESR: sum (y - t)^2 / (sum t^2 + 1e-8 * 3) = 5 / (5 + 3e-8).
+ *   a = 0.5: e_t = (-, -1, -1.5), e_y = 0, step 0 carries no loss:
+ *   ESR = 3.25 / (3.25 + 2e-8), MSE = 3.25 / 2.
+ *   A mask of 0 at step 1 takes step 2 out too (its previous value).
+ * Bad pre-emphasis values, and pre-emphasis with cross-entropy, are
+ * refused. */
+static void
+test_esr_by_hand (void)
+{
+  RnnConfig cfg;
+  rnn_config_init (&cfg);
+  cfg.cell = RNN_CELL_RNN_TANH;
+  cfg.hidden_size = 1;
+  cfg.has_head = TRUE;
+  cfg.output_size = 1;
+  g_autoptr (RnnModel) m = rnn_model_new (&cfg, NULL);
+  gsize n;
+  float *p = rnn_model_get_params (m, &n);
+  memset (p, 0, n * sizeof (float));
+  rnn_model_seal (m);
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  const float x[3] = { 0, 0, 0 };
+  const float t[3] = { 0, -1, -2 };
+  double loss;
+  GError *error = NULL;
+  rnn_train_forward (tr, NULL, NULL, x, m, 3, 1);
+  g_assert_true (rnn_train_loss_full (tr, &loss, t, NULL, RNN_LOSS_ESR, 0.0, 0, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat_with_epsilon (loss, 5.0 / (5.0 + 3e-8), 1e-12);
+  g_assert_true (rnn_train_loss_full (tr, &loss, t, NULL, RNN_LOSS_ESR, 0.5, 0, &error));
+  g_assert_cmpfloat_with_epsilon (loss, 3.25 / (3.25 + 2e-8), 1e-12);
+  g_assert_true (rnn_train_loss_full (tr, &loss, t, NULL, RNN_LOSS_MSE, 0.5, 0, &error));
+  g_assert_cmpfloat_with_epsilon (loss, 3.25 / 2.0, 1e-12);
+  const float mask[3] = { 1, 0, 1 };
+  g_assert_true (rnn_train_loss_full (tr, &loss, t, mask, RNN_LOSS_MSE, 0.5, 0, &error));
+  g_assert_cmpfloat (loss, ==, 0.0);
+  const float mask2[3] = { 1, 1, 0 };
+  g_assert_true (rnn_train_loss_full (tr, &loss, t, mask2, RNN_LOSS_MSE, 0.5, 0, &error));
+  g_assert_cmpfloat_with_epsilon (loss, 1.0, 1e-12);
+
+  g_assert_false (rnn_train_loss_full (tr, &loss, t, NULL, RNN_LOSS_MSE, 1.0, 0, &error));
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (rnn_train_loss_full (tr, &loss, t, NULL, RNN_LOSS_MSE, -0.1, 0, &error));
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_INVALID);
+  g_clear_error (&error);
+  const Fixture *ce = find_fixture ("gru_L1_uni_softmax_ce");
+  rnn_train_forward (tr, NULL, NULL, ce->x, ce->model, ce->T, ce->B);
+  g_assert_false (rnn_train_loss_full (tr, &loss, ce->target, NULL,
+          RNN_LOSS_CROSS_ENTROPY, 0.5, 0, &error));
+  g_assert_error (error, RNN_ERROR, RNN_ERROR_INVALID);
+  g_clear_error (&error);
+}
+
 /* ---- the user's data ---------------------------------------------------- */
 
 static const Fixture *
@@ -1495,6 +1798,19 @@ main (int argc, char **argv)
     g_test_add_data_func (path, GINT_TO_POINTER (c), test_finite_differences_float32);
     g_free (path);
   }
+  for (guint c = 0; c < 4; c++) {
+    char *path = g_strdup_printf ("/%s/backward/extras-match-torch", rnn_cell_to_string ((RnnCell) c));
+    g_test_add_data_func (path, GINT_TO_POINTER (c), test_extras_match_torch);
+    g_free (path);
+    if (c == RNN_CELL_RNN_RELU)
+      continue;
+    path = g_strdup_printf ("/%s/backward/extras-finite-differences-float32",
+        rnn_cell_to_string ((RnnCell) c));
+    g_test_add_data_func (path, GINT_TO_POINTER (c), test_extras_finite_differences);
+    g_free (path);
+  }
+  g_test_add_func ("/train/adam/extras-two-steps-match-torch", test_extras_adam);
+  g_test_add_func ("/train/loss/esr-and-pre-emphasis-by-hand", test_esr_by_hand);
   g_test_add_func ("/train/sgd/two-steps-match-torch", test_sgd_steps);
   g_test_add_func ("/train/adam/two-steps-match-torch", test_adam_steps);
   g_test_add_func ("/train/clip/matches-torch", test_clip_fixtures);
@@ -1515,5 +1831,6 @@ main (int argc, char **argv)
   g_test_add_func ("/optim/refuses-bad-config", test_optim_bad_config);
   int ret = g_test_run ();
   g_ptr_array_unref (fixtures);
+  g_ptr_array_unref (extras);
   return ret;
 }

@@ -385,6 +385,11 @@ test_properties (void)
   g_assert_cmpuint (ckpt, ==, 100);
   g_assert_cmpuint (ahead, ==, 1);
   g_assert_cmpuint (maxmem, ==, G_GUINT64_CONSTANT (256) << 20);
+  guint skip;
+  gdouble pre;
+  g_object_get (e, "skip", &skip, "pre-emphasis", &pre, NULL);
+  g_assert_cmpuint (skip, ==, 0);
+  g_assert_cmpfloat (pre, ==, 0.0);
 
   check_enum_default (e, "cell", "lstm");
   check_enum_default (e, "head-activation", "none");
@@ -395,7 +400,8 @@ test_properties (void)
       (const char *const[]) {"rnn-tanh", "rnn-relu", "lstm", "gru", NULL});
   check_enum_nicks (e, "head-activation",
       (const char *const[]) {"none", "softmax", "sigmoid", "tanh", NULL});
-  check_enum_nicks (e, "loss", (const char *const[]) {"mse", "cross-entropy", NULL});
+  check_enum_nicks (e, "loss",
+      (const char *const[]) {"mse", "cross-entropy", "esr", NULL});
   check_enum_nicks (e, "optimizer", (const char *const[]) {"sgd", "adam", NULL});
   check_enum_nicks (e, "mode", (const char *const[]) {"offline", "online", NULL});
 
