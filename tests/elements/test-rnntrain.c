@@ -1191,6 +1191,152 @@ test_cross_entropy_learns (void)
   g_free (out);
 }
 
+/* ---- the layers around the stack, skip, esr, pre-emphasis --------------- */
+
+/* Fine-tuning a model with pre and post layers, a learned initial state and
+ * a skip (the PyTorch-made fixture layers/lstm_all: pre elu(4), LSTM 2x6,
+ * post softmax(5), linear head, skip 1, h0 and c0): the held-out loss
+ * drops below the model's own (an epochs=0 run measures it), every
+ * pre/post/head/recurrent tensor moves, h0 and c0 stay bit for bit, and
+ * the file loads back as a version-2 model with its skip. */
+static void
+test_init_model_layers (void)
+{
+  const gsize N = 6000;
+  float *x = signal_new (N, 61), *lp = lowpass_new (x, N), *t = g_new (float, N);
+  gchar *init = g_test_build_filename (G_TEST_BUILT, "layers", "lstm_all.safetensors", NULL);
+  gchar *out0 = tmp_path ("layers0.safetensors"), *out = tmp_path ("layers.safetensors");
+  double val[2];
+
+  for (gsize i = 0; i < N; i++)
+    t[i] = x[i] + 0.5f * lp[i];
+  for (guint run = 0; run < 2; run++) {
+    Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", run ? out : out0,
+        "init-model", init, "epochs", run ? 6 : 0, "seq-length", 50,
+        "batch-size", 8, "learning-rate", 0.01, "validation-fraction", 0.25,
+        "loss", GST_RNN_TRAIN_LOSS_ESR, NULL);
+    GstStructure *done = rig_train (r, x, N, 0, 500, t, N, 0, 500);
+    g_assert_nonnull (done);
+    val[run] = get_double (done, "val-loss");
+    gst_structure_free (done);
+    rig_free (r);
+  }
+  g_test_message ("held-out ESR of the fixture model %.4g, after 6 epochs %.4g",
+      val[0], val[1]);
+  g_assert_cmpfloat (val[1], <, 0.5 * val[0]);
+
+  RnnModel *a = load_model (init), *b = load_model (out);
+  const RnnConfig *cb = rnn_model_get_config (b);
+  g_assert_cmpuint (cb->skip, ==, 1);
+  g_assert_cmpuint (cb->n_pre, ==, 1);
+  g_assert_cmpuint (cb->n_post, ==, 1);
+  g_assert_true (cb->has_h0 && cb->has_c0);
+  g_assert_cmpstr (rnn_model_get_meta (b, "train_loss_function"), ==, "esr");
+  const gsize LDH = (gsize) cb->num_layers * cb->hidden_size;
+  g_assert_cmpmem (rnn_model_get_h0 (a), LDH * sizeof (float),
+      rnn_model_get_h0 (b), LDH * sizeof (float));
+  g_assert_cmpmem (rnn_model_get_c0 (a), LDH * sizeof (float),
+      rnn_model_get_c0 (b), LDH * sizeof (float));
+  const float *pa = rnn_model_peek_params (a, NULL), *pb = rnn_model_peek_params (b, NULL);
+  for (guint i = 0; i < rnn_model_get_n_tensors (b); i++) {
+    const RnnParamInfo *ti = rnn_model_get_tensor_info (b, i);
+    if (g_str_equal (ti->name, "rnn.h0") || g_str_equal (ti->name, "rnn.c0"))
+      continue;
+    g_assert_true (memcmp (pa + ti->offset, pb + ti->offset,
+            ti->numel * sizeof (float)) != 0);
+  }
+  /* the file says version 2 and skip 1 */
+  gchar *bytes;
+  g_assert_true (g_file_get_contents (out, &bytes, NULL, NULL));
+  g_assert_nonnull (strstr (bytes + 8, "\"version\":\"2\""));
+  g_assert_nonnull (strstr (bytes + 8, "\"skip\":\"1\""));
+  g_free (bytes);
+  rnn_model_unref (a);
+  rnn_model_unref (b);
+  g_free (x);
+  g_free (lp);
+  g_free (t);
+  g_free (init);
+  g_free (out0);
+  g_free (out);
+}
+
+/* A fresh model with skip=1 loss=esr pre-emphasis=0.95 on an effect whose
+ * output is its input plus a coloured part: the model is written with its
+ * skip and the settings are recorded, and rnnfilter playing it over the
+ * held-out tail (warmed up on the seq-length steps before it) gives an ESR
+ * far below that of the dry signal. */
+static void
+test_skip_esr_pre_emphasis (void)
+{
+  const gsize N = 8000, T = 50;
+  const double vf = 0.25;
+  float *x = signal_new (N, 62), *lp = lowpass_new (x, N), *t = g_new (float, N);
+  gchar *out = tmp_path ("skip-esr.safetensors");
+
+  for (gsize i = 0; i < N; i++)
+    t[i] = x[i] + 0.5f * lp[i];
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "hidden-size", 8, "epochs", 4, "seq-length", (guint) T, "batch-size", 8,
+      "validation-fraction", vf, "learning-rate", 0.01, "skip", 1,
+      "loss", GST_RNN_TRAIN_LOSS_ESR, "pre-emphasis", 0.95, NULL);
+  GstStructure *done = rig_train (r, x, N, 0, 500, t, N, 0, 500);
+  g_assert_nonnull (done);
+  gst_structure_free (done);
+  rig_free (r);
+
+  RnnModel *m = load_model (out);
+  g_assert_cmpuint (rnn_model_get_config (m)->skip, ==, 1);
+  g_assert_cmpstr (rnn_model_get_meta (m, "train_loss_function"), ==, "esr");
+  g_assert_cmpfloat (g_ascii_strtod (rnn_model_get_meta (m, "train_pre_emphasis"),
+          NULL), ==, 0.95);
+  rnn_model_unref (m);
+
+  /* the held-out ESR, from rnnfilter's output */
+  const gsize n_val = (gsize) floor (N * vf), n_tr = N - n_val, start = n_tr - T;
+  gsize n_out;
+  float *y = filter_run (out, x + start, N - start, &n_out, 1);
+  g_assert_cmpuint (n_out, ==, N - start);
+  double e2 = 0.0, y2 = 0.0, dry = 0.0;
+  for (gsize i = n_tr; i < N; i++) {
+    const double d = (double) y[i - start] - t[i];
+    e2 += d * d;
+    y2 += (double) t[i] * t[i];
+    dry += ((double) x[i] - t[i]) * ((double) x[i] - t[i]);
+  }
+  g_test_message ("held-out ESR %.4g (the dry signal's: %.4g)", e2 / y2, dry / y2);
+  g_assert_cmpfloat (e2 / y2, <, 0.5 * dry / y2);
+  g_free (y);
+  g_free (x);
+  g_free (lp);
+  g_free (t);
+  g_free (out);
+}
+
+/* The skip is for frame sizes 1 and skip 1 or the output count; with
+ * cross-entropy there is nothing to add it to.  Each refusal names it. */
+static void
+test_skip_refused (void)
+{
+  gchar *out = tmp_path ("skip-bad.safetensors");
+  Rig *r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "skip", 1, "frame-size", 2, NULL);
+  expect_refusal (r, "frame-size=1");
+  rig_free (r);
+  r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out, "skip", 2, NULL);
+  expect_refusal (r, "does not fit 1 input");
+  rig_free (r);
+  r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out, "skip", 1,
+      "loss", GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, NULL);
+  expect_refusal (r, "cross-entropy");
+  rig_free (r);
+  r = rig_new (TRUE, 1, 1, RATE, RATE, "model-location", out,
+      "pre-emphasis", 0.9, "loss", GST_RNN_TRAIN_LOSS_CROSS_ENTROPY, NULL);
+  expect_refusal (r, "pre-emphasis");
+  rig_free (r);
+  g_free (out);
+}
+
 /* ---- online mode with a running rnnfilter -------------------------------- */
 
 /* A model of the shape rnntrain will write, that outputs 0.25 always. */
@@ -2062,6 +2208,9 @@ main (int argc, char **argv)
   g_test_add_func ("/rnntrain/target/unfed", test_unfed_target);
   g_test_add_func ("/rnntrain/target/resample", test_target_resample);
   g_test_add_func ("/rnntrain/normalize/outlier", test_normalize_outlier);
+  g_test_add_func ("/rnntrain/init-model/layers-skip-h0", test_init_model_layers);
+  g_test_add_func ("/rnntrain/skip/esr-pre-emphasis", test_skip_esr_pre_emphasis);
+  g_test_add_func ("/rnntrain/skip/refused", test_skip_refused);
   g_test_add_func ("/rnntrain/location/symlink", test_symlink_location);
 
   ret = g_test_run ();
