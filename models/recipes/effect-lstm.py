@@ -14,6 +14,10 @@ ESR = sum((y - yhat)^2) / sum(y^2) on 20 s of held-out audio from another
 seed (12), with yhat from rnnfilter and y from the real effect.
 
     /usr/bin/python3 models/recipes/effect-lstm.py [--out PATH] [--epochs N]
+        [--train-args 'skip=1 loss=esr pre-emphasis=0.95']
+
+--train-args adds rnntrain properties to the training pipeline (the shipped
+model is made without any).
 
 Takes about two minutes of one CPU core.
 """
@@ -36,6 +40,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(R.ROOT, "models", "effect-lstm.safetensors"))
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--train-args", default="",
+                    help="extra rnntrain properties, e.g. 'skip=1 loss=esr pre-emphasis=0.95'")
     a = ap.parse_args()
     out = os.path.abspath(a.out)
     with tempfile.TemporaryDirectory(prefix="effect-lstm-") as w:
@@ -45,7 +51,8 @@ def main():
         R.write("dry-heldout.raw", R.rich_audio(12, 20, RATE))
         R.train(f"filesrc location=dry.raw ! {R.raw(RATE)} ! tee name=s "
                 f"s. ! queue ! rnntrain name=t model-location={out} cell=lstm hidden-size=16 "
-                f"epochs={a.epochs} seq-length=128 batch-size=32 learning-rate=0.005 seed=1 ! fakesink "
+                f"epochs={a.epochs} seq-length=128 batch-size=32 learning-rate=0.005 seed=1 "
+                f"{a.train_args} ! fakesink "
                 f"s. ! queue ! {FX} ! t.target")
         R.launch(f"filesrc location=dry-heldout.raw ! {R.raw(RATE)} ! {FX} ! filesink location=wet.raw")
         R.launch(f"filesrc location=dry-heldout.raw ! {R.raw(RATE)} ! "
