@@ -74,6 +74,21 @@
  * the model has num-classes outputs.  Without a target, step t's target is
  * the input span of step t + predict-ahead.
  *
+ * ## Losses, skip, init-model
+ *
+ * loss=mse compares every output with its target; loss=esr divides the
+ * squared error of a batch by its target energy (the error-to-signal ratio
+ * of audio effect models); loss=cross-entropy trains class logits.
+ * pre-emphasis=a (mse, esr) compares y[t] − a·y[t−1] with the same of the
+ * target, within each window (its first step carries no loss), so that high
+ * frequencies weigh more.  skip=N builds a model whose outputs get the
+ * first N input channels added after the head (N = 1, or N = the number of
+ * outputs; frame sizes 1): the network learns the difference from the dry
+ * signal.  init-model may be any model rnnfilter loads, pre/post layers and
+ * skip included: every weight and bias is trained, its initial state
+ * (rnn.h0 / rnn.c0) is kept as it is, and its shape (and skip) overrides
+ * the model properties.
+ *
  * ## Offline mode
  *
  * Steps are recorded (in memory up to max-memory bytes, beyond that in an
@@ -86,7 +101,8 @@
  * epochs:
  * each epoch cuts the training part into windows of seq-length steps at a
  * random phase, shuffles them (seeded by seed) and runs them in batches of
- * batch-size, every window from zero state.  After each epoch the held-out
+ * batch-size, every window from the model's initial state (zeros, or an
+ * init-model's rnn.h0 / rnn.c0).  After each epoch the held-out
  * tail is run as one continuous stream, as rnnfilter runs it (warmed up on
  * the seq-length steps before it; bidirectional models in windows of
  * seq-length), and the model with the lowest validation loss (training loss
