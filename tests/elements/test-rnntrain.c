@@ -2012,8 +2012,12 @@ launch_argv (const char *const *args)
   g_free (plugins);
 
   GPtrArray *a = g_ptr_array_new ();
-  /* a stalled pipeline must fail the test, not hang it */
+  /* a stalled pipeline must fail the test, not hang it; --foreground so
+   * that a SIGINT sent to timeout(1) reaches gst-launch-1.0 once (without
+   * it, timeout forwards it to the child and to its process group, and
+   * gst-launch-1.0 dies of the second one) */
   g_ptr_array_add (a, timeout);
+  g_ptr_array_add (a, g_strdup ("--foreground"));
   g_ptr_array_add (a, g_strdup ("-s"));
   g_ptr_array_add (a, g_strdup ("KILL"));
   g_ptr_array_add (a, g_strdup ("60"));
@@ -2039,8 +2043,11 @@ interrupt_thread (gpointer p)
   return NULL;
 }
 
-/* Runs gst-launch-1.0 with @args (and a SIGINT after @sigint_ms if not 0);
- * returns its output (stdout and stderr) and its exit status in @status. */
+/* Runs gst-launch-1.0 with @args; if @sigint_ms is not 0, sends SIGINT
+ * @sigint_ms after gst-launch-1.0 says it sets the pipeline to PLAYING
+ * (its SIGINT handler is in place by then; a fixed delay from the start
+ * could arrive before it on a loaded machine and kill the process).
+ * Returns its output (stdout and stderr) and its exit status in @status. */
 static gchar *
 run_launch (const char *const *args, guint sigint_ms, gint *status)
 {
@@ -2054,10 +2061,29 @@ run_launch (const char *const *args, guint sigint_ms, gint *status)
       G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE, &err);
   g_assert_no_error (err);
   Interrupt in = { proc, sigint_ms };
-  GThread *th = sigint_ms ? g_thread_new ("sigint", interrupt_thread, &in) : NULL;
-  g_assert_true (g_subprocess_communicate_utf8 (proc, NULL, NULL, &out, NULL,
-          &err));
-  g_assert_no_error (err);
+  GThread *th = NULL;
+  if (sigint_ms) {
+    GDataInputStream *lines =
+        g_data_input_stream_new (g_subprocess_get_stdout_pipe (proc));
+    GString *text = g_string_new (NULL);
+    gchar *line;
+    while ((line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL,
+                &err))) {
+      g_string_append_printf (text, "%s\n", line);
+      if (!th && strstr (line, "Setting pipeline to PLAYING"))
+        th = g_thread_new ("sigint", interrupt_thread, &in);
+      g_free (line);
+    }
+    g_assert_no_error (err);
+    g_object_unref (lines);
+    g_assert_true (g_subprocess_wait (proc, NULL, &err));
+    g_assert_no_error (err);
+    out = g_string_free (text, FALSE);
+  } else {
+    g_assert_true (g_subprocess_communicate_utf8 (proc, NULL, NULL, &out,
+            NULL, &err));
+    g_assert_no_error (err);
+  }
   if (th)
     g_thread_join (th);
   *status = g_subprocess_get_if_exited (proc) ?
@@ -2127,7 +2153,7 @@ test_launch_interrupt_eos (void)
     "hidden-size=4", "epochs=2", "!", "fakesink", NULL
   };
   gint status;
-  gchar *text = run_launch (args, 1500, &status);
+  gchar *text = run_launch (args, 1000, &status);
 
   if (text) {
     g_assert_cmpint (status, ==, 0);
