@@ -379,7 +379,8 @@ gst_rnn_filter_drain (GstRnnFilter *self)
 
 /* Installs @model (owned) if it fits the negotiated stream.  The hidden
  * state carries over when the new model has the same state shapes and
- * framing, else it restarts from zero (and the next buffer is DISCONT). */
+ * framing, else it restarts from the new model's initial state (and the
+ * next buffer is DISCONT); later resets return to the new model's. */
 static void
 gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
     const Settings *s)
@@ -1111,8 +1112,10 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    * May be changed while PLAYING: the new file is loaded and checked on the
    * loader thread and swapped in at a buffer boundary, so every buffer is
    * computed wholly by one model.  The hidden state carries over if the new
-   * model has the same state shapes and framing, else it restarts from zero
-   * and the next output buffer is marked DISCONT.  A file that fails to load
+   * model has the same state shapes and framing, else it restarts from the
+   * new model's initial state (rnn.h0, rnn.c0; zeros without them) and the
+   * next output buffer is marked DISCONT.  Every later reset returns to the
+   * new model's initial state.  A file that fails to load
    * or does not fit the negotiated caps leaves the old model running and
    * posts a warning saying why.
    */
