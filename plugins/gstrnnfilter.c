@@ -284,6 +284,9 @@ gst_rnn_filter_transform_caps (GstBaseTransform *trans,
   Settings s;
   RnnModel *model;
   GstCaps *result;
+  /* what we take, asked by the element linked upstream: see any_count */
+  gboolean any_count = direction == GST_PAD_SRC
+      && gst_pad_is_linked (trans->sinkpad);
 
   model = gst_rnn_filter_ref_model (self, &s);
   if (!model) {
@@ -294,11 +297,11 @@ gst_rnn_filter_transform_caps (GstBaseTransform *trans,
         trans->sinkpad : trans->srcpad);
 
     result = gst_rnn_layout_transform_caps (model, s.channel_mode, direction,
-        templ);
+        templ, any_count);
     gst_caps_unref (templ);
   } else {
     result = gst_rnn_layout_transform_caps (model, s.channel_mode, direction,
-        caps);
+        caps, any_count);
   }
   if (model)
     rnn_model_unref (model);
@@ -793,13 +796,38 @@ warn_unmatched_query (GstRnnFilter *self, GstCaps *filter)
   g_free (text);
 }
 
+/* A caps query without a filter on an unlinked pad (@pad) of an element in
+ * a bin: a link being checked (gst_element_link(), gst-launch-1.0 building
+ * its pipeline), which asks both pads and never tells us what the other
+ * one gives.  Answering only what the model takes (on the source pad:
+ * what it gives for what the sink pad is linked to) would fail the link
+ * with gst-launch-1.0's bare "could not link"; so @result is followed by
+ * any F32LE interleaved audio (the pad template): the link is made, and
+ * negotiation, where upstream's offer is known, either converts to the
+ * model's caps or fails with rnnfilter's message naming both
+ * (warn_unmatched_query(), or the refusal of the CAPS event).  Once
+ * linked, and outside a bin, the query answers exactly what the model
+ * takes. */
+static void
+answer_link_check (GstRnnFilter *self, GstPad *pad, GstQuery *query,
+    GstCaps *result)
+{
+  GstCaps *templ = gst_pad_get_pad_template_caps (pad);
+  GstCaps *answer = gst_caps_copy (result);
+
+  gst_caps_append (answer, templ);
+  gst_query_set_caps_result (query, answer);
+  gst_caps_unref (answer);
+}
+
 static gboolean
 gst_rnn_filter_query (GstBaseTransform *trans, GstPadDirection direction,
     GstQuery *query)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
 
-  if (direction == GST_PAD_SINK && GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstPad *pad = direction == GST_PAD_SINK ? trans->sinkpad : trans->srcpad;
     GstCaps *filter = NULL, *result = NULL;
     gboolean ret;
 
@@ -807,7 +835,11 @@ gst_rnn_filter_query (GstBaseTransform *trans, GstPadDirection direction,
         query);
     gst_query_parse_caps (query, &filter);
     gst_query_parse_caps_result (query, &result);
-    if (ret && result && gst_caps_is_empty (result))
+    if (!ret || !result)
+      return ret;
+    if (!filter && GST_OBJECT_PARENT (self) && !gst_pad_is_linked (pad))
+      answer_link_check (self, pad, query, result);
+    else if (direction == GST_PAD_SINK && gst_caps_is_empty (result))
       warn_unmatched_query (self, filter);
     return ret;
   }
