@@ -272,6 +272,23 @@ gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
   return model;
 }
 
+/* TRUE if the element linked to our sink pad is a GstBaseTransform (such as
+ * audioconvert): one that converts what it receives into the first of our
+ * structures that fits, rather than a source that picks one. */
+static gboolean
+upstream_is_transform (GstRnnFilter *self)
+{
+  GstPad *peer = gst_pad_get_peer (GST_BASE_TRANSFORM (self)->sinkpad);
+  GstObject *parent = peer ? gst_pad_get_parent (peer) : NULL;
+  gboolean is = parent && GST_IS_BASE_TRANSFORM (parent);
+
+  if (parent)
+    gst_object_unref (parent);
+  if (peer)
+    gst_object_unref (peer);
+  return is;
+}
+
 /* Caps the model cannot take produce nothing here (see
  * gst_rnn_layout_transform_caps()), so upstream negotiation can convert; a
  * stream that arrives with such caps anyway is refused in the CAPS event with
@@ -284,9 +301,9 @@ gst_rnn_filter_transform_caps (GstBaseTransform *trans,
   Settings s;
   RnnModel *model;
   GstCaps *result;
-  /* what we take, asked by the element linked upstream: see any_count */
+  /* what we take, asked by a converter linked upstream: see any_count */
   gboolean any_count = direction == GST_PAD_SRC
-      && gst_pad_is_linked (trans->sinkpad);
+      && upstream_is_transform (self);
 
   model = gst_rnn_filter_ref_model (self, &s);
   if (!model) {

@@ -315,13 +315,12 @@ restrict_int (const GValue *in, gint want, GValue *out)
  * nothing, so upstream negotiation can convert.
  *
  * @any_count (sink caps of a vector model of more than two channels, asked
- * by a linked upstream element): each structure is preceded by one with
- * any channel count at the same rate.  audioconvert, which takes the first
- * structure that fits, then hands a stream of another channel count on as
- * it is (it cannot remix it into the model's unpositioned channels, and
- * must not: they are not speaker positions), and the CAPS event refuses it
- * with a message saying what to do; without it negotiation fails upstream
- * with no word of why. */
+ * by a converter linked upstream): each structure is followed by one with
+ * any channel count at the same rate.  audioconvert then hands a stream of
+ * another channel count on as it is (it cannot remix it into the model's
+ * unpositioned channels, and must not: they are not speaker positions),
+ * and the CAPS event refuses it with a message saying what to do; without
+ * it negotiation fails upstream with no word of why. */
 GstCaps *
 gst_rnn_layout_transform_caps (const RnnModel *model,
     GstRnnFilterChannelMode mode, GstPadDirection direction,
@@ -353,7 +352,7 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
     const GValue *rate = gst_structure_get_value (st, "rate");
     GValue any = G_VALUE_INIT, och = G_VALUE_INIT, orate = G_VALUE_INIT;
     GValue tmp = G_VALUE_INIT;
-    GstStructure *o;
+    GstStructure *o, *any_st = NULL;
     gboolean ok;
 
     if (gst_caps_features_is_any (gst_caps_get_features (in, i)))
@@ -400,23 +399,24 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
        * audioconvert then cannot remix a positioned stream into them */
       if (direction == GST_PAD_SRC && !per_channel && c_in > 2) {
         if (any_count) {
-          GstStructure *lure = gst_structure_copy (o);
-
-          gst_structure_remove_field (lure, "channel-mask");
-          gst_structure_set (lure, "channels", GST_TYPE_INT_RANGE, 1,
+          any_st = gst_structure_copy (o);
+          gst_structure_remove_field (any_st, "channel-mask");
+          gst_structure_set (any_st, "channels", GST_TYPE_INT_RANGE, 1,
               G_MAXINT, NULL);
-          gst_structure_set_value (lure, "rate", &orate);
-          gst_caps_append_structure (result, lure);
+          gst_structure_set_value (any_st, "rate", &orate);
         }
         gst_structure_set (o, "channel-mask", GST_TYPE_BITMASK, (guint64) 0,
             NULL);
       }
       gst_structure_take_value (o, "channels", &och);
       gst_structure_take_value (o, "rate", &orate);
-      if (any_count)
+      if (any_st) {
+        /* appended, not merged: the model's own structure is a subset */
         gst_caps_append_structure (result, o);
-      else
+        gst_caps_append_structure (result, any_st);
+      } else {
         result = gst_caps_merge_structure (result, o);
+      }
     } else {
       if (G_IS_VALUE (&och))
         g_value_unset (&och);

@@ -153,6 +153,42 @@ test_no_remix (void)
   g_free (imu);
 }
 
+/* A source that picks its own caps (no converter between) still gets the
+ * model's channel count from the caps query, also for a model whose
+ * output has another count (5 channels in, 3 out). */
+static void
+test_source_picks_channels (void)
+{
+  gchar *path = g_build_filename (tmp_dir, "five-three.safetensors", NULL);
+  const char *fmt = "audiotestsrc num-buffers=4 samplesperbuffer=50 %s"
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink name=out";
+  const char *between[] = { "", "! queue " };
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+
+  rnn_config_init (&cfg);
+  cfg.input_size = 5;
+  cfg.has_head = TRUE;
+  cfg.output_size = 3;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+
+  for (guint k = 0; k < G_N_ELEMENTS (between); k++) {
+    gchar *desc = g_strdup_printf (fmt, between[k], path);
+    gchar *text = run_pipeline (desc);
+
+    g_assert_null (text);
+    g_free (desc);
+  }
+  g_unlink (path);
+  g_free (path);
+}
+
 /* Runs @desc to EOS or an error; returns the error's text (NULL at EOS)
  * and puts the text of the first warning from the element named "f" (NULL
  * if none) in @warning.  The pipeline is returned in NULL state through
@@ -810,6 +846,8 @@ main (int argc, char **argv)
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
   g_test_add_func ("/rnnfilter/limits/link-check", test_link_check);
+  g_test_add_func ("/rnnfilter/limits/source-picks-channels",
+      test_source_picks_channels);
   g_test_add_func ("/rnnfilter/limits/missing-resample",
       test_missing_resample);
   g_test_add_func ("/rnnfilter/limits/model-location-kind",
