@@ -272,6 +272,23 @@ gst_rnn_filter_ref_model (GstRnnFilter *self, Settings *s)
   return model;
 }
 
+/* TRUE if the element linked to our sink pad is a GstBaseTransform (such as
+ * audioconvert): one that converts what it receives into the first of our
+ * structures that fits, rather than a source that picks one. */
+static gboolean
+upstream_is_transform (GstRnnFilter *self)
+{
+  GstPad *peer = gst_pad_get_peer (GST_BASE_TRANSFORM (self)->sinkpad);
+  GstObject *parent = peer ? gst_pad_get_parent (peer) : NULL;
+  gboolean is = parent && GST_IS_BASE_TRANSFORM (parent);
+
+  if (parent)
+    gst_object_unref (parent);
+  if (peer)
+    gst_object_unref (peer);
+  return is;
+}
+
 /* Caps the model cannot take produce nothing here (see
  * gst_rnn_layout_transform_caps()), so upstream negotiation can convert; a
  * stream that arrives with such caps anyway is refused in the CAPS event with
@@ -284,6 +301,9 @@ gst_rnn_filter_transform_caps (GstBaseTransform *trans,
   Settings s;
   RnnModel *model;
   GstCaps *result;
+  /* what we take, asked by a converter linked upstream: see any_count */
+  gboolean any_count = direction == GST_PAD_SRC
+      && upstream_is_transform (self);
 
   model = gst_rnn_filter_ref_model (self, &s);
   if (!model) {
@@ -294,11 +314,11 @@ gst_rnn_filter_transform_caps (GstBaseTransform *trans,
         trans->sinkpad : trans->srcpad);
 
     result = gst_rnn_layout_transform_caps (model, s.channel_mode, direction,
-        templ);
+        templ, any_count);
     gst_caps_unref (templ);
   } else {
     result = gst_rnn_layout_transform_caps (model, s.channel_mode, direction,
-        caps);
+        caps, any_count);
   }
   if (model)
     rnn_model_unref (model);
@@ -379,7 +399,8 @@ gst_rnn_filter_drain (GstRnnFilter *self)
 
 /* Installs @model (owned) if it fits the negotiated stream.  The hidden
  * state carries over when the new model has the same state shapes and
- * framing, else it restarts from zero (and the next buffer is DISCONT). */
+ * framing, else it restarts from the new model's initial state (and the
+ * next buffer is DISCONT); later resets return to the new model's. */
 static void
 gst_rnn_filter_swap_model (GstRnnFilter *self, RnnModel *model,
     const Settings *s)
@@ -792,13 +813,38 @@ warn_unmatched_query (GstRnnFilter *self, GstCaps *filter)
   g_free (text);
 }
 
+/* A caps query without a filter on an unlinked pad (@pad) of an element in
+ * a bin: a link being checked (gst_element_link(), gst-launch-1.0 building
+ * its pipeline), which asks both pads and never tells us what the other
+ * one gives.  Answering only what the model takes (on the source pad:
+ * what it gives for what the sink pad is linked to) would fail the link
+ * with gst-launch-1.0's bare "could not link"; so @result is followed by
+ * any F32LE interleaved audio (the pad template): the link is made, and
+ * negotiation, where upstream's offer is known, either converts to the
+ * model's caps or fails with rnnfilter's message naming both
+ * (warn_unmatched_query(), or the refusal of the CAPS event).  Once
+ * linked, and outside a bin, the query answers exactly what the model
+ * takes. */
+static void
+answer_link_check (GstRnnFilter *self, GstPad *pad, GstQuery *query,
+    GstCaps *result)
+{
+  GstCaps *templ = gst_pad_get_pad_template_caps (pad);
+  GstCaps *answer = gst_caps_copy (result);
+
+  gst_caps_append (answer, templ);
+  gst_query_set_caps_result (query, answer);
+  gst_caps_unref (answer);
+}
+
 static gboolean
 gst_rnn_filter_query (GstBaseTransform *trans, GstPadDirection direction,
     GstQuery *query)
 {
   GstRnnFilter *self = GST_RNN_FILTER (trans);
 
-  if (direction == GST_PAD_SINK && GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstPad *pad = direction == GST_PAD_SINK ? trans->sinkpad : trans->srcpad;
     GstCaps *filter = NULL, *result = NULL;
     gboolean ret;
 
@@ -806,7 +852,11 @@ gst_rnn_filter_query (GstBaseTransform *trans, GstPadDirection direction,
         query);
     gst_query_parse_caps (query, &filter);
     gst_query_parse_caps_result (query, &result);
-    if (ret && result && gst_caps_is_empty (result))
+    if (!ret || !result)
+      return ret;
+    if (!filter && GST_OBJECT_PARENT (self) && !gst_pad_is_linked (pad))
+      answer_link_check (self, pad, query, result);
+    else if (direction == GST_PAD_SINK && gst_caps_is_empty (result))
       warn_unmatched_query (self, filter);
     return ret;
   }
@@ -1111,8 +1161,10 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    * May be changed while PLAYING: the new file is loaded and checked on the
    * loader thread and swapped in at a buffer boundary, so every buffer is
    * computed wholly by one model.  The hidden state carries over if the new
-   * model has the same state shapes and framing, else it restarts from zero
-   * and the next output buffer is marked DISCONT.  A file that fails to load
+   * model has the same state shapes and framing, else it restarts from the
+   * new model's initial state (rnn.h0, rnn.c0; zeros without them) and the
+   * next output buffer is marked DISCONT.  Every later reset returns to the
+   * new model's initial state.  A file that fails to load
    * or does not fit the negotiated caps leaves the old model running and
    * posts a warning saying why.
    */

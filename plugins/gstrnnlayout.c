@@ -312,11 +312,19 @@ restrict_int (const GValue *in, gint want, GValue *out)
  * (independent) or I/F_in → O/F_out (vector), rate R → R·F_out/F_in, and
  * only the model's sample_rate if it names one.  @caps are the caps on the
  * @direction pad (not ANY); structures the model cannot take produce
- * nothing, so upstream negotiation can convert. */
+ * nothing, so upstream negotiation can convert.
+ *
+ * @any_count (sink caps of a vector model of more than two channels, asked
+ * by a converter linked upstream): each structure is followed by one with
+ * any channel count at the same rate.  audioconvert then hands a stream of
+ * another channel count on as it is (it cannot remix it into the model's
+ * unpositioned channels, and must not: they are not speaker positions),
+ * and the CAPS event refuses it with a message saying what to do; without
+ * it negotiation fails upstream with no word of why. */
 GstCaps *
 gst_rnn_layout_transform_caps (const RnnModel *model,
     GstRnnFilterChannelMode mode, GstPadDirection direction,
-    const GstCaps *caps)
+    const GstCaps *caps, gboolean any_count)
 {
   const RnnConfig *cfg = rnn_model_get_config (model);
   const GstCaps *in = caps;
@@ -344,7 +352,7 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
     const GValue *rate = gst_structure_get_value (st, "rate");
     GValue any = G_VALUE_INIT, och = G_VALUE_INIT, orate = G_VALUE_INIT;
     GValue tmp = G_VALUE_INIT;
-    GstStructure *o;
+    GstStructure *o, *any_st = NULL;
     gboolean ok;
 
     if (gst_caps_features_is_any (gst_caps_get_features (in, i)))
@@ -389,12 +397,26 @@ gst_rnn_layout_transform_caps (const RnnModel *model,
         gst_structure_remove_field (o, "channel-mask");
       /* a vector model of more than two channels takes them unpositioned:
        * audioconvert then cannot remix a positioned stream into them */
-      if (direction == GST_PAD_SRC && !per_channel && c_in > 2)
+      if (direction == GST_PAD_SRC && !per_channel && c_in > 2) {
+        if (any_count) {
+          any_st = gst_structure_copy (o);
+          gst_structure_remove_field (any_st, "channel-mask");
+          gst_structure_set (any_st, "channels", GST_TYPE_INT_RANGE, 1,
+              G_MAXINT, NULL);
+          gst_structure_set_value (any_st, "rate", &orate);
+        }
         gst_structure_set (o, "channel-mask", GST_TYPE_BITMASK, (guint64) 0,
             NULL);
+      }
       gst_structure_take_value (o, "channels", &och);
       gst_structure_take_value (o, "rate", &orate);
-      result = gst_caps_merge_structure (result, o);
+      if (any_st) {
+        /* appended, not merged: the model's own structure is a subset */
+        gst_caps_append_structure (result, o);
+        gst_caps_append_structure (result, any_st);
+      } else {
+        result = gst_caps_merge_structure (result, o);
+      }
     } else {
       if (G_IS_VALUE (&och))
         g_value_unset (&och);
@@ -424,21 +446,18 @@ describe_stream (const GstCaps *caps)
       channels, gst_rnn_plural (channels), rate);
 }
 
-/* The text of the refusal of @caps for @model: @why, then what the model
- * needs, what arrived and how to convert it (free it). */
-gchar *
-gst_rnn_layout_describe_refusal (const RnnModel *model,
-    GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why)
+/* The text of a refusal for @model: @why, then what the model needs, what
+ * arrived (@arrived, of @channels channels; 0 if not known) and how to
+ * convert it (free it). */
+static gchar *
+refusal_text (const RnnModel *model, GstRnnFilterChannelMode mode,
+    const gchar *arrived, gint channels, const gchar *why)
 {
   const RnnConfig *cfg = rnn_model_get_config (model);
   const guint c_in = cfg->input_size / MAX (cfg->frame_size, 1);
   const gboolean per_channel = c_in == 1
       && mode != GST_RNN_FILTER_CHANNEL_MODE_VECTOR;
-  const GstStructure *st = gst_caps_get_size (caps) > 0
-      ? gst_caps_get_structure (caps, 0) : NULL;
-  gchar *arrived = describe_stream (caps);
   GString *s = g_string_new (why);
-  gint channels = 0;
 
   g_string_append (s, ". The model needs F32LE interleaved audio, ");
   if (per_channel)
@@ -451,8 +470,6 @@ gst_rnn_layout_describe_refusal (const RnnModel *model,
   else
     g_string_append (s, " at any rate");
   g_string_append_printf (s, "; the stream is %s. ", arrived);
-  if (st)
-    gst_structure_get_int (st, "channels", &channels);
   if (!per_channel && c_in > 2 && channels > 0 && (guint) channels != c_in)
     g_string_append_printf (s, "The model wants %u independent channels: "
         "remixing the stream would feed it wrong data, so audioconvert will "
@@ -461,8 +478,25 @@ gst_rnn_layout_describe_refusal (const RnnModel *model,
   else
     g_string_append (s, "Put audioconvert ! audioresample in front of "
         "rnnfilter to convert.");
-  g_free (arrived);
   return g_string_free (s, FALSE);
+}
+
+/* The text of the refusal of @caps for @model: @why, then what the model
+ * needs, what arrived and how to convert it (free it). */
+gchar *
+gst_rnn_layout_describe_refusal (const RnnModel *model,
+    GstRnnFilterChannelMode mode, const GstCaps *caps, const gchar *why)
+{
+  const GstStructure *st = gst_caps_get_size (caps) > 0
+      ? gst_caps_get_structure (caps, 0) : NULL;
+  gchar *arrived = describe_stream (caps), *text;
+  gint channels = 0;
+
+  if (st)
+    gst_structure_get_int (st, "channels", &channels);
+  text = refusal_text (model, mode, arrived, channels, why);
+  g_free (arrived);
+  return text;
 }
 
 /* NULL if @caps are F32LE interleaved raw audio, else why not (free it). */
@@ -752,19 +786,40 @@ gchar *
 gst_rnn_layout_describe_offer (const RnnModel *model,
     GstRnnFilterChannelMode mode, guint window, const GstCaps *filter)
 {
+  const RnnConfig *cfg = rnn_model_get_config (model);
+  const guint c_in = cfg->input_size / MAX (cfg->frame_size, 1);
   GstCaps *offer;
+  GstStructure *st;
   gchar *why = NULL, *text = NULL;
+  gboolean any_count;
+  gint channels, rate;
 
   if (!filter || gst_caps_is_empty (filter) || gst_caps_is_any (filter)
       || !gst_structure_has_name (gst_caps_get_structure (filter, 0),
           "audio/x-raw"))
     return NULL;
   offer = gst_caps_copy_nth (filter, 0);
-  gst_structure_set (gst_caps_get_structure (offer, 0), "format",
-      G_TYPE_STRING, "F32LE", "layout", G_TYPE_STRING, "interleaved", NULL);
+  st = gst_caps_get_structure (offer, 0);
+  gst_structure_set (st, "format", G_TYPE_STRING, "F32LE", "layout",
+      G_TYPE_STRING, "interleaved", NULL);
+  /* A converter (audioconvert) offers any channel count: judge the rest
+   * with the model's count, and say so rather than name one count. */
+  any_count = !gst_structure_get_int (st, "channels", &channels);
+  if (any_count)
+    gst_structure_set (st, "channels", G_TYPE_INT, (gint) MAX (c_in, 1), NULL);
   offer = gst_caps_fixate (offer);
-  if (!gst_rnn_layout_check_caps (model, mode, window, offer, &why) && why)
-    text = gst_rnn_layout_describe_refusal (model, mode, offer, why);
+  if (!gst_rnn_layout_check_caps (model, mode, window, offer, &why) && why) {
+    if (any_count && gst_structure_get_int (gst_caps_get_structure (offer,
+                0), "rate", &rate)) {
+      gchar *arrived = g_strdup_printf ("offered at %d Hz, in any number of "
+          "channels", rate);
+
+      text = refusal_text (model, mode, arrived, 0, why);
+      g_free (arrived);
+    } else {
+      text = gst_rnn_layout_describe_refusal (model, mode, offer, why);
+    }
+  }
   g_free (why);
   gst_caps_unref (offer);
   return text;

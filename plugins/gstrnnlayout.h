@@ -60,7 +60,7 @@ gboolean gst_rnn_layout_parse_caps (const GstCaps *caps, gint *rate,
     gint *channels);
 GstCaps *gst_rnn_layout_transform_caps (const RnnModel *model,
     GstRnnFilterChannelMode mode, GstPadDirection direction,
-    const GstCaps *caps);
+    const GstCaps *caps, gboolean any_count);
 GstCaps *gst_rnn_layout_fixate_caps (GstCaps *caps);
 gchar *gst_rnn_layout_check_format (const GstCaps *caps);
 gboolean gst_rnn_layout_check_caps (const RnnModel *model,

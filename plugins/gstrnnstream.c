@@ -182,7 +182,9 @@ gst_rnn_stream_configure (GstRnnStream *st, const RnnModel *model,
 
 /* A new model, laid out @nl where @l was: the hidden state carries over
  * when @model has the same state shapes and framing, else it restarts from
- * zero (and the next buffer is DISCONT). */
+ * @model's initial state (and the next buffer is DISCONT).  A carried state
+ * is copied into a state of @model, so that every later reset returns to
+ * @model's rnn.h0 / rnn.c0, not to the old model's. */
 void
 gst_rnn_stream_swap (GstRnnStream *st, const RnnModel *model,
     const GstRnnLayout *l, const GstRnnLayout *nl)
@@ -190,11 +192,25 @@ gst_rnn_stream_swap (GstRnnStream *st, const RnnModel *model,
   gboolean carry = st->state && !nl->bidirectional && nl->batch == l->batch
       && nl->f_in == l->f_in && nl->f_out == l->f_out
       && rnn_state_fits (st->state, model);
+  RnnState *old = st->state;
 
-  if (carry)
-    return;
-  g_clear_pointer (&st->state, rnn_state_free);
   st->state = gst_rnn_stream_new_state (model, nl);
+  if (carry) {
+    const RnnConfig *cfg = rnn_model_get_config (model);
+    const guint D = rnn_model_get_num_directions (model);
+    const gsize bytes = (gsize) nl->batch * cfg->hidden_size * sizeof (float);
+
+    for (guint k = 0; k < cfg->num_layers; k++)
+      for (guint d = 0; d < D; d++) {
+        memcpy (rnn_state_h (st->state, k, d), rnn_state_h (old, k, d), bytes);
+        if (cfg->cell == RNN_CELL_LSTM)
+          memcpy (rnn_state_c (st->state, k, d), rnn_state_c (old, k, d),
+              bytes);
+      }
+    rnn_state_free (old);
+    return;
+  }
+  g_clear_pointer (&old, rnn_state_free);
   if (!l->bidirectional || !nl->bidirectional)
     gst_rnn_stream_reset_state (st);
 }

@@ -112,28 +112,193 @@ test_refusal_says_fix (void)
   g_free (cls);
 }
 
-/* audioconvert never remixes a stream into a multichannel model: stereo in
- * front of the six-channel model is not negotiated (it used to be upmixed
- * to 5.1), while six channels pass. */
+/* audioconvert never remixes a stream into a multichannel model: stereo
+ * (or mono, or 8 channels) in front of the six-channel model is not
+ * negotiated (it used to be upmixed to 5.1) and rnnfilter's one error says
+ * what the model needs, what arrived and how to build it (audioconvert
+ * hands the stream on unchanged instead of failing upstream unexplained);
+ * six channels pass, unpositioned or positioned as they are. */
 static void
 test_no_remix (void)
 {
   gchar *imu = shipped_model ("imu-gru.safetensors");
   const char *fmt = "audiotestsrc num-buffers=4 samplesperbuffer=50 "
-      "! audio/x-raw,channels=%d,rate=100 ! audioconvert "
+      "! audio/x-raw,channels=%d,rate=100%s ! audioconvert "
       "! rnnfilter name=f model-location=\"%s\" ! fakesink";
-  gchar *desc, *text;
+  const gint refused[] = { 2, 1, 8 };
+  gchar *desc, *text, *arrived;
 
-  desc = g_strdup_printf (fmt, 2, imu);
-  text = run_pipeline (desc);
-  g_assert_nonnull (text);
-  g_free (text);
-  g_free (desc);
+  for (guint k = 0; k < G_N_ELEMENTS (refused); k++) {
+    desc = g_strdup_printf (fmt, refused[k], "", imu);
+    text = run_pipeline (desc);
+    arrived = g_strdup_printf ("the stream is F32LE, %d channel%s at 100 Hz",
+        refused[k], refused[k] == 1 ? "" : "s");
+    assert_says (text, "f: model expects 6 channels");
+    assert_says (text, "6 channels (unpositioned) at 100 Hz");
+    assert_says (text, arrived);
+    assert_says (text, "audiointerleave");
+    g_free (arrived);
+    g_free (text);
+    g_free (desc);
+  }
 
-  desc = g_strdup_printf (fmt, 6, imu);
+  desc = g_strdup_printf (fmt, 6, "", imu);
   text = run_pipeline (desc);
   g_assert_null (text);
   g_free (desc);
+  desc = g_strdup_printf (fmt, 6, ",channel-mask=(bitmask)0x3f", imu);
+  text = run_pipeline (desc);
+  g_assert_null (text);
+  g_free (desc);
+  g_free (imu);
+}
+
+/* A source that picks its own caps (no converter between) still gets the
+ * model's channel count from the caps query, also for a model whose
+ * output has another count (5 channels in, 3 out). */
+static void
+test_source_picks_channels (void)
+{
+  gchar *path = g_build_filename (tmp_dir, "five-three.safetensors", NULL);
+  const char *fmt = "audiotestsrc num-buffers=4 samplesperbuffer=50 %s"
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink name=out";
+  const char *between[] = { "", "! queue " };
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+
+  rnn_config_init (&cfg);
+  cfg.input_size = 5;
+  cfg.has_head = TRUE;
+  cfg.output_size = 3;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  g_assert_true (rnn_model_save (m, path, &err));
+  g_assert_no_error (err);
+  rnn_model_unref (m);
+
+  for (guint k = 0; k < G_N_ELEMENTS (between); k++) {
+    gchar *desc = g_strdup_printf (fmt, between[k], path);
+    gchar *text = run_pipeline (desc);
+
+    g_assert_null (text);
+    g_free (desc);
+  }
+  g_unlink (path);
+  g_free (path);
+}
+
+/* Runs @desc to EOS or an error; returns the error's text (NULL at EOS)
+ * and puts the text of the first warning from the element named "f" (NULL
+ * if none) in @warning.  The pipeline is returned in NULL state through
+ * @pipeline when that is not NULL. */
+static gchar *
+run_for_warning (const char *desc, gchar **warning, GstElement **pipeline)
+{
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (desc, &err);
+  GstBus *bus;
+  GstMessage *m;
+  gchar *text = NULL;
+
+  g_assert_no_error (err);
+  g_assert_nonnull (p);
+  *warning = NULL;
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while ((m = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+              GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))) {
+    GstMessageType type = GST_MESSAGE_TYPE (m);
+
+    if (type == GST_MESSAGE_WARNING && !*warning
+        && g_str_equal (GST_OBJECT_NAME (m->src), "f")) {
+      gst_message_parse_warning (m, &err, NULL);
+      *warning = g_strdup (err->message);
+      g_clear_error (&err);
+    } else if (type == GST_MESSAGE_ERROR) {
+      gst_message_parse_error (m, &err, NULL);
+      text = g_strdup_printf ("%s: %s", GST_OBJECT_NAME (m->src),
+          err->message);
+      g_clear_error (&err);
+    }
+    gst_message_unref (m);
+    if (type != GST_MESSAGE_WARNING)
+      break;
+  }
+  g_test_message ("warning: %s; error: %s", *warning, text);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  if (pipeline)
+    *pipeline = p;
+  else
+    gst_object_unref (p);
+  return text;
+}
+
+/* A capsfilter fixes a rate the model does not take in front of
+ * audioconvert (no audioresample): the pipeline is built (rnnfilter lets
+ * gst-launch's link check pass instead of failing it with a bare "could
+ * not link"), and negotiation ends in rnnfilter's warning, which names the
+ * model's rate, the rate offered and audioresample.  With audioresample it
+ * plays; and once linked the sink pad answers exactly what the model
+ * takes. */
+static void
+test_link_check (void)
+{
+  gchar *effect = shipped_model ("effect-lstm.safetensors");
+  gchar *imu = shipped_model ("imu-gru.safetensors");
+  const char *fmt = "audiotestsrc num-buffers=4 samplesperbuffer=441 "
+      "! audio/x-raw,rate=44100,channels=%d ! audioconvert %s"
+      "! rnnfilter name=f model-location=\"%s\" ! fakesink";
+  gchar *desc, *text, *warning;
+  GstElement *p, *f;
+  GstPad *sink;
+  GstCaps *caps, *offer;
+
+  desc = g_strdup_printf (fmt, 1, "", effect);
+  text = run_for_warning (desc, &warning, NULL);
+  g_assert_nonnull (text);
+  assert_says (warning, "model was made for 16000 Hz, stream has 44100 Hz");
+  assert_says (warning, "1 channel (or several, one state each) at 16000 Hz");
+  assert_says (warning, "offered at 44100 Hz, in any number of channels");
+  assert_says (warning, "audioconvert ! audioresample");
+  g_free (warning);
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, 2, "", imu);
+  text = run_for_warning (desc, &warning, NULL);
+  g_assert_nonnull (text);
+  assert_says (warning, "6 channels (unpositioned) at 100 Hz");
+  assert_says (warning, "offered at 44100 Hz");
+  assert_says (warning, "audioresample");
+  g_free (warning);
+  g_free (text);
+  g_free (desc);
+
+  desc = g_strdup_printf (fmt, 1, "! audioresample ", effect);
+  text = run_for_warning (desc, &warning, &p);
+  g_assert_null (text);
+  g_assert_null (warning);
+  f = gst_bin_get_by_name (GST_BIN (p), "f");
+  sink = gst_element_get_static_pad (f, "sink");
+  g_assert_true (gst_pad_is_linked (sink));
+  caps = gst_pad_query_caps (sink, NULL);
+  offer = gst_caps_from_string ("audio/x-raw, rate=44100");
+  g_assert_false (gst_caps_can_intersect (caps, offer));
+  gst_caps_unref (offer);
+  offer = gst_caps_from_string ("audio/x-raw, format=F32LE, "
+      "layout=interleaved, rate=16000, channels=1");
+  g_assert_true (gst_caps_can_intersect (caps, offer));
+  gst_caps_unref (offer);
+  gst_caps_unref (caps);
+  gst_object_unref (sink);
+  gst_object_unref (f);
+  gst_object_unref (p);
+  g_free (desc);
+
+  g_free (effect);
   g_free (imu);
 }
 
@@ -680,6 +845,9 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/limits/refusal-says-fix",
       test_refusal_says_fix);
   g_test_add_func ("/rnnfilter/limits/no-remix", test_no_remix);
+  g_test_add_func ("/rnnfilter/limits/link-check", test_link_check);
+  g_test_add_func ("/rnnfilter/limits/source-picks-channels",
+      test_source_picks_channels);
   g_test_add_func ("/rnnfilter/limits/missing-resample",
       test_missing_resample);
   g_test_add_func ("/rnnfilter/limits/model-location-kind",

@@ -1373,6 +1373,131 @@ test_swap_keeps_state (void)
   g_free (soft);
 }
 
+/* LSTM(1, 1), no head, whose only weights feed the cell input g from x and
+ * h, with the learned initial state (@h0, @c0): per step
+ * i = f = o = 1/2, g = tanh(x + h), c' = (c + g) / 2, h' = tanh(c') / 2. */
+static RnnModel *
+initial_state_model (float h0, float c0)
+{
+  RnnConfig cfg;
+  GError *err = NULL;
+  RnnModel *m;
+  float *p;
+
+  rnn_config_init (&cfg);
+  cfg.has_h0 = cfg.has_c0 = TRUE;
+  m = rnn_model_new (&cfg, &err);
+  g_assert_no_error (err);
+  p = rnn_model_get_params (m, NULL);
+  /* gate rows i, f, g, o: row 2 is g */
+  p[rnn_model_get_tensor_info (m,
+          rnn_model_find_tensor (m, "rnn.weight_ih_l0"))->offset + 2] = 1.0f;
+  p[rnn_model_get_tensor_info (m,
+          rnn_model_find_tensor (m, "rnn.weight_hh_l0"))->offset + 2] = 1.0f;
+  p[rnn_model_get_tensor_info (m, rnn_model_find_tensor (m, "rnn.h0"))->offset]
+      = h0;
+  p[rnn_model_get_tensor_info (m, rnn_model_find_tensor (m, "rnn.c0"))->offset]
+      = c0;
+  rnn_model_seal (m);
+  return m;
+}
+
+/* @model's outputs for @x ([T][C], C independent streams) from its own
+ * initial state, by the core. */
+static float *
+fresh_outputs (RnnModel *model, const float *x, guint T, guint C)
+{
+  RnnForward *fw = rnn_forward_new ();
+  RnnState *st = rnn_state_new (model, C);
+  float *y = g_new (float, (gsize) T * C);
+
+  rnn_forward (fw, model, st, x, T, C, y);
+  rnn_state_free (st);
+  rnn_forward_free (fw);
+  return y;
+}
+
+/* Two models with the same weights and different learned initial states:
+ * swapped mid-stream the state carries over (the output continues the old
+ * model's sequence), and every reset after the swap (a DISCONT buffer, the
+ * reset signal, a flush) starts from the NEW model's rnn.h0 / rnn.c0. */
+static void
+test_swap_initial_state (void)
+{
+  const guint C = 2, T = 64;
+  RnnModel *a = initial_state_model (0.8f, -0.4f);
+  RnnModel *b = initial_state_model (-0.7f, 0.9f);
+  gchar *pa = save_model (a, "h0-a.safetensors");
+  gchar *pb = save_model (b, "h0-b.safetensors");
+  float *x = g_new (float, (gsize) 2 * T * C), *want;
+  GPtrArray *bufs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  Rig *r = rig_new (pa, 48000, C, NULL);
+  GArray *out;
+  double c, h;
+
+  for (guint k = 0; k < 2 * T * C; k++)
+    x[k] = 0.9f * sinf (0.37f * k + 0.2f);
+
+  /* T frames with A, T more after the swap to B: A's sequence throughout */
+  g_assert_cmpint (rig_push (r, x, T), ==, GST_FLOW_OK);
+  g_array_unref (rig_pull_all (r, NULL));
+  g_object_set (r->e, "model-location", pb, NULL);
+  g_usleep (G_USEC_PER_SEC);    /* the loader has plenty of time */
+  g_assert_cmpint (rig_push (r, x + (gsize) T * C, T), ==, GST_FLOW_OK);
+  out = rig_pull_all (r, bufs);
+  g_assert_false (GST_BUFFER_IS_DISCONT (g_ptr_array_index (bufs, 0)));
+  want = fresh_outputs (a, x, 2 * T, C);
+  g_assert_cmpuint (out->len, ==, (gsize) T * C);
+  assert_close ((float *) out->data, want + (gsize) T * C, (gsize) T * C,
+      "state carried over the swap");
+  g_free (want);
+  g_array_unref (out);
+
+  /* the first step after a reset, by hand from B's h0 = -0.7, c0 = 0.9 */
+  c = (0.9 + tanh (x[0] - 0.7)) / 2;
+  h = tanh (c) / 2;
+  want = fresh_outputs (b, x, T, C);
+  g_assert_cmpfloat (fabs (want[0] - h), <, 1e-6);
+
+  for (guint how = 0; how < 3; how++) {
+    GstBufferFlags flags = 0;
+
+    if (how == 0)
+      flags = GST_BUFFER_FLAG_DISCONT;
+    else if (how == 1)
+      g_signal_emit_by_name (r->e, "reset");
+    else {
+      GstSegment segment;
+
+      gst_segment_init (&segment, GST_FORMAT_TIME);
+      g_assert_true (gst_harness_push_event (r->h,
+              gst_event_new_flush_start ()));
+      g_assert_true (gst_harness_push_event (r->h,
+              gst_event_new_flush_stop (TRUE)));
+      g_assert_true (gst_harness_push_event (r->h,
+              gst_event_new_segment (&segment)));
+    }
+    g_assert_cmpint (rig_push_flags (r, x, T, flags), ==, GST_FLOW_OK);
+    out = rig_pull_all (r, NULL);
+    g_assert_cmpuint (out->len, ==, (gsize) T * C);
+    assert_close ((float *) out->data, want, (gsize) T * C,
+        how == 0 ? "after a DISCONT: B from its own initial state"
+        : how == 1 ? "after the reset signal: B from its own initial state"
+        : "after a flush: B from its own initial state");
+    g_array_unref (out);
+  }
+
+  g_free (want);
+  g_ptr_array_unref (bufs);
+  rig_free (r);
+  g_free (x);
+  g_free (pa);
+  g_free (pb);
+  rnn_model_unref (a);
+  rnn_model_unref (b);
+}
+
 /* reload-on-change picks up an atomic rewrite (temporary file + rename),
  * with no main loop running in the application. */
 static void
@@ -1995,6 +2120,8 @@ main (int argc, char **argv)
   g_test_add_func ("/rnnfilter/model/hot-swap", test_hot_swap);
   g_test_add_func ("/rnnfilter/model/swap-rejects", test_swap_rejects);
   g_test_add_func ("/rnnfilter/model/swap-keeps-state", test_swap_keeps_state);
+  g_test_add_func ("/rnnfilter/model/swap-initial-state",
+      test_swap_initial_state);
   g_test_add_func ("/rnnfilter/model/reload-on-change", test_reload_on_change);
   g_test_add_func ("/rnnfilter/non-finite/runs", test_non_finite);
   g_test_add_func ("/rnnfilter/non-finite/run-ending-with-its-buffer",

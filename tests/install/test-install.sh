@@ -43,7 +43,7 @@ check () {
   if "$@" > "$work/out" 2>&1; then ok "$name"; else not_ok "$name"; return 1; fi
 }
 
-echo "1..11"
+echo "1..13"
 
 check "meson install --destdir" meson install -C "$build" --destdir "$root" --quiet
 
@@ -69,9 +69,35 @@ check "gst-rnn-info reads an installed model" sh -c \
   '"$0" "$1" && "$0" "$1" | grep -q "LSTM, 1 layer of 8"' \
   "$root$bindir/gst-rnn-info" "$root$datadir/gst-rnn/models/softclip-lstm8.safetensors"
 
+# gst-rnn-convert as a user runs it (its own #! line, no PYTHONPATH) finds
+# the package installed with it, and imports that copy rather than another
+# one on sys.path; the package lies where the interpreter looks under the
+# prefix, when it looks there at all.
 check "gst-rnn-convert --help from the installed package" \
-  env PYTHONPATH="$site" sh -c '"$0" "$1" --help && "$0" -c "import gstrnn; print(gstrnn.__file__)" | grep -q "^'"$site"'/gstrnn/"' \
-  "$py" "$root$bindir/gst-rnn-convert"
+  sh -c '"$1" --help && PYTHONPATH="$2" "$0" -c "import gstrnn; print(gstrnn.__file__)" | grep -q "^$2/gstrnn/"' \
+  "$py" "$root$bindir/gst-rnn-convert" "$site"
+mkdir -p decoy/gstrnn
+echo 'raise SystemExit("a gstrnn other than the installed one was imported")' > decoy/gstrnn/__init__.py
+check "gst-rnn-convert imports the package installed with it, not another" \
+  env PYTHONPATH="$work/decoy" "$py" -c '
+import os, runpy, sys
+tool, want = sys.argv[1:3]
+sys.argv = [tool, "--help"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+print(sys.modules["gstrnn"].__file__)
+assert os.path.realpath(sys.modules["gstrnn"].__file__) == want, want
+' "$root$bindir/gst-rnn-convert" "$(realpath "$site")/gstrnn/__init__.py"
+check "the package lies on $py's path for $prefix" "$py" -c '
+import os, sys
+prefix, site = sys.argv[1:3]
+under = [p for p in sys.path if p.startswith(prefix.rstrip("/") + "/lib")
+         and os.path.basename(p) in ("site-packages", "dist-packages")]
+print("searched under the prefix:", under, "installed:", site)
+assert not under or site in under
+' "$prefix" "${site#"$root"}"
 
 # Every function the installed headers declare is exported, and nothing
 # outside the rnn_ namespace is.
