@@ -464,7 +464,7 @@ refusal_text (const RnnModel *model, GstRnnFilterChannelMode mode,
     g_string_append (s, "1 channel (or several, one state each)");
   else
     g_string_append_printf (s, "%u channel%s%s", c_in, gst_rnn_plural (c_in),
-        c_in > 2 ? " (unpositioned)" : "");
+        c_in > 2 ? " (taken in order, never remixed)" : "");
   if (cfg->sample_rate != 0)
     g_string_append_printf (s, " at %u Hz", cfg->sample_rate);
   else

@@ -83,7 +83,7 @@ test_refusal_says_fix (void)
   desc = g_strdup_printf (fmt, "f32le", 2, 100, imu);
   text = run_pipeline (desc);
   assert_says (text, "f: ");
-  assert_says (text, "6 channels (unpositioned) at 100 Hz");
+  assert_says (text, "6 channels (taken in order, never remixed) at 100 Hz");
   assert_says (text, "the stream is F32LE, 2 channels at 100 Hz");
   assert_says (text, "6 independent channels");
   assert_says (text, "audiointerleave");
@@ -134,7 +134,7 @@ test_no_remix (void)
     arrived = g_strdup_printf ("the stream is F32LE, %d channel%s at 100 Hz",
         refused[k], refused[k] == 1 ? "" : "s");
     assert_says (text, "f: model expects 6 channels");
-    assert_says (text, "6 channels (unpositioned) at 100 Hz");
+    assert_says (text, "6 channels (taken in order, never remixed) at 100 Hz");
     assert_says (text, arrived);
     assert_says (text, "audiointerleave");
     g_free (arrived);
@@ -270,7 +270,7 @@ test_link_check (void)
   desc = g_strdup_printf (fmt, 2, "", imu);
   text = run_for_warning (desc, &warning, NULL);
   g_assert_nonnull (text);
-  assert_says (warning, "6 channels (unpositioned) at 100 Hz");
+  assert_says (warning, "6 channels (taken in order, never remixed) at 100 Hz");
   assert_says (warning, "offered at 44100 Hz");
   assert_says (warning, "audioresample");
   g_free (warning);
