@@ -23,7 +23,6 @@
 #include "rnn-kernels-recur-reg.c"  /* h in registers: H = 8, 16-32, 2 x 8 */
 #include "rnn-kernels-recur.c"      /* recur: any H, any streams */
 #include "rnn-kernels-recur-io.c"   /* fused input/head, one-step instances */
-#include "rnn-kernels-batch.c"      /* streams across the lanes */
 
 static const RnnKernels kernels = {
   .name = KERNEL_NAME,
@@ -34,7 +33,6 @@ static const RnnKernels kernels = {
   .recur_hreg_io = KFN (recur_hreg_io),
   .recur_one_io = KFN (recur_one_io),
   .recur_h8x2_io = KFN (recur_h8x2_io),
-  .recur_batch_io = KFN (recur_batch_io),
   .step1_small = KFN (step1_small),
   .step1_h8x2 = KFN (step1_h8x2),
   .step1_one = KFN (step1_one),

@@ -132,11 +132,6 @@ typedef struct {
   /* Two layers of H = 8 (RnnRecur2IoArgs): the same bits as the general
    * path. */
   void (*recur_h8x2_io) (const RnnRecur2IoArgs *a);
-  /* recur_one_io () for B streams of one layer, H a multiple of 8 up to
-   * RNN_IO_MAX_H, float32 W_hh, <= 8 inputs and outputs: the streams in
-   * the vector lanes, a group at a time, each weight broadcast once per
-   * step for the group (rnn-kernels-batch.c); the same bits per stream. */
-  void (*recur_batch_io) (const RnnRecurIoArgs *a);
   /* One step of one stream (RnnStep1: the model's weights; x [I]; h [H]
    * and c [H] (LSTM) read and updated; y [O], the head's linear part, or
    * with O = 0 h's row): instances without a loop, for calls of one

@@ -4,7 +4,6 @@
  * steady state. */
 #include "test-common.h"
 #include "rnn-private.h"
-#include "rnn-kernels.h"
 #include "rnn-train.h"
 
 #include <stdlib.h>
@@ -596,52 +595,6 @@ streams_model (RnnCell cell, guint H, guint L, guint I, guint O, guint seed)
   return m;
 }
 
-/* RnnKernels.recur_batch_io () of every kernel family on B streams of
- * @m (one layer), in calls of 15, 1 and 24 steps, equals @y and the final
- * state @sb of rnn_forward () on the same input, bit for bit. */
-static void
-check_batch_kernel (const RnnModel *m, const float *x, guint T, guint B,
-    const float *y, const RnnState *sb)
-{
-  const RnnConfig *c = rnn_model_get_config (m);
-  const guint I = c->input_size, H = c->hidden_size;
-  const guint O = c->has_head ? c->output_size : 0, Oy = O ? O : H;
-  const guint calls[] = { 15, 1, 24 };
-  const RnnKernels *fams[] = { rnn_kernels_generic (), rnn_kernels_avx2 () };
-  for (guint f = 0; f < G_N_ELEMENTS (fams); f++) {
-    if (!fams[f] || fams[f] != rnn_kernels_get ())
-      continue;                 /* the family rnn_forward () ran */
-    const RnnPackedLayer *pk = &m->plan.packed[0];
-    float *h = g_new0 (float, (gsize) B * H);
-    float *cs = g_new0 (float, (gsize) B * H);
-    float *yk = g_new (float, (gsize) T * B * Oy);
-    for (guint k = 0, t0 = 0; k < G_N_ELEMENTS (calls); t0 += calls[k++]) {
-      const RnnRecurIoArgs a = {
-        .cell = c->cell, .w_ih = &pk->w_ih, .b_ih = m->layers[0].b_ih,
-        .x = x + (gsize) t0 * B * I, .x_stride = B * I, .x_sstride = I,
-        .w_hh = &pk->w_hh_blocked, .b_hh = m->layers[0].b_hh,
-        .T = calls[k], .B = B, .h0 = h, .h0_stride = H,
-        .c = c->cell == RNN_CELL_LSTM ? cs : NULL,
-        .out = O ? NULL : yk + (gsize) t0 * B * H,
-        .row_stride = B * H, .stream_stride = H,
-        .head_w = m->head_w, .O = O, .head_b = m->head_b,
-        .y = yk + (gsize) t0 * B * Oy, .y_stride = B * O, .y_sstride = O,
-        .h_final = h,
-      };
-      fams[f]->recur_batch_io (&a);
-    }
-    if (memcmp (yk, y, (gsize) T * B * Oy * sizeof (float)) != 0
-        || memcmp (h, rnn_state_h_block (sb, 0, 0), (gsize) B * H * 4) != 0
-        || (c->cell == RNN_CELL_LSTM && memcmp (cs,
-                rnn_state_c_block (sb, 0, 0), (gsize) B * H * 4) != 0))
-      g_error ("cell %u H=%u I=%u B=%u: recur_batch_io (%s) differs from "
-          "the streams run alone", c->cell, H, I, B, fams[f]->name);
-    g_free (h);
-    g_free (cs);
-    g_free (yk);
-  }
-}
-
 /* Each of B streams run in one batch, in calls of 15, 1 and 24 steps (the
  * state carried from call to call), equals the same stream run alone in
  * one call of 40 steps, bit for bit: every output and the final h and c.
@@ -698,8 +651,6 @@ test_streams_bits (void)
                     b, B, k);
             }
           }
-          if (L == 1)
-            check_batch_kernel (m, x, T, B, y, sb);
           g_free (xs);
           g_free (ys);
           g_free (x);
