@@ -577,6 +577,94 @@ test_batch (void)
   }
 }
 
+/* A model of @cell, @H units, @L layers, @I inputs, a linear head of @O
+ * outputs (none when 0), parameters from @seed. */
+static RnnModel *
+streams_model (RnnCell cell, guint H, guint L, guint I, guint O, guint seed)
+{
+  RnnConfig cfg;
+  rnn_config_init (&cfg);
+  cfg.cell = cell;
+  cfg.hidden_size = H;
+  cfg.num_layers = L;
+  cfg.input_size = I;
+  cfg.has_head = O > 0;
+  cfg.output_size = O;
+  cfg.head_activation = RNN_HEAD_ACT_NONE;
+  g_autoptr (GError) error = NULL;
+  RnnModel *m = rnn_model_new (&cfg, &error);
+  g_assert_no_error (error);
+  rnn_train_init_params (m, seed);
+  rnn_model_seal (m);
+  return m;
+}
+
+/* Each of B streams run in one batch, in calls of 15, 1 and 24 steps (the
+ * state carried from call to call), equals the same stream run alone in
+ * one call of 40 steps, bit for bit: every output and the final h and c.
+ * Every cell, H = 8, 32 and 128 (a register kernel, the general
+ * recurrence), one and two layers, the per-sample model (one input, a head
+ * of one) and three inputs without a head, B = 5, 8 and 13 (groups of
+ * three or four streams and what is left over). */
+static void
+test_streams_bits (void)
+{
+  const guint T = 40, calls[] = { 15, 1, 24 }, sizes[] = { 8, 32, 128 };
+  const guint batches[] = { 5, 8, 13 };
+  guint checked = 0;
+  for (guint cell = 0; cell < 4; cell++)
+    for (guint si = 0; si < G_N_ELEMENTS (sizes); si++)
+      for (guint variant = 0; variant < 4; variant++) {
+        const guint H = sizes[si], L = variant & 1 ? 2 : 1;
+        const guint I = variant & 2 ? 3 : 1, O = variant & 2 ? 0 : 1;
+        g_autoptr (RnnModel) m = streams_model ((RnnCell) cell, H, L, I, O,
+            700 + checked);
+        const guint Oy = rnn_model_get_output_size (m);
+        const gboolean lstm = cell == RNN_CELL_LSTM;
+        g_autoptr (RnnForward) fw = rnn_forward_new ();
+        for (guint bi = 0; bi < G_N_ELEMENTS (batches); bi++) {
+          const guint B = batches[bi];
+          float *x = g_new (float, (gsize) T * B * I);
+          float *y = g_new (float, (gsize) T * B * Oy);
+          for (guint b = 0; b < B; b++)
+            fixture_fill (x, T, B, b, I, 900 + b);
+          g_autoptr (RnnState) sb = rnn_state_new (m, B);
+          for (guint k = 0, t0 = 0; k < G_N_ELEMENTS (calls); t0 += calls[k++])
+            rnn_forward (fw, m, sb, x + (gsize) t0 * B * I, calls[k], B,
+                y + (gsize) t0 * B * Oy);
+          float *xs = g_new (float, (gsize) T * I);
+          float *ys = g_new (float, (gsize) T * Oy);
+          for (guint b = 0; b < B; b++) {
+            fixture_fill (xs, T, 1, 0, I, 900 + b);
+            g_autoptr (RnnState) s1 = rnn_state_new (m, 1);
+            rnn_forward (fw, m, s1, xs, T, 1, ys);
+            for (guint t = 0; t < T; t++)
+              if (memcmp (ys + (gsize) t * Oy,
+                      y + ((gsize) t * B + b) * Oy, Oy * sizeof (float)) != 0)
+                g_error ("cell %u H=%u L=%u I=%u: stream %u of %u differs "
+                    "from its run alone at step %u", cell, H, L, I, b, B, t);
+            for (guint k = 0; k < L; k++) {
+              const float *h1 = rnn_state_h_block (s1, k, 0);
+              const float *hb = rnn_state_h_block (sb, k, 0) + (gsize) b * H;
+              if (memcmp (h1, hb, H * sizeof (float)) != 0
+                  || (lstm && memcmp (rnn_state_c_block (s1, k, 0),
+                          rnn_state_c_block (sb, k, 0) + (gsize) b * H,
+                          H * sizeof (float)) != 0))
+                g_error ("cell %u H=%u L=%u I=%u: stream %u of %u ends in "
+                    "another state of layer %u than alone", cell, H, L, I,
+                    b, B, k);
+            }
+          }
+          g_free (xs);
+          g_free (ys);
+          g_free (x);
+          g_free (y);
+        }
+        checked++;
+      }
+  g_assert_cmpuint (checked, ==, 48);
+}
+
 /* Streams split over threads (rnn_forward_set_threads) give the same bits
  * as one thread, for every fixture, in calls with enough work to split and
  * across two calls (state carried). */
@@ -962,6 +1050,7 @@ main (int argc, char **argv)
   g_test_add_func ("/forward/fast/kernel-sizes", test_kernel_sizes);
   g_test_add_func ("/forward/streaming/batch-equals-separate-runs", test_batch);
   g_test_add_func ("/forward/f16/loads-equal-rounded-float32", test_f16_loads);
+  g_test_add_func ("/forward/streaming/streams-equal-alone", test_streams_bits);
   g_test_add_func ("/forward/streaming/threads-change-nothing", test_threads);
   g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
   g_test_add_func ("/forward/state/fits", test_state_fits);
