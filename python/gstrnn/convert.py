@@ -59,6 +59,11 @@ class Usage(Exception):
     """A malformed option value (exit status 2)."""
 
 
+MODULE_HINT = ("Something forward() does (a functional activation, a scaled skip, another "
+               "order of the layers) has no place in this graph, or the head or activation "
+               "was chosen wrongly (--head, --head-activation)")
+
+
 class Source:
     """What a reader makes of the input: the Model, the source's own forward
     (x [T][I] -> [T][O], float64; None when the file holds no computation),
@@ -71,6 +76,8 @@ class Source:
         self.summary = summary
         self.try_skip = False       # a module: its forward() may add the input
         self.fixed_steps = None     # an ONNX graph of fixed sequence length
+        self.hint = ("The reader and the source disagree on this file's semantics: "
+                     "please report it with the file")
 
 
 # --------------------------------------------------------------------------
@@ -237,7 +244,8 @@ def _read_torchscript(args):
         module, rnn=args.rnn, head=args.head, no_head=args.no_head, cell=args.cell)
     torch_modules.set_head_activation(model, args.head_activation)
     src = Source(model, torch_modules.source_forward(module, batch_first), notes)
-    src.try_skip = not (args.rnn or args.head or args.no_head)
+    src.try_skip = not (args.head or args.no_head)
+    src.hint = MODULE_HINT
     return src
 
 
@@ -399,8 +407,7 @@ def check(src, tmp, args):
                 model.skip = 0
     raise Refused(f"{args.input}: check failed, nothing written: the converted model "
                   f"({describe(model)}) does not compute what the source computes: {why}.  "
-                  "Something in forward() (an activation, a skip, a layer's order) has no "
-                  "place in this graph, or the head or activation was chosen wrongly")
+                  + src.hint)
 
 
 def describe(model):
@@ -596,6 +603,9 @@ def convert(args, source=None, fmt=None):
                     f"(from {SOURCE_FORMAT[fmt]} {os.path.basename(args.input)})")
     if src.summary:
         lines.insert(1, src.summary)
+    if model.bidirectional and not model.window:
+        notes.append("bidirectional without a window: set rnnfilter's window property, or "
+                     "convert with --window N")
     lines += [f"note: {n}" for n in notes]
     return lines
 
@@ -614,9 +624,11 @@ def main(argv=None):
     except Usage as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    if not args.quiet:
-        for line in lines:
-            print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    for line in lines:
+        if line.startswith("warning:"):
+            print(f"{PROG}: {line}", file=sys.stderr)
+        elif not args.quiet:
+            print(line)
     return 0
 
 

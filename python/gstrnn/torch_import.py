@@ -180,7 +180,7 @@ def read(args, obj=None):
     (gstrnn.torch_modules) and checked against its forward(); a state_dict
     holds no computation (the Source has no forward).  @obj: a live module
     instead of the file."""
-    from .convert import Source
+    from .convert import MODULE_HINT, Source
     from .model import Model, ModelError
     from . import torch_modules
     import tempfile
@@ -232,7 +232,8 @@ def read(args, obj=None):
                 return inner((np.asarray(x) - mean) / std, **kw)
             fwd.layouts = inner.layouts
         src = Source(model, fwd, notes)
-        src.try_skip = not (args.rnn or args.head or args.no_head)
+        src.try_skip = not (args.head or args.no_head)
+        src.hint = MODULE_HINT
         return src
 
     if not isinstance(obj, dict):

@@ -107,11 +107,17 @@ def from_module(module, *, rnn=None, head=None, no_head=False, cell=None):
     else:
         leaves = _leaves(module)
     named = dict(module.named_modules())
-    if rnn is not None or head is not None or no_head:
+    if rnn is not None:
+        if rnn not in named:
+            raise ModelError(f"--rnn {rnn}: the module has no submodule of that name")
+        if _kind(named[rnn]) not in RECURRENT:
+            raise ModelError(f"--rnn {rnn} is a {_kind(named[rnn])}, not an RNN, LSTM or GRU")
+        if head is None and not no_head:
+            # the other recurrent modules are left out; the layers around stay
+            leaves = [(n, m) for n, m in leaves if _kind(m) not in RECURRENT or n == rnn]
+    if head is not None or no_head:
         chosen = []
         if rnn is not None:
-            if rnn not in named:
-                raise ModelError(f"--rnn {rnn}: the module has no submodule of that name")
             chosen.append((rnn, named[rnn]))
         else:
             chosen += [(n, m) for n, m in leaves if _kind(m) in RECURRENT]

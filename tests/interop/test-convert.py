@@ -217,6 +217,18 @@ class ReluHead(nn.Module):
         return self.out(self.relu(self.hidden(self.lstm(x)[0])))
 
 
+class Tagger(nn.Module):
+    """A bidirectional GRU tagging each step of a window, sigmoid in forward()."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(2, 4, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(self.gru(x)[0]))
+
+
 class ConvFront(nn.Module):
     def __init__(self):
         super().__init__()
@@ -311,6 +323,20 @@ def _():
         assert not os.path.exists(out)
         note(se.strip())
         converted(src, out)          # read by its submodules, it converts
+
+
+@case("torchscript/bidirectional-windows")
+def _():
+    net = randomize(Tagger(), 33)
+    src = scripted(net, "tagger.pt")
+    out = tmp("tagger.safetensors")
+    status, so, se = convert(src, out, "--window", "40")
+    assert status == 1 and "check failed, nothing written" in se, se
+    meta = converted(src, out, "--window", "40", "--head-activation", "sigmoid")
+    assert meta["window"] == "40" and meta["bidirectional"] == "true", meta
+    x = signal(STEPS, 2, 34)          # 30 windows of 40 steps, each one sequence
+    want = np.concatenate([torch64(net, x[s:s + 40]) for s in range(0, STEPS, 40)])
+    equal_through_rnnfilter(out, x, want)
 
 
 @case("torchscript/traced")
