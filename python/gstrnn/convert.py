@@ -43,6 +43,7 @@ SOURCE_FORMAT = {"torch": "pytorch", "torchscript": "torchscript", "onnx": "onnx
                  "nam": "nam"}
 CHECK_STEPS = 1000
 TOLERANCE = 1e-4
+MAX_DENSE_LAYERS = 8        # RNN_MAX_DENSE_LAYERS of the core: pre layers, post layers each
 
 # Options that mean something for some input formats only.
 TORCH_ONLY = ("rnn", "head", "no_head", "key", "class_file", "cell", "input_size",
@@ -299,6 +300,11 @@ def read_source(args, fmt):
     except ModelError as e:
         text = str(e)
         raise Refused(text if text.startswith(args.input) else f"{args.input}: {text}") from None
+    except (Refused, Usage):
+        raise
+    except Exception as e:  # noqa: BLE001  a file no reader foresaw: say so, no traceback
+        raise Refused(f"{args.input}: cannot read it as {fmt}: {type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 # --------------------------------------------------------------------------
@@ -343,6 +349,9 @@ def _run_file(path, model, x, window):
         return run(path, x, frame_size=model.frame_size or 1, output_size=model.output_size,
                    rate=model.sample_rate or 48000, window=window)
     except RnnfilterError as e:
+        if e.element_error:
+            raise Refused(f"check failed, nothing written: rnnfilter refuses the written "
+                          f"model: {e.element_error}") from None
         raise Refused(f"cannot run the check: {e} (or convert with --no-check)") from None
 
 
@@ -572,6 +581,10 @@ def convert(args, source=None, fmt=None):
         model.validate()
     except ModelError as e:
         raise Refused(f"{args.input}: {e}") from None
+    for where, layers in (("before", model.pre), ("after", model.post)):
+        if len(layers) > MAX_DENSE_LAYERS:
+            raise Refused(f"{args.input}: {len(layers)} dense layers {where} the recurrent "
+                          f"ones; gst-rnn runs at most {MAX_DENSE_LAYERS} (docs/design.md §3)")
     run_check = args.check
     if run_check is None:
         run_check = src.forward is not None

@@ -22,7 +22,13 @@ import numpy as np
 
 
 class RnnfilterError(RuntimeError):
-    """rnnfilter could not be run; the message says why and what to do."""
+    """rnnfilter could not be run; the message says why and what to do.
+    @element_error: the error rnnfilter (or another element) posted, if any:
+    the pipeline ran, and refused the model or the stream."""
+
+    def __init__(self, message, element_error=None):
+        super().__init__(message)
+        self.element_error = element_error
 
 
 def available():
@@ -70,6 +76,10 @@ def run(model, x, *, frame_size=1, output_size=None, rate=48000, window=None,
                 raise RnnfilterError("GStreamer does not find the rnnfilter element: install "
                                      "gst-rnn (meson install), or from a build tree set "
                                      "GST_PLUGIN_PATH=$PWD/build/plugins")
+            for line in text.splitlines():
+                if line.startswith("ERROR: from element "):
+                    what = line[len("ERROR: from element "):].split(": ", 1)[-1]
+                    raise RnnfilterError("rnnfilter failed: " + what, element_error=what)
             raise RnnfilterError("rnnfilter failed: " + (text.splitlines()[-1] if text
                                                         else f"exit status {p.returncode}"))
         y = np.fromfile(dst, dtype="<f4")

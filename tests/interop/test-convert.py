@@ -373,6 +373,11 @@ def _():
     status, so, se = convert(write_json("conv.json", doc), tmp("conv2.safetensors"))
     assert status == 1 and "conv1d" in se, se
     note(se.strip())
+    deep = nn.Sequential(nn.GRU(1, 3), *[nn.Linear(3, 3) for _ in range(9)], nn.Linear(3, 1))
+    torch.save(deep, tmp("deep.pt"))
+    status, so, se = convert(tmp("deep.pt"), tmp("deep.safetensors"), "--no-check")
+    assert status == 1 and "9 dense layers after the recurrent ones" in se, se
+    note(se.strip())
     assert not os.path.exists(tmp("conv.safetensors"))
 
 
