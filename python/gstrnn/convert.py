@@ -449,7 +449,8 @@ def export_module(module, path, *, norm_mean=None, norm_std=None, head_activatio
     try:
         return convert(args, source=lambda: read(args, obj=module), fmt="torch")
     except (Refused, ExportError) as e:
-        raise ValueError(str(e)) from None
+        raise ValueError(str(e).replace("convert with --no-check", "export with check=False")) \
+            from None
 
 
 # --------------------------------------------------------------------------
