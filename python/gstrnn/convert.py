@@ -347,7 +347,7 @@ def _run_file(path, model, x, window):
     from .rnnfilter import RnnfilterError, run
     try:
         return run(path, x, frame_size=model.frame_size or 1, output_size=model.output_size,
-                   rate=model.sample_rate or 48000, window=window)
+                   rate=model.sample_rate or 48000 * (model.frame_size or 1), window=window)
     except RnnfilterError as e:
         if e.element_error:
             raise Refused(f"check failed, nothing written: rnnfilter refuses the written "

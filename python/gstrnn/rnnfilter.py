@@ -60,10 +60,17 @@ def run(model, x, *, frame_size=1, output_size=None, rate=48000, window=None,
         src, dst = os.path.join(work, "in.f32"), os.path.join(work, "out.f32")
         x.tofile(src)
         props = f" window={int(window)}" if window else ""
-        block = f" blocksize={int(blocksize)}" if blocksize else ""
-        pipeline = (f'filesrc location="{src}"{block} ! rawaudioparse use-sink-caps=false '
-                    f"format=pcm pcm-format=f32le sample-rate={int(rate)} "
-                    f"num-channels={channels} ! "
+        if channels <= 8:
+            block = f" blocksize={int(blocksize)}" if blocksize else ""
+            parse = (f"rawaudioparse use-sink-caps=false format=pcm pcm-format=f32le "
+                     f"sample-rate={int(rate)} num-channels={channels}")
+        else:
+            # rawaudioparse positions at most 8 channels: unpositioned caps
+            # on whole frames instead
+            block = f" blocksize={int(blocksize or 4 * channels * 256)}"
+            parse = (f"capsfilter caps=audio/x-raw,format=F32LE,layout=interleaved,"
+                     f"rate={int(rate)},channels={channels},channel-mask=(bitmask)0x0")
+        pipeline = (f'filesrc location="{src}"{block} ! {parse} ! '
                     f'rnnfilter model-location="{model}"{props} ! filesink location="{dst}"')
         try:
             p = subprocess.run([gst_launch, "-q"] + _split(pipeline), capture_output=True,

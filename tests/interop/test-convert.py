@@ -229,6 +229,18 @@ class Tagger(nn.Module):
         return torch.sigmoid(self.fc(self.gru(x)[0]))
 
 
+class Wide(nn.Module):
+    """12 inputs, 10 outputs: more channels than a positioned audio layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(12, 5, batch_first=True)
+        self.out = nn.Linear(5, 10)
+
+    def forward(self, x):
+        return self.out(self.lstm(x)[0])
+
+
 class ConvFront(nn.Module):
     def __init__(self):
         super().__init__()
@@ -566,6 +578,10 @@ def _():
     assert status == 1 and "--key: not an option for TorchScript" in se, se
     status, so, se = convert(src, tmp("m.safetensors"), "--check", "--no-check")
     assert status == 2, se
+    # more channels than rawaudioparse positions, and F_in frames a step
+    src = scripted(randomize(Wide(), 35), "wide.pt")
+    converted(src, tmp("wide.safetensors"))
+    converted(src, tmp("wide-framed.safetensors"), "--frame-size", "3", "--output-frame-size", "2")
 
 
 def main(argv):
