@@ -2,6 +2,7 @@
 """gst-rnn's Python side: model files from PyTorch and ONNX.
 
     import gstrnn
+    gstrnn.export(model, "model.safetensors")      # a whole nn.Module, checked
     gstrnn.export(rnn, head, "model.safetensors", head_activation="softmax")
     meta, tensors = gstrnn.load("model.safetensors")
 
@@ -11,8 +12,12 @@ Modules:
                         re-exported here: export, export_arrays,
                         write_safetensors, load, build_torch, torch_forward,
                         reference_forward)
+    gstrnn.model        a model in memory: float64 forward, the file writer
     gstrnn.torch_import files written by torch.save (modules, state_dicts)
+    gstrnn.torch_modules modules and TorchScript files read by their submodules
     gstrnn.onnx_import  ONNX graphs holding RNN / LSTM / GRU ops
+    gstrnn.formats      RTNeural JSON, GuitarML SimpleRNN JSON, NAM .nam
+    gstrnn.rnnfilter    a model file through gst-launch-1.0 rnnfilter
     gstrnn.convert      the command line of tools/gst-rnn-convert
     gstrnn.recipes      helpers of the recipes in models/recipes/
     gstrnn.fixtures     helpers shared by the test-fixture generators

@@ -263,10 +263,23 @@ def _as_f32(name, value, shape) -> np.ndarray:
     return arr
 
 
-def export(rnn, head, path, *, norm_mean=None, norm_std=None,
-           head_activation="none", frame_size=None, output_frame_size=None,
-           window=None, sample_rate=None, description=None, extra_meta=None):
-    """Write @rnn (+ optional nn.Linear @head) to @path as a gst-rnn model.
+def export(rnn, head=None, path=None, *, norm_mean=None, norm_std=None,
+           head_activation=None, frame_size=None, output_frame_size=None,
+           window=None, sample_rate=None, description=None, extra_meta=None,
+           labels=None, check=True, tolerance=None):
+    """Write a live PyTorch model to @path as a gst-rnn model.
+
+    export(module, path, ...): a whole nn.Module, read by its submodules as
+    tools/gst-rnn-convert reads one ([Linear [act]]... RNN/LSTM/GRU
+    [Linear [act]]..., gstrnn.torch_modules); with @check (the default) the
+    written file is played through rnnfilter and compared with
+    module.forward() on a test signal, and nothing is written unless they
+    agree (a residual input skip in forward() is found so); ValueError says
+    what differs.  @labels: class names of a softmax head.  Returns the
+    converter's report lines.
+
+    export(rnn, head, path, ...): the recurrent module and a head as below,
+    written as they are (no check).
 
     @rnn: nn.RNN (tanh or relu), nn.LSTM or nn.GRU, batch_first or not, with
     bias=True and (LSTM) proj_size=0.  Dropout is ignored (inference).
@@ -281,6 +294,27 @@ def export(rnn, head, path, *, norm_mean=None, norm_std=None,
     @description: optional string.  @extra_meta: optional dict of further
     string metadata (e.g. train_*); it may not override the keys above.
     """
+    if path is None and isinstance(head, (str, os.PathLike)):
+        head, path = None, head
+        whole = True
+    else:
+        whole = not isinstance(rnn, nn.RNNBase)
+    if path is None:
+        raise TypeError("export() needs the path of the model file to write")
+    if whole:
+        if head is not None:
+            raise ValueError("export(module, path): the head is read from the module")
+        from .convert import export_module
+        return export_module(rnn, path, norm_mean=norm_mean, norm_std=norm_std,
+                             head_activation=head_activation, frame_size=frame_size,
+                             output_frame_size=output_frame_size, window=window,
+                             sample_rate=sample_rate, description=description,
+                             extra_meta=extra_meta, labels=labels, check=check,
+                             tolerance=tolerance)
+    if head_activation is None:
+        head_activation = "none"
+    if labels is not None:
+        extra_meta = dict(extra_meta or {}, labels=",".join(labels))
     cell = _cell_name(rnn)
     if not rnn.bias:
         raise ValueError("rnn must be built with bias=True (gst-rnn models always carry biases)")

@@ -23,7 +23,7 @@ import numpy as np
 CELLS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 LAYER_ACTIVATIONS = ("none", "tanh", "relu", "sigmoid", "elu", "softmax")
 HEAD_ACTIVATIONS = ("none", "softmax", "sigmoid", "tanh")
-SOURCE_FORMATS = ("pytorch", "onnx", "rtneural-json", "guitarml-json", "nam")
+SOURCE_FORMATS = ("pytorch", "torchscript", "onnx", "rtneural-json", "guitarml-json", "nam")
 
 
 class ModelError(ValueError):
@@ -108,6 +108,45 @@ class Model:
         self.description = None
         self.source_format = None
         self.source_file = None
+        self.extra_meta = {}
+
+    @classmethod
+    def from_file(cls, meta, tensors):
+        """The Model of a model file's (metadata, tensors), as gstrnn.load() returns them."""
+        def dense(prefix, act="none"):
+            return Dense(tensors[prefix + ".weight"], tensors.get(prefix + ".bias"), act)
+
+        try:
+            m = cls(meta["cell"], int(meta["input_size"]), int(meta["hidden_size"]),
+                    int(meta["num_layers"]), meta["bidirectional"] == "true",
+                    rnn={k[4:]: v for k, v in tensors.items()
+                         if k.startswith("rnn.") and k not in ("rnn.h0", "rnn.c0")})
+        except (KeyError, ValueError) as e:
+            raise ModelError(f"not a gst-rnn model description ({e})") from None
+        for key, what in (("pre", m.pre), ("post", m.post)):
+            acts = [a for a in meta.get(key + "_activations", "").split(",") if a]
+            for k, act in enumerate(acts):
+                what.append(dense(f"{key}.{k}", act))
+        if "head.weight" in tensors:
+            m.head = dense("head")
+            m.head_activation = meta.get("head_activation", "none")
+        m.input_mean, m.input_std = tensors.get("input.mean"), tensors.get("input.std")
+        m.h0, m.c0 = tensors.get("rnn.h0"), tensors.get("rnn.c0")
+        m.skip = int(meta.get("skip", 0))
+        for key in ("frame_size", "output_frame_size", "window", "sample_rate"):
+            if key in meta:
+                setattr(m, key, int(meta[key]))
+        if "labels" in meta:
+            m.labels = meta["labels"].split(",")
+        for key in ("description", "source_format", "source_file"):
+            if key in meta:
+                setattr(m, key, meta[key])
+        known = {"format", "version", "cell", "input_size", "hidden_size", "num_layers",
+                 "bidirectional", "head_activation", "pre_activations", "post_activations",
+                 "skip", "frame_size", "output_frame_size", "window", "sample_rate", "labels",
+                 "description", "source_format", "source_file"}
+        m.extra_meta = {k: v for k, v in meta.items() if k not in known}
+        return m
 
     # -- shape ---------------------------------------------------------------
 
@@ -356,6 +395,10 @@ class Model:
             value = getattr(self, key)
             if value is not None:
                 m[key] = str(value)
+        for key, value in self.extra_meta.items():
+            if key in m:
+                raise ModelError(f"metadata key '{key}' is set from the model itself")
+            m[key] = str(value)
         return m
 
     def to_safetensors(self, path):

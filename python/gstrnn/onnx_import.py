@@ -805,7 +805,7 @@ def convert(path_or_model, out_path=None, *, output=None, zero_state_inputs=Fals
             r3 = ref if len(names) == 3 else ref[:, 0, :]
             err = float(np.max(np.abs(g3 - r3))) if g3.size else 0.0
             if best is None or err < best[0]:
-                best = (err, role_axis)
+                best = (err, role_axis, names, shaped)
     if best is None:
         raise OnnxImportError(f"the output {out_name} has shape {list(got.shape)}, which is not the "
                               f"converted model's [T, B, O] (O = {O}) in any axis order")
@@ -814,6 +814,38 @@ def convert(path_or_model, out_path=None, *, output=None, zero_state_inputs=Fals
                               f"converted model (max difference {best[0]:.3g} on a random input): "
                               "unsupported plumbing or head")
     t_axis = best[1]["T"]
+
+    def source_forward(x2):
+        """The graph itself on one stream x2 [T][I] (batch 1) -> [T][O], float64."""
+        x2 = np.asarray(x2, dtype=np.float64)
+        T_ = x2.shape[0]
+        if base[t_axis] is not None and base[t_axis] != T_:
+            raise OnnxImportError(f"the graph takes sequences of {base[t_axis]} steps only")
+        role_axis = best[1]
+        sizes = dict(chosen)
+        keys = [d.dim_param or f"#{x_info.name}:{k}"
+                for k, d in enumerate(x_info.type.tensor_type.shape.dim)]
+        B_ = 1 if rank == 2 or base[role_axis["B"]] is None else base[role_axis["B"]]
+        sizes[keys[t_axis]] = T_
+        if rank == 3:
+            sizes[keys[role_axis["B"]]] = B_
+        roles_x = np.zeros((T_, B_, I) if rank == 3 else (T_, I))
+        if rank == 3:
+            roles_x[:, 0, :] = x2
+        else:
+            roles_x[:] = x2
+        perm = [role_axis[r] for r in roles]
+        xin = np.transpose(roles_x, np.argsort(perm)).astype(
+            _np_dtype(x_info.type.tensor_type.elem_type))
+        f = {x_info.name: xin}
+        for i in graph.inputs:
+            if i.name in state_inputs:
+                f[i.name] = np.zeros(_input_dims(i, sizes),
+                                     dtype=_np_dtype(i.type.tensor_type.elem_type))
+        y = np.asarray(evaluate(f)[out_name], dtype=np.float64)
+        names_, shaped_ = best[2], best[3]
+        y = np.transpose(y, [shaped_[r] for r in names_])
+        return y[:, 0, :] if len(names_) == 3 else y
     if D == 2 and window is None and base[t_axis] is not None:
         window = base[t_axis]
         notes.append(f"window {window} from the graph's fixed sequence length")
@@ -831,4 +863,5 @@ def convert(path_or_model, out_path=None, *, output=None, zero_state_inputs=Fals
     if window is not None:
         full_meta["window"] = str(window)
     return {"meta": full_meta, "tensors": tensors, "max_error": best[0], "notes": notes,
-            "opset": graph.opset, "output": out_name, "input": x_info.name}
+            "opset": graph.opset, "output": out_name, "input": x_info.name,
+            "forward": source_forward, "fixed_steps": base[t_axis]}

@@ -5,17 +5,17 @@ tools/gst-rnn-convert (its command line is gstrnn.convert).
 
 The file may hold a whole nn.Module (an nn.LSTM/GRU/RNN, or a module holding
 one and optionally an nn.Linear head), a state_dict, or a checkpoint dict
-holding a state_dict.  convert(args) does the work for the converter's
-parsed options.  Live modules are written by gstrnn.export() directly:
+holding a state_dict.  read(args) reads it for the converter's parsed
+options.  Live modules are written by gstrnn.export() directly:
 
     import gstrnn
     gstrnn.export(rnn, head, "model.safetensors", head_activation="softmax",
                   frame_size=..., sample_rate=...)
 
-Only the recurrent module and the head are exported, not the Python code of
-a forward(): the model file means input -> [normalisation] -> rnn -> [head ->
-activation], so a module whose forward does more than that needs a different
-conversion.
+A whole module is read by its submodules (gstrnn.torch_modules) and the
+converter checks the result against its forward(); a state_dict holds no
+forward(), so the graph input -> [normalisation] -> rnn -> [head ->
+activation] is assumed.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import sys
 
 import numpy as np
 
-from .export import GATES, export  # noqa: F401  (export: the same function as gstrnn.export)
-from .export import _cell_name, build_torch, export_arrays, load, reference_forward, torch_forward
+from .export import GATES, export  # noqa: F401  (the same function as gstrnn.export)
+from .export import export_arrays, load
 
-__all__ = ["ExportError", "convert"]
+__all__ = ["ExportError", "read"]
 
 
 class ExportError(Exception):
@@ -90,68 +90,6 @@ def _load(path):
             "with --class-file FILE.py, or save model.state_dict() instead") from None
     except Exception as e:
         raise ExportError(f"{path}: not a file torch.load can read: {type(e).__name__}: {e}") from None
-
-
-def _describe_rnn(name, rnn):
-    kind = {"RNN_TANH": "RNN tanh", "RNN_RELU": "RNN relu"}.get(rnn.mode, rnn.mode)
-    return (f"{name or '(the file itself)'}: {kind} {rnn.input_size} -> {rnn.hidden_size}, "
-            f"{rnn.num_layers} layer{'s' if rnn.num_layers > 1 else ''}"
-            f"{', bidirectional' if rnn.bidirectional else ''}")
-
-
-def _from_module(obj, args):
-    """(cell, params, head_weight, head_bias, sizes, note) from an nn.Module."""
-    torch = _torch()
-    nn = torch.nn
-    modules = dict(obj.named_modules())
-    if args.rnn is not None:
-        if args.rnn not in modules:
-            raise ExportError(f"--rnn {args.rnn}: the module has no submodule of that name "
-                              f"(it has: {', '.join(n for n in modules if n) or 'none'})")
-        rnn_name, rnn = args.rnn, modules[args.rnn]
-        if not isinstance(rnn, nn.RNNBase):
-            raise ExportError(f"--rnn {args.rnn} is an {type(rnn).__name__}, not an nn.RNN/LSTM/GRU")
-    else:
-        found = [(n, m) for n, m in modules.items() if isinstance(m, nn.RNNBase)]
-        if not found:
-            raise ExportError(f"the {type(obj).__name__} holds no nn.RNN, nn.LSTM or nn.GRU")
-        if len(found) > 1:
-            raise ExportError("the module holds several recurrent modules ("
-                              + ", ".join(n for n, _ in found) + "): pick one with --rnn NAME")
-        rnn_name, rnn = found[0]
-
-    head = None
-    head_name = None
-    if args.head is not None:
-        if args.head not in modules:
-            raise ExportError(f"--head {args.head}: the module has no submodule of that name")
-        head_name, head = args.head, modules[args.head]
-        if not isinstance(head, nn.Linear):
-            raise ExportError(f"--head {args.head} is an {type(head).__name__}, not an nn.Linear")
-    elif not args.no_head:
-        linears = [(n, m) for n, m in modules.items() if isinstance(m, nn.Linear)]
-        if len(linears) > 1:
-            raise ExportError("the module holds several nn.Linear ("
-                              + ", ".join(n for n, _ in linears)
-                              + "): name the head with --head NAME, or --no-head")
-        if linears:
-            head_name, head = linears[0]
-
-    cell = _cell_name(rnn)
-    if not rnn.bias:
-        raise ExportError("the rnn was built with bias=False; gst-rnn models always carry biases "
-                          "(rebuild it with bias=True and zero biases)")
-    if getattr(rnn, "proj_size", 0):
-        raise ExportError(f"LSTM projections (proj_size={rnn.proj_size}) are not supported")
-    note = _describe_rnn(rnn_name, rnn)
-    hw = hb = None
-    if head is not None:
-        hw = head.weight
-        hb = head.bias
-        note += f"; head {head_name}: Linear {head.in_features} -> {head.out_features}"
-    params = dict(rnn.named_parameters())
-    sizes = (rnn.input_size, rnn.hidden_size, rnn.num_layers, rnn.bidirectional)
-    return cell, params, hw, hb, sizes, note, (rnn, head)
 
 
 def _is_tensor_dict(obj):
@@ -236,12 +174,21 @@ def _floats(option, text):
         raise ExportError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
-def convert(args):
-    """Do the work of the command for parsed @args; returns a summary line."""
+def read(args, obj=None):
+    """The gstrnn.convert.Source of the file args.input, for the converter's
+    parsed options: a whole module is read by its submodules
+    (gstrnn.torch_modules) and checked against its forward(); a state_dict
+    holds no computation (the Source has no forward).  @obj: a live module
+    instead of the file."""
+    from .convert import MODULE_HINT, Source
+    from .model import Model, ModelError
+    from . import torch_modules
+    import tempfile
     torch = _torch()
-    if args.class_file:
-        _import_class_file(args.class_file)
-    obj = _load(args.input)
+    if obj is None:
+        if args.class_file:
+            _import_class_file(args.class_file)
+        obj = _load(args.input)
     if args.key:
         for part in args.key.split("/"):
             if not isinstance(obj, dict) or part not in obj:
@@ -249,83 +196,75 @@ def convert(args):
                 raise ExportError(f"--key {args.key}: no entry {part!r} (there is: {keys})")
             obj = obj[part]
 
-    state_norm = (None, None)
-    if isinstance(obj, torch.nn.Module):
-        cell, params, hw, hb, sizes, note, modules = _from_module(obj, args)
-        if args.cell is not None and args.cell != cell:
-            raise ExportError(f"--cell {args.cell}, but the module is {cell}")
-    elif isinstance(obj, dict):
-        if not _is_tensor_dict(obj):
-            for key in ("state_dict", "model_state_dict", "model"):
-                if _is_tensor_dict(obj.get(key)):
-                    obj = obj[key]
-                    break
-            else:
-                raise ExportError("the file holds a dict that is not a state_dict (keys: "
-                                  + ", ".join(map(str, list(obj)[:12]))
-                                  + "): name the entry holding the state_dict with --key")
-        cell, params, hw, hb, sizes, note, modules = _from_state_dict(obj, args)
-        if "input.mean" in obj and "input.std" in obj:
-            state_norm = (obj["input.mean"], obj["input.std"])
-    else:
-        raise ExportError(f"{args.input}: holds a {type(obj).__name__}, not an nn.Module or a state_dict")
-
-    mean, std = state_norm
+    mean = std = None
     if (args.norm_mean is None) != (args.norm_std is None):
         raise ExportError("give --norm-mean and --norm-std together")
     if args.norm_mean is not None:
         mean = _floats("--norm-mean", args.norm_mean)
         std = _floats("--norm-std", args.norm_std)
 
-    extra = {}
-    for item in args.meta or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ExportError(f"--meta {item!r}: expected KEY=VALUE")
-        extra[key] = value
+    if isinstance(obj, torch.nn.Module):
+        try:
+            model, batch_first, notes = torch_modules.from_module(
+                obj, rnn=args.rnn, head=args.head, no_head=args.no_head, cell=args.cell)
+        except ModelError as e:
+            raise ExportError(f"{args.input}: {e}") from None
+        if args.cell is not None and args.cell != model.cell:
+            raise ExportError(f"--cell {args.cell}, but the module is {model.cell}")
+        for option, value, have in (("--input-size", args.input_size, model.input_size),
+                                    ("--hidden-size", args.hidden_size, model.hidden_size),
+                                    ("--num-layers", args.num_layers, model.num_layers)):
+            if value is not None and value != have:
+                raise ExportError(f"{option} {value}, but the module has {have}")
+        try:
+            torch_modules.set_head_activation(model, args.head_activation)
+        except ModelError as e:
+            raise ExportError(str(e)) from None
+        if mean is not None:
+            model.input_mean, model.input_std = mean.astype(np.float64), std.astype(np.float64)
+            notes.append("the normalisation is not in forward(): the check applies it "
+                         "before calling it")
+        fwd = torch_modules.source_forward(obj, batch_first)
+        if mean is not None:
+            inner = fwd
 
+            def fwd(x, **kw):
+                return inner((np.asarray(x) - mean) / std, **kw)
+            fwd.layouts = inner.layouts
+        src = Source(model, fwd, notes)
+        src.try_skip = not (args.head or args.no_head)
+        src.hint = MODULE_HINT
+        return src
+
+    if not isinstance(obj, dict):
+        raise ExportError(f"{args.input}: holds a {type(obj).__name__}, not an nn.Module or a "
+                          "state_dict")
+    if not _is_tensor_dict(obj):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if _is_tensor_dict(obj.get(key)):
+                obj = obj[key]
+                break
+        else:
+            raise ExportError("the file holds a dict that is not a state_dict (keys: "
+                              + ", ".join(map(str, list(obj)[:12]))
+                              + "): name the entry holding the state_dict with --key")
+    cell, params, hw, hb, _, note, _ = _from_state_dict(obj, args)
+    if mean is None and "input.mean" in obj and "input.std" in obj:
+        mean, std = obj["input.mean"], obj["input.std"]
+    # export_arrays checks sizes and options (its messages name them); the
+    # Model is read back from what it wrote
+    fd, tmp = tempfile.mkstemp(prefix=".gst-rnn-convert-", suffix=".safetensors")
+    os.close(fd)
     try:
-        export_arrays(
-            args.output, cell, params, head_weight=hw, head_bias=hb,
-            input_size=args.input_size, hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            norm_mean=mean, norm_std=std, head_activation=args.head_activation,
-            frame_size=args.frame_size, output_frame_size=args.output_frame_size,
-            window=args.window, sample_rate=args.sample_rate,
-            description=args.description, extra_meta=extra)
+        export_arrays(tmp, cell, params, head_weight=hw, head_bias=hb,
+                      input_size=args.input_size, hidden_size=args.hidden_size,
+                      num_layers=args.num_layers, norm_mean=mean, norm_std=std,
+                      head_activation=args.head_activation or "none",
+                      frame_size=args.frame_size, output_frame_size=args.output_frame_size)
+        meta, tensors = load(tmp)
     except ValueError as e:
         raise ExportError(str(e)) from None
-
-    meta, _ = load(args.output)
-    summary = (f"wrote {args.output}: {meta['cell']}, input {meta['input_size']}, hidden "
-               f"{meta['hidden_size']}, {meta['num_layers']} layer(s), "
-               f"{'bidirectional, ' if meta['bidirectional'] == 'true' else ''}"
-               f"head activation {meta['head_activation']}  [{note}]")
-
-    if args.check:
-        rnn2, head2, meta2, mean2, std2 = build_torch(args.output)
-        I = int(meta2["input_size"])
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn(40, 2, I, generator=gen).numpy()
-        if modules is None:
-            # a state_dict: the numpy reference on the source arrays
-            src = {"rnn." + k: v.detach().cpu().float().numpy() for k, v in params.items()}
-            if hw is not None:
-                src["head.weight"] = hw.detach().cpu().float().numpy()
-                src["head.bias"] = (np.zeros(hw.shape[0], np.float32) if hb is None
-                                    else hb.detach().cpu().float().numpy())
-            if mean is not None:
-                src["input.mean"] = np.asarray(mean, np.float32)
-                src["input.std"] = np.asarray(std, np.float32)
-            ref = reference_forward(meta2, src, x)
-        else:
-            rnn_src, head_src = modules
-            m = None if mean is None else np.asarray(mean, np.float32)
-            s = None if std is None else np.asarray(std, np.float32)
-            ref = torch_forward(rnn_src.eval(), head_src, args.head_activation, x, m, s)
-        got = torch_forward(rnn2, head2, meta2["head_activation"], x, mean2, std2)
-        err = float(np.max(np.abs(got - ref)))
-        summary += f"\ncheck: max |difference| on 40 random steps = {err:.3g}"
-        if not err <= 1e-5:
-            raise ExportError(f"check failed: the written model differs from the source by {err:.3g}")
-    return summary
+    finally:
+        os.unlink(tmp)
+    model = Model.from_file(meta, {k: np.asarray(v, np.float64) for k, v in tensors.items()})
+    return Source(model, None, [], summary=f"state_dict: {note}")

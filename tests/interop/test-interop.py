@@ -407,9 +407,10 @@ def _():
                        capture_output=True, text=True)
     assert p.returncode == 1 and "gst-rnn-convert: error:" in p.stderr, (p.returncode, p.stderr)
     note(f"refused as expected: {p.stderr.strip()}")
-    # not named: recognised as neither PyTorch nor ONNX, and said what it is
+    # not named: recognised as no format the converter reads, and said what it is
     p = subprocess.run([sys.executable, CONVERT, bad, out], capture_output=True, text=True)
-    assert p.returncode == 1 and "not a PyTorch or ONNX model: a text file" in p.stderr, \
+    assert p.returncode == 1 and "not a model file gst-rnn-convert reads" in p.stderr \
+        and "NAM): a text file" in p.stderr, \
         (p.returncode, p.stderr)
     note(f"refused as expected: {p.stderr.strip()}")
 
