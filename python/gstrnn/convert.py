@@ -400,23 +400,104 @@ def check(src, tmp, args):
     if ok:
         return [f"check: max |difference| {worst:.3g} between the written file through "
                 f"rnnfilter and the source's own forward, {steps} steps"]
-    # a residual skip the submodules do not show (out = lin(h) + x)
+    # a residual skip the submodules do not show (out = lin(h) + x): seen
+    # in rnnfilter's output plus the input, or (for a model that amplifies
+    # rounding) in the model with the skip evaluated in float64
     if src.try_skip:
-        for n, want in ((n, w) for n in _skip_candidates(model) for w in wants):
-            if compare(got + x[:, :n], want, args.tolerance)[0]:
-                model.skip = n
+        for n in _skip_candidates(model):
+            model.skip = n
+            try:
+                ref = _model_run(model, x, window, np.float64)
+            except ModelError:
+                ref = None
+            for want in wants:
+                if not (compare(got + x[:, :n], want, args.tolerance)[0]
+                        or (ref is not None and compare(ref, want, SEMANTICS_TOLERANCE)[0])):
+                    continue
                 model.to_safetensors(tmp)
                 got2 = _run_file(tmp, model, x, window if not model.window else None)
                 ok2, worst2, _ = compare(got2, want, args.tolerance)
+                found = [f"note: forward() adds the first {n} input channel(s) to the "
+                         f"output: written as skip = {n}"]
                 if ok2:
-                    return [f"note: forward() adds the first {n} input channel(s) to the "
-                            f"output: written as skip = {n}",
-                            f"check: max |difference| {worst2:.3g} between the written file "
-                            f"through rnnfilter and the source's own forward, {steps} steps"]
-                model.skip = 0
+                    return found + [f"check: max |difference| {worst2:.3g} between the "
+                                    f"written file through rnnfilter and the source's own "
+                                    f"forward, {steps} steps"]
+                lines = _float32_allowance(model, x, got2, want, window, args.tolerance)
+                if lines:
+                    return found + lines
+            model.skip = 0
+        model.to_safetensors(tmp)
+    # a model that amplifies rounding: float32 arithmetic alone moves it
+    lines = _float32_allowance(model, x, got, wants[best], window, args.tolerance)
+    if lines:
+        return lines
     raise Refused(f"{args.input}: check failed, nothing written: the converted model "
                   f"({describe(model)}) does not compute what the source computes: {why}.  "
                   + src.hint)
+
+
+# the written model's semantics, evaluated in float64, must equal the
+# source's to this (relative to max(1, |y|)) before float32 rounding may
+# explain a larger difference
+SEMANTICS_TOLERANCE = 1e-6
+
+
+def _model_run(model, x, window, dtype):
+    if window:
+        return np.concatenate([model.forward(x[s:s + window], dtype=dtype)
+                               for s in range(0, len(x), window)])
+    return model.forward(x, dtype=dtype)
+
+
+def _first_beyond(got, want, tolerance):
+    scaled = np.abs(np.asarray(got, np.float64) - want) / np.maximum(1.0, np.abs(want))
+    bad = np.argwhere(~(scaled <= tolerance))
+    return int(bad[0][0]) if len(bad) else None
+
+
+def _float32_allowance(model, x, got, want, window, tolerance):
+    """Lines to print if the difference is float32 rounding amplified by
+    the model, else None.
+
+    Some trained recurrent models (large recurrent weights, GRUs near a
+    bifurcation) amplify the rounding of each step; on the check signal
+    the source framework's own float32 forward is then far from its
+    float64 evaluation too (PyTorch float32 is 0.09-0.13 off float64 on
+    published GRU-64 amp models over 1,000 steps of this signal).  Such a
+    difference is accepted only if: the model as written, evaluated in
+    float64, computes what the source computes (so the semantics are
+    right); and against the same model evaluated in float32 arithmetic
+    (numpy, `own` off float64): rnnfilter is within 4 x own (one step of
+    the core is up to twice a framework's float32 error, e.g. a median
+    4.9e-8 against PyTorch's 2.6e-8 on a published GRU-64), or, where
+    float32 arithmetic alone leaves the tolerance at step t32, rnnfilter
+    leaves it no earlier than t32 / 2."""
+    try:
+        ref64 = _model_run(model, x, window, np.float64)
+        ref32 = _model_run(model, x, window, np.float32)
+    except ModelError:
+        return None
+    if not compare(ref64, want, SEMANTICS_TOLERANCE)[0]:
+        return None
+    own = float(np.max(np.abs(np.asarray(ref32, np.float64) - ref64)))
+    worst = float(np.max(np.abs(np.asarray(got, np.float64) - want)))
+    if not np.isfinite(worst):
+        return None
+    t32 = _first_beyond(ref32, ref64, tolerance)
+    ours = _first_beyond(got, want, tolerance)
+    if worst <= 4 * own:
+        why = "within 4 x that"
+    elif t32 is not None and ours is not None and 2 * ours >= t32:
+        why = (f"leaving the tolerance at step {ours}, where float32 arithmetic alone "
+               f"leaves it at step {t32}")
+    else:
+        return None
+    return [f"note: this model amplifies float32 rounding: the same model in float32 "
+            f"arithmetic is {own:.3g} off its float64 evaluation over {len(x)} steps; "
+            f"in float64 it computes what the source computes",
+            f"check: max |difference| {worst:.3g} between the written file through "
+            f"rnnfilter and the source's own forward (float64), {why}"]
 
 
 def describe(model):

@@ -13,6 +13,7 @@ semantics; Model.to_safetensors() writes the model file.
 Only numpy is needed.
 """
 
+import copy
 import json
 import os
 import struct
@@ -301,26 +302,52 @@ class Model:
         n = np.tanh(gi[2 * H:] + r * gh[2 * H:])
         return (1.0 - z) * n + z * h, c
 
-    def forward(self, x):
+    def _cast(self, dtype):
+        """A copy whose tensors are of @dtype (for a float32 evaluation)."""
+        m = copy.copy(self)
+
+        def cast(a):
+            return None if a is None else np.asarray(a, dtype)
+
+        def dense(layer):
+            d = copy.copy(layer)
+            d.weight, d.bias = cast(layer.weight), cast(layer.bias)
+            return d
+        m.rnn = {k: cast(v) for k, v in self.rnn.items()}
+        m.pre = [dense(layer) for layer in self.pre]
+        m.post = [dense(layer) for layer in self.post]
+        m.head = None if self.head is None else dense(self.head)
+        m.h0, m.c0 = cast(self.h0), cast(self.c0)
+        m.input_mean, m.input_std = cast(self.input_mean), cast(self.input_std)
+        return m
+
+    def forward(self, x, dtype=np.float64):
         """Evaluate the model on one stream x [T][I] from its initial state -> [T][O].
 
         Bidirectional models treat x as one window (both directions start
-        from the initial state at their own end of it).
+        from the initial state at their own end of it).  dtype=np.float32
+        does every operation in float32 instead: what float32 arithmetic
+        alone changes, the yardstick for models that amplify rounding.
         """
         self.validate()
-        raw = np.array(x, dtype=np.float64).reshape(-1, self.input_size)
+        if np.dtype(dtype) != np.float64:
+            return self._cast(dtype)._forward(x, dtype)
+        return self._forward(x, dtype)
+
+    def _forward(self, x, dtype):
+        raw = np.array(x, dtype=dtype).reshape(-1, self.input_size)
         T, H, D = raw.shape[0], self.hidden_size, self.directions
         seq = raw.copy()
         if self.input_mean is not None:
-            seq = (seq - np.asarray(self.input_mean, np.float64)) / np.asarray(self.input_std, np.float64)
+            seq = (seq - np.asarray(self.input_mean, dtype)) / np.asarray(self.input_std, dtype)
         for layer in self.pre:
             seq = np.array([activate(layer.activation, layer.weight @ v + layer.bias) for v in seq])
         for k in range(self.num_layers):
-            out = np.zeros((T, D * H))
+            out = np.zeros((T, D * H), dtype)
             for d, s in enumerate(self._suffixes()):
                 row = k * D + d
-                h = np.zeros(H) if self.h0 is None else np.array(self.h0[row], np.float64)
-                c = np.zeros(H) if self.c0 is None else np.array(self.c0[row], np.float64)
+                h = np.zeros(H, dtype) if self.h0 is None else np.array(self.h0[row], dtype)
+                c = np.zeros(H, dtype) if self.c0 is None else np.array(self.c0[row], dtype)
                 steps = range(T) if d == 0 else range(T - 1, -1, -1)
                 for t in steps:
                     h, c = self._cell_step(k, s, seq[t], h, c)

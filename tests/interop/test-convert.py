@@ -174,6 +174,24 @@ class AmpRNN(nn.Module):
         return self.lin(self.rec(x)[0]) + self.scale * x
 
 
+class ChaosGRU(nn.Module):
+    """out = lin(gru(x)) + x, [tanh], with recurrent weights large enough
+    that float32 rounding sends the state onto another trajectory on the
+    check signal (as in some published GRU amp models)."""
+
+    def __init__(self, H=64, squash: bool = False):
+        super().__init__()
+        self.rec = nn.GRU(1, H, batch_first=True)
+        self.lin = nn.Linear(H, 1)
+        self.squash = squash
+
+    def forward(self, x):
+        y = self.lin(self.rec(x)[0]) + x
+        if self.squash:
+            y = torch.tanh(y)
+        return y
+
+
 class Classifier(nn.Module):
     """A GRU with a softmax taken in forward(), where no submodule shows it."""
 
@@ -274,6 +292,33 @@ def _():
         and meta["source_file"] == "amp.pt", meta
     x = signal(STEPS, 1, 3)
     equal_through_rnnfilter(out, x, torch64(net, x))
+
+
+@case("torchscript/amplifying-model")
+def _():
+    # float32 arithmetic alone leaves the 1e-4 tolerance on this model; the
+    # check accepts it because in float64 the written model computes what
+    # forward() computes, and says so
+    net = randomize(ChaosGRU(), 25, scale=1.0)
+    src = scripted(net, "chaos.pt")
+    out = tmp("chaos.safetensors")
+    status, so, se = convert(src, out)
+    assert status == 0, se
+    assert "amplifies float32 rounding" in so and "check: max |difference|" in so, so
+    assert gstrnn.load(out)[0]["skip"] == "1"
+    note(so.strip().splitlines()[1])
+
+
+@case("torchscript/amplifying-model-wrong-semantics-refused")
+def _():
+    # the same model with a tanh in forward(): amplified rounding must not
+    # cover a piece the file lacks
+    net = randomize(ChaosGRU(squash=True), 25, scale=1.0)
+    src = scripted(net, "chaos-tanh.pt")
+    out = tmp("chaos-tanh.safetensors")
+    status, so, se = convert(src, out)
+    assert status == 1 and "check failed, nothing written" in se, (so, se)
+    assert not os.path.exists(out)
 
 
 @case("torchscript/scaled-skip-refused")
