@@ -128,6 +128,12 @@ KFN (step1_small) (const RnnStep1 *s, const float *x, float *h, float *c,
 #undef H8_CASE
 }
 
+/* The blocks' order alternates from step to step as in recur () (a W_hh
+ * larger than L1 then starts where the last step ended, in L1), also from
+ * call to call of one step: a per-thread parity, which changes no bits,
+ * only which panels are still in the cache. */
+static __thread guint KFN (one_parity);
+
 /* One stream of 8 < H <= RNN_IO_MAX_H units, forward in time, step by
  * step: project_rows () of the step's input row, the recurrent products
  * and the cell as recur (), the head's linear part as head_rows (); so the
@@ -135,12 +141,6 @@ KFN (step1_small) (const RnnStep1 *s, const float *x, float *h, float *c,
  * bookkeeping, which at one sample per call cost as much as a step (the
  * per-sample audio model).  h rows go to @out when set, else to a stack
  * pair; the last h to @h_final when set. */
-/* The blocks' order alternates from step to step as in recur () (a W_hh
- * larger than L1 then starts where the last step ended, in L1), also from
- * call to call of one step: a per-thread parity, which changes no bits,
- * only which panels are still in the cache. */
-static __thread guint KFN (one_parity);
-
 static inline __attribute__ ((always_inline)) void
 KFN (recur_one_io_cell) (const RnnCell cell, const int half,
     const RnnPackedMatrix *W, const float *restrict bhh, gsize T, gsize H,
