@@ -128,6 +128,12 @@ KFN (step1_small) (const RnnStep1 *s, const float *x, float *h, float *c,
 #undef H8_CASE
 }
 
+/* The blocks' order alternates from step to step as in recur () (a W_hh
+ * larger than L1 then starts where the last step ended, in L1), also from
+ * call to call of one step: a per-thread parity, which changes no bits,
+ * only which panels are still in the cache. */
+static __thread guint KFN (one_parity);
+
 /* One stream of 8 < H <= RNN_IO_MAX_H units, forward in time, step by
  * step: project_rows () of the step's input row, the recurrent products
  * and the cell as recur (), the head's linear part as head_rows (); so the
@@ -141,6 +147,7 @@ KFN (recur_one_io_cell) (const RnnCell cell, const int half,
     const float *h0, float *restrict c, float *restrict out,
     gsize row_stride, const RecurIO *io)
 {
+  const guint parity = half ? 0 : KFN (one_parity);
   const int G = cell == RNN_CELL_LSTM ? 4 : cell == RNN_CELL_GRU ? 3 : 1;
   float pre[4 * RNN_IO_MAX_H] __attribute__ ((aligned (64)));
   float xp[4 * RNN_IO_MAX_H] __attribute__ ((aligned (64)));
@@ -161,12 +168,15 @@ KFN (recur_one_io_cell) (const RnnCell cell, const int half,
       }
     } else
       KFN (project_rows) (xp, io->x + t * io->x_stride, io->w_ih, io->b_ih, 1);
-    KFN (stream_products) (G, half, W, bhh, H, hin, pre, FALSE);
+    KFN (stream_products) (G, half, W, bhh, H, hin, pre,
+        !half && ((t + parity) & 1));
     KFN (stream_update) (cell, G, pre, xp, H, hin, c, ho);
     KFN (head_rows) (io->y + t * io->y_stride, 0, ho, 0, io->head_w,
         io->head_b, 1, io->O, H);
     hin = ho;
   }
+  if (!half)
+    KFN (one_parity) = parity + (guint) T;
   if (io->h_final && io->h_final != hin)
     memcpy (io->h_final, hin, H * sizeof (float));
 }

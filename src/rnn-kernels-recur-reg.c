@@ -179,7 +179,7 @@ KFN (hreg_step) (const RnnCell cell, const int NB, const float *restrict P,
    * compiler's choice: GRU H=16 with its input fused (@io) 1.06-1.10x (in
    * buffers, at one sample per call and for 8 streams), Elman H=32
    * 1.05-1.06x (one or two layers); VLANE: LSTM H = 16-32 (the other way
-   * 0.88-0.96x), GRU H=32 (0.86x at one sample per call), GRU H=16 fed
+   * 0.88-0.96x; 0.82-1.00x in the AVX-512 family), GRU H=32 (0.86x at one sample per call), GRU H=16 fed
    * by the projection pass (a second layer: 0.96-0.97x in buffers). */
 #ifdef VLANE
   const gboolean lane_splat = (cell == RNN_CELL_GRU && NB == 2 && io)

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The kernel template: every kernel family in one unit, compiled once per
- * instruction set by rnn-kernels-generic.c and rnn-kernels-avx2.c, which
- * define KERNEL_SUFFIX (the suffix of every name here, through KFN ()),
- * KERNEL_NAME, VFMA and the optional vector operations (VMIN, VMAX, VFLOOR,
- * VLANE, VLOADH), then include this.  One unit, so that the helpers of one
+ * instruction set by rnn-kernels-generic.c, rnn-kernels-avx2.c and
+ * rnn-kernels-avx512.c, which define KERNEL_SUFFIX (the suffix of every name
+ * here, through KFN ()), KERNEL_NAME, VFMA and the optional vector
+ * operations (VMIN, VMAX, VFLOOR, VLANE, VLOADH), then include this.  One unit, so that the helpers of one
  * family inline into the others' kernels.  See docs/kernels.md.
  *
  * Never compile this with -ffinite-math-only: the element's non-finite

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The inference kernels, compiled once per instruction set and chosen at run
- * time (rnn-kernels.c): the default build runs on any x86-64 and uses AVX2
- * and FMA where the processor has them. */
+ * time (rnn-kernels.c): the default build runs on any x86-64 and uses
+ * AVX-512 or AVX2 and FMA where the processor has them. */
 #pragma once
 
 #include "rnn-private.h"   /* RnnPackedMatrix, RnnStep1 (rnn-plan.h) */
@@ -153,7 +153,11 @@ typedef struct {
 
 const RnnKernels *rnn_kernels_get (void);
 
-/* The variants, for tests and benchmarks; NULL where not built or not
- * supported by this processor. */
+/* The families, for tests and benchmarks; NULL where not built or not
+ * supported by this processor (and, for AVX-512, its operating system). */
 const RnnKernels *rnn_kernels_generic (void);
 const RnnKernels *rnn_kernels_avx2 (void);
+const RnnKernels *rnn_kernels_avx512 (void);
+/* by RNN_KERNELS' names: "generic", "avx2", "avx512"; NULL for others and
+ * for unsupported families */
+const RnnKernels *rnn_kernels_by_name (const char *name);

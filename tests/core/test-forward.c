@@ -5,6 +5,7 @@
 #include "test-common.h"
 #include "rnn-private.h"
 #include "rnn-train.h"
+#include "rnn-kernels.h"
 
 #include <stdlib.h>
 
@@ -1035,28 +1036,66 @@ test_state_fits (void)
   rnn_model_unref (lstm);
 }
 
+/* The kernel family under test: RNN_KERNELS (generic, avx2, avx512) when
+ * set, as the meson tests run this file once per family; NULL where that
+ * family is not built or this processor lacks it, and every test skips. */
+static const char *family;
+static gboolean family_missing;
+
+static void
+run_case (gconstpointer data)
+{
+  if (family_missing) {
+    g_autofree char *why = g_strdup_printf ("RNN_KERNELS=%s: this "
+        "processor (or build) has no such kernels", family);
+    g_test_skip (why);
+    return;
+  }
+  ((GTestFunc) data) ();
+}
+
+static void
+add_case (const char *path, GTestFunc fn)
+{
+  g_test_add_data_func (path, (gconstpointer) fn, run_case);
+}
+
+/* The family asked for is the one that runs. */
+static void
+test_kernel_family (void)
+{
+  if (family)
+    g_assert_true (rnn_kernels_get () == rnn_kernels_by_name (family));
+  g_test_message ("kernels: %s", rnn_kernels_get ()->name);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  family = g_getenv ("RNN_KERNELS");
+  if (family && !*family)
+    family = NULL;
+  family_missing = family && !rnn_kernels_by_name (family);
   load_fixtures ();
-  g_test_add_func ("/forward/fast/matches-torch", test_parity_fast);
-  g_test_add_func ("/forward/naive/matches-torch", test_parity_naive);
-  g_test_add_func ("/forward/naive/matches-fast", test_naive_vs_fast);
-  g_test_add_func ("/forward/layers/matches-torch", test_layers_parity);
-  g_test_add_func ("/forward/layers/chunking-batch-reset", test_layers_streaming);
-  g_test_add_func ("/forward/layers/paths-and-initial-state", test_layers_paths);
-  g_test_add_func ("/forward/streaming/chunking-is-bit-exact", test_chunking);
-  g_test_add_func ("/forward/fast/kernel-sizes", test_kernel_sizes);
-  g_test_add_func ("/forward/streaming/batch-equals-separate-runs", test_batch);
-  g_test_add_func ("/forward/f16/loads-equal-rounded-float32", test_f16_loads);
-  g_test_add_func ("/forward/streaming/streams-equal-alone", test_streams_bits);
-  g_test_add_func ("/forward/streaming/threads-change-nothing", test_threads);
-  g_test_add_func ("/forward/state/carry-and-reset", test_state_reset);
-  g_test_add_func ("/forward/state/fits", test_state_fits);
-  g_test_add_func ("/forward/fast/no-allocation-in-steady-state", test_no_allocation);
-  g_test_add_func ("/forward/f16/rounding", test_f16_rounding);
-  g_test_add_func ("/forward/f16/weights", test_f16_weights);
+  add_case ("/forward/kernels/family", test_kernel_family);
+  add_case ("/forward/fast/matches-torch", test_parity_fast);
+  add_case ("/forward/naive/matches-torch", test_parity_naive);
+  add_case ("/forward/naive/matches-fast", test_naive_vs_fast);
+  add_case ("/forward/layers/matches-torch", test_layers_parity);
+  add_case ("/forward/layers/chunking-batch-reset", test_layers_streaming);
+  add_case ("/forward/layers/paths-and-initial-state", test_layers_paths);
+  add_case ("/forward/streaming/chunking-is-bit-exact", test_chunking);
+  add_case ("/forward/fast/kernel-sizes", test_kernel_sizes);
+  add_case ("/forward/streaming/batch-equals-separate-runs", test_batch);
+  add_case ("/forward/f16/loads-equal-rounded-float32", test_f16_loads);
+  add_case ("/forward/streaming/streams-equal-alone", test_streams_bits);
+  add_case ("/forward/streaming/threads-change-nothing", test_threads);
+  add_case ("/forward/state/carry-and-reset", test_state_reset);
+  add_case ("/forward/state/fits", test_state_fits);
+  add_case ("/forward/fast/no-allocation-in-steady-state", test_no_allocation);
+  add_case ("/forward/f16/rounding", test_f16_rounding);
+  add_case ("/forward/f16/weights", test_f16_weights);
   int ret = g_test_run ();
   g_ptr_array_unref (fixtures);
   g_ptr_array_unref (layer_fixtures);
