@@ -1238,15 +1238,19 @@ gst_rnn_filter_class_init (GstRnnFilterClass *klass)
    * GstRnnFilter:weight-precision:
    *
    * `float32`: the model's weights.  `float16` (opt-in): the recurrent
-   * weights rounded to float16 for inference, half the bytes read per step,
-   * which is faster at hidden sizes of 64 and more (measured error against
-   * float32 PyTorch on the test fixtures, T = 1000: LSTM 5e-5, GRU 1.1e-4,
-   * tanh RNN 7e-4).  Applies to the models loaded from then on, at start
-   * and on hot swaps.
+   * weights rounded to float16 for inference, half the bytes read per step
+   * (measured error against float32 PyTorch on the test fixtures, T = 1000:
+   * LSTM 5e-5, GRU 1.1e-4, tanh RNN 7e-4).  Whether that is faster depends
+   * on the CPU: at hidden sizes of 64 and more it measured 1.1-1.65x faster
+   * on AMD Zen 3 and Zen 4 and 14-30 % slower on an Intel Sapphire Rapids;
+   * below 64 it changes little.  Applies to the models loaded from then on,
+   * at start and on hot swaps.
    */
   g_object_class_install_property (gobject_class, PROP_WEIGHT_PRECISION,
       g_param_spec_enum ("weight-precision", "Weight precision",
-          "Precision of the recurrent weights used for inference",
+          "Precision of the recurrent weights used for inference; float16 "
+          "halves the bytes read per step: faster at hidden sizes >= 64 on "
+          "AMD Zen 3/4, slower on Intel Sapphire Rapids (docs/performance.md)",
           GST_TYPE_RNN_FILTER_WEIGHT_PRECISION, DEFAULT_WEIGHT_PRECISION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));

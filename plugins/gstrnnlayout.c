@@ -770,8 +770,8 @@ gst_rnn_filter_weight_precision_get_type (void)
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT32,
         "The model's float32 weights", "float32"},
     {GST_RNN_FILTER_WEIGHT_PRECISION_FLOAT16,
-        "Recurrent weights rounded to float16 (faster at large hidden "
-          "sizes, less exact)", "float16"},
+        "Recurrent weights rounded to float16 (half the bytes, less "
+          "exact; faster or slower depending on the CPU)", "float16"},
     {0, NULL, NULL},
   };
 

@@ -90,6 +90,8 @@ def expected(path):
         "metadata": {k: v for k, v in meta.items() if k not in CONFIG_KEYS},
     }
     e["parameter_bytes"] = 4 * e["parameters"]
+    e["recurrent_weight_bytes"] = 4 * sum(math.prod(s) for k, s in shapes.items()
+                                          if k.startswith("rnn.weight_hh"))
     return e
 
 
