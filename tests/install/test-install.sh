@@ -43,7 +43,7 @@ check () {
   if "$@" > "$work/out" 2>&1; then ok "$name"; else not_ok "$name"; return 1; fi
 }
 
-echo "1..13"
+echo "1..14"
 
 check "meson install --destdir" meson install -C "$build" --destdir "$root" --quiet
 
@@ -90,6 +90,23 @@ except SystemExit as e:
 print(sys.modules["gstrnn"].__file__)
 assert os.path.realpath(sys.modules["gstrnn"].__file__) == want, want
 ' "$root$bindir/gst-rnn-convert" "$(realpath "$site")/gstrnn/__init__.py"
+# its check plays the file through the rnnfilter installed with it, with no
+# GST_PLUGIN_PATH (a prefix GStreamer does not search)
+"$py" -c '
+import json, random
+random.seed(3)
+H = 4
+def r(*shape):
+    return [r(*shape[1:]) for _ in range(shape[0])] if len(shape) > 1 else [random.uniform(-0.5, 0.5) for _ in range(shape[0])]
+sd = {"rec.weight_ih_l0": r(4 * H, 1), "rec.weight_hh_l0": r(4 * H, H), "rec.bias_ih_l0": r(4 * H),
+      "rec.bias_hh_l0": r(4 * H), "lin.weight": r(1, H), "lin.bias": r(1)}
+json.dump({"model_data": {"model": "SimpleRNN", "input_size": 1, "skip": 1, "output_size": 1,
+                          "unit_type": "LSTM", "num_layers": 1, "hidden_size": H, "bias_fl": True},
+           "state_dict": sd}, open("amp.json", "w"))
+'
+check "gst-rnn-convert checks through the installed rnnfilter" sh -c \
+  '"$0" amp.json amp.safetensors && "$0" amp.json amp.safetensors | grep -q "check: max |difference|"' \
+  "$root$bindir/gst-rnn-convert"
 check "the package lies on $py's path for $prefix" "$py" -c '
 import os, sys
 prefix, site = sys.argv[1:3]
