@@ -40,7 +40,13 @@ struct _RnnForward {
   gsize capacity;       /* floats */
   float *xn;            /* [T*B][n_in] normalised input */
   float *seq[2];        /* [T*B][D*H] layer outputs, ping-pong */
-  float *dense[2];      /* [T*B][widest pre/post layer], ping-pong */
+  /* [T*B][size] of each pre and post layer: one buffer per layer, not a
+   * ping-pong pair, because the shares of a call run through the layers
+   * at their own pace, and rows of one layout laid over another's (a
+   * share at a post layer, another still at a pre layer of another
+   * width) would overlap */
+  float *pre[RNN_MAX_DENSE_LAYERS];
+  float *post[RNN_MAX_DENSE_LAYERS];
   Scratch own;          /* the calling thread's */
 
   /* rnn_forward_set_threads () */
@@ -137,13 +143,12 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   const gsize TB = (gsize) T * B;
   const gsize n_xn = c->has_input_norm ? R16 (TB * c->input_size) : 0;
   const gsize n_seq = R16 (TB * D * H);
-  gsize wide = 0;
+  gsize n_dense = 0;
   for (guint k = 0; k < c->n_pre; k++)
-    wide = MAX (wide, c->pre[k].size);
+    n_dense += R16 (TB * c->pre[k].size);
   for (guint k = 0; k < c->n_post; k++)
-    wide = MAX (wide, c->post[k].size);
-  const gsize n_dense = R16 (TB * wide);
-  const gsize need = n_xn + 2 * n_seq + 2 * n_dense;
+    n_dense += R16 (TB * c->post[k].size);
+  const gsize need = n_xn + 2 * n_seq + n_dense;
 
   if (need > fw->capacity) {
     g_aligned_free (fw->buf);
@@ -153,8 +158,15 @@ forward_reserve (RnnForward *fw, const RnnModel *m, guint T, guint B)
   fw->xn = fw->buf;
   fw->seq[0] = fw->buf + n_xn;
   fw->seq[1] = fw->seq[0] + n_seq;
-  fw->dense[0] = fw->seq[1] + n_seq;
-  fw->dense[1] = fw->dense[0] + n_dense;
+  float *at = fw->seq[1] + n_seq;
+  for (guint k = 0; k < c->n_pre; k++) {
+    fw->pre[k] = at;
+    at += R16 (TB * c->pre[k].size);
+  }
+  for (guint k = 0; k < c->n_post; k++) {
+    fw->post[k] = at;
+    at += R16 (TB * c->post[k].size);
+  }
 }
 
 /* The same for one share of @nb streams. */
@@ -356,7 +368,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
    * then the activation pass (rows of a share are contiguous per step) */
   for (guint k = 0; k < c->n_pre; k++) {
     const gsize N = c->pre[k].size;
-    float *dst = fw->dense[k & 1];
+    float *dst = fw->pre[k];
     dense_rows (kern, dst, in, n_in, &m->plan.pre[k], m->pre_b[k], T, B,
         b0, nb, c->pre[k].activation);
     in = dst;
@@ -441,7 +453,7 @@ forward_streams (RnnForward *fw, Scratch *sc, const RnnModel *m,
   n_in = DH;
   for (guint k = 0; k < c->n_post; k++) {
     const gsize N = c->post[k].size;
-    float *dst = (k + 1 == c->n_post && !c->has_head) ? y : fw->dense[k & 1];
+    float *dst = (k + 1 == c->n_post && !c->has_head) ? y : fw->post[k];
     dense_rows (kern, dst, in, n_in, &m->plan.post[k], m->post_b[k], T, B,
         b0, nb, c->post[k].activation);
     in = dst;
