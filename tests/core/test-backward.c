@@ -167,14 +167,14 @@ fixture_cell (const Fixture *f)
 }
 
 /* One forward + loss (+ backward into zeroed @grads when set) of the
- * fixture's batch through @model from the fixture's initial state. */
+ * fixture's batch through @model from @state (NULL: the model's own
+ * initial state), which is left holding the final state. */
 static double
-run_batch (const Fixture *f, RnnTrain *tr, const RnnModel *model, float *grads,
-    float *dx, float *y)
+run_batch_from (const Fixture *f, RnnTrain *tr, const RnnModel *model,
+    RnnState *state, float *grads, float *dx, float *y)
 {
   GError *error = NULL;
   double loss = NAN;
-  RnnState *state = f->state0 ? rnn_state_copy (f->state0) : NULL;
   rnn_train_forward (tr, y, state, f->x, model, f->T, f->B);
   g_assert_true (rnn_train_loss_full (tr, &loss, f->target, f->mask, f->loss,
           f->pre_emphasis, f->warmup, &error));
@@ -185,6 +185,16 @@ run_batch (const Fixture *f, RnnTrain *tr, const RnnModel *model, float *grads,
     memset (grads, 0, n * sizeof (float));
     rnn_train_backward (tr, grads, dx, model);
   }
+  return loss;
+}
+
+/* The same from the fixture's initial state. */
+static double
+run_batch (const Fixture *f, RnnTrain *tr, const RnnModel *model, float *grads,
+    float *dx, float *y)
+{
+  RnnState *state = f->state0 ? rnn_state_copy (f->state0) : NULL;
+  const double loss = run_batch_from (f, tr, model, state, grads, dx, y);
   rnn_state_free (state);
   return loss;
 }
@@ -219,111 +229,138 @@ is_trainable (const RnnParamInfo *ti)
 
 /* ---- gradients vs PyTorch -------------------------------------------- */
 
+/* The worst errors of a gradient-parity test over its fixtures. */
+typedef struct {
+  guint tensors;                /* gradient tensors compared */
+  double worst;                 /* relative gradient error, tensors and input */
+  const char *worst_name;       /* the fixture of the worst */
+  double worst_loss, worst_y, worst_state;
+} Parity;
+
+/* One forward and backward of fixture @f from its initial state, checked
+ * against PyTorch's: the loss (relative error <= 1e-5); y and, when the
+ * fixture has an initial state, the final state (absolute <= 1e-5); the
+ * gradient of every tensor @compared selects and of the input (relative
+ * <= 1e-4).  Every other gradient (the tensors left out, the padding) is
+ * exactly zero. */
+static void
+check_parity (const Fixture *f, RnnTrain *tr,
+    gboolean (*compared) (const RnnParamInfo *), Parity *p)
+{
+  const RnnConfig *c = rnn_model_get_config (f->model);
+  const gsize TB = (gsize) f->T * f->B;
+  gsize n_params;
+  rnn_model_peek_params (f->model, &n_params);
+  float *grads = g_new (float, n_params);
+  float *dx = g_new (float, TB * f->I);
+  float *y = g_new (float, TB * f->O);
+  RnnState *state = f->state0 ? rnn_state_copy (f->state0) : NULL;
+  const double loss = run_batch_from (f, tr, f->model, state, grads, dx, y);
+
+  /* loss and forward */
+  float *ref = expect_tensor (f, "loss", 1);
+  const double lerr = fabs (loss - ref[0]) / fabs (ref[0]);
+  if (lerr > 1e-5)
+    g_test_message ("%s: loss %.9g, torch %.9g", f->name, loss, ref[0]);
+  g_assert_cmpfloat (lerr, <=, 1e-5);
+  p->worst_loss = MAX (p->worst_loss, lerr);
+  g_free (ref);
+  ref = expect_tensor (f, "y", TB * f->O);
+  const double ey = max_abs_diff (y, ref, TB * f->O);
+  g_assert_cmpfloat (ey, <=, 1e-5);
+  p->worst_y = MAX (p->worst_y, ey);
+  g_free (ref);
+  if (state) {
+    const gsize BH = (gsize) f->B * c->hidden_size;
+    float *hT = expect_tensor (f, "hT", c->num_layers * BH);
+    float *cT = c->cell == RNN_CELL_LSTM ? expect_tensor (f, "cT", c->num_layers * BH) : NULL;
+    for (guint k = 0; k < c->num_layers; k++) {
+      double e = max_abs_diff (rnn_state_h (state, k, 0), hT + k * BH, BH);
+      if (cT)
+        e = MAX (e, max_abs_diff (rnn_state_c (state, k, 0), cT + k * BH, BH));
+      g_assert_cmpfloat (e, <=, 1e-5);
+      p->worst_state = MAX (p->worst_state, e);
+    }
+    g_free (hT);
+    g_free (cT);
+  }
+
+  /* every compared tensor; the others and the padding stay exactly zero */
+  gboolean *covered = g_new0 (gboolean, n_params);
+  for (guint i = 0; i < rnn_model_get_n_tensors (f->model); i++) {
+    const RnnParamInfo *ti = rnn_model_get_tensor_info (f->model, i);
+    if (!compared (ti))
+      continue;
+    for (gsize j = 0; j < ti->numel; j++)
+      covered[ti->offset + j] = TRUE;
+    char *key = g_strdup_printf ("grad.%s", ti->name);
+    ref = expect_tensor (f, key, ti->numel);
+    const double e = rel_err (grads + ti->offset, ref, ti->numel);
+    if (e > 1e-4 || !(norm2 (ref, ti->numel) > 0.0))
+      g_test_message ("%s %s: relative error %.3g (|ref| %.3g)", f->name, ti->name,
+          e, norm2 (ref, ti->numel));
+    g_assert_cmpfloat (e, <=, 1e-4);
+    if (e > p->worst) {
+      p->worst = e;
+      p->worst_name = f->name;
+    }
+    p->tensors++;
+    g_free (key);
+    g_free (ref);
+  }
+  for (gsize j = 0; j < n_params; j++)
+    if (!covered[j])
+      g_assert_cmpfloat (grads[j], ==, 0.0f);
+  g_free (covered);
+
+  /* the input, through the normalisation */
+  ref = expect_tensor (f, "grad.x", TB * f->I);
+  const double ex = rel_err (dx, ref, TB * f->I);
+  if (ex > 1e-4)
+    g_test_message ("%s grad.x: relative error %.3g", f->name, ex);
+  g_assert_cmpfloat (ex, <=, 1e-4);
+  if (ex > p->worst) {
+    p->worst = ex;
+    p->worst_name = f->name;
+  }
+  g_free (ref);
+
+  rnn_state_free (state);
+  g_free (grads);
+  g_free (dx);
+  g_free (y);
+}
+
+/* check_parity() on every fixture of @set with cell @cell; returns how
+ * many there were. */
+static guint
+check_cell (const GPtrArray *set, RnnCell cell,
+    gboolean (*compared) (const RnnParamInfo *), Parity *p)
+{
+  g_autoptr (RnnTrain) tr = rnn_train_new ();
+  guint checked = 0;
+  for (guint n = 0; n < set->len; n++) {
+    const Fixture *f = g_ptr_array_index (set, n);
+    if (fixture_cell (f) != cell)
+      continue;
+    check_parity (f, tr, compared, p);
+    checked++;
+  }
+  return checked;
+}
+
+/* Every fixture of @data's cell from its own initial state; input.mean /
+ * input.std (not trainable) get exactly zero gradient. */
 static void
 test_matches_torch (gconstpointer data)
 {
   const RnnCell cell = (RnnCell) GPOINTER_TO_INT (data);
-  g_autoptr (RnnTrain) tr = rnn_train_new ();
-  guint checked = 0;
-  double worst = 0.0, worst_loss = 0.0, worst_y = 0.0, worst_state = 0.0;
-  const char *worst_name = "";
-
-  for (guint n = 0; n < fixtures->len; n++) {
-    const Fixture *f = g_ptr_array_index (fixtures, n);
-    if (fixture_cell (f) != cell)
-      continue;
-    const RnnConfig *c = rnn_model_get_config (f->model);
-    const gsize TB = (gsize) f->T * f->B;
-    gsize n_params;
-    rnn_model_peek_params (f->model, &n_params);
-    float *grads = g_new (float, n_params);
-    float *dx = g_new (float, TB * f->I);
-    float *y = g_new (float, TB * f->O);
-    RnnState *state = f->state0 ? rnn_state_copy (f->state0) : NULL;
-
-    rnn_train_forward (tr, y, state, f->x, f->model, f->T, f->B);
-    double loss;
-    GError *error = NULL;
-    g_assert_true (rnn_train_loss (tr, &loss, f->target, f->mask, f->loss, f->warmup, &error));
-    memset (grads, 0, n_params * sizeof (float));
-    rnn_train_backward (tr, grads, dx, f->model);
-
-    /* loss and forward */
-    float *ref = expect_tensor (f, "loss", 1);
-    const double lerr = fabs (loss - ref[0]) / fabs (ref[0]);
-    if (lerr > 1e-5)
-      g_test_message ("%s: loss %.9g, torch %.9g", f->name, loss, ref[0]);
-    g_assert_cmpfloat (lerr, <=, 1e-5);
-    worst_loss = MAX (worst_loss, lerr);
-    g_free (ref);
-    ref = expect_tensor (f, "y", TB * f->O);
-    worst_y = MAX (worst_y, max_abs_diff (y, ref, TB * f->O));
-    g_assert_cmpfloat (max_abs_diff (y, ref, TB * f->O), <=, 1e-5);
-    g_free (ref);
-    if (state) {
-      const gsize BH = (gsize) f->B * c->hidden_size;
-      float *hT = expect_tensor (f, "hT", c->num_layers * BH);
-      float *cT = c->cell == RNN_CELL_LSTM ? expect_tensor (f, "cT", c->num_layers * BH) : NULL;
-      for (guint k = 0; k < c->num_layers; k++) {
-        double e = max_abs_diff (rnn_state_h (state, k, 0), hT + k * BH, BH);
-        if (cT)
-          e = MAX (e, max_abs_diff (rnn_state_c (state, k, 0), cT + k * BH, BH));
-        g_assert_cmpfloat (e, <=, 1e-5);
-        worst_state = MAX (worst_state, e);
-      }
-      g_free (hT);
-      g_free (cT);
-    }
-
-    /* every parameter tensor; input.mean / input.std and the padding stay
-     * exactly zero */
-    gboolean *covered = g_new0 (gboolean, n_params);
-    for (guint i = 0; i < rnn_model_get_n_tensors (f->model); i++) {
-      const RnnParamInfo *ti = rnn_model_get_tensor_info (f->model, i);
-      const float *g = grads + ti->offset;
-      if (!is_trainable (ti))
-        continue;
-      for (gsize j = 0; j < ti->numel; j++)
-        covered[ti->offset + j] = TRUE;
-      char *key = g_strdup_printf ("grad.%s", ti->name);
-      ref = expect_tensor (f, key, ti->numel);
-      const double e = rel_err (g, ref, ti->numel);
-      if (e > 1e-4 || !(norm2 (ref, ti->numel) > 0.0))
-        g_test_message ("%s %s: relative error %.3g (|ref| %.3g)", f->name, ti->name,
-            e, norm2 (ref, ti->numel));
-      g_assert_cmpfloat (e, <=, 1e-4);
-      if (e > worst) {
-        worst = e;
-        worst_name = f->name;
-      }
-      g_free (key);
-      g_free (ref);
-    }
-    for (gsize j = 0; j < n_params; j++)
-      if (!covered[j])
-        g_assert_cmpfloat (grads[j], ==, 0.0f);
-    g_free (covered);
-
-    /* the input, through the normalisation */
-    ref = expect_tensor (f, "grad.x", TB * f->I);
-    const double ex = rel_err (dx, ref, TB * f->I);
-    g_assert_cmpfloat (ex, <=, 1e-4);
-    if (ex > worst) {
-      worst = ex;
-      worst_name = f->name;
-    }
-    g_free (ref);
-
-    rnn_state_free (state);
-    g_free (grads);
-    g_free (dx);
-    g_free (y);
-    checked++;
-  }
+  Parity p = { .worst_name = "" };
+  const guint checked = check_cell (fixtures, cell, is_trainable, &p);
   g_assert_cmpuint (checked, ==, 25);
   g_test_message ("%s: %u models; worst relative gradient error %.2e (%s); loss %.2e, "
       "max |y - y_torch| %.2e, max |state - torch| %.2e", rnn_cell_to_string (cell),
-      checked, worst, worst_name, worst_loss, worst_y, worst_state);
+      checked, p.worst, p.worst_name, p.worst_loss, p.worst_y, p.worst_state);
 }
 
 /* ---- finite differences -------------------------------------------------
@@ -1292,87 +1329,25 @@ is_kept (const RnnParamInfo *ti)
       || g_str_equal (ti->name, "rnn.c0");
 }
 
+/* The tensors the optimizers move, whose gradients PyTorch gives. */
+static gboolean
+is_moved (const RnnParamInfo *ti)
+{
+  return !is_kept (ti);
+}
+
+/* Every extra fixture of @data's cell from the model's initial state;
+ * input.mean / input.std, rnn.h0 / rnn.c0 get exactly zero gradient. */
 static void
 test_extras_match_torch (gconstpointer data)
 {
   const RnnCell cell = (RnnCell) GPOINTER_TO_INT (data);
-  g_autoptr (RnnTrain) tr = rnn_train_new ();
-  guint checked = 0, tensors = 0;
-  double worst = 0.0, worst_loss = 0.0, worst_y = 0.0;
-  const char *worst_name = "";
-
-  for (guint n = 0; n < extras->len; n++) {
-    const Fixture *f = g_ptr_array_index (extras, n);
-    if (fixture_cell (f) != cell)
-      continue;
-    const gsize TB = (gsize) f->T * f->B;
-    gsize n_params;
-    rnn_model_peek_params (f->model, &n_params);
-    float *grads = g_new (float, n_params);
-    float *dx = g_new (float, TB * f->I);
-    float *y = g_new (float, TB * f->O);
-    const double loss = run_batch (f, tr, f->model, grads, dx, y);
-
-    float *ref = expect_tensor (f, "loss", 1);
-    const double lerr = fabs (loss - ref[0]) / fabs (ref[0]);
-    if (lerr > 1e-5)
-      g_test_message ("%s: loss %.9g, torch %.9g", f->name, loss, ref[0]);
-    g_assert_cmpfloat (lerr, <=, 1e-5);
-    worst_loss = MAX (worst_loss, lerr);
-    g_free (ref);
-    ref = expect_tensor (f, "y", TB * f->O);
-    const double ey = max_abs_diff (y, ref, TB * f->O);
-    g_assert_cmpfloat (ey, <=, 1e-5);
-    worst_y = MAX (worst_y, ey);
-    g_free (ref);
-
-    gboolean *covered = g_new0 (gboolean, n_params);
-    for (guint i = 0; i < rnn_model_get_n_tensors (f->model); i++) {
-      const RnnParamInfo *ti = rnn_model_get_tensor_info (f->model, i);
-      if (is_kept (ti))
-        continue;
-      for (gsize j = 0; j < ti->numel; j++)
-        covered[ti->offset + j] = TRUE;
-      char *key = g_strdup_printf ("grad.%s", ti->name);
-      ref = expect_tensor (f, key, ti->numel);
-      const double e = rel_err (grads + ti->offset, ref, ti->numel);
-      if (e > 1e-4 || !(norm2 (ref, ti->numel) > 0.0))
-        g_test_message ("%s %s: relative error %.3g (|ref| %.3g)", f->name, ti->name,
-            e, norm2 (ref, ti->numel));
-      g_assert_cmpfloat (e, <=, 1e-4);
-      if (e > worst) {
-        worst = e;
-        worst_name = f->name;
-      }
-      tensors++;
-      g_free (key);
-      g_free (ref);
-    }
-    /* input.mean / input.std, rnn.h0 / rnn.c0 and the padding: zero */
-    for (gsize j = 0; j < n_params; j++)
-      if (!covered[j])
-        g_assert_cmpfloat (grads[j], ==, 0.0f);
-    g_free (covered);
-
-    ref = expect_tensor (f, "grad.x", TB * f->I);
-    const double ex = rel_err (dx, ref, TB * f->I);
-    if (ex > 1e-4)
-      g_test_message ("%s grad.x: relative error %.3g", f->name, ex);
-    g_assert_cmpfloat (ex, <=, 1e-4);
-    if (ex > worst) {
-      worst = ex;
-      worst_name = f->name;
-    }
-    g_free (ref);
-    g_free (grads);
-    g_free (dx);
-    g_free (y);
-    checked++;
-  }
+  Parity p = { .worst_name = "" };
+  const guint checked = check_cell (extras, cell, is_moved, &p);
   g_assert_cmpuint (checked, ==, 8);
   g_test_message ("%s: %u models, %u tensors + the input; worst relative gradient "
       "error %.2e (%s); loss %.2e, max |y - y_torch| %.2e", rnn_cell_to_string (cell),
-      checked, tensors, worst, worst_name, worst_loss, worst_y);
+      checked, p.tensors, p.worst, p.worst_name, p.worst_loss, p.worst_y);
 }
 
 /* Two Adam steps with weight decay, as torch.optim ran them: the pre,
