@@ -5,14 +5,19 @@ vtanh_fast) and measures it.
 
     tanh x ~ x P(x^2) / Q(x^2),  |x| <= 9 (tanh rounds to +-1 in float beyond)
 
-P and Q have degree NP-1 and NQ in x^2 (default 4 and 4), Q(0) = 1.  The
-fit minimises the largest absolute error on a dense grid by Lawson's
-iteration: linearised least squares  x P(z) - t (Q(z) - 1) = t  (z = x^2,
-t = tanh x) with weights raised where the error is largest.  It prints the
-coefficients as float literals for the kernel, then the error of the two
-float32 evaluations the kernel does (Horner's scheme for the LSTM,
-Estrin's for the GRU, with fused multiply-adds, emulated in double and
-rounded to float at each step) against tanh in double over |x| <= 12.
+P and Q have degree NP-1 and NQ in x^2 (default 4 and 4), P(0) = Q(0) = 1,
+so that tanh x rounds to x near 0 (no bias in the gain of small signals).
+The fit minimises the largest relative error on a dense grid by Lawson's
+iteration: linearised least squares  x (P(z) - 1) - t (Q(z) - 1) = t - x
+(z = x^2, t = tanh x), rows divided by t, with weights raised where the
+error is largest.  It prints the coefficients as float literals for the
+kernel, then the error of the two float32 evaluations the kernel does
+(Horner's scheme for the LSTM, Estrin's for the GRU, with fused
+multiply-adds, emulated in double and rounded to float at each step, the
+argument clamped to |x| <= CLAMP) against tanh in double over |x| <= 12,
+in ulp of the result, and that of the sigmoid (1 + tanh (x/2)) / 2 in
+absolute terms over |x| <= 24.  CLAMP is where both evaluations give
+exactly 1.
 
 Usage: scripts/fit-tanh.py [NP NQ]
 """
@@ -21,21 +26,24 @@ import sys
 
 import numpy as np
 
-CLAMP = 9.0
+FIT_RANGE = 9.0
+CLAMP = 8.7
 
 
 def fit(n_p, n_q, iters=300):
-    x = np.sort(np.concatenate([np.linspace(0, CLAMP, 40001)[1:],
+    x = np.sort(np.concatenate([np.linspace(0, FIT_RANGE, 40001)[1:],
                                 np.geomspace(1e-6, 0.1, 2000)]))
     t, z = np.tanh(x), x * x
-    a = np.hstack([x[:, None] * z[:, None] ** np.arange(n_p),
-                   -(t[:, None] * z[:, None] ** np.arange(1, n_q + 1))])
+    a = np.hstack([x[:, None] * z[:, None] ** np.arange(1, n_p),
+                   -(t[:, None] * z[:, None] ** np.arange(1, n_q + 1))]) / t[:, None]
+    b = (t - x) / t
     w = np.ones_like(x)
     best = None
     for _ in range(iters):
-        sol, *_ = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)
-        p, q = sol[:n_p], np.concatenate([[1.0], sol[n_p:]])
-        err = np.abs(x * np.polyval(p[::-1], z) / np.polyval(q[::-1], z) - t)
+        sol, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
+        p = np.concatenate([[1.0], sol[:n_p - 1]])
+        q = np.concatenate([[1.0], sol[n_p - 1:]])
+        err = np.abs(x * np.polyval(p[::-1], z) / np.polyval(q[::-1], z) / t - 1)
         m = err.max()
         if best is None or m < best[0]:
             best = (m, p, q)
@@ -67,8 +75,7 @@ def horner5(z, c):
     return r
 
 
-def measure(p, q, horner):
-    xf = f32(np.linspace(-12, 12, 2_400_001))
+def evaluate(xf, p, q, horner):
     x = np.clip(xf, -CLAMP, CLAMP)
     z = f32(x * x)
     if horner:
@@ -79,24 +86,33 @@ def measure(p, q, horner):
         z4 = f32(z2 * z2)
         num = f32(x * estrin5(z, z2, z4, f32(p)))
         den = estrin5(z, z2, z4, f32(q))
-    y = f32(num / den)
+    return f32(num / den)
+
+
+def measure(p, q, horner):
+    """max and mean ulp of tanh, where the max is, and the largest
+    absolute error of the sigmoid"""
+    xf = f32(np.linspace(-12, 12, 2_400_001))
     ref = np.tanh(xf)
-    err = np.abs(y - ref)
     ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
-    return err.max(), xf[err.argmax()], (err / ulp).mean()
+    e = np.abs(evaluate(xf, p, q, horner) - ref) / ulp
+    xs = f32(np.linspace(-24, 24, 2_400_001))
+    sig = fma(evaluate(f32(xs * 0.5), p, q, horner), 0.5, 0.5)
+    se = np.abs(sig - 1 / (1 + np.exp(-xs)))
+    return e.max(), xf[e.argmax()], e.mean(), se.max()
 
 
 def main():
     n_p, n_q = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) == 3 else (5, 4)
     m, p, q = fit(n_p, n_q)
-    print(f"fit: max abs error {m:.3g} (double) with P of {n_p} and Q of {n_q} + 1 coefficients")
+    print(f"fit: max relative error {m:.3g} (double) with P of {n_p} and Q of {n_q} + 1 coefficients")
     print("P:", ", ".join(f"{np.float32(c):.9e}f" for c in p))
     print("Q:", ", ".join(f"{np.float32(c):.9e}f" for c in q))
     if n_p == 5 and n_q == 4:
         for name, horner in (("Horner (LSTM)", True), ("Estrin (GRU)", False)):
-            e, at, mean_ulp = measure(p, q, horner)
-            print(f"float32 evaluation, {name}: max abs error {e:.3g} at x = {at:.4f}, "
-                  f"mean {mean_ulp:.2f} ulp")
+            e, at, mean_ulp, se = measure(p, q, horner)
+            print(f"float32 evaluation, {name}: tanh max {e:.2f} ulp at x = {at:.4f}, "
+                  f"mean {mean_ulp:.2f} ulp; sigmoid max abs error {se:.3g}")
 
 
 if __name__ == "__main__":
