@@ -8,20 +8,10 @@
  * that processor, which executes a 512-bit operation as two 256-bit
  * halves (docs/kernels.md). */
 #include <cpuid.h>
-#include <immintrin.h>
 
 #define KERNEL_SUFFIX avx512
 #define KERNEL_NAME "avx512"
-#define VFMA(a, b, c) \
-  ((v8sf) _mm256_fmadd_ps ((__m256) (a), (__m256) (b), (__m256) (c)))
-#define VMIN(a, b) ((v8sf) _mm256_min_ps ((__m256) (a), (__m256) (b)))
-#define VMAX(a, b) ((v8sf) _mm256_max_ps ((__m256) (a), (__m256) (b)))
-#define VFLOOR(a) ((v8sf) _mm256_floor_ps ((__m256) (a)))
-/* lane k (a constant) of v in all lanes, as in rnn-kernels-avx2.c */
-#define VLANE(v, k) \
-  ((v8sf) _mm256_permute_ps (_mm256_permute2f128_ps ((__m256) (v), \
-          (__m256) (v), (k) < 4 ? 0x00 : 0x11), ((k) & 3) * 0x55))
-#define VLOADH(p) ((v8sf) _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (p))))
+#include "rnn-kernels-x86.h"
 #include "rnn-kernels-template.h"
 
 /* The processor has AVX-512 F, VL, DQ, BW, AVX2, FMA and F16C, and the
