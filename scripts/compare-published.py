@@ -13,8 +13,9 @@ of that project, models/*.json of GuitarML's NeuralPi); they are not part
 of this project.  For each: the file is read by gstrnn.formats.guitarml,
 written as a gst-rnn model, played through rnnfilter (gst-launch-1.0, the
 plugin on GST_PLUGIN_PATH), and compared with the format's float64
-reference; the same weights in torch.nn.LSTM/GRU in float32 give the
-framework's own error.  Printed: both maxima and their ratio.
+reference; the same model run by PyTorch in float32
+(gstrnn.convert.torch_float32) gives the framework's own error.
+Printed: both maxima and their ratio.
 
 Needs numpy, torch, gst-launch-1.0; PYTHONPATH=python from a checkout.
 """
@@ -25,27 +26,11 @@ import tempfile
 import numpy as np
 import torch
 
+from gstrnn.convert import torch_float32
 from gstrnn.formats import guitarml
 from gstrnn.rnnfilter import run
 
 STEPS = 48000
-
-
-def torch_float32(m, x):
-    """The model's forward in PyTorch float32 (one RNN module + Linear + skip)."""
-    cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn_tanh": torch.nn.RNN}[m.cell]
-    rnn = cls(m.input_size, m.hidden_size, num_layers=m.num_layers, batch_first=True)
-    lin = torch.nn.Linear(m.hidden_size, m.output_size)
-    with torch.no_grad():
-        for k, v in m.rnn.items():
-            getattr(rnn, k).copy_(torch.tensor(v))
-        lin.weight.copy_(torch.tensor(m.head.weight))
-        lin.bias.copy_(torch.tensor(m.head.bias))
-        xt = torch.tensor(x, dtype=torch.float32)[None]
-        y = lin(rnn(xt)[0])
-        if m.skip:
-            y = y + xt[..., :m.skip]
-    return y[0].double().numpy()
 
 
 def main(argv):

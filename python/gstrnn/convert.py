@@ -355,19 +355,18 @@ def _run_file(path, model, x, window):
         raise Refused(f"cannot run the check: {e} (or convert with --no-check)") from None
 
 
+def _windowed(fn, x, window, **kw):
+    """fn (x) on the whole of x, or window by window (bidirectional models)."""
+    if window:
+        return np.concatenate([fn(x[s:s + window], **kw) for s in range(0, len(x), window)])
+    return fn(x, **kw)
+
+
 def _source_run(src, x, window):
-    """The source's forward on x, per window for bidirectional models."""
+    """The source's forward on x, once per layout it may mean."""
     fn = src.forward
-    layouts = getattr(fn, "layouts", [None])
-    results = []
-    for layout in layouts:
-        kw = {} if layout is None else {"layout": layout}
-        if window:
-            parts = [fn(x[s:s + window], **kw) for s in range(0, len(x), window)]
-            results.append(np.concatenate(parts))
-        else:
-            results.append(fn(x, **kw))
-    return results
+    return [_windowed(fn, x, window, **({} if layout is None else {"layout": layout}))
+            for layout in getattr(fn, "layouts", [None])]
 
 
 def _skip_candidates(model):
@@ -444,10 +443,7 @@ SEMANTICS_TOLERANCE = 1e-6
 
 
 def _model_run(model, x, window, dtype):
-    if window:
-        return np.concatenate([model.forward(x[s:s + window], dtype=dtype)
-                               for s in range(0, len(x), window)])
-    return model.forward(x, dtype=dtype)
+    return _windowed(model.forward, x, window, dtype=dtype)
 
 
 def _first_beyond(got, want, tolerance):
@@ -456,7 +452,7 @@ def _first_beyond(got, want, tolerance):
     return int(bad[0][0]) if len(bad) else None
 
 
-def _torch_float32(model, x):
+def torch_float32(model, x):
     """The model's forward in PyTorch float32 (x [T][I] one stream), the
     error a PyTorch user sees from their own float32 run; None without
     torch or for a cell PyTorch has no module of."""
@@ -535,7 +531,7 @@ def _float32_allowance(model, x, got, want, window, tolerance):
     own = float(np.max(np.abs(np.asarray(ref32, np.float64) - ref64)))
     # PyTorch's own float32 run, where it can make one (not per window)
     try:
-        torch32 = None if window else _torch_float32(model, x)
+        torch32 = None if window else torch_float32(model, x)
     except Exception:  # noqa: BLE001  a yardstick only: without it, numpy's
         torch32 = None
     if torch32 is not None and torch32.shape == ref64.shape:
